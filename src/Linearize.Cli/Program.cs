@@ -1,0 +1,1 @@
+namespace Linearize.Cli; public static class Program { public static int Main(string[] args) => 0; }

@@ -1,0 +1,52 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Generation;
+
+/// <summary>
+/// Picks the next token from logits: argmax, or temperature → top-k → top-p → multinomial with a seeded generator
+/// (the order of transformers' logits warpers).
+/// </summary>
+public sealed class Sampler : IDisposable
+{
+    private readonly SamplingOptions _options;
+    private readonly torch.Generator _generator;
+
+    public Sampler(SamplingOptions options)
+    {
+        options.Validate();
+        _options = options;
+        _generator = new torch.Generator(options.Seed);
+    }
+
+    /// <summary>Next token for <paramref name="logits"/> <c>[V]</c> (float32).</summary>
+    public int Sample(Tensor logits)
+    {
+        using var scope = NewDisposeScope();
+        if (_options.IsGreedy)
+            return (int)logits.argmax().item<long>();
+
+        var scores = logits.to(ScalarType.Float32) / _options.Temperature;
+        if (_options.TopK > 0 && _options.TopK < scores.shape[0])
+        {
+            var (topValues, _) = scores.topk(_options.TopK, dim: 0, largest: true, sorted: true);
+            var threshold = topValues[-1];
+            scores = scores.masked_fill(scores < threshold, float.NegativeInfinity);
+        }
+
+        if (_options.TopP < 1.0)
+        {
+            var (sorted, order) = scores.sort(dim: 0, descending: true, stable: true);
+            var cumulative = sorted.softmax(0).cumsum(0);
+            // Drop a token when the tokens before it already reach P; the most likely token always stays.
+            var drop = (cumulative - sorted.softmax(0)) >= _options.TopP;
+            var dropOriginal = torch.zeros_like(drop).scatter(0, order, drop);
+            scores = scores.masked_fill(dropOriginal, float.NegativeInfinity);
+        }
+
+        var probs = scores.softmax(0);
+        return (int)torch.multinomial(probs, 1, replacement: false, generator: _generator).item<long>();
+    }
+
+    public void Dispose() => _generator.Dispose();
+}

@@ -1,0 +1,95 @@
+using Linearize.Caching;
+using Linearize.Checkpoints;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace Linearize.Modeling.Llama;
+
+/// <summary>
+/// Grouped-query softmax attention with RoPE and a KV cache (HF <c>LlamaAttention</c>; Qwen2 adds q/k/v bias).
+/// <c>[B, T, C] → [B, T, C]</c>; heads are <c>[B, H, T, D]</c> internally and softmax runs in float32.
+/// </summary>
+public sealed class LlamaAttention : TokenMixer
+{
+    [ComponentName(Name = "q_proj")]
+    private readonly Linear _qProj;
+    [ComponentName(Name = "k_proj")]
+    private readonly Linear _kProj;
+    [ComponentName(Name = "v_proj")]
+    private readonly Linear _vProj;
+    [ComponentName(Name = "o_proj")]
+    private readonly Linear _oProj;
+
+    private readonly int _heads;
+    private readonly int _kvHeads;
+    private readonly int _headDim;
+    private readonly int? _window;
+
+    public LlamaAttention(LlamaConfig config, int layerIndex) : base(nameof(LlamaAttention), layerIndex)
+    {
+        _heads = config.NumAttentionHeads;
+        _kvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        _window = config.SlidingWindow;
+        _qProj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias);
+        _kProj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        _vProj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        _oProj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias);
+        RegisterComponents();
+    }
+
+    public override string Describe() => _window is int w ? $"softmax(window={w})" : "softmax";
+
+    public override Tensor forward(Tensor x, AttentionContext ctx)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        var q = _qProj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        var k = _kProj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        var v = _vProj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, ctx.Cos, ctx.Sin);
+        k = RotaryEmbedding.Apply(k, ctx.Cos, ctx.Sin);
+        if (ctx.Cache is not null)
+            (k, v) = ctx.Cache.GetOrCreate(LayerIndex, () => new KvCache()).Append(k, v);
+
+        var o = Attend(q, k, v, ctx.PastLength, ctx.KeyPadding, _window);
+        o = o.transpose(1, 2).reshape(b, t, _heads * _headDim);
+        return _oProj.forward(o).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Causal softmax attention of <paramref name="q"/> <c>[B, H, T, D]</c> over <paramref name="k"/>, <paramref name="v"/>
+    /// <c>[B, H_kv, S, D]</c> where the queries sit at positions <c>past..past+T-1</c>. Returns <c>[B, H, T, D]</c>.
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, long past, Tensor? keyPadding, int? window)
+    {
+        using var scope = NewDisposeScope();
+        long heads = q.shape[1], kvHeads = k.shape[1], t = q.shape[2], s = k.shape[2];
+        if (heads != kvHeads)
+        {
+            // repeat_kv: each KV head serves heads/kvHeads consecutive query heads.
+            k = k.repeat_interleave(heads / kvHeads, dim: 1);
+            v = v.repeat_interleave(heads / kvHeads, dim: 1);
+        }
+
+        Tensor o;
+        bool windowBinds = window is int w && s > w;
+        if (keyPadding is null && !windowBinds && (t == 1 || (past == 0 && t == s)))
+        {
+            // Plain causal (or a single query over everything): let libtorch pick its fused kernel.
+            o = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: t > 1);
+        }
+        else
+        {
+            var allowed = AttentionMasks.Causal(past, t, s, keyPadding, window, q.device);
+            var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(q.shape[^1]);
+            // A fully padded query row would softmax to NaN; the finite minimum keeps it uniform (and it is never read).
+            scores = scores.masked_fill(allowed.logical_not(), float.MinValue);
+            o = scores.softmax(-1).to(v.dtype).matmul(v);
+        }
+
+        return o.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,85 @@
+using Linearize.Caching;
+using Linearize.Checkpoints;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace Linearize.Modeling.Llama;
+
+/// <summary>
+/// The decoder stack without the LM head (HF <c>LlamaModel</c>): embeddings, layers, final norm.
+/// <c>input_ids [B, T] → hidden [B, T, C]</c>.
+/// </summary>
+public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
+{
+    [ComponentName(Name = "embed_tokens")]
+    private readonly Embedding _embedTokens;
+    [ComponentName(Name = "layers")]
+    private readonly ModuleList<LlamaDecoderLayer> _layers;
+    [ComponentName(Name = "norm")]
+    private readonly RmsNorm _norm;
+
+    private readonly RotaryEmbedding _rope; // plain field: no state to save (see RotaryEmbedding remarks)
+
+    public LlamaModel(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory) : base(nameof(LlamaModel))
+    {
+        _embedTokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        _layers = new ModuleList<LlamaDecoderLayer>();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+            _layers.Add(new LlamaDecoderLayer(config, mixerFactory(config, i)));
+        _norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        _rope = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
+        RegisterComponents();
+    }
+
+    public Embedding EmbedTokens => _embedTokens;
+
+    public IReadOnlyList<LlamaDecoderLayer> Layers => _layers.ToList();
+
+    public RotaryEmbedding Rope => _rope;
+
+    /// <summary>
+    /// Runs the stack on <paramref name="inputIds"/> <c>[B, T]</c>.
+    /// <paramref name="attentionMask"/> (optional, <c>[B, past + T]</c>, 1 = token, 0 = padding) follows the Hugging Face
+    /// convention: it covers the cached positions too, and positions are counted over real tokens only, so
+    /// left-padded prompts get the same positions as unpadded ones.
+    /// </summary>
+    public override Tensor forward(Tensor inputIds, ModelCache? cache, Tensor? attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        long b = inputIds.shape[0], t = inputIds.shape[1];
+        long past = cache?.SeenTokens ?? 0;
+        Tensor positions;
+        Tensor? keyPadding = null;
+        if (attentionMask is not null)
+        {
+            if (attentionMask.shape.Length != 2 || attentionMask.shape[0] != b || attentionMask.shape[1] != past + t)
+                throw new ArgumentException(
+                    $"attention mask has shape [{string.Join(", ", attentionMask.shape)}], expected [{b}, {past + t}]");
+            var m = attentionMask.to(ScalarType.Int64);
+            positions = (m.cumsum(1) - 1).clamp_min(0).narrow(1, past, t);
+            if (m.min().item<long>() == 0)
+                keyPadding = m.to(ScalarType.Bool);
+        }
+        else
+        {
+            positions = torch.arange(past, past + t, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0).expand(b, t);
+        }
+
+        var h = _embedTokens.forward(inputIds);
+        var (cos, sin) = _rope.Get(positions, h.dtype);
+        var ctx = new AttentionContext(positions, cos, sin, past, keyPadding, cache);
+        foreach (var layer in _layers)
+            h = layer.forward(h, ctx);
+        cache?.Advance(t);
+        return _norm.forward(h).MoveToOuterDisposeScope();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            _rope.Dispose();
+        base.Dispose(disposing);
+    }
+}

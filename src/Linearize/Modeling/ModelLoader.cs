@@ -1,0 +1,75 @@
+using Linearize.Checkpoints;
+using Linearize.Modeling.Llama;
+using Linearize.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Modeling;
+
+/// <summary>Builds a <see cref="LlamaForCausalLM"/> from a resolved <see cref="ModelSource"/> and loads its weights strictly.</summary>
+public static class ModelLoader
+{
+    /// <summary>The mixer factory for a config: the teacher's attention unless a registered extension claims the config.</summary>
+    public static Func<LlamaConfig, Func<LlamaConfig, int, TokenMixer>?> MixerFactoryResolver { get; set; } = _ => null;
+
+    public static LlamaForCausalLM Load(ModelSource source, ScalarType dtype = ScalarType.Float32)
+    {
+        LlamaForCausalLM model;
+        if (source.Kind == ModelSourceKind.Llama2cFile)
+        {
+            var ckpt = Llama2cCheckpoint.Load(source.Path);
+            model = new LlamaForCausalLM(ckpt.Config, MixerFactoryResolver(ckpt.Config));
+            StateDictLoader.Load(model, ckpt.AsSource(source.Path), model.IgnorableCheckpointKeys);
+            foreach (var t in ckpt.Tensors.Values)
+                t.Dispose();
+        }
+        else
+        {
+            var config = LlamaConfig.Load(Path.Combine(source.Path, "config.json"));
+            model = new LlamaForCausalLM(config, MixerFactoryResolver(config));
+            using var ckpt = SafetensorsCheckpoint.Open(source.Path);
+            StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(ckpt), model.IgnorableCheckpointKeys);
+        }
+
+        if (dtype != ScalarType.Float32)
+            model.to(dtype);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Resolves <paramref name="modelPath"/>, loads model and tokenizer.</summary>
+    public static (LlamaForCausalLM Model, TextTokenizer Tokenizer, ModelSource Source) LoadWithTokenizer(
+        string modelPath, string? tokenizerPath = null, ScalarType dtype = ScalarType.Float32)
+    {
+        var source = ModelSource.Resolve(modelPath, tokenizerPath);
+        var tokenizer = source.LoadTokenizer();
+        var model = Load(source, dtype);
+        if (tokenizer.VocabSize > model.Config.VocabSize)
+            throw new LinearizeException(
+                $"{source.TokenizerPath}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {model.Config.VocabSize}");
+        return (model, tokenizer, source);
+    }
+
+    /// <summary>Writes <paramref name="model"/> as a Hugging Face directory: config.json + safetensors (+ tokenizer files copied).</summary>
+    public static void SaveHuggingFace(LlamaForCausalLM model, LlamaConfig config, string directory, string? tokenizerPath,
+        long maxShardBytes = 5L << 30)
+    {
+        Directory.CreateDirectory(directory);
+        var tensors = model.state_dict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value)).ToList();
+        SafetensorsWriter.WriteCheckpoint(directory, tensors, maxShardBytes);
+        string dtypeName = model.DType == ScalarType.BFloat16 ? "bfloat16" : model.DType == ScalarType.Float16 ? "float16" : "float32";
+        config.With(j => j["torch_dtype"] = dtypeName).Save(Path.Combine(directory, "config.json"));
+        if (tokenizerPath is null)
+            return;
+        string tokDir = Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!;
+        var files = new List<string> { tokenizerPath };
+        if (tokenizerPath.EndsWith("tokenizer.json", StringComparison.Ordinal))
+            files.AddRange(new[] { "tokenizer_config.json", "special_tokens_map.json" }.Select(f => Path.Combine(tokDir, f)).Where(File.Exists));
+        foreach (var f in files)
+        {
+            string dest = Path.Combine(directory, Path.GetFileName(f));
+            if (Path.GetFullPath(dest) != Path.GetFullPath(f))
+                AtomicFile.Write(dest, s => { using var src = File.OpenRead(f); src.CopyTo(s); });
+        }
+    }
+}

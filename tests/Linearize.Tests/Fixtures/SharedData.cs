@@ -1,0 +1,51 @@
+namespace Linearize.Tests.Fixtures;
+
+/// <summary>
+/// Locates the shared real material (<c>../shared</c> next to the repository, or <c>$LINEARIZE_SHARED</c>).
+/// Tests that need it use <see cref="SharedFactAttribute"/> and are skipped, with the reason, when it is absent.
+/// </summary>
+public static class SharedData
+{
+    public static readonly string? Root = Find();
+
+    private static string? Find()
+    {
+        var env = Environment.GetEnvironmentVariable("LINEARIZE_SHARED");
+        if (!string.IsNullOrEmpty(env))
+            return Directory.Exists(env) ? Path.GetFullPath(env) : null;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Linearize.slnx")))
+            {
+                string shared = Path.Combine(dir.FullName, "..", "shared");
+                return Directory.Exists(shared) ? Path.GetFullPath(shared) : null;
+            }
+        }
+
+        return null;
+    }
+
+    public static string PathOf(string relative) =>
+        Path.Combine(Root ?? throw new InvalidOperationException("../shared is not available"), relative);
+
+    public static bool Has(string relative) => Root is not null && (File.Exists(PathOf(relative)) || Directory.Exists(PathOf(relative)));
+
+    public static string Stories260KBin => PathOf("models/stories260K/stories260K.bin");
+    public static string Stories260KDir => PathOf("models/stories260K");
+    public static string Stories260KHf => PathOf("models/stories260K-hf");
+    public static string Tok512 => PathOf("models/stories260K/tok512.bin");
+    public static string TinyStoriesVal => PathOf("data/tinystories/val.txt");
+}
+
+/// <summary>A fact that needs files from ../shared; skipped with a clear message when they are missing.</summary>
+public sealed class SharedFactAttribute : FactAttribute
+{
+    public SharedFactAttribute(params string[] paths)
+    {
+        var missing = paths.Where(p => !SharedData.Has(p)).ToList();
+        if (SharedData.Root is null)
+            Skip = "../shared is not available (set LINEARIZE_SHARED to its path to run this test)";
+        else if (missing.Count > 0)
+            Skip = $"missing from ../shared: {string.Join(", ", missing)}";
+    }
+}
