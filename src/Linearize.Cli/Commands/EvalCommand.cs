@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Text.Json;
+using Linearize.Evaluation;
+using Linearize.Modeling;
+using Spectre.Console;
+
+namespace Linearize.Cli.Commands;
+
+/// <summary><c>linearize eval …</c>: evaluation commands.</summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("eval", "Evaluate a model.");
+        command.Add(CreatePerplexity());
+        return command;
+    }
+
+    private static Command CreatePerplexity()
+    {
+        var model = new ModelOptions();
+        var text = new Option<string>("--text") { Description = "Plain-text file to score", Required = true };
+        var maxDocs = new Option<int?>("--max-docs") { Description = "Per-line: score the first N non-empty lines. Rolling: use the file up to and including its N-th non-empty line" };
+        var rolling = new Option<bool>("--rolling") { Description = "Long-context protocol: encode the text once and score it in windows of --max-length tokens" };
+        var maxLength = new Option<int>("--max-length") { Description = "Tokens per document (per-line: truncation) or per window (rolling)", DefaultValueFactory = _ => 512 };
+        var stride = new Option<int?>("--stride") { Description = "Rolling only: advance windows by S < max-length tokens, re-reading the rest as context (default: max-length, disjoint windows)" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
+
+        var command = new Command("ppl",
+            "Perplexity. Default protocol: each non-empty line is a document (BOS + line, truncated to --max-length), " +
+            "every token after BOS scored. --rolling: the text as one document, scored in --max-length windows.");
+        model.AddTo(command);
+        command.Add(text);
+        command.Add(maxDocs);
+        command.Add(rolling);
+        command.Add(maxLength);
+        command.Add(stride);
+        command.Add(json);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            int? docs = r.GetValue(maxDocs);
+            if (docs is < 1)
+                throw new LinearizeException($"--max-docs must be at least 1, got {docs}");
+            if (r.GetValue(stride) is not null && !r.GetValue(rolling))
+                throw new LinearizeException("--stride only applies with --rolling");
+            string path = r.GetValue(text)!;
+            if (!File.Exists(path))
+                throw new LinearizeException($"{path}: text file not found");
+
+            var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r));
+            using var _m = llama;
+            var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
+            var result = r.GetValue(rolling)
+                ? ConsoleUi.WithProgress("rolling windows", p => evaluator.Rolling(PerplexityEvaluator.ReadPrefix(path, docs), r.GetValue(stride), p))
+                : ConsoleUi.WithProgress("documents", p => evaluator.PerLine(PerplexityEvaluator.ReadLines(path, docs), p));
+
+            if (r.GetValue(json))
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    model = r.GetValue(model.Model),
+                    text = path,
+                    protocol = result.Protocol,
+                    max_length = evaluator.MaxLength,
+                    stride = r.GetValue(stride) ?? (result.Protocol == "rolling" ? evaluator.MaxLength : (int?)null),
+                    documents = result.Documents,
+                    text_tokens = result.TextTokens,
+                    tokens = result.Tokens,
+                    mean_nll = Math.Round(result.MeanNll, 6),
+                    ppl = Math.Round(result.Perplexity, 6),
+                    seconds = Math.Round(result.Seconds, 3),
+                    tokens_per_second = Math.Round(result.TokensPerSecond, 1),
+                }));
+                return 0;
+            }
+
+            var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
+            table.AddRow("protocol", result.Protocol + (result.Protocol == "rolling" ? $" (window {evaluator.MaxLength}, stride {r.GetValue(stride) ?? evaluator.MaxLength})" : $" (max {evaluator.MaxLength} tokens)"));
+            table.AddRow("documents", result.Documents.ToString());
+            table.AddRow("tokens scored", result.Tokens.ToString());
+            table.AddRow("mean NLL (nats/token)", result.MeanNll.ToString("F6"));
+            table.AddRow("perplexity", result.Perplexity.ToString("F6"));
+            table.AddRow("tokens/s", result.TokensPerSecond.ToString("F0"));
+            ConsoleUi.Out.Write(table);
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,39 @@
+using System.CommandLine;
+using Linearize.Checkpoints;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+
+namespace Linearize.Cli.Commands;
+
+/// <summary><c>linearize import-llama2c</c>: llama2.c .bin → Hugging Face directory.</summary>
+public static class ImportLlama2cCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "llama2.c .bin checkpoint (legacy v0 format)", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Its tok*.bin tokenizer, copied into the output" };
+        var output = new Option<string>("--out", "-o") { Description = "Output directory (config.json + model.safetensors)", Required = true };
+        var command = new Command("import-llama2c",
+            "Convert a llama2.c checkpoint to a Hugging Face directory (q/k rows permuted from interleaved RoPE to rotate_half).");
+        command.Add(checkpoint);
+        command.Add(tokenizer);
+        command.Add(output);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            string bin = r.GetValue(checkpoint)!;
+            string? tok = r.GetValue(tokenizer);
+            string outDir = r.GetValue(output)!;
+            if (File.Exists(outDir))
+                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            if (tok is not null)
+                Tokenization.Llama2cTokenizer.Load(tok); // validate before writing anything
+            var ckpt = Llama2cCheckpoint.Load(bin);
+            using var model = new LlamaForCausalLM(ckpt.Config);
+            StateDictLoader.Load(model, ckpt.AsSource(bin), model.IgnorableCheckpointKeys);
+            ModelLoader.SaveHuggingFace(model, ckpt.Config, outDir, tok);
+            Console.Error.WriteLine($"wrote {outDir} ({model.ParameterCount():N0} parameters)");
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,74 @@
+using System.CommandLine;
+using System.Text.Json;
+using Linearize.Modeling;
+using Spectre.Console;
+
+namespace Linearize.Cli.Commands;
+
+/// <summary><c>linearize inspect</c>: what a model is.</summary>
+public static class InspectCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var command = new Command("inspect", "Show a model's architecture, parameter count, dtype, size on disk, tokenizer and per-layer mixers.");
+        model.AddTo(command);
+        command.Add(json);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
+            var tokenizer = source.TokenizerPath is null ? null : source.LoadTokenizer();
+            using var llama = ModelLoader.Load(source, model.ParseDType(r));
+            var c = llama.Config;
+            var mixers = llama.Model.Layers.Select(l => l.SelfAttention.Describe()).ToList();
+            var info = new
+            {
+                path = source.Path,
+                format = source.Kind == ModelSourceKind.HuggingFaceDirectory ? "huggingface" : "llama2c",
+                model_type = c.ModelType,
+                parameters = llama.ParameterCount(),
+                dtype = llama.DType.ToString().ToLowerInvariant(),
+                stored_dtype = c.TorchDtype,
+                size_on_disk = source.SizeOnDisk,
+                hidden_size = c.HiddenSize,
+                intermediate_size = c.IntermediateSize,
+                layers = c.NumHiddenLayers,
+                heads = c.NumAttentionHeads,
+                kv_heads = c.NumKeyValueHeads,
+                head_dim = c.HeadDim,
+                vocab_size = c.VocabSize,
+                max_position_embeddings = c.MaxPositionEmbeddings,
+                rope_theta = c.RopeTheta,
+                rope_scaling = c.RopeScaling.Type.ToString().ToLowerInvariant(),
+                tie_word_embeddings = c.TieWordEmbeddings,
+                tokenizer = tokenizer?.Description,
+                tokenizer_path = source.TokenizerPath,
+                mixers,
+            };
+            if (r.GetValue(json))
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true }));
+                return 0;
+            }
+
+            var table = new Table().AddColumn("property").AddColumn("value");
+            table.AddRow("path", Markup.Escape(info.path));
+            table.AddRow("format", info.format);
+            table.AddRow("architecture", $"{c.ModelType}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, MLP {c.IntermediateSize}, " +
+                                         $"{c.NumAttentionHeads} heads / {c.NumKeyValueHeads} KV heads × {c.HeadDim}");
+            table.AddRow("vocabulary", $"{c.VocabSize} ({(c.TieWordEmbeddings ? "tied" : "untied")} head)");
+            table.AddRow("RoPE", $"theta {c.RopeTheta}, scaling {info.rope_scaling}; context {c.MaxPositionEmbeddings}");
+            table.AddRow("parameters", $"{info.parameters:N0}");
+            table.AddRow("dtype", $"{info.dtype} (stored {c.TorchDtype})");
+            table.AddRow("size on disk", ConsoleUi.Bytes(info.size_on_disk));
+            table.AddRow("tokenizer", Markup.Escape(tokenizer?.Description ?? "none found (pass --tokenizer)"));
+            var groups = mixers.Select((m, i) => (m, i)).GroupBy(x => x.m)
+                .Select(g => $"{g.Key} × {g.Count()} (layers {string.Join(",", g.Select(x => x.i))})");
+            table.AddRow("mixers", Markup.Escape(string.Join("; ", groups)));
+            ConsoleUi.Out.Write(table);
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,59 @@
+using System.Text.Json.Nodes;
+using Linearize.Checkpoints;
+
+namespace Linearize.Modeling;
+
+/// <summary>
+/// Configurations with the shapes of real checkpoints, for random-weight benchmarks (speed does not depend on
+/// the weights being trained) and tests.
+/// </summary>
+public static class ModelPresets
+{
+    public static readonly IReadOnlyDictionary<string, Func<JsonObject>> All = new Dictionary<string, Func<JsonObject>>
+    {
+        // HuggingFaceTB/SmolLM2-135M config.json
+        ["smollm2-135m"] = () => Llama(hidden: 576, intermediate: 1536, layers: 30, heads: 9, kvHeads: 3, vocab: 49152,
+            context: 8192, theta: 100000, tied: true, eps: 1e-5),
+        // meta-llama/Llama-3.2-1B config.json
+        ["llama-3.2-1b"] = () =>
+        {
+            var j = Llama(hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256,
+                context: 131072, theta: 500000, tied: true, eps: 1e-5);
+            j["rope_scaling"] = new JsonObject
+            {
+                ["rope_type"] = "llama3", ["factor"] = 32.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0,
+                ["original_max_position_embeddings"] = 8192,
+            };
+            return j;
+        },
+        // karpathy/tinyllamas stories260K
+        ["stories260k"] = () => Llama(hidden: 64, intermediate: 172, layers: 5, heads: 8, kvHeads: 4, vocab: 512,
+            context: 512, theta: 10000, tied: true, eps: 1e-5),
+    };
+
+    public static LlamaConfig Get(string name) =>
+        All.TryGetValue(name, out var make)
+            ? LlamaConfig.FromJson(make(), $"preset {name}")
+            : throw new LinearizeException($"unknown preset '{name}' (available: {string.Join(", ", All.Keys)})");
+
+    public static JsonObject Llama(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab, int context,
+        double theta, bool tied, double eps) => new()
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"),
+        ["model_type"] = "llama",
+        ["hidden_size"] = hidden,
+        ["intermediate_size"] = intermediate,
+        ["num_hidden_layers"] = layers,
+        ["num_attention_heads"] = heads,
+        ["num_key_value_heads"] = kvHeads,
+        ["vocab_size"] = vocab,
+        ["max_position_embeddings"] = context,
+        ["rms_norm_eps"] = eps,
+        ["rope_theta"] = theta,
+        ["hidden_act"] = "silu",
+        ["tie_word_embeddings"] = tied,
+        ["bos_token_id"] = 1,
+        ["eos_token_id"] = 2,
+        ["torch_dtype"] = "float32",
+    };
+}
