@@ -22,8 +22,6 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public Parameter weight => _weight;
-
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
