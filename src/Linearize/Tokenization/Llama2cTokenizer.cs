@@ -82,6 +82,43 @@ public sealed class Llama2cTokenizer : TextTokenizer
 
     public override IReadOnlyList<int> Encode(string text, bool addBos)
     {
+        var tokens = Merge(InitialTokens(text));
+        if (addBos)
+            tokens.Insert(0, BosId!.Value);
+        return tokens;
+    }
+
+    /// <summary>
+    /// The naive twin of <see cref="Encode(string, bool)"/>: run.c's O(n²) merge loop verbatim (rescan all pairs,
+    /// merge the best, repeat). Used by tests to check the heap-based merge on random text.
+    /// </summary>
+    internal List<int> EncodeReference(string text)
+    {
+        var tokens = InitialTokens(text);
+        while (true)
+        {
+            float bestScore = -1e10f;
+            int bestId = -1, bestIndex = -1;
+            for (int k = 0; k < tokens.Count - 1; k++)
+            {
+                if (_lookup.TryGetValue(_pieces[tokens[k]] + _pieces[tokens[k + 1]], out int id) && _scores[id] > bestScore)
+                {
+                    bestScore = _scores[id];
+                    bestId = id;
+                    bestIndex = k;
+                }
+            }
+
+            if (bestIndex < 0)
+                return tokens;
+            tokens[bestIndex] = bestId;
+            tokens.RemoveAt(bestIndex + 1);
+        }
+    }
+
+    /// <summary>The dummy-prefix token, then one token per UTF-8 code point or its byte-fallback tokens.</summary>
+    private List<int> InitialTokens(string text)
+    {
         var tokens = new List<int>();
         byte[] utf8 = Encoding.UTF8.GetBytes(text);
         if (utf8.Length > 0 && _lookup.TryGetValue(" ", out int dummyPrefix))
@@ -102,9 +139,6 @@ public sealed class Llama2cTokenizer : TextTokenizer
                     tokens.Add(utf8[b] + ByteFallbackOffset);
         }
 
-        tokens = Merge(tokens);
-        if (addBos)
-            tokens.Insert(0, BosId!.Value);
         return tokens;
     }
 

@@ -75,9 +75,11 @@ public static class TinyModels
         return LlamaConfig.FromJson(j, $"tiny {variant}");
     }
 
-    public static LlamaForCausalLM Create(string variant, ulong seed = 7)
+    public static LlamaForCausalLM Create(string variant, ulong seed = 7) => Create(Config(variant), seed);
+
+    public static LlamaForCausalLM Create(LlamaConfig config, ulong seed = 7)
     {
-        var model = new LlamaForCausalLM(Config(variant));
+        var model = new LlamaForCausalLM(config);
         // std 0.2 rather than 0.02: a tiny model with HF's init produces nearly uniform logits, which would make
         // every equality test trivially pass.
         RandomWeights.Initialize(model, seed, std: 0.2);

@@ -21,9 +21,11 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
     private readonly RmsNorm _norm;
 
     private readonly RotaryEmbedding _rope; // plain field: no state to save (see RotaryEmbedding remarks)
+    private readonly int _vocabSize;
 
     public LlamaModel(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory) : base(nameof(LlamaModel))
     {
+        _vocabSize = config.VocabSize;
         _embedTokens = nn.Embedding(config.VocabSize, config.HiddenSize);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (int i = 0; i < config.NumHiddenLayers; i++)
@@ -50,6 +52,8 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
         using var scope = NewDisposeScope();
         long b = inputIds.shape[0], t = inputIds.shape[1];
         long past = cache?.SeenTokens ?? 0;
+        if (inputIds.numel() > 0 && (inputIds.min().item<long>() < 0 || inputIds.max().item<long>() >= _vocabSize))
+            throw new ArgumentException($"token ids must be in [0, {_vocabSize}); got [{inputIds.min().item<long>()}, {inputIds.max().item<long>()}]");
         Tensor positions;
         Tensor? keyPadding = null;
         if (attentionMask is not null)
