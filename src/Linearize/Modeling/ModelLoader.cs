@@ -1,4 +1,5 @@
 using Linearize.Checkpoints;
+using Linearize.LinearAttention.Conversion;
 using Linearize.Modeling.Llama;
 using Linearize.Tokenization;
 using TorchSharp;
@@ -9,16 +10,13 @@ namespace Linearize.Modeling;
 /// <summary>Builds a <see cref="LlamaForCausalLM"/> from a resolved <see cref="ModelSource"/> and loads its weights strictly.</summary>
 public static class ModelLoader
 {
-    /// <summary>The mixer factory for a config: the teacher's attention unless a registered extension claims the config.</summary>
-    public static Func<LlamaConfig, Func<LlamaConfig, int, TokenMixer>?> MixerFactoryResolver { get; set; } = _ => null;
-
     public static LlamaForCausalLM Load(ModelSource source, ScalarType dtype = ScalarType.Float32)
     {
         LlamaForCausalLM model;
         if (source.Kind == ModelSourceKind.Llama2cFile)
         {
             var ckpt = Llama2cCheckpoint.Load(source.Path);
-            model = new LlamaForCausalLM(ckpt.Config, MixerFactoryResolver(ckpt.Config));
+            model = new LlamaForCausalLM(ckpt.Config, MixerFactory.For(ckpt.Config));
             StateDictLoader.Load(model, ckpt.AsSource(source.Path), model.IgnorableCheckpointKeys);
             foreach (var t in ckpt.Tensors.Values)
                 t.Dispose();
@@ -26,7 +24,7 @@ public static class ModelLoader
         else
         {
             var config = LlamaConfig.Load(Path.Combine(source.Path, "config.json"));
-            model = new LlamaForCausalLM(config, MixerFactoryResolver(config));
+            model = new LlamaForCausalLM(config, MixerFactory.For(config));
             using var ckpt = SafetensorsCheckpoint.Open(source.Path);
             StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(ckpt), model.IgnorableCheckpointKeys);
         }

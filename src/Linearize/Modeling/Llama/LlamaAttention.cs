@@ -1,8 +1,5 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
-using TorchSharp;
-using TorchSharp.Modules;
-using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Linearize.Modeling.Llama;
@@ -11,32 +8,13 @@ namespace Linearize.Modeling.Llama;
 /// Grouped-query softmax attention with RoPE and a KV cache (HF <c>LlamaAttention</c>; Qwen2 adds q/k/v bias).
 /// <c>[B, T, C] → [B, T, C]</c>; heads are <c>[B, H, T, D]</c> internally and softmax runs in float32.
 /// </summary>
-public sealed class LlamaAttention : TokenMixer
+public sealed class LlamaAttention : ProjectedMixer
 {
-    [ComponentName(Name = "q_proj")]
-    private readonly Linear _qProj;
-    [ComponentName(Name = "k_proj")]
-    private readonly Linear _kProj;
-    [ComponentName(Name = "v_proj")]
-    private readonly Linear _vProj;
-    [ComponentName(Name = "o_proj")]
-    private readonly Linear _oProj;
-
-    private readonly int _heads;
-    private readonly int _kvHeads;
-    private readonly int _headDim;
     private readonly int? _window;
 
-    public LlamaAttention(LlamaConfig config, int layerIndex) : base(nameof(LlamaAttention), layerIndex)
+    public LlamaAttention(LlamaConfig config, int layerIndex) : base(nameof(LlamaAttention), config, layerIndex)
     {
-        _heads = config.NumAttentionHeads;
-        _kvHeads = config.NumKeyValueHeads;
-        _headDim = config.HeadDim;
         _window = config.SlidingWindow;
-        _qProj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias);
-        _kProj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
-        _vProj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
-        _oProj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias);
         RegisterComponents();
     }
 
@@ -45,18 +23,15 @@ public sealed class LlamaAttention : TokenMixer
     public override Tensor forward(Tensor x, AttentionContext ctx)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1];
-        var q = _qProj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
-        var k = _kProj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        var v = _vProj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        q = RotaryEmbedding.Apply(q, ctx.Cos, ctx.Sin);
-        k = RotaryEmbedding.Apply(k, ctx.Cos, ctx.Sin);
+        var (q, k, v) = Project(x);
+        q = Rotate(q, ctx);
+        k = Rotate(k, ctx);
+        v = v.transpose(1, 2);
         if (ctx.Cache is not null)
             (k, v) = ctx.Cache.GetOrCreate(LayerIndex, () => new KvCache()).Append(k, v);
 
         var o = Attend(q, k, v, ctx.PastLength, ctx.KeyPadding, _window);
-        o = o.transpose(1, 2).reshape(b, t, _heads * _headDim);
-        return _oProj.forward(o).MoveToOuterDisposeScope();
+        return Output(o.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>

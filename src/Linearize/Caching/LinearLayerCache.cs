@@ -1,0 +1,39 @@
+using static TorchSharp.torch;
+
+namespace Linearize.Caching;
+
+/// <summary>
+/// Decoding state of a linearized layer: the recurrent state(s) in float32 (GLA / scalar: <c>S [B, H, K, V]</c>; GSA:
+/// key state <c>[B, H, K, M]</c> and value state <c>[B, H, M, V]</c>) and the window branch's fixed-size
+/// <see cref="WindowKvCache"/>. Its size does not depend on how many tokens were seen.
+/// </summary>
+public sealed class LinearLayerCache : ILayerCache
+{
+    public LinearLayerCache(int windowCapacity, int sinks) => Window = new WindowKvCache(windowCapacity, sinks);
+
+    public WindowKvCache Window { get; }
+
+    public Tensor? State { get; private set; }
+
+    public Tensor? SlotValueState { get; private set; }
+
+    public void SetState(Tensor state, Tensor? slotValueState = null)
+    {
+        State?.Dispose();
+        SlotValueState?.Dispose();
+        State = state.detach().DetachFromDisposeScope();
+        SlotValueState = slotValueState?.detach().DetachFromDisposeScope();
+    }
+
+    public long StateBytes =>
+        Window.StateBytes + (State is null ? 0 : State.numel() * State.element_size()) +
+        (SlotValueState is null ? 0 : SlotValueState.numel() * SlotValueState.element_size());
+
+    public void Dispose()
+    {
+        Window.Dispose();
+        State?.Dispose();
+        SlotValueState?.Dispose();
+        State = SlotValueState = null;
+    }
+}

@@ -1,0 +1,43 @@
+using Linearize.Checkpoints;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using TorchSharp;
+
+namespace Linearize.LinearAttention.Conversion;
+
+/// <summary>
+/// Converts a teacher into a linearized model. Liger adds no parameters, so conversion is: validate, write the
+/// teacher's weights under the same names, and a config with a <c>linearization</c> section; loading that directory
+/// builds the converted layers. Deterministic and as fast as copying the weights.
+/// </summary>
+public static class Converter
+{
+    public static LlamaConfig ConvertedConfig(LlamaConfig teacher, LinearizationConfig linearization)
+    {
+        if (LinearizationConfig.FromModel(teacher) is not null)
+            throw new LinearizeException($"{teacher.Source}: this model is already linearized; convert its teacher instead");
+        linearization.Validate(teacher);
+        return teacher.With(j => j[LinearizationConfig.SectionName] = linearization.ToJson());
+    }
+
+    /// <summary>Builds the converted model in memory from a loaded teacher (weights are copied).</summary>
+    public static LlamaForCausalLM Convert(LlamaForCausalLM teacher, LinearizationConfig linearization)
+    {
+        var config = ConvertedConfig(teacher.Config, linearization);
+        var student = new LlamaForCausalLM(config, MixerFactory.For(config));
+        var weights = teacher.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
+        StateDictLoader.Load(student, new StateDictLoader.DictionarySource(teacher.Config.Source, weights));
+        student.to(teacher.DType);
+        student.eval();
+        return student;
+    }
+
+    /// <summary>Converts and writes <paramref name="outDir"/> (config, safetensors, tokenizer files).</summary>
+    public static LlamaForCausalLM ConvertToDirectory(LlamaForCausalLM teacher, LinearizationConfig linearization, string outDir,
+        string? tokenizerPath)
+    {
+        var student = Convert(teacher, linearization);
+        ModelLoader.SaveHuggingFace(student, student.Config, outDir, tokenizerPath);
+        return student;
+    }
+}

@@ -1,0 +1,23 @@
+namespace Linearize.LinearAttention;
+
+/// <summary>The gated recurrent families a Liger layer can build from the key projection (Liger Table 1, METHODS §1.3).</summary>
+public enum LigerFamily
+{
+    /// <summary>Gated linear attention: per-channel gate <c>logsigmoid(k)/normalizer</c>; φ = softmax on q and k.</summary>
+    Gla,
+
+    /// <summary>HGRN2: per-channel gate <c>logsigmoid(k)</c>, key tied to the gate (<c>1 − α</c>); φ = softmax on q only.</summary>
+    Hgrn2,
+
+    /// <summary>Gated slot attention: gate <c>logsigmoid(pool(k))/normalizer</c> over M slots, slot write <c>1 − α</c>; no φ.</summary>
+    Gsa,
+
+    /// <summary>Mamba2-style scalar decay <c>−softplus(pool(k))</c> per head; φ = softmax on q and k.</summary>
+    Mamba2,
+
+    /// <summary>mLSTM-style scalar forget gate <c>logsigmoid(pool(k))</c> per head; φ = softmax on q and k.</summary>
+    Mlstm,
+
+    /// <summary>Gated Retention (YOCO) scalar gate <c>logsigmoid(pool(k))</c> per head; φ = softmax on q and k.</summary>
+    Retention,
+}

@@ -1,0 +1,64 @@
+namespace Linearize.LinearAttention;
+
+/// <summary>
+/// Every constant of a Liger layer, named, with the reference's defaults (Liger paper §3, code
+/// <c>liger/models/liger_gla/modeling_liger_gla.py</c>; METHODS §1.2–1.3).
+/// </summary>
+public sealed record LigerOptions
+{
+    public LigerFamily Family { get; init; } = LigerFamily.Gla;
+
+    /// <summary>Keys each query sees in the softmax window branch, itself included. The paper's Eq. 10 says 64; the
+    /// reference code's flash-attention <c>window_size=(64, 64)</c> gives 65.</summary>
+    public int Window { get; init; } = 64;
+
+    /// <summary>Weight of the window (softmax) branch: <c>o = α·window + β·recurrent</c> (paper Eq. 9: 0.5).</summary>
+    public double Alpha { get; init; } = 0.5;
+
+    /// <summary>Weight of the gated recurrent branch (paper Eq. 9: 0.5).</summary>
+    public double Beta { get; init; } = 0.5;
+
+    /// <summary>The log gate is divided by this. Code: 16 for GLA and GSA (<c>gate_logit_normalizer</c>); HGRN2 uses none.
+    /// Null = the family's default (<see cref="DefaultNormalizer"/>).</summary>
+    public double? GateNormalizer { get; init; }
+
+    /// <summary>GSA slots M per head (the pool size). Null = head_dim, i.e. the identity pool of the released
+    /// <c>liger_gsa_base</c> checkpoint config (pool_size 128 = d).</summary>
+    public int? Slots { get; init; }
+
+    /// <summary>Scale of the recurrent read-out <c>o = scale·φ(q) S</c>: Liger passes 1 (no 1/√d).</summary>
+    public double RecurrentScale { get; init; } = 1.0;
+
+    /// <summary>Divide the recurrent output by <c>φ(q)·Σ decayed φ(k)</c> (LoLCATs-style denominator). Off in Liger; an
+    /// option for models whose unnormalized recurrent branch swamps the window branch.</summary>
+    public bool NormalizeRecurrent { get; init; }
+
+    /// <summary>Chunk length of the chunked kernels (fla BT = 64).</summary>
+    public int ChunkSize { get; init; } = 64;
+
+    /// <summary>Sub-chunk length of the intra-chunk blocks (fla BC = 16).</summary>
+    public int SubChunkSize { get; init; } = 16;
+
+    /// <summary>The gate normalizer the reference uses for a family when none is given.</summary>
+    public static double DefaultNormalizer(LigerFamily family) => family switch
+    {
+        LigerFamily.Gla or LigerFamily.Gsa => 16.0, // gate_logit_normalizer = 16 in modeling_liger_{gla,gsa}.py
+        _ => 1.0,                                   // HGRN2 code and Table 1's scalar families: no normalizer
+    };
+
+    public double EffectiveNormalizer => GateNormalizer ?? DefaultNormalizer(Family);
+
+    public void Validate(int headDim)
+    {
+        if (Window < 1)
+            throw new LinearizeException($"window must be at least 1, got {Window}");
+        if (GateNormalizer is <= 0)
+            throw new LinearizeException($"gate normalizer must be positive, got {GateNormalizer}");
+        if (Slots is < 1)
+            throw new LinearizeException($"slots must be at least 1, got {Slots}");
+        if (ChunkSize < 1 || SubChunkSize < 1 || ChunkSize % SubChunkSize != 0)
+            throw new LinearizeException($"chunk size {ChunkSize} must be a positive multiple of the sub-chunk size {SubChunkSize}");
+        if (headDim < 1)
+            throw new LinearizeException($"head_dim must be positive, got {headDim}");
+    }
+}

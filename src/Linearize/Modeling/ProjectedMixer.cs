@@ -1,0 +1,67 @@
+using Linearize.Checkpoints;
+using Linearize.Modeling.Llama;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace Linearize.Modeling;
+
+/// <summary>
+/// A token mixer built on the teacher's four attention projections under their Hugging Face names
+/// (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>), so every mixer — softmax, sliding window, Liger — loads the
+/// teacher's weights unchanged. Fields are protected so that <c>RegisterComponents()</c> in the derived class sees them.
+/// </summary>
+public abstract class ProjectedMixer : TokenMixer
+{
+    [ComponentName(Name = "q_proj")]
+    protected readonly Linear QProj;
+    [ComponentName(Name = "k_proj")]
+    protected readonly Linear KProj;
+    [ComponentName(Name = "v_proj")]
+    protected readonly Linear VProj;
+    [ComponentName(Name = "o_proj")]
+    protected readonly Linear OProj;
+
+    protected ProjectedMixer(string name, LlamaConfig config, int layerIndex) : base(name, layerIndex)
+    {
+        Heads = config.NumAttentionHeads;
+        KvHeads = config.NumKeyValueHeads;
+        HeadDim = config.HeadDim;
+        QProj = nn.Linear(config.HiddenSize, Heads * HeadDim, hasBias: config.QkvBias);
+        KProj = nn.Linear(config.HiddenSize, KvHeads * HeadDim, hasBias: config.QkvBias);
+        VProj = nn.Linear(config.HiddenSize, KvHeads * HeadDim, hasBias: config.QkvBias);
+        OProj = nn.Linear(Heads * HeadDim, config.HiddenSize, hasBias: config.OutputBias);
+    }
+
+    protected int Heads { get; }
+
+    protected int KvHeads { get; }
+
+    protected int HeadDim { get; }
+
+    /// <summary>The raw projections of <paramref name="x"/> <c>[B, T, C]</c>: q <c>[B, T, H, D]</c>, k and v <c>[B, T, H_kv, D]</c>
+    /// (before RoPE and any feature map).</summary>
+    protected (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        return (QProj.forward(x).view(b, t, Heads, HeadDim),
+            KProj.forward(x).view(b, t, KvHeads, HeadDim),
+            VProj.forward(x).view(b, t, KvHeads, HeadDim));
+    }
+
+    /// <summary>Heads-first, RoPE applied: <c>[B, T, H, D] → [B, H, T, D]</c>.</summary>
+    protected static Tensor Rotate(Tensor x, AttentionContext ctx) => RotaryEmbedding.Apply(x.transpose(1, 2), ctx.Cos, ctx.Sin);
+
+    /// <summary>Merges heads <c>[B, T, H, D]</c> and applies <c>o_proj</c> in the weights' dtype.</summary>
+    protected Tensor Output(Tensor heads, ScalarType dtype)
+    {
+        long b = heads.shape[0], t = heads.shape[1];
+        return OProj.forward(heads.reshape(b, t, Heads * HeadDim).to(dtype));
+    }
+
+    /// <summary>Which of the T new positions are real tokens, <c>[B, T]</c> bool (all true without padding).</summary>
+    protected static Tensor NewTokenValidity(AttentionContext ctx, long b, long t, Device device) =>
+        ctx.KeyPadding is null
+            ? ones(b, t, dtype: ScalarType.Bool, device: device)
+            : ctx.KeyPadding.narrow(1, ctx.KeyPadding.shape[1] - t, t);
+}
