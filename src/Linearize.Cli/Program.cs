@@ -12,6 +12,7 @@ public static class Program
         GenerateCommand.Create(),
         EvalCommand.Create(),
         InspectCommand.Create(),
+        ConvertCommand.Create(),
         ImportLlama2cCommand.Create(),
         BenchCommand.Create(),
         CreateRandomCommand.Create(),

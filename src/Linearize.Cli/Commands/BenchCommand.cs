@@ -15,6 +15,99 @@ public static class BenchCommand
     {
         var command = new Command("bench", "Benchmarks that print tables.");
         command.Add(CreateThroughput());
+        command.Add(CreateDecode());
+        return command;
+    }
+
+    private static Command CreateDecode()
+    {
+        var model = new ModelOptions();
+        var contexts = new Option<string>("--contexts") { Description = "Comma-separated context lengths", DefaultValueFactory = _ => "256,1024,4096,16384" };
+        var newTokens = new Option<int>("--new-tokens") { Description = "Tokens decoded (and timed) after each context", DefaultValueFactory = _ => 16 };
+        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Context tokens per prefill forward pass", DefaultValueFactory = _ => 512 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var plot = new Option<string?>("--plot") { Description = "Also write a PNG of ms/token and state size against context" };
+        var command = new Command("decode",
+            "Per context length: fill the decoding cache with that many random tokens, then time single-token decoding; reports ms per token and the bytes of decoding state (KV cache for softmax layers, recurrent state + window for linear layers).");
+        model.AddTo(command);
+        command.Add(contexts);
+        command.Add(newTokens);
+        command.Add(prefillChunk);
+        command.Add(json);
+        command.Add(plot);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            var lengths = r.GetValue(contexts)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(x => int.TryParse(x, out int v) && v > 0 ? v : throw new LinearizeException($"--contexts: '{x}' is not a positive integer")).ToArray();
+            int n = r.GetValue(newTokens), chunk = r.GetValue(prefillChunk);
+            if (n < 1 || chunk < 1)
+                throw new LinearizeException("--new-tokens and --prefill-chunk must be at least 1");
+            var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
+            using var llama = ModelLoader.Load(source, model.ParseDType(r));
+            var rows = new List<(int Context, double MsPerToken, long StateBytes, double PrefillSeconds)>();
+            ConsoleUi.WithProgress("contexts", progress =>
+            {
+                foreach (int context in lengths)
+                {
+                    using var noGrad = no_grad();
+                    using var cache = llama.CreateCache();
+                    using var generator = new torch.Generator((ulong)context);
+                    var watch = Stopwatch.StartNew();
+                    for (int start = 0; start < context; start += chunk)
+                    {
+                        using var scope = NewDisposeScope();
+                        int len = Math.Min(chunk, context - start);
+                        llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
+                    }
+
+                    double prefill = watch.Elapsed.TotalSeconds;
+                    var next = torch.tensor(new long[] { 1 }).view(1, 1);
+                    watch.Restart();
+                    for (int s = 0; s < n; s++)
+                    {
+                        using var scope = NewDisposeScope();
+                        var logits = llama.Forward(next, cache);
+                        next.Dispose();
+                        next = logits[0, -1].argmax().view(1, 1).DetachFromDisposeScope();
+                    }
+
+                    rows.Add((context, watch.Elapsed.TotalMilliseconds / n, cache.StateBytes, prefill));
+                    next.Dispose();
+                    progress.Report((rows.Count, lengths.Length));
+                }
+
+                return 0;
+            });
+
+            var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
+            if (r.GetValue(plot) is string png)
+                Plots.Line(png, $"decode: {Path.GetFileName(Path.TrimEndingDirectorySeparator(r.GetValue(model.Model)!))}", "context tokens", "ms/token; state MiB",
+                    new[]
+                    {
+                        new Plots.Series("ms per token", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.MsPerToken).ToArray()),
+                        new Plots.Series("state MiB", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.StateBytes / (double)(1 << 20)).ToArray()),
+                    }, logX: true);
+            if (r.GetValue(json))
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    model = r.GetValue(model.Model),
+                    mixers,
+                    threads = torch.get_num_threads(),
+                    new_tokens = n,
+                    results = rows.Select(x => new { context = x.Context, ms_per_token = Math.Round(x.MsPerToken, 3), state_bytes = x.StateBytes, prefill_seconds = Math.Round(x.PrefillSeconds, 2) }),
+                }));
+                return 0;
+            }
+
+            var table = new Table().Title(Markup.Escape(mixers)).AddColumn(new TableColumn("context").RightAligned())
+                .AddColumn(new TableColumn("ms/token").RightAligned()).AddColumn(new TableColumn("state").RightAligned())
+                .AddColumn(new TableColumn("state bytes").RightAligned()).AddColumn(new TableColumn("prefill s").RightAligned());
+            foreach (var x in rows)
+                table.AddRow(x.Context.ToString(), x.MsPerToken.ToString("F2"), ConsoleUi.Bytes(x.StateBytes), x.StateBytes.ToString("N0"), x.PrefillSeconds.ToString("F1"));
+            ConsoleUi.Out.Write(table);
+            return 0;
+        }));
         return command;
     }
 

@@ -44,7 +44,8 @@ public static class GenerateCommand
             if (text.Length == 0 && tokenizer.BosId is null)
                 throw new LinearizeException("the prompt is empty and this tokenizer has no BOS token");
             int limit = llama.Config.MaxPositionEmbeddings;
-            if (ids.Count + n > limit)
+            // A model whose every layer has fixed-size state is not bound by the teacher's context length.
+            if (LinearAttention.Conversion.MixerFactory.HasGrowingCache(llama.Config) && ids.Count + n > limit)
                 throw new LinearizeException(
                     $"prompt ({ids.Count} tokens) + --max-new-tokens ({n}) exceeds the model's context of {limit} positions");
 
