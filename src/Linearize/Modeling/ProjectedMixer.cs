@@ -1,6 +1,5 @@
 using Linearize.Checkpoints;
 using Linearize.Modeling.Llama;
-using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
 
@@ -11,16 +10,17 @@ namespace Linearize.Modeling;
 /// (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>), so every mixer — softmax, sliding window, Liger — loads the
 /// teacher's weights unchanged. Fields are protected so that <c>RegisterComponents()</c> in the derived class sees them.
 /// </summary>
-public abstract class ProjectedMixer : TokenMixer
+public abstract class ProjectedMixer : TokenMixer, IProjectionHost
 {
+    // Not readonly: LoRA injection and merging swap them (see IProjectionHost).
     [ComponentName(Name = "q_proj")]
-    protected readonly Linear QProj;
+    protected nn.Module<Tensor, Tensor> QProj;
     [ComponentName(Name = "k_proj")]
-    protected readonly Linear KProj;
+    protected nn.Module<Tensor, Tensor> KProj;
     [ComponentName(Name = "v_proj")]
-    protected readonly Linear VProj;
+    protected nn.Module<Tensor, Tensor> VProj;
     [ComponentName(Name = "o_proj")]
-    protected readonly Linear OProj;
+    protected nn.Module<Tensor, Tensor> OProj;
 
     protected ProjectedMixer(string name, LlamaConfig config, int layerIndex) : base(name, layerIndex)
     {
@@ -31,6 +31,31 @@ public abstract class ProjectedMixer : TokenMixer
         KProj = nn.Linear(config.HiddenSize, KvHeads * HeadDim, hasBias: config.QkvBias);
         VProj = nn.Linear(config.HiddenSize, KvHeads * HeadDim, hasBias: config.QkvBias);
         OProj = nn.Linear(Heads * HeadDim, config.HiddenSize, hasBias: config.OutputBias);
+    }
+
+    public IReadOnlyList<string> ProjectionNames { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
+
+    public nn.Module<Tensor, Tensor> GetProjection(string name) => name switch
+    {
+        "q_proj" => QProj,
+        "k_proj" => KProj,
+        "v_proj" => VProj,
+        "o_proj" => OProj,
+        _ => throw new ArgumentException($"no projection '{name}'"),
+    };
+
+    public void SetProjection(string name, nn.Module<Tensor, Tensor> module)
+    {
+        _ = GetProjection(name);
+        register_module(name, null!); // unregister the old module, then register the new one under the same name
+        register_module(name, module);
+        switch (name)
+        {
+            case "q_proj": QProj = module; break;
+            case "k_proj": KProj = module; break;
+            case "v_proj": VProj = module; break;
+            default: OProj = module; break;
+        }
     }
 
     protected int Heads { get; }

@@ -41,25 +41,42 @@ public sealed class LlamaAttention : ProjectedMixer
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, long past, Tensor? keyPadding, int? window)
     {
         using var scope = NewDisposeScope();
-        long heads = q.shape[1], kvHeads = k.shape[1], t = q.shape[2], s = k.shape[2];
-        if (heads != kvHeads)
-        {
-            // repeat_kv: each KV head serves heads/kvHeads consecutive query heads.
-            k = k.repeat_interleave(heads / kvHeads, dim: 1);
-            v = v.repeat_interleave(heads / kvHeads, dim: 1);
-        }
-
-        Tensor o;
+        long b = q.shape[0], heads = q.shape[1], kvHeads = k.shape[1], t = q.shape[2], s = k.shape[2], d = q.shape[3];
+        long group = heads / kvHeads;
         bool windowBinds = window is int w && s > w;
-        if (keyPadding is null && !windowBinds && (t == 1 || (past == 0 && t == s)))
+        Tensor o;
+        if (keyPadding is null && past == 0 && t == s && !windowBinds)
         {
-            // Plain causal (or a single query over everything): let libtorch pick its fused kernel.
+            // Prefill from scratch: plain causal attention, libtorch's fused kernel.
+            if (group > 1)
+            {
+                k = k.repeat_interleave(group, dim: 1);
+                v = v.repeat_interleave(group, dim: 1);
+            }
+
             o = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: t > 1);
+        }
+        else if (keyPadding is null)
+        {
+            // Decoding / chunked prefill over a cache: fold each KV head's query group into the query rows
+            // ([B, H_kv, G·T, D]) instead of copying the whole cache G times per step.
+            var grouped = q.reshape(b, kvHeads, group * t, d);
+            Tensor? mask = null;
+            if (t > 1 || windowBinds)
+                mask = AttentionMasks.Causal(past, t, s, null, window, q.device).expand(1, group, t, s).reshape(1, 1, group * t, s);
+            o = nn.functional.scaled_dot_product_attention(grouped, k, v, attn_mask: mask).reshape(b, heads, t, d);
         }
         else
         {
+            if (group > 1)
+            {
+                // repeat_kv: each KV head serves heads/kvHeads consecutive query heads.
+                k = k.repeat_interleave(group, dim: 1);
+                v = v.repeat_interleave(group, dim: 1);
+            }
+
             var allowed = AttentionMasks.Causal(past, t, s, keyPadding, window, q.device);
-            var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(q.shape[^1]);
+            var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(d);
             // A fully padded query row would softmax to NaN; the finite minimum keeps it uniform (and it is never read).
             scores = scores.masked_fill(allowed.logical_not(), float.MinValue);
             o = scores.softmax(-1).to(v.dtype).matmul(v);

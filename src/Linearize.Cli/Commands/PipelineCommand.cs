@@ -1,0 +1,96 @@
+using System.CommandLine;
+using Linearize.LinearAttention;
+using Linearize.LinearAttention.Conversion;
+using Linearize.Training;
+using Spectre.Console;
+
+namespace Linearize.Cli.Commands;
+
+/// <summary><c>linearize pipeline</c>: convert → train → merge → evaluate → report, in one command.</summary>
+public static class PipelineCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var method = new Option<string>("--method") { Description = $"Linearization method: {string.Join(", ", LinearizationConfig.Methods)}", DefaultValueFactory = _ => "liger-gla" };
+        method.AcceptOnlyFromAmong(LinearizationConfig.Methods);
+        var window = new Option<int>("--window") { Description = "Keys per query in the softmax window", DefaultValueFactory = _ => 64 };
+        var softmaxEvery = new Option<int?>("--softmax-every") { Description = "Keep every K-th layer softmax" };
+        var normalize = new Option<bool>("--normalize-recurrent") { Description = "Normalize the recurrent branch by its denominator (not in Liger)" };
+        var gateNormalizer = new Option<double?>("--gate-normalizer") { Description = "Divide the log gate by this (default: the family's reference value)" };
+        var evalText = new Option<string?>("--eval-text") { Description = "Text to measure perplexity on (teacher, converted, trained)" };
+        var evalDocs = new Option<int?>("--eval-docs") { Description = "Evaluation documents (per-line: first N lines; rolling: the text up to the N-th)", DefaultValueFactory = _ => 200 };
+        var training = new TrainingCliOptions();
+        var output = new Option<string>("--out", "-o") { Description = "Output directory (converted/, train/, merged/, report.md, report.json)", Required = true };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted pipeline's training" };
+        var command = new Command("pipeline",
+            "Teacher → converted → LoRA-trained → merged linear model, evaluating teacher and student on the same text under both perplexity protocols; writes report.md and report.json.");
+        model.AddTo(command);
+        foreach (var o in new Option[] { method, window, softmaxEvery, normalize, gateNormalizer, evalText, evalDocs, output, resume })
+            command.Add(o);
+        training.AddTo(command);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            string outDir = r.GetValue(output)!;
+            if (File.Exists(outDir))
+                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            if (r.GetValue(evalText) is string t && !File.Exists(t))
+                throw new LinearizeException($"{t}: evaluation text not found");
+            string m = r.GetValue(method)!;
+            var lin = new LinearizationConfig
+            {
+                Method = m,
+                Liger = new LigerOptions
+                {
+                    Family = m == "swa" ? LigerFamily.Gla : LinearizationConfig.FamilyOf(m),
+                    Window = r.GetValue(window),
+                    NormalizeRecurrent = r.GetValue(normalize),
+                    GateNormalizer = r.GetValue(gateNormalizer),
+                },
+                SoftmaxLayers = Array.Empty<int>(),
+            };
+            var options = new LinearizationPipeline.Options
+            {
+                TeacherPath = r.GetValue(model.Model)!,
+                TokenizerPath = r.GetValue(model.Tokenizer),
+                Linearization = lin,
+                DataPath = r.GetValue(training.Data)!,
+                ValidationDataPath = r.GetValue(training.ValData),
+                Data = training.DataOptions(r),
+                Training = training.Training(r),
+                EvalTextPath = r.GetValue(evalText),
+                EvalDocuments = r.GetValue(evalDocs),
+                OutputDirectory = outDir,
+                Resume = r.GetValue(resume),
+            };
+            options.Training.Validate();
+            if (r.GetValue(softmaxEvery) is int k)
+            {
+                int layers = Linearize.Modeling.ModelSource.Resolve(options.TeacherPath, options.TokenizerPath).LoadConfig().NumHiddenLayers;
+                options = options with { Linearization = lin with { SoftmaxLayers = LinearizationConfig.EveryKth(k, layers) } };
+            }
+
+            using var cts = TrainingUi.CancelOnCtrlC();
+            var pipeline = new LinearizationPipeline(options);
+            var result = TrainingUi.WithTrainingProgress(0, onStep => pipeline.Run(cts.Token, msg => Console.Error.WriteLine("• " + msg), onStep));
+            string trainDir = Path.Combine(outDir, "train");
+            TrainingUi.PlotLoss(Path.Combine(trainDir, "metrics.jsonl"), Path.Combine(trainDir, "loss.png"));
+            if (!result.Training.Completed)
+            {
+                Console.Error.WriteLine($"interrupted at step {result.Training.Steps}; continue with the same command plus --resume");
+                return 130;
+            }
+
+            var table = new Table().AddColumn("stage").AddColumn(new TableColumn("per-line NLL").RightAligned())
+                .AddColumn(new TableColumn("per-line PPL").RightAligned()).AddColumn(new TableColumn("rolling NLL").RightAligned())
+                .AddColumn(new TableColumn("rolling PPL").RightAligned());
+            foreach (var s in result.Stages)
+                table.AddRow(s.Name, $"{s.PerLine?.MeanNll:F4}", $"{s.PerLine?.Perplexity:F3}", $"{s.Rolling?.MeanNll:F4}", $"{s.Rolling?.Perplexity:F3}");
+            ConsoleUi.Out.Write(table);
+            Console.Out.WriteLine($"{result.Training.Steps} steps, {result.Training.Tokens:N0} labelled tokens at {result.Training.TokensPerSecond:F0} tokens/s; " +
+                                  $"wall {result.WallSeconds:F0} s; report {result.ReportPath}; model {result.MergedDirectory}");
+            return 0;
+        }));
+        return command;
+    }
+}

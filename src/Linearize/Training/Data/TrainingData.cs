@@ -1,0 +1,67 @@
+using Linearize.Tokenization;
+
+namespace Linearize.Training.Data;
+
+/// <summary>
+/// Turns data files into packed training and validation sequences: Alpaca JSON/JSONL (prompt-masked) or plain text
+/// (one document per line or per paragraph); a validation split held out before packing, either from a separate
+/// file or the first records of a seeded shuffle.
+/// </summary>
+public static class TrainingData
+{
+    public sealed record Options
+    {
+        public TextDataset.Split TextSplit { get; init; } = TextDataset.Split.Lines;
+
+        /// <summary>Plain text: skip the first N documents (e.g. to keep an evaluation set out of training).</summary>
+        public int SkipDocuments { get; init; }
+
+        public bool SkipBadRecords { get; init; }
+
+        /// <summary>Records held out for validation when no validation file is given (Liger: 200), capped at 10 %.</summary>
+        public int ValidationRecords { get; init; } = 200;
+
+        public int SequenceLength { get; init; } = 1024;
+
+        public int Seed { get; init; }
+    }
+
+    public sealed record Result(List<TrainingExample> Train, List<TrainingExample> Validation, int Records, int SkippedRecords,
+        long TrainTokens, long LabelledTrainTokens);
+
+    public static Result Prepare(string path, string? validationPath, TextTokenizer tokenizer, Options options)
+    {
+        var (examples, skipped) = Load(path, tokenizer, options);
+        List<TrainingExample> trainExamples, valExamples;
+        int skippedVal = 0;
+        if (validationPath is not null)
+        {
+            trainExamples = examples;
+            (valExamples, skippedVal) = Load(validationPath, tokenizer, options with { SkipDocuments = 0 });
+        }
+        else
+        {
+            var order = SequencePacker.Shuffle(examples.Count, options.Seed);
+            int held = Math.Min(options.ValidationRecords, examples.Count / 10);
+            valExamples = order.Take(held).Select(i => examples[i]).ToList();
+            trainExamples = order.Skip(held).Select(i => examples[i]).ToList();
+        }
+
+        var train = SequencePacker.Pack(trainExamples, options.SequenceLength);
+        var validation = SequencePacker.Pack(valExamples, options.SequenceLength);
+        return new Result(train, validation, examples.Count, skipped + skippedVal, train.Sum(e => (long)e.InputIds.Length),
+            train.Sum(e => (long)e.LabelledTokens));
+    }
+
+    private static (List<TrainingExample>, int) Load(string path, TextTokenizer tokenizer, Options options)
+    {
+        if (AlpacaDataset.IsAlpacaPath(path))
+        {
+            var (records, skipped) = AlpacaDataset.Read(path, options.SkipBadRecords);
+            return (records.Select(r => AlpacaDataset.Tokenize(r, tokenizer)).ToList(), skipped);
+        }
+
+        var docs = TextDataset.Read(path, options.TextSplit, options.SkipDocuments);
+        return (docs.Select(d => TextDataset.Tokenize(d, tokenizer)).ToList(), 0);
+    }
+}

@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Linearize.Checkpoints;
+using Linearize.Evaluation;
+using Linearize.LinearAttention.Conversion;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using Linearize.Tokenization;
+using Linearize.Training.Data;
+using Linearize.Training.Lora;
+
+namespace Linearize.Training;
+
+/// <summary>
+/// Teacher → converted → LoRA-trained → merged linear model, with perplexity of each stage on the same text under
+/// both protocols (per-line and rolling), written to <c>report.md</c> and <c>report.json</c>.
+/// Layout of the output directory: <c>converted/</c>, <c>train/</c> (checkpoints, metrics, adapter), <c>merged/</c>
+/// (the final model), <c>report.*</c>.
+/// </summary>
+public sealed class LinearizationPipeline
+{
+    public sealed record Options
+    {
+        public required string TeacherPath { get; init; }
+        public string? TokenizerPath { get; init; }
+        public required LinearizationConfig Linearization { get; init; }
+        public required string DataPath { get; init; }
+        public string? ValidationDataPath { get; init; }
+        public TrainingData.Options Data { get; init; } = new();
+        public TrainingOptions Training { get; init; } = new();
+        public string? EvalTextPath { get; init; }
+
+        /// <summary>Evaluation documents: per-line protocol scores the first N non-empty lines; rolling uses the text up to the N-th.</summary>
+        public int? EvalDocuments { get; init; } = 200;
+        public int EvalMaxLength { get; init; } = 512;
+        public required string OutputDirectory { get; init; }
+        public bool Resume { get; init; }
+    }
+
+    public sealed record Stage(string Name, PerplexityResult? PerLine, PerplexityResult? Rolling);
+
+    public sealed record Result(IReadOnlyList<Stage> Stages, TrainingResult Training, TrainingData.Result Data,
+        LoraInjector.Report Lora, double WallSeconds, string MergedDirectory, string ReportPath);
+
+    private readonly Options _o;
+
+    public LinearizationPipeline(Options options) => _o = options;
+
+    public Result Run(CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
+    {
+        var watch = Stopwatch.StartNew();
+        string outDir = _o.OutputDirectory;
+        Directory.CreateDirectory(outDir);
+        var source = ModelSource.Resolve(_o.TeacherPath, _o.TokenizerPath);
+        var tokenizer = source.LoadTokenizer();
+        var stages = new List<Stage>();
+
+        using var teacher = ModelLoader.Load(source);
+        if (_o.EvalTextPath is not null)
+        {
+            log?.Invoke("evaluating the teacher");
+            stages.Add(Evaluate("teacher", teacher, tokenizer));
+        }
+
+        log?.Invoke($"converting ({_o.Linearization.Method})");
+        string convertedDir = Path.Combine(outDir, "converted");
+        using var student = Converter.ConvertToDirectory(teacher, _o.Linearization, convertedDir, source.TokenizerPath);
+        if (_o.EvalTextPath is not null)
+        {
+            log?.Invoke("evaluating the converted model before training");
+            stages.Add(Evaluate("converted", student, tokenizer));
+        }
+
+        log?.Invoke("preparing data");
+        var data = TrainingData.Prepare(_o.DataPath, _o.ValidationDataPath, tokenizer,
+            _o.Data with { SequenceLength = _o.Training.SequenceLength, Seed = _o.Training.Seed });
+        var skip = _o.Linearization.SoftmaxLayers.ToHashSet();
+        var lora = LoraInjector.Inject(student, _o.Training.Lora, (ulong)_o.Training.Seed, skip); // as LoLCATs: softmax layers keep their weights
+        log?.Invoke($"training {lora.TrainableParameters:N0} LoRA parameters ({lora.TrainableFraction:P3}) on {data.Train.Count} sequences");
+        string trainDir = Path.Combine(outDir, "train");
+        var trainer = new Trainer(student, data.Train, data.Validation, _o.Training, trainDir);
+        var training = trainer.Run(_o.Resume, cancel, onStep);
+        if (!training.Completed)
+            return new Result(stages, training, data, lora, watch.Elapsed.TotalSeconds, "", "");
+
+        // Best checkpoint by validation loss when there is one (the reference code means to, but discards it).
+        if (training.BestCheckpoint is not null)
+            RestoreTrainable(student, training.BestCheckpoint);
+        LoraAdapterFile.Save(student, _o.Training.Lora, Path.Combine(trainDir, "adapter"), convertedDir);
+        LoraInjector.Merge(student);
+        string mergedDir = Path.Combine(outDir, "merged");
+        ModelLoader.SaveHuggingFace(student, student.Config, mergedDir, source.TokenizerPath);
+        if (_o.EvalTextPath is not null)
+        {
+            log?.Invoke("evaluating the trained model");
+            stages.Add(Evaluate("trained", student, tokenizer));
+        }
+
+        var result = new Result(stages, training, data, lora, watch.Elapsed.TotalSeconds, mergedDir, Path.Combine(outDir, "report.md"));
+        WriteReports(result);
+        return result;
+    }
+
+    /// <summary>Loads the trainable parameters saved in a training checkpoint.</summary>
+    public static void RestoreTrainable(LlamaForCausalLM model, string checkpoint)
+    {
+        using var file = SafetensorsFile.Open(checkpoint);
+        using var noGrad = TorchSharp.torch.no_grad();
+        foreach (var (name, p) in model.named_parameters().Where(p => p.parameter.requires_grad))
+        {
+            using var value = file.Read("param." + name);
+            p.copy_(value);
+        }
+    }
+
+    private Stage Evaluate(string name, LlamaForCausalLM model, TextTokenizer tokenizer)
+    {
+        var evaluator = new PerplexityEvaluator(model, tokenizer, _o.EvalMaxLength);
+        var perLine = evaluator.PerLine(PerplexityEvaluator.ReadLines(_o.EvalTextPath!, _o.EvalDocuments));
+        var rolling = evaluator.Rolling(PerplexityEvaluator.ReadPrefix(_o.EvalTextPath!, _o.EvalDocuments));
+        return new Stage(name, perLine, rolling);
+    }
+
+    private void WriteReports(Result r)
+    {
+        var json = new JsonObject
+        {
+            ["teacher"] = _o.TeacherPath,
+            ["method"] = _o.Linearization.Method,
+            ["linearization"] = _o.Linearization.ToJson(),
+            ["data"] = _o.DataPath,
+            ["eval_text"] = _o.EvalTextPath,
+            ["eval_documents"] = _o.EvalDocuments,
+            ["stages"] = new JsonArray(r.Stages.Select(s => (JsonNode)new JsonObject
+            {
+                ["name"] = s.Name,
+                ["per_line_mean_nll"] = s.PerLine?.MeanNll,
+                ["per_line_ppl"] = s.PerLine?.Perplexity,
+                ["per_line_tokens"] = s.PerLine?.Tokens,
+                ["rolling_mean_nll"] = s.Rolling?.MeanNll,
+                ["rolling_ppl"] = s.Rolling?.Perplexity,
+                ["rolling_tokens"] = s.Rolling?.Tokens,
+            }).ToArray()),
+            ["lora"] = new JsonObject
+            {
+                ["rank"] = _o.Training.Lora.Rank,
+                ["alpha"] = _o.Training.Lora.Alpha,
+                ["targets"] = new JsonArray(_o.Training.Lora.Targets.Select(t => (JsonNode)t).ToArray()),
+                ["trainable_parameters"] = r.Lora.TrainableParameters,
+                ["total_parameters"] = r.Lora.TotalParameters,
+            },
+            ["training"] = new JsonObject
+            {
+                ["steps"] = r.Training.Steps,
+                ["sequences"] = r.Data.Train.Count,
+                ["validation_sequences"] = r.Data.Validation.Count,
+                ["labelled_tokens_trained"] = r.Training.Tokens,
+                ["seconds"] = r.Training.Seconds,
+                ["tokens_per_second"] = r.Training.TokensPerSecond,
+                ["best_eval_loss"] = r.Training.BestEvalLoss,
+                ["final_eval_loss"] = r.Training.FinalEvalLoss,
+                ["learning_rate"] = _o.Training.LearningRate,
+                ["schedule"] = _o.Training.Schedule,
+                ["sequence_length"] = _o.Training.SequenceLength,
+                ["batch_size"] = _o.Training.BatchSize,
+                ["grad_accum"] = _o.Training.GradientAccumulation,
+                ["epochs"] = _o.Training.Epochs,
+                ["max_steps"] = _o.Training.MaxSteps,
+            },
+            ["wall_seconds"] = r.WallSeconds,
+            ["merged_model"] = r.MergedDirectory,
+        };
+        AtomicFile.WriteAllText(Path.Combine(_o.OutputDirectory, "report.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+
+        var md = new StringBuilder();
+        md.AppendLine($"# Linearization report: {_o.Linearization.Method}");
+        md.AppendLine();
+        md.AppendLine($"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` (first {_o.EvalDocuments} documents).");
+        md.AppendLine();
+        md.AppendLine("| stage | per-line NLL | per-line PPL | rolling-512 NLL | rolling-512 PPL |");
+        md.AppendLine("|---|---|---|---|---|");
+        foreach (var s in r.Stages)
+            md.AppendLine($"| {s.Name} | {s.PerLine?.MeanNll:F4} | {s.PerLine?.Perplexity:F3} | {s.Rolling?.MeanNll:F4} | {s.Rolling?.Perplexity:F3} |");
+        md.AppendLine();
+        md.AppendLine($"- LoRA: rank {_o.Training.Lora.Rank}, alpha {_o.Training.Lora.Alpha} on {string.Join(", ", _o.Training.Lora.Targets)} — " +
+                      $"{r.Lora.TrainableParameters:N0} trainable of {r.Lora.TotalParameters:N0} parameters ({r.Lora.TrainableFraction:P3})");
+        md.AppendLine($"- Training: {r.Training.Steps} steps × {_o.Training.BatchSize}×{_o.Training.GradientAccumulation} sequences of {_o.Training.SequenceLength}; " +
+                      $"{r.Training.Tokens:N0} labelled tokens; AdamW lr {_o.Training.LearningRate} ({_o.Training.Schedule}); " +
+                      $"{r.Training.Seconds:F1} s, {r.Training.TokensPerSecond:F0} tokens/s");
+        md.AppendLine($"- Validation loss: best {r.Training.BestEvalLoss:F4}, final {r.Training.FinalEvalLoss:F4}");
+        md.AppendLine($"- Wall time: {r.WallSeconds:F1} s. Merged model: `{r.MergedDirectory}`. Loss curve: `train/loss.png`.");
+        AtomicFile.WriteAllText(Path.Combine(_o.OutputDirectory, "report.md"), md.ToString());
+    }
+}
