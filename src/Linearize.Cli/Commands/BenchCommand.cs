@@ -61,18 +61,8 @@ public static class BenchCommand
                     }
 
                     double prefill = watch.Elapsed.TotalSeconds;
-                    var next = torch.tensor(new long[] { 1 }).view(1, 1);
-                    watch.Restart();
-                    for (int s = 0; s < n; s++)
-                    {
-                        using var scope = NewDisposeScope();
-                        var logits = llama.Forward(next, cache);
-                        next.Dispose();
-                        next = logits[0, -1].argmax().view(1, 1).DetachFromDisposeScope();
-                    }
-
-                    rows.Add((context, watch.Elapsed.TotalMilliseconds / n, cache.StateBytes, prefill));
-                    next.Dispose();
+                    double decodeSeconds = TimeGreedyDecode(llama, cache, n);
+                    rows.Add((context, 1000 * decodeSeconds / n, cache.StateBytes, prefill));
                     progress.Report((rows.Count, lengths.Length));
                 }
 
@@ -109,6 +99,23 @@ public static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Seconds for <paramref name="steps"/> single-token greedy steps after whatever <paramref name="cache"/> holds.</summary>
+    private static double TimeGreedyDecode(Linearize.Modeling.Llama.LlamaForCausalLM llama, Linearize.Caching.ModelCache cache, int steps)
+    {
+        var next = torch.tensor(new long[] { 1 }).view(1, 1);
+        var watch = Stopwatch.StartNew();
+        for (int s = 0; s < steps; s++)
+        {
+            using var scope = NewDisposeScope();
+            var logits = llama.Forward(next, cache);
+            next.Dispose();
+            next = logits[0, -1].argmax().view(1, 1).DetachFromDisposeScope();
+        }
+
+        next.Dispose();
+        return watch.Elapsed.TotalSeconds;
     }
 
     private static Command CreateThroughput()
@@ -148,18 +155,7 @@ public static class BenchCommand
                 using (var scope = NewDisposeScope())
                     llama.Forward(ids, cache);
                 double prefillSeconds = watch.Elapsed.TotalSeconds;
-                var next = torch.tensor(new long[] { 1 }).unsqueeze(0);
-                watch.Restart();
-                for (int s = 0; s < n; s++)
-                {
-                    using var scope = NewDisposeScope();
-                    var logits = llama.Forward(next, cache);
-                    next.Dispose();
-                    next = logits[0, -1].argmax().view(1, 1).DetachFromDisposeScope();
-                }
-
-                double decodeSeconds = watch.Elapsed.TotalSeconds;
-                next.Dispose();
+                double decodeSeconds = TimeGreedyDecode(llama, cache, n);
                 if (i == 0)
                     continue; // warm-up
                 prefill.Add(p / prefillSeconds);

@@ -122,38 +122,33 @@ public sealed class LigerAttention : ProjectedMixer
         return o.narrow(-1, 0, d) / (o.narrow(-1, d, 1) + DenominatorEps);
     }
 
-    private Tensor Gla(Tensor q, Tensor k, Tensor v, Tensor g, double scale, LinearLayerCache? cache, bool step)
+    private delegate (Tensor Output, Tensor State) StepKernel(Tensor q, Tensor k, Tensor v, Tensor g, Tensor state, double scale);
+
+    private delegate (Tensor Output, Tensor State) ChunkKernel(Tensor q, Tensor k, Tensor v, Tensor g, double scale, Tensor? state);
+
+    private Tensor Gla(Tensor q, Tensor k, Tensor v, Tensor g, double scale, LinearLayerCache? cache, bool step) =>
+        RunRecurrence(q, k, v, g, scale, cache, step, GlaRecurrent.Step,
+            (q, k, v, g, s, h0) => GlaChunked.Forward(q, k, v, g, s, h0, _options.ChunkSize, _options.SubChunkSize));
+
+    private Tensor Scalar(Tensor q, Tensor k, Tensor v, Tensor g, double scale, LinearLayerCache? cache, bool step) =>
+        RunRecurrence(q, k, v, g, scale, cache, step, ScalarGateRecurrent.Step,
+            (q, k, v, g, s, h0) => ScalarGateChunked.Forward(q, k, v, g, s, h0, _options.ChunkSize));
+
+    /// <summary>One decoding step from the cached state, or the chunked kernel over T tokens; updates the cache.</summary>
+    private Tensor RunRecurrence(Tensor q, Tensor k, Tensor v, Tensor g, double scale, LinearLayerCache? cache, bool step,
+        StepKernel stepKernel, ChunkKernel chunkKernel)
     {
         v = WithDenominator(v);
         Tensor o, state;
         if (step)
         {
             var s0 = cache!.State ?? zeros(q.shape[0], q.shape[2], k.shape[3], v.shape[3], device: q.device);
-            (o, state) = GlaRecurrent.Step(q.select(1, 0), k.select(1, 0), v.select(1, 0), g.select(1, 0), s0, scale);
+            (o, state) = stepKernel(q.select(1, 0), k.select(1, 0), v.select(1, 0), g.select(1, 0), s0, scale);
             o = o.unsqueeze(1);
         }
         else
         {
-            (o, state) = GlaChunked.Forward(q, k, v, g, scale, cache?.State, _options.ChunkSize, _options.SubChunkSize);
-        }
-
-        cache?.SetState(state);
-        return Normalized(o);
-    }
-
-    private Tensor Scalar(Tensor q, Tensor k, Tensor v, Tensor g, double scale, LinearLayerCache? cache, bool step)
-    {
-        v = WithDenominator(v);
-        Tensor o, state;
-        if (step)
-        {
-            var s0 = cache!.State ?? zeros(q.shape[0], q.shape[2], k.shape[3], v.shape[3], device: q.device);
-            (o, state) = ScalarGateRecurrent.Step(q.select(1, 0), k.select(1, 0), v.select(1, 0), g.select(1, 0), s0, scale);
-            o = o.unsqueeze(1);
-        }
-        else
-        {
-            (o, state) = ScalarGateChunked.Forward(q, k, v, g, scale, cache?.State, _options.ChunkSize);
+            (o, state) = chunkKernel(q, k, v, g, scale, cache?.State);
         }
 
         cache?.SetState(state);

@@ -25,6 +25,24 @@ internal static class ChunkLayout
         return x.reshape(b, h, -1, d).narrow(2, 0, t).transpose(1, 2);
     }
 
+    /// <summary>
+    /// The sequential part of a chunked linear recurrence: for each chunk c, output
+    /// <c>qDecayed_c · S + intra_c</c>, then <c>S ← S ⊙ chunkDecay_c + kToEnd_cᵀ · v_c</c>. Inputs are <c>[B, H, N, C, *]</c>
+    /// (<paramref name="chunkDecay"/> broadcastable to the state); returns outputs <c>[B, H, N, C, V]</c> and the final state.
+    /// </summary>
+    public static (Tensor Outputs, Tensor State) Scan(Tensor qDecayed, Tensor kToEnd, Tensor v, Tensor chunkDecay, Tensor intra, Tensor state)
+    {
+        long n = qDecayed.shape[2];
+        var outputs = new List<Tensor>((int)n);
+        for (long c = 0; c < n; c++)
+        {
+            outputs.Add(qDecayed.select(2, c).matmul(state) + intra.select(2, c));
+            state = state * chunkDecay.select(2, c) + kToEnd.select(2, c).transpose(-2, -1).matmul(v.select(2, c));
+        }
+
+        return (stack(outputs, 2), state);
+    }
+
     /// <summary>A <c>[C, C]</c> bool mask, true where key j may be read by query i (j ≤ i).</summary>
     public static Tensor Causal(long c, Device device) => ones(c, c, dtype: ScalarType.Bool, device: device).tril();
 }

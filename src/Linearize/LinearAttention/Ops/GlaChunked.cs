@@ -45,15 +45,8 @@ public static class GlaChunked
         var intra = IntraChunkScores(qc, kc, gamma, subChunkSize); // [B, H, N, C, C], scale included via qc
         var intraOut = intra.matmul(vc);                           // [B, H, N, C, V]
 
-        long n = qc.shape[2];
-        var outputs = new List<Tensor>((int)n);
-        for (long c = 0; c < n; c++)
-        {
-            outputs.Add(qDecayed.select(2, c).matmul(state) + intraOut.select(2, c));
-            state = state * chunkDecay.select(2, c) + kToEnd.select(2, c).transpose(-2, -1).matmul(vc.select(2, c));
-        }
-
-        var o = ChunkLayout.Unfold(stack(outputs, 2), t);
+        (var outputs, state) = ChunkLayout.Scan(qDecayed, kToEnd, vc, chunkDecay, intraOut, state);
+        var o = ChunkLayout.Unfold(outputs, t);
         return (o.MoveToOuterDisposeScope(), state.MoveToOuterDisposeScope());
     }
 

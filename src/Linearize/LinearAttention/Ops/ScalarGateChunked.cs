@@ -34,15 +34,8 @@ public static class ScalarGateChunked
         var qDecayed = qc * gamma.exp();
         var kToEnd = kc * (gammaLast - gamma).exp();
         var chunkDecay = gammaLast.exp();                                   // [B, H, N, 1, 1]
-        long n = qc.shape[2];
-        var outputs = new List<Tensor>((int)n);
-        for (long c = 0; c < n; c++)
-        {
-            outputs.Add(qDecayed.select(2, c).matmul(state) + intraOut.select(2, c));
-            state = state * chunkDecay.select(2, c) + kToEnd.select(2, c).transpose(-2, -1).matmul(vc.select(2, c));
-        }
-
-        var o = ChunkLayout.Unfold(stack(outputs, 2), t);
+        (var outputs, state) = ChunkLayout.Scan(qDecayed, kToEnd, vc, chunkDecay, intraOut, state);
+        var o = ChunkLayout.Unfold(outputs, t);
         return (o.MoveToOuterDisposeScope(), state.MoveToOuterDisposeScope());
     }
 }
