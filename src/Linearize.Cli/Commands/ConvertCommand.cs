@@ -17,8 +17,8 @@ public static class ConvertCommand
         var window = new Option<int>("--window") { Description = "Keys each query sees in the softmax window, itself included (paper: 64; the reference code's flash-attention window is 65)", DefaultValueFactory = _ => 64 };
         var softmaxLayers = new Option<string?>("--softmax-layers") { Description = "Comma-separated layers that stay full softmax attention, e.g. 3,7" };
         var softmaxEvery = new Option<int?>("--softmax-every") { Description = "Keep every K-th layer softmax (layers K-1, 2K-1, …); 8 is the paper's 7:1 hybrid" };
-        var alpha = new Option<double>("--alpha") { Description = "Weight of the window branch (paper Eq. 9)", DefaultValueFactory = _ => 0.5 };
-        var beta = new Option<double>("--beta") { Description = "Weight of the recurrent branch (paper Eq. 9)", DefaultValueFactory = _ => 0.5 };
+        var alpha = new Option<double>("--mix-alpha") { Description = "Weight of the window branch (paper Eq. 9)", DefaultValueFactory = _ => 0.5 };
+        var beta = new Option<double>("--mix-beta") { Description = "Weight of the recurrent branch (paper Eq. 9)", DefaultValueFactory = _ => 0.5 };
         var normalizer = new Option<double?>("--gate-normalizer") { Description = "Divide the log gate by this (default: 16 for gla/gsa, 1 for the others, as in the reference)" };
         var slots = new Option<int?>("--slots") { Description = "liger-gsa: slots per head (default: head_dim)" };
         var sinks = new Option<int>("--sinks") { Description = "swa: always-visible first tokens", DefaultValueFactory = _ => 0 };

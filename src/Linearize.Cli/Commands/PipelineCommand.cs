@@ -18,6 +18,9 @@ public static class PipelineCommand
         var softmaxEvery = new Option<int?>("--softmax-every") { Description = "Keep every K-th layer softmax" };
         var normalize = new Option<bool>("--normalize-recurrent") { Description = "Normalize the recurrent branch by its denominator (not in Liger)" };
         var gateNormalizer = new Option<double?>("--gate-normalizer") { Description = "Divide the log gate by this (default: the family's reference value)" };
+        var alpha = new Option<double>("--mix-alpha") { Description = "Weight of the window branch (paper: 0.5)", DefaultValueFactory = _ => 0.5 };
+        var beta = new Option<double>("--mix-beta") { Description = "Weight of the recurrent branch (paper: 0.5)", DefaultValueFactory = _ => 0.5 };
+        var softmaxLayers = new Option<string?>("--softmax-layers") { Description = "Comma-separated layers that stay full softmax attention" };
         var evalText = new Option<string?>("--eval-text") { Description = "Text to measure perplexity on (teacher, converted, trained)" };
         var evalDocs = new Option<int?>("--eval-docs") { Description = "Evaluation documents (per-line: first N lines; rolling: the text up to the N-th)", DefaultValueFactory = _ => 200 };
         var training = new TrainingCliOptions();
@@ -26,7 +29,7 @@ public static class PipelineCommand
         var command = new Command("pipeline",
             "Teacher → converted → LoRA-trained → merged linear model, evaluating teacher and student on the same text under both perplexity protocols; writes report.md and report.json.");
         model.AddTo(command);
-        foreach (var o in new Option[] { method, window, softmaxEvery, normalize, gateNormalizer, evalText, evalDocs, output, resume })
+        foreach (var o in new Option[] { method, window, softmaxEvery, softmaxLayers, normalize, gateNormalizer, alpha, beta, evalText, evalDocs, output, resume })
             command.Add(o);
         training.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
@@ -46,6 +49,8 @@ public static class PipelineCommand
                     Window = r.GetValue(window),
                     NormalizeRecurrent = r.GetValue(normalize),
                     GateNormalizer = r.GetValue(gateNormalizer),
+                    Alpha = r.GetValue(alpha),
+                    Beta = r.GetValue(beta),
                 },
                 SoftmaxLayers = Array.Empty<int>(),
             };
@@ -64,10 +69,15 @@ public static class PipelineCommand
                 Resume = r.GetValue(resume),
             };
             options.Training.Validate();
-            if (r.GetValue(softmaxEvery) is int k)
+            if (r.GetValue(softmaxEvery) is not null || r.GetValue(softmaxLayers) is not null)
             {
+                if (r.GetValue(softmaxEvery) is not null && r.GetValue(softmaxLayers) is not null)
+                    throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
                 int layers = Linearize.Modeling.ModelSource.Resolve(options.TeacherPath, options.TokenizerPath).LoadConfig().NumHiddenLayers;
-                options = options with { Linearization = lin with { SoftmaxLayers = LinearizationConfig.EveryKth(k, layers) } };
+                var list = r.GetValue(softmaxLayers) is string text
+                    ? LinearizationConfig.ParseLayerList(text, layers)
+                    : LinearizationConfig.EveryKth(r.GetValue(softmaxEvery)!.Value, layers);
+                options = options with { Linearization = lin with { SoftmaxLayers = list } };
             }
 
             using var cts = TrainingUi.CancelOnCtrlC();
