@@ -126,6 +126,32 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void BFloat16WeightsTrainWithFloat32Adapters()
+    {
+        using var dir = new TempDir();
+        using var teacher = TinyModels.Create("gqa-untied");
+        teacher.to(ScalarType.BFloat16);
+        using var model = Converter.Convert(teacher, LigerConversionTests.Lin("liger-gla", window: 8));
+        LoraInjector.Inject(model, Options.Lora, 11);
+        var before = Snapshot(model);
+        var (train, val) = Data(model.Config.VocabSize);
+        var result = new Trainer(model, train, val, Options with { MaxSteps = 3 }, dir.Path).Run(false, CancellationToken.None);
+        Assert.True(result.Completed);
+        foreach (var (name, p) in model.named_parameters())
+        {
+            if (name.Contains(".lora_"))
+                Assert.Equal(ScalarType.Float32, p.dtype);
+            else
+            {
+                Assert.Equal(ScalarType.BFloat16, p.dtype);
+                TensorAssert.BitEqual($"frozen {name}", before[name], p);
+            }
+        }
+
+        Assert.True(double.IsFinite(result.FinalEvalLoss!.Value));
+    }
+
+    [Fact]
     public void NonFiniteLossStopsWithAClearMessage()
     {
         using var dir = new TempDir();
