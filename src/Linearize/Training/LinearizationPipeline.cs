@@ -188,7 +188,7 @@ public sealed class LinearizationPipeline
                       $"{r.Lora.TrainableParameters:N0} trainable of {r.Lora.TotalParameters:N0} parameters ({r.Lora.TrainableFraction:P3})");
         md.AppendLine($"- Training: {r.Training.Steps} steps × {_o.Training.BatchSize}×{_o.Training.GradientAccumulation} sequences of {_o.Training.SequenceLength}; " +
                       $"{r.Training.Tokens:N0} labelled tokens; AdamW lr {_o.Training.LearningRate} ({_o.Training.Schedule}); " +
-                      $"{r.Training.Seconds:F1} s, {r.Training.TokensPerSecond:F0} tokens/s");
+                      $"{r.Training.Seconds:F1} s in training steps, {r.Training.TokensPerSecond:F0} labelled tokens/s");
         md.AppendLine($"- Validation loss: best {r.Training.BestEvalLoss:F4}, final {r.Training.FinalEvalLoss:F4}");
         md.AppendLine($"- Wall time: {r.WallSeconds:F1} s. Merged model: `{r.MergedDirectory}`. Loss curve: `train/loss.png`.");
         AtomicFile.WriteAllText(Path.Combine(_o.OutputDirectory, "report.md"), md.ToString());

@@ -63,7 +63,7 @@ public sealed class Trainer
         var schedule = new LearningRateSchedule(_options.Schedule, _options.LearningRate, TotalSteps, _options.WarmupSteps);
         using var optimizer = new AdamW(_trainable, _options.LearningRate, _options.Beta1, _options.Beta2, _options.Eps, _options.WeightDecay);
         long step = 0, tokens = 0, cursor = 0; // cursor: micro-batches consumed since the start of training
-        double elapsedBefore = 0;
+        double elapsedBefore = 0, computeBefore = 0; // wall time, and time in training steps (excludes evaluation and saving)
         double? bestEval = null, lastEval = null;
         string lastPath = Path.Combine(CheckpointDirectory, LastCheckpointName);
         string bestPath = Path.Combine(CheckpointDirectory, BestCheckpointName);
@@ -77,6 +77,7 @@ public sealed class Trainer
             tokens = meta["tokens"]!.GetValue<long>();
             cursor = meta["cursor"]!.GetValue<long>();
             elapsedBefore = meta["elapsed_seconds"]!.GetValue<double>();
+            computeBefore = meta["compute_seconds"]!.GetValue<double>();
             bestEval = meta["best_eval_loss"]?.GetValue<double>();
             lastEval = meta["last_eval_loss"]?.GetValue<double>();
             TruncateMetrics(step);
@@ -87,6 +88,7 @@ public sealed class Trainer
         }
 
         var watch = Stopwatch.StartNew();
+        var compute = new Stopwatch();
         long microPerEpoch = StepsPerEpoch * _options.GradientAccumulation;
         int[]? order = null;
         long orderEpoch = -1;
@@ -95,11 +97,12 @@ public sealed class Trainer
         {
             if (cancel.IsCancellationRequested)
             {
-                SaveCheckpoint(lastPath, optimizer, schedule, step, tokens, cursor, elapsedBefore + watch.Elapsed.TotalSeconds, bestEval, lastEval);
-                return new TrainingResult(false, step, tokens, elapsedBefore + watch.Elapsed.TotalSeconds, bestEval, lastEval,
+                SaveCheckpoint(lastPath, optimizer, schedule, step, tokens, cursor, elapsedBefore + watch.Elapsed.TotalSeconds, computeBefore + compute.Elapsed.TotalSeconds, bestEval, lastEval);
+                return new TrainingResult(false, step, tokens, computeBefore + compute.Elapsed.TotalSeconds, bestEval, lastEval,
                     File.Exists(bestPath) ? bestPath : null, lastPath);
             }
 
+            compute.Start();
             double lossSum = 0;
             long stepTokens = 0;
             int epoch = (int)(cursor / microPerEpoch);
@@ -133,6 +136,8 @@ public sealed class Trainer
             optimizer.ZeroGrad();
             step++;
             tokens += stepTokens;
+            compute.Stop();
+            double computeSeconds = computeBefore + compute.Elapsed.TotalSeconds;
 
             double? evalLoss = null;
             bool last = step == TotalSteps;
@@ -146,22 +151,22 @@ public sealed class Trainer
                     if (bestEval is null || evalLoss < bestEval)
                     {
                         bestEval = evalLoss;
-                        SaveCheckpoint(bestPath, optimizer, schedule, step, tokens, cursor, elapsedBefore + watch.Elapsed.TotalSeconds, bestEval, lastEval);
+                        SaveCheckpoint(bestPath, optimizer, schedule, step, tokens, cursor, elapsedBefore + watch.Elapsed.TotalSeconds, computeSeconds, bestEval, lastEval);
                     }
                 }
 
-                SaveCheckpoint(lastPath, optimizer, schedule, step, tokens, cursor, elapsedBefore + watch.Elapsed.TotalSeconds, bestEval, lastEval);
+                SaveCheckpoint(lastPath, optimizer, schedule, step, tokens, cursor, elapsedBefore + watch.Elapsed.TotalSeconds, computeSeconds, bestEval, lastEval);
             }
 
             double elapsed = elapsedBefore + watch.Elapsed.TotalSeconds;
             var metrics = new TrainingMetrics(step, TotalSteps, epoch, lossSum / _options.GradientAccumulation, optimizer.LearningRate,
-                gradNorm, tokens, tokens / Math.Max(elapsed, 1e-9), elapsed, evalLoss);
+                gradNorm, tokens, tokens / Math.Max(computeSeconds, 1e-9), elapsed, evalLoss);
             File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson) + "\n");
             onStep?.Invoke(metrics);
         }
 
         _model.eval();
-        return new TrainingResult(true, step, tokens, elapsedBefore + watch.Elapsed.TotalSeconds, bestEval, lastEval,
+        return new TrainingResult(true, step, tokens, computeBefore + compute.Elapsed.TotalSeconds, bestEval, lastEval,
             File.Exists(bestPath) ? bestPath : null, lastPath);
     }
 
@@ -223,7 +228,7 @@ public sealed class Trainer
     }
 
     private void SaveCheckpoint(string path, AdamW optimizer, LearningRateSchedule schedule, long step, long tokens, long cursor,
-        double elapsed, double? bestEval, double? lastEval)
+        double elapsed, double computeSeconds, double? bestEval, double? lastEval)
     {
         var tensors = new List<KeyValuePair<string, Tensor>>();
         tensors.AddRange(_trainable.Select(p => new KeyValuePair<string, Tensor>("param." + p.Name, p.Parameter)));
@@ -236,6 +241,7 @@ public sealed class Trainer
             ["tokens"] = tokens,
             ["cursor"] = cursor,
             ["elapsed_seconds"] = elapsed,
+            ["compute_seconds"] = computeSeconds,
             ["best_eval_loss"] = bestEval,
             ["last_eval_loss"] = lastEval,
             ["adam_step"] = optimizer.Step,
