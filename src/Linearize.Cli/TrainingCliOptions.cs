@@ -10,7 +10,7 @@ public sealed class TrainingCliOptions
 {
     public Option<string> Data { get; } = new("--data") { Description = "Training data: Alpaca .json/.jsonl (instruction, input, output), or plain text", Required = true };
     public Option<string?> ValData { get; } = new("--val-data") { Description = "Validation data (default: hold out records from --data)" };
-    public Option<string> TextSplit { get; } = new("--text-split") { Description = "Plain text: 'lines' (one document per non-empty line) or 'paragraphs' (blank-line separated)", DefaultValueFactory = _ => "lines" };
+    public Option<string> TextSplit { get; } = new("--text-split") { Description = "Plain text: 'lines' (each non-empty line a document: BOS + line + EOS), 'paragraphs' (blank-line separated), or 'stream' (the whole text as one document, as the rolling perplexity protocol reads it)", DefaultValueFactory = _ => "lines" };
     public Option<int> SkipDocs { get; } = new("--skip-docs") { Description = "Plain text: skip the first N documents (keep an evaluation set out of training)", DefaultValueFactory = _ => 0 };
     public Option<int> ValRecords { get; } = new("--val-records") { Description = "Records held out for validation without --val-data (at most 10 %)", DefaultValueFactory = _ => 200 };
     public Option<bool> SkipBad { get; } = new("--skip-bad-records") { Description = "Skip malformed Alpaca records (counted and reported) instead of failing" };
@@ -33,7 +33,7 @@ public sealed class TrainingCliOptions
 
     public TrainingCliOptions()
     {
-        TextSplit.AcceptOnlyFromAmong("lines", "paragraphs");
+        TextSplit.AcceptOnlyFromAmong("lines", "paragraphs", "stream");
         Schedule.AcceptOnlyFromAmong(LearningRateScheduleKinds);
     }
 
@@ -71,7 +71,12 @@ public sealed class TrainingCliOptions
 
     public TrainingData.Options DataOptions(ParseResult r) => new()
     {
-        TextSplit = r.GetValue(TextSplit) == "paragraphs" ? TextDataset.Split.Paragraphs : TextDataset.Split.Lines,
+        TextSplit = r.GetValue(TextSplit) switch
+        {
+            "paragraphs" => TextDataset.Split.Paragraphs,
+            "stream" => TextDataset.Split.Stream,
+            _ => TextDataset.Split.Lines,
+        },
         SkipDocuments = r.GetValue(SkipDocs),
         SkipBadRecords = r.GetValue(SkipBad),
         ValidationRecords = r.GetValue(ValRecords),

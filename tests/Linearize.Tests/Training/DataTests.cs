@@ -34,6 +34,18 @@ public sealed class DataTests
     }
 
     [Fact]
+    public void TextSplitsIntoLinesParagraphsOrOneStream()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("t.txt");
+        File.WriteAllText(path, "a b\nc\n\nd e\n\nf\n");
+        Assert.Equal(new[] { "a b", "c", "d e", "f" }, TextDataset.Read(path, TextDataset.Split.Lines));
+        Assert.Equal(new[] { "a b\nc", "d e", "f" }, TextDataset.Read(path, TextDataset.Split.Paragraphs));
+        Assert.Equal(new[] { "d e\n\nf\n" }, TextDataset.Read(path, TextDataset.Split.Stream, skip: 2));
+        Assert.Throws<LinearizeException>(() => TextDataset.Read(path, TextDataset.Split.Stream, skip: 4));
+    }
+
+    [Fact]
     public void PackingDropsSequencesWithoutLabels()
     {
         var masked = new TrainingExample(Enumerable.Range(0, 10).ToArray(), Enumerable.Repeat(TrainingExample.IgnoreIndex, 10).ToArray());

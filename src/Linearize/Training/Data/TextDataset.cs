@@ -14,6 +14,11 @@ public static class TextDataset
 
         /// <summary>Blank-line separated paragraphs are documents.</summary>
         Paragraphs,
+
+        /// <summary>The text from the first kept line to the end is one document, newlines and blank lines included
+        /// — the shape of the rolling (long-context) perplexity protocol, where stories follow each other without
+        /// BOS/EOS between them.</summary>
+        Stream,
     }
 
     /// <summary>The documents of <paramref name="path"/>, skipping the first <paramref name="skip"/> of them.</summary>
@@ -22,6 +27,8 @@ public static class TextDataset
         if (!File.Exists(path))
             throw new LinearizeException($"{path}: data file not found");
         string text = File.ReadAllText(path, Encoding.UTF8).Replace("\r\n", "\n");
+        if (split == Split.Stream)
+            return new List<string> { StreamFrom(path, text, skip) };
         IEnumerable<string> docs = split == Split.Lines
             ? text.Split('\n').Where(l => l.Trim().Length > 0)
             : text.Split("\n\n").Select(p => p.Trim('\n')).Where(p => p.Trim().Length > 0);
@@ -29,6 +36,22 @@ public static class TextDataset
         if (result.Count == 0)
             throw new LinearizeException($"{path}: no documents left after skipping {skip}");
         return result;
+    }
+
+    /// <summary>The text starting at its (<paramref name="skip"/> + 1)-th non-empty line.</summary>
+    private static string StreamFrom(string path, string text, int skip)
+    {
+        int seen = 0, pos = 0;
+        while (pos < text.Length)
+        {
+            int end = text.IndexOf('\n', pos);
+            int next = end < 0 ? text.Length : end + 1;
+            if (text.AsSpan(pos, next - pos).Trim().Length > 0 && seen++ == skip)
+                return text[pos..];
+            pos = next;
+        }
+
+        throw new LinearizeException($"{path}: no text left after skipping {skip} non-empty lines");
     }
 
     public static TrainingExample Tokenize(string document, TextTokenizer tokenizer)

@@ -49,6 +49,15 @@ public static class TrainingData
 
         var train = SequencePacker.Pack(trainExamples, options.SequenceLength);
         var validation = SequencePacker.Pack(valExamples, options.SequenceLength);
+        if (validationPath is null && validation.Count == 0 && train.Count >= 20 && options.ValidationRecords > 0)
+        {
+            // Too few documents to hold some out (e.g. one text stream): hold out 5 % of the packed sequences.
+            var order = SequencePacker.Shuffle(train.Count, options.Seed);
+            int held = Math.Max(1, train.Count / 20);
+            validation = order.Take(held).Select(i => train[i]).ToList();
+            train = order.Skip(held).Order().Select(i => train[i]).ToList();
+        }
+
         return new Result(train, validation, examples.Count, skipped + skippedVal, train.Sum(e => (long)e.InputIds.Length),
             train.Sum(e => (long)e.LabelledTokens));
     }
