@@ -19,11 +19,13 @@ echo "== the teacher"
 "$L" inspect --model "$MODEL"
 "$L" generate --model "$MODEL" --prompt "Once upon a time" --max-new-tokens 60
 
-# Evaluation set: the first 200 non-empty lines of val.txt (the golden protocols); training data: the
-# non-empty lines after the first 1,000, so the two never overlap.
+# Evaluation set: the first 200 non-empty lines of val.txt (the golden protocols); training data: the text from
+# the 1,001st non-empty line on, read as one stream like the rolling protocol reads its text, so the two never
+# overlap. Recipe: Liger's (LoRA r 8 / alpha 8, AdamW, constant lr, 1024 × 8 tokens per step) with o_proj added,
+# lr 1e-2 and 4 epochs — what recovered this 8-dim-head model best (see README, "Recovery").
 echo "== pipeline: convert (liger-gla) → LoRA on q,k,v,o → merge → evaluate (output in $OUT)"
 rm -rf "$OUT"
-"$L" pipeline --model "$MODEL" --method liger-gla --data "$TEXT" --skip-docs 1000 \
+"$L" pipeline --model "$MODEL" --method liger-gla --data "$TEXT" --skip-docs 1000 --text-split stream \
   --eval-text "$TEXT" --eval-docs 200 --targets q,k,v,o --lr 1e-2 --epochs 4 --out "$OUT"
 
 echo "== the recovered linear model (constant-memory decoding)"
