@@ -18,7 +18,7 @@ public static class Plots
         plot.Title(title);
         plot.XLabel(logX ? xLabel + " (log2)" : xLabel);
         plot.YLabel(yLabel);
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         string tmp = path + ".tmp.png";
         plot.SavePng(tmp, 800, 500);
         File.Move(tmp, path, overwrite: true);
