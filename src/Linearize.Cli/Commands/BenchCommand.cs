@@ -181,10 +181,11 @@ public static class BenchCommand
                 return 0;
             }
 
-            var table = new Table().AddColumn("model").AddColumn("params").AddColumn("threads")
+            // The model path is the title, so the row fits an 80-column terminal without wrapping.
+            var table = new Table().Title(Markup.Escape(result.model!)).AddColumn("params").AddColumn("dtype").AddColumn("threads")
                 .AddColumn(new TableColumn("prefill tok/s").RightAligned()).AddColumn(new TableColumn("decode tok/s").RightAligned())
                 .AddColumn(new TableColumn("ms/token").RightAligned());
-            table.AddRow(Markup.Escape(result.model!), $"{result.parameters:N0}", result.threads.ToString(),
+            table.AddRow($"{result.parameters:N0}", result.dtype, result.threads.ToString(),
                 $"{result.prefill_tokens_per_second:F0} (T={p})", $"{result.decode_tokens_per_second:F1}", $"{result.decode_ms_per_token:F2}");
             ConsoleUi.Out.Write(table);
             return 0;
