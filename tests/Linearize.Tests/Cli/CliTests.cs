@@ -26,6 +26,19 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void HelpNamesTheLinearizeCommandAndEveryCommand()
+    {
+        var (exit, output, _) = CliHarness.Run("--help");
+        Assert.Equal(0, exit);
+        Assert.Contains("linearize [command] [options]", output);
+        foreach (var command in new[] { "generate", "eval", "inspect", "convert", "train", "merge", "pipeline", "import-llama2c", "bench", "create-random" })
+            Assert.Contains($"  {command} ", output);
+        var (subExit, subOutput, _) = CliHarness.Run("eval", "ppl", "--help");
+        Assert.Equal(0, subExit);
+        Assert.Contains("linearize eval ppl [options]", subOutput);
+    }
+
+    [Fact]
     public void UnknownFlagFails()
     {
         var (exit, _, err) = CliHarness.Run("generate", "--model", "x", "--prompt", "hi", "--bogus");
