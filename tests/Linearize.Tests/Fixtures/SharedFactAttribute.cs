@@ -1,0 +1,14 @@
+namespace Linearize.Tests.Fixtures;
+
+/// <summary>A fact that needs files from ../shared; skipped with a clear message when they are missing.</summary>
+public sealed class SharedFactAttribute : FactAttribute
+{
+    public SharedFactAttribute(params string[] paths)
+    {
+        var missing = paths.Where(p => !SharedData.Has(p)).ToList();
+        if (SharedData.Root is null)
+            Skip = "../shared is not available (set LINEARIZE_SHARED to its path to run this test)";
+        else if (missing.Count > 0)
+            Skip = $"missing from ../shared: {string.Join(", ", missing)}";
+    }
+}
