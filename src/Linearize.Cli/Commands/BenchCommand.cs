@@ -71,12 +71,12 @@ public static class BenchCommand
 
             var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
             if (r.GetValue(plot) is string png)
-                Plots.Line(png, $"decode: {Path.GetFileName(Path.TrimEndingDirectorySeparator(r.GetValue(model.Model)!))}", "context tokens", "ms/token; state MiB",
+                Plots.Line(png, $"decode: {Path.GetFileName(Path.TrimEndingDirectorySeparator(r.GetValue(model.Model)!))}", "context tokens", "ms per generated token",
                     new[]
                     {
                         new Plots.Series("ms per token", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.MsPerToken).ToArray()),
-                        new Plots.Series("state MiB", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.StateBytes / (double)(1 << 20)).ToArray()),
-                    }, logX: true);
+                        new Plots.Series("decoding state (MiB)", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.StateBytes / (double)(1 << 20)).ToArray(), RightAxis: true),
+                    }, logX: true, rightYLabel: "decoding state (MiB)", zeroBased: true);
             if (r.GetValue(json))
             {
                 Console.Out.WriteLine(JsonSerializer.Serialize(new
