@@ -13,21 +13,36 @@ public static class CreateRandomCommand
         var output = new Option<string>("--out", "-o") { Description = "Output directory", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 0UL };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file to copy into the directory (optional)" };
+        var format = new Option<string>("--format") { Description = "hf (a Hugging Face directory) or llama2c (one .bin file that llama2.c's run.c reads too)", DefaultValueFactory = _ => "hf" };
+        format.AcceptOnlyFromAmong("hf", "llama2c");
+        var context = new Option<int?>("--max-positions") { Description = "Override the preset's context length (max_position_embeddings / llama2.c seq_len)" };
         var command = new Command("create-random", "Write a random-weight Hugging Face checkpoint with the shape of a real model (speed does not depend on training).");
         command.Add(preset);
         command.Add(output);
         command.Add(seed);
         command.Add(tokenizer);
+        command.Add(format);
+        command.Add(context);
         command.SetAction(r => CliRunner.Run(() =>
         {
             var config = ModelPresets.Get(r.GetValue(preset)!);
-            string outDir = r.GetValue(output)!;
-            if (File.Exists(outDir))
-                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            if (r.GetValue(context) is int positions)
+                config = positions > 0
+                    ? config.With(j => j["max_position_embeddings"] = positions)
+                    : throw new LinearizeException($"--max-positions must be positive, got {positions}");
+            string outPath = r.GetValue(output)!;
+            bool llama2c = r.GetValue(format) == "llama2c";
+            if (!llama2c && File.Exists(outPath))
+                throw new LinearizeException($"{outPath}: exists and is a file; --out must be a directory");
+            if (llama2c && Directory.Exists(outPath))
+                throw new LinearizeException($"{outPath}: is a directory; with --format llama2c, --out names the .bin file");
             using var model = new LlamaForCausalLM(config);
             RandomWeights.Initialize(model, r.GetValue(seed));
-            ModelLoader.SaveHuggingFace(model, config, outDir, r.GetValue(tokenizer));
-            Console.Error.WriteLine($"wrote {outDir} ({model.ParameterCount():N0} parameters)");
+            if (llama2c)
+                Linearize.Checkpoints.Llama2cWriter.Write(model, outPath);
+            else
+                ModelLoader.SaveHuggingFace(model, config, outPath, r.GetValue(tokenizer));
+            Console.Error.WriteLine($"wrote {outPath} ({model.ParameterCount():N0} parameters)");
             return 0;
         }));
         return command;

@@ -41,6 +41,10 @@ public sealed class KvCache : ILayerCache
         return (_keys.narrow(2, 0, Length), _values.narrow(2, 0, Length));
     }
 
+    /// <summary>Views of the cached keys and values <c>[B, H_kv, Length, D]</c> (empty before the first append).</summary>
+    public (Tensor Keys, Tensor Values) Read() =>
+        _keys is null ? (empty(0), empty(0)) : (_keys.narrow(2, 0, Length), _values!.narrow(2, 0, Length));
+
     private Tensor Grow(Tensor? old, Tensor like, long capacity)
     {
         var shape = (long[])like.shape.Clone();

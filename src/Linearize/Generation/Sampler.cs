@@ -48,5 +48,25 @@ public sealed class Sampler : IDisposable
         return (int)torch.multinomial(probs, 1, replacement: false, generator: _generator).item<long>();
     }
 
+    /// <summary>Next token for float32 logits <c>[V]</c> held outside TorchSharp (the decode engine's). Greedy picks the
+    /// first maximum, as <c>argmax</c> does; sampling goes through the tensor path, so a seed gives the same draws.</summary>
+    public int Sample(ReadOnlySpan<float> logits)
+    {
+        if (_options.IsGreedy)
+            return ArgMax(logits);
+        using var scope = NewDisposeScope();
+        return Sample(torch.tensor(logits.ToArray()));
+    }
+
+    /// <summary>Index of the first largest value (NaN never wins).</summary>
+    public static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++)
+            if (values[i] > values[best])
+                best = i;
+        return best;
+    }
+
     public void Dispose() => _generator.Dispose();
 }

@@ -26,6 +26,12 @@ public sealed class SlidingWindowAttention : ProjectedMixer
         RegisterComponents();
     }
 
+    /// <summary>Keys each query sees, itself included.</summary>
+    public int Window => _window;
+
+    /// <summary>First positions every query also sees.</summary>
+    public int Sinks => _sinks;
+
     public override string Describe() => _sinks > 0 ? $"swa(window={_window}, sinks={_sinks})" : $"swa(window={_window})";
 
     public override Tensor forward(Tensor x, AttentionContext ctx)

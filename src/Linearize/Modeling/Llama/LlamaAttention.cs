@@ -18,6 +18,9 @@ public sealed class LlamaAttention : ProjectedMixer
         RegisterComponents();
     }
 
+    /// <summary>Mistral's sliding window (keys a query sees), or null for full causal attention.</summary>
+    public int? SlidingWindow => _window;
+
     public override string Describe() => _window is int w ? $"softmax(window={w})" : "softmax";
 
     public override Tensor forward(Tensor x, AttentionContext ctx)

@@ -1,0 +1,34 @@
+using Linearize.Inference.Kernels;
+
+namespace Linearize.Inference;
+
+/// <summary>How a <see cref="DecodeEngine"/> packs weights and runs.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>Storage of every weight matrix (embedding and head included); norms, activations and states stay float32.</summary>
+    public WeightFormat Weights { get; init; } = WeightFormat.Float32;
+
+    /// <summary>Threads of the engine's worker pool (the caller included). Default: one per core.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Instruction set of the matrix kernels; lower levels exist for tests and machines without AVX-512.</summary>
+    public KernelIsa Isa { get; init; } = KernelIsaSupport.Best;
+
+    /// <summary>Matrices smaller than this run on the calling thread: a parallel region costs more than it saves.</summary>
+    public long ParallelMinBytes { get; init; } = 64 * 1024;
+
+    public static WeightFormat ParseFormat(string text) => text.ToLowerInvariant() switch
+    {
+        "float32" or "fp32" or "f32" => WeightFormat.Float32,
+        "bfloat16" or "bf16" => WeightFormat.BFloat16,
+        "q8" or "q8_0" or "int8" => WeightFormat.Q8,
+        _ => throw new LinearizeException($"--weight-dtype: '{text}' is not one of float32, bfloat16, q8"),
+    };
+
+    public static string FormatName(WeightFormat format) => format switch
+    {
+        WeightFormat.Float32 => "float32",
+        WeightFormat.BFloat16 => "bfloat16",
+        _ => "q8",
+    };
+}

@@ -1,0 +1,331 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Linearize.Inference.Kernels;
+
+/// <summary>
+/// Matrix × vector(s) over a range of rows of a <see cref="PackedMatrix"/>: <c>y[b, r] = Σ_c W[r, c] · x[b, c]</c> for
+/// <c>b &lt; count</c>. Decoding is memory-bound (every weight is read once per step), so the kernels stream each row
+/// once and, for a batch, multiply it with every vector while it sits in L1 — rows outer, vectors inner, in tiles of
+/// four — which is why batch N costs little more than batch 1. Float32 accumulation in vector lanes; the naive twin is
+/// <see cref="NaiveMatVec"/>.
+/// </summary>
+public static unsafe class MatVec
+{
+    private const int Tile = 4;
+
+    /// <summary>
+    /// Rows <c>[r0, r1)</c> of <paramref name="w"/> times <paramref name="count"/> vectors at <paramref name="x"/> (stride
+    /// <paramref name="xStride"/> floats), written to <paramref name="y"/> at <c>b · yStride + r</c>.
+    /// </summary>
+    public static void Rows(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
+    {
+        switch (w.Format)
+        {
+            case WeightFormat.Float32:
+                Dense<Float32Rows>(w.F32, sizeof(float), w.Cols, x, xStride, count, y, yStride, r0, r1, isa);
+                break;
+            case WeightFormat.BFloat16:
+                Dense<BFloat16Rows>(w.Bf16, sizeof(ushort), w.Cols, x, xStride, count, y, yStride, r0, r1, isa);
+                break;
+            default:
+                Q8(w, x, xStride, count, y, yStride, r0, r1, isa);
+                break;
+        }
+    }
+
+    private static void Dense<TRow>(void* data, int elementSize, int cols, float* x, int xStride, int count, float* y, int yStride,
+        int r0, int r1, KernelIsa isa) where TRow : IRowLoader
+    {
+        for (int r = r0; r < r1; r++)
+        {
+            void* row = (byte*)data + (long)r * cols * elementSize;
+            if (count == 1)
+            {
+                y[r] = isa switch
+                {
+                    KernelIsa.Avx512 => Dot512<TRow>(row, x, cols),
+                    KernelIsa.Avx2 => Dot256<TRow>(row, x, cols),
+                    _ => DotScalar<TRow>(row, x, cols),
+                };
+                continue;
+            }
+
+            for (int b0 = 0; b0 < count; b0 += Tile)
+            {
+                int n = Math.Min(Tile, count - b0);
+                float* x0 = x + (long)b0 * xStride;
+                float* x1 = n > 1 ? x0 + xStride : x0, x2 = n > 2 ? x0 + 2L * xStride : x0, x3 = n > 3 ? x0 + 3L * xStride : x0;
+                var s = isa switch
+                {
+                    KernelIsa.Avx512 => Dot4x512<TRow>(row, x0, x1, x2, x3, cols),
+                    KernelIsa.Avx2 => Dot4x256<TRow>(row, x0, x1, x2, x3, cols),
+                    _ => Dot4Scalar<TRow>(row, x0, x1, x2, x3, cols),
+                };
+                float* yb = y + (long)b0 * yStride + r;
+                yb[0] = s.GetElement(0);
+                if (n > 1) yb[yStride] = s.GetElement(1);
+                if (n > 2) yb[2L * yStride] = s.GetElement(2);
+                if (n > 3) yb[3L * yStride] = s.GetElement(3);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot512<TRow>(void* row, float* x, int n) where TRow : IRowLoader
+    {
+        var a0 = Vector512<float>.Zero;
+        var a1 = Vector512<float>.Zero;
+        var a2 = Vector512<float>.Zero;
+        var a3 = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 64 <= n; i += 64)
+        {
+            a0 = Vector512.FusedMultiplyAdd(TRow.Load512(row, i), Vector512.Load(x + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(TRow.Load512(row, i + 16), Vector512.Load(x + i + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(TRow.Load512(row, i + 32), Vector512.Load(x + i + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(TRow.Load512(row, i + 48), Vector512.Load(x + i + 48), a3);
+        }
+
+        for (; i + 16 <= n; i += 16)
+            a0 = Vector512.FusedMultiplyAdd(TRow.Load512(row, i), Vector512.Load(x + i), a0);
+        float s = Vector512.Sum((a0 + a1) + (a2 + a3));
+        for (; i < n; i++)
+            s += TRow.Load1(row, i) * x[i];
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot256<TRow>(void* row, float* x, int n) where TRow : IRowLoader
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        var a3 = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            a0 = Fma.MultiplyAdd(TRow.Load256(row, i), Vector256.Load(x + i), a0);
+            a1 = Fma.MultiplyAdd(TRow.Load256(row, i + 8), Vector256.Load(x + i + 8), a1);
+            a2 = Fma.MultiplyAdd(TRow.Load256(row, i + 16), Vector256.Load(x + i + 16), a2);
+            a3 = Fma.MultiplyAdd(TRow.Load256(row, i + 24), Vector256.Load(x + i + 24), a3);
+        }
+
+        for (; i + 8 <= n; i += 8)
+            a0 = Fma.MultiplyAdd(TRow.Load256(row, i), Vector256.Load(x + i), a0);
+        float s = Vector256.Sum((a0 + a1) + (a2 + a3));
+        for (; i < n; i++)
+            s += TRow.Load1(row, i) * x[i];
+        return s;
+    }
+
+    private static float DotScalar<TRow>(void* row, float* x, int n) where TRow : IRowLoader
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++)
+            s += TRow.Load1(row, i) * x[i];
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Dot4x512<TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n) where TRow : IRowLoader
+    {
+        var a0 = Vector512<float>.Zero;
+        var a1 = Vector512<float>.Zero;
+        var a2 = Vector512<float>.Zero;
+        var a3 = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var wv = TRow.Load512(row, i);
+            a0 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x0 + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x1 + i), a1);
+            a2 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x2 + i), a2);
+            a3 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x3 + i), a3);
+        }
+
+        float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+        for (; i < n; i++)
+        {
+            float wi = TRow.Load1(row, i);
+            s0 += wi * x0[i];
+            s1 += wi * x1[i];
+            s2 += wi * x2[i];
+            s3 += wi * x3[i];
+        }
+
+        return Vector128.Create(s0, s1, s2, s3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Dot4x256<TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n) where TRow : IRowLoader
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        var a3 = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var wv = TRow.Load256(row, i);
+            a0 = Fma.MultiplyAdd(wv, Vector256.Load(x0 + i), a0);
+            a1 = Fma.MultiplyAdd(wv, Vector256.Load(x1 + i), a1);
+            a2 = Fma.MultiplyAdd(wv, Vector256.Load(x2 + i), a2);
+            a3 = Fma.MultiplyAdd(wv, Vector256.Load(x3 + i), a3);
+        }
+
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        for (; i < n; i++)
+        {
+            float wi = TRow.Load1(row, i);
+            s0 += wi * x0[i];
+            s1 += wi * x1[i];
+            s2 += wi * x2[i];
+            s3 += wi * x3[i];
+        }
+
+        return Vector128.Create(s0, s1, s2, s3);
+    }
+
+    private static Vector128<float> Dot4Scalar<TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n) where TRow : IRowLoader =>
+        Vector128.Create(DotScalar<TRow>(row, x0, n), DotScalar<TRow>(row, x1, n), DotScalar<TRow>(row, x2, n), DotScalar<TRow>(row, x3, n));
+
+    // ---- Q8: int8 blocks of 32 with a float32 scale. Each block's int8 · x sum is formed in float, then scaled. ----
+
+    private static void Q8(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
+    {
+        int cols = w.Cols, blocks = w.BlocksPerRow;
+        for (int r = r0; r < r1; r++)
+        {
+            sbyte* q = w.Q8Data + (long)r * cols;
+            float* scales = w.Q8Scales + (long)r * blocks;
+            for (int b = 0; b < count; b += Tile)
+            {
+                int n = Math.Min(Tile, count - b);
+                float* x0 = x + (long)b * xStride;
+                float* x1 = n > 1 ? x0 + xStride : x0, x2 = n > 2 ? x0 + 2L * xStride : x0, x3 = n > 3 ? x0 + 3L * xStride : x0;
+                Vector128<float> s;
+                if (n == 1)
+                {
+                    float one = isa switch
+                    {
+                        KernelIsa.Avx512 => Q8Dot512(q, scales, x0, cols),
+                        KernelIsa.Avx2 => Q8Dot256(q, scales, x0, cols),
+                        _ => Q8DotScalar(q, scales, x0, 0, cols),
+                    };
+                    s = Vector128.Create(one, 0, 0, 0);
+                }
+                else
+                {
+                    s = isa switch
+                    {
+                        KernelIsa.Avx512 => Q8Dot4x512(q, scales, x0, x1, x2, x3, cols),
+                        _ => Vector128.Create(Q8DotOne(q, scales, x0, cols, isa), Q8DotOne(q, scales, x1, cols, isa),
+                            Q8DotOne(q, scales, x2, cols, isa), Q8DotOne(q, scales, x3, cols, isa)),
+                    };
+                }
+
+                float* yb = y + (long)b * yStride + r;
+                yb[0] = s.GetElement(0);
+                if (n > 1) yb[yStride] = s.GetElement(1);
+                if (n > 2) yb[2L * yStride] = s.GetElement(2);
+                if (n > 3) yb[3L * yStride] = s.GetElement(3);
+            }
+        }
+    }
+
+    private static float Q8DotOne(sbyte* q, float* scales, float* x, int cols, KernelIsa isa) =>
+        isa == KernelIsa.Avx2 ? Q8Dot256(q, scales, x, cols) : Q8DotScalar(q, scales, x, 0, cols);
+
+    /// <summary>The partial last block (and the scalar path): <c>Σ_blocks d · Σ q·x</c> from column <paramref name="from"/>.</summary>
+    private static float Q8DotScalar(sbyte* q, float* scales, float* x, int from, int cols)
+    {
+        float total = 0;
+        for (int start = from; start < cols; start += PackedMatrix.Q8BlockSize)
+        {
+            int end = Math.Min(cols, start + PackedMatrix.Q8BlockSize);
+            float block = 0;
+            for (int i = start; i < end; i++)
+                block += q[i] * x[i];
+            total += block * scales[start / PackedMatrix.Q8BlockSize];
+        }
+
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q8Load16(sbyte* q) =>
+        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q)));
+
+    private static float Q8Dot512(sbyte* q, float* scales, float* x, int cols)
+    {
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        int full = cols / PackedMatrix.Q8BlockSize, blk = 0;
+        for (; blk + 2 <= full; blk += 2)
+        {
+            int i = blk * PackedMatrix.Q8BlockSize;
+            var b0 = Vector512.FusedMultiplyAdd(Q8Load16(q + i + 16), Vector512.Load(x + i + 16), Q8Load16(q + i) * Vector512.Load(x + i));
+            var b1 = Vector512.FusedMultiplyAdd(Q8Load16(q + i + 48), Vector512.Load(x + i + 48), Q8Load16(q + i + 32) * Vector512.Load(x + i + 32));
+            acc0 = Vector512.FusedMultiplyAdd(b0, Vector512.Create(scales[blk]), acc0);
+            acc1 = Vector512.FusedMultiplyAdd(b1, Vector512.Create(scales[blk + 1]), acc1);
+        }
+
+        for (; blk < full; blk++)
+        {
+            int i = blk * PackedMatrix.Q8BlockSize;
+            var b0 = Vector512.FusedMultiplyAdd(Q8Load16(q + i + 16), Vector512.Load(x + i + 16), Q8Load16(q + i) * Vector512.Load(x + i));
+            acc0 = Vector512.FusedMultiplyAdd(b0, Vector512.Create(scales[blk]), acc0);
+        }
+
+        return Vector512.Sum(acc0 + acc1) + Q8DotScalar(q, scales, x, full * PackedMatrix.Q8BlockSize, cols);
+    }
+
+    private static Vector128<float> Q8Dot4x512(sbyte* q, float* scales, float* x0, float* x1, float* x2, float* x3, int cols)
+    {
+        var a0 = Vector512<float>.Zero;
+        var a1 = Vector512<float>.Zero;
+        var a2 = Vector512<float>.Zero;
+        var a3 = Vector512<float>.Zero;
+        int full = cols / PackedMatrix.Q8BlockSize;
+        for (int blk = 0; blk < full; blk++)
+        {
+            int i = blk * PackedMatrix.Q8BlockSize;
+            var lo = Q8Load16(q + i);
+            var hi = Q8Load16(q + i + 16);
+            var d = Vector512.Create(scales[blk]);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(hi, Vector512.Load(x0 + i + 16), lo * Vector512.Load(x0 + i)), d, a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(hi, Vector512.Load(x1 + i + 16), lo * Vector512.Load(x1 + i)), d, a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(hi, Vector512.Load(x2 + i + 16), lo * Vector512.Load(x2 + i)), d, a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(hi, Vector512.Load(x3 + i + 16), lo * Vector512.Load(x3 + i)), d, a3);
+        }
+
+        int tail = full * PackedMatrix.Q8BlockSize;
+        return Vector128.Create(
+            Vector512.Sum(a0) + Q8DotScalar(q, scales, x0, tail, cols),
+            Vector512.Sum(a1) + Q8DotScalar(q, scales, x1, tail, cols),
+            Vector512.Sum(a2) + Q8DotScalar(q, scales, x2, tail, cols),
+            Vector512.Sum(a3) + Q8DotScalar(q, scales, x3, tail, cols));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q8Load8(sbyte* q) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q));
+
+    private static float Q8Dot256(sbyte* q, float* scales, float* x, int cols)
+    {
+        var acc = Vector256<float>.Zero;
+        int full = cols / PackedMatrix.Q8BlockSize;
+        for (int blk = 0; blk < full; blk++)
+        {
+            int i = blk * PackedMatrix.Q8BlockSize;
+            var b = Q8Load8(q + i) * Vector256.Load(x + i);
+            b = Fma.MultiplyAdd(Q8Load8(q + i + 8), Vector256.Load(x + i + 8), b);
+            b = Fma.MultiplyAdd(Q8Load8(q + i + 16), Vector256.Load(x + i + 16), b);
+            b = Fma.MultiplyAdd(Q8Load8(q + i + 24), Vector256.Load(x + i + 24), b);
+            acc = Fma.MultiplyAdd(b, Vector256.Create(scales[blk]), acc);
+        }
+
+        return Vector256.Sum(acc) + Q8DotScalar(q, scales, x, full * PackedMatrix.Q8BlockSize, cols);
+    }
+}

@@ -1,0 +1,197 @@
+using System.Runtime.Intrinsics;
+using Linearize.Inference.Kernels;
+using Linearize.LinearAttention;
+
+namespace Linearize.Inference.Mixers;
+
+/// <summary>
+/// One decoding step of a Liger layer's gated recurrent branch for one query head, in float32 — the engine twin of
+/// <c>LigerAttention.Recurrent</c> with <c>GlaRecurrent.Step</c> / <c>GsaRecurrent.Step</c> (same gates, feature maps
+/// and update order). GLA: <c>S = Diag(e^g) S + φ(k)ᵀv</c>, <c>o = scale · φ(q) S</c>, <c>g = logsigmoid(k)/n</c>;
+/// HGRN2 writes the key <c>1 − e^g</c>; Mamba2 / mLSTM / Retention use one gate per head from the mean of the key;
+/// GSA keeps a key→slot state and a slot→value state joined by a softmax over M slots.
+/// </summary>
+internal sealed unsafe class RecurrentBranch
+{
+    private const float DenominatorEps = 1e-6f; // LigerAttention.DenominatorEps
+    private readonly LigerOptions _options;
+    private readonly int _heads, _kvHeads, _d, _slots;
+    private readonly float _normalizer, _scale;
+
+    public RecurrentBranch(LigerOptions options, int heads, int kvHeads, int headDim)
+    {
+        _options = options;
+        _heads = heads;
+        _kvHeads = kvHeads;
+        _d = headDim;
+        _slots = options.Slots ?? headDim;
+        _normalizer = (float)options.EffectiveNormalizer;
+        _scale = (float)options.RecurrentScale;
+    }
+
+    private bool IsGsa => _options.Family == LigerFamily.Gsa;
+
+    /// <summary>Value columns of the state: D, plus the denominator's ones column when normalizing.</summary>
+    private int ValueColumns => _d + (_options.NormalizeRecurrent ? 1 : 0);
+
+    /// <summary>Floats of the main state for all heads: <c>[H, K, V(+1)]</c>, or GSA's <c>[H, K, M]</c>.</summary>
+    public long StateFloats => IsGsa ? (long)_heads * _d * _slots : (long)_heads * _d * ValueColumns;
+
+    /// <summary>GSA's slot→value state <c>[H, M, V]</c>; 0 otherwise.</summary>
+    public long SlotValueFloats => IsGsa ? (long)_heads * _slots * _d : 0;
+
+    public int ScratchFloats => 6 * (_d + 1) + 4 * _slots + 16;
+
+    /// <summary>Torch's state shapes for the hand-over: (main, slot values).</summary>
+    public (long[] Main, long[]? Slots) StateShapes => IsGsa
+        ? (new long[] { _heads, _d, _slots }, new long[] { _heads, _slots, _d })
+        : (new long[] { _heads, _d, ValueColumns }, null);
+
+    /// <summary>Row <paramref name="b"/>, query head <paramref name="h"/>: updates the head's state and writes its read-out [D].</summary>
+    public void Step(StepContext ctx, int b, int h, WindowState state, float* scratch, float* output)
+    {
+        int kvHead = h / (_heads / _kvHeads);
+        float* q = ctx.Q(b) + h * _d, k = ctx.K(b) + kvHead * _d, v = ctx.V(b) + kvHead * _d;
+        if (IsGsa)
+            Gsa(ctx, b, kvHead, q, k, v, state.Recurrent.Pointer + (long)h * _d * _slots, state.SlotValues.Pointer + (long)h * _slots * _d, scratch, output);
+        else
+            Gated(q, k, v, state.Recurrent.Pointer + (long)h * _d * ValueColumns, scratch, output);
+    }
+
+    private void Gated(float* q, float* k, float* v, float* s, float* scratch, float* output)
+    {
+        int d = _d, cols = ValueColumns;
+        float* phiQ = scratch, key = scratch + d, decay = scratch + 2 * d, vv = scratch + 3 * d, o = scratch + 4 * d + 1;
+        Copy(q, phiQ, d);
+        VectorOps.Softmax(phiQ, d);
+        switch (_options.Family)
+        {
+            case LigerFamily.Gla:
+                for (int c = 0; c < d; c++)
+                    decay[c] = MathF.Exp(VectorOps.LogSigmoid(k[c]) / _normalizer);
+                Copy(k, key, d);
+                VectorOps.Softmax(key, d);
+                break;
+            case LigerFamily.Hgrn2:
+                for (int c = 0; c < d; c++)
+                {
+                    float g = VectorOps.LogSigmoid(k[c]) / _normalizer;
+                    decay[c] = MathF.Exp(g);
+                    key[c] = 1 - MathF.Exp(g);
+                }
+
+                break;
+            default:
+            {
+                // Liger's AdaptiveAvgPool1d(H_kv) over [H_kv·D]: each KV head's mean.
+                float sum = 0;
+                for (int c = 0; c < d; c++)
+                    sum += k[c];
+                float pooled = sum / d;
+                float g = (_options.Family == LigerFamily.Mamba2 ? -VectorOps.Softplus(pooled) : VectorOps.LogSigmoid(pooled)) / _normalizer;
+                float e = MathF.Exp(g);
+                for (int c = 0; c < d; c++)
+                    decay[c] = e;
+                Copy(k, key, d);
+                VectorOps.Softmax(key, d);
+                break;
+            }
+        }
+
+        Copy(v, vv, d);
+        if (cols > d)
+            vv[d] = 1;
+        new Span<float>(o, cols).Clear();
+        for (int c = 0; c < d; c++)
+        {
+            float* row = s + (long)c * cols;
+            DecayWrite(row, decay[c], key[c], vv, cols);
+            VectorOps.Axpy(phiQ[c], row, o, cols);
+        }
+
+        if (cols > d)
+        {
+            float denominator = o[d] * _scale + DenominatorEps;
+            for (int j = 0; j < d; j++)
+                output[j] = o[j] * _scale / denominator;
+        }
+        else
+        {
+            for (int j = 0; j < d; j++)
+                output[j] = o[j] * _scale;
+        }
+    }
+
+    private void Gsa(StepContext ctx, int b, int kvHead, float* q, float* k, float* v, float* hk, float* hv, float* scratch, float* output)
+    {
+        int d = _d, m = _slots;
+        float* pooled = scratch, alpha = scratch + m, write = scratch + 2 * m, p = scratch + 3 * m;
+        if (m == d)
+        {
+            Copy(k, pooled, d);
+        }
+        else
+        {
+            // AdaptiveAvgPool1d(M·H_kv) over the flattened keys [H_kv·D] (bins may straddle heads when M ∤ D).
+            float* flat = ctx.K(b);
+            long length = (long)_kvHeads * d, bins = (long)_kvHeads * m;
+            for (int j = 0; j < m; j++)
+            {
+                long bin = (long)kvHead * m + j;
+                long from = bin * length / bins, to = ((bin + 1) * length + bins - 1) / bins;
+                float sum = 0;
+                for (long i = from; i < to; i++)
+                    sum += flat[i];
+                pooled[j] = sum / (to - from);
+            }
+        }
+
+        for (int j = 0; j < m; j++)
+        {
+            float g = VectorOps.LogSigmoid(pooled[j]) / _normalizer;
+            alpha[j] = MathF.Exp(g);
+            write[j] = 1 - alpha[j];
+        }
+
+        // Pass 1: Hk = Hk ⊙ (1 αᵀ) + kᵀ s; p = softmax(scale · q Hk).
+        new Span<float>(p, m).Clear();
+        for (int c = 0; c < d; c++)
+        {
+            float* row = hk + (long)c * m;
+            for (int j = 0; j < m; j++)
+                row[j] = row[j] * alpha[j] + k[c] * write[j];
+            VectorOps.Axpy(q[c], row, p, m);
+        }
+
+        for (int j = 0; j < m; j++)
+            p[j] *= _scale;
+        VectorOps.Softmax(p, m);
+
+        // Pass 2: Hv = Diag(α) Hv + sᵀ v; o = p Hv.
+        new Span<float>(output, d).Clear();
+        for (int j = 0; j < m; j++)
+        {
+            float* row = hv + (long)j * d;
+            DecayWrite(row, alpha[j], write[j], v, d);
+            VectorOps.Axpy(p[j], row, output, d);
+        }
+    }
+
+    /// <summary><c>row = row · e + kc · v</c>, in that rounding order (as the TorchSharp step: multiply, multiply, add).</summary>
+    private static void DecayWrite(float* row, float e, float kc, float* v, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var ev = Vector512.Create(e);
+            var kv = Vector512.Create(kc);
+            for (; i + 16 <= n; i += 16)
+                (Vector512.Load(row + i) * ev + kv * Vector512.Load(v + i)).Store(row + i);
+        }
+
+        for (; i < n; i++)
+            row[i] = row[i] * e + kc * v[i];
+    }
+
+    private static void Copy(float* from, float* to, int n) => Buffer.MemoryCopy(from, to, n * sizeof(float), n * sizeof(float));
+}

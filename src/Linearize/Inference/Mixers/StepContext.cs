@@ -1,0 +1,97 @@
+using Linearize.Inference.Threading;
+
+namespace Linearize.Inference.Mixers;
+
+/// <summary>
+/// The buffers of one decoding step for a batch of <see cref="Count"/> sequences, shared by every layer's mixer (layers
+/// run one after another). Row b of each buffer belongs to <c>Sequences[b]</c>. Layout per row: <see cref="Qkv"/> =
+/// raw projections <c>[q (H·D) | k (H_kv·D) | v (H_kv·D)]</c>; <see cref="QRot"/> <c>[H·D]</c> and
+/// <see cref="KRot"/> <c>[H_kv·D]</c> after RoPE (q also scaled by 1/√D); <see cref="Attention"/> <c>[H·D]</c> = the
+/// mixer's output before <c>o_proj</c>; <see cref="Rope"/> <c>[cos (D/2) | sin (D/2)]</c> at the row's position.
+/// </summary>
+internal sealed unsafe class StepContext : IDisposable
+{
+    public StepContext(int heads, int kvHeads, int headDim, WorkerPool pool)
+    {
+        Heads = heads;
+        KvHeads = kvHeads;
+        HeadDim = headDim;
+        Pool = pool;
+    }
+
+    public int Heads { get; }
+
+    public int KvHeads { get; }
+
+    public int HeadDim { get; }
+
+    public WorkerPool Pool { get; }
+
+    public DecodeSequence[] Sequences { get; set; } = Array.Empty<DecodeSequence>();
+
+    public int Count { get; set; }
+
+    public int Layer { get; set; }
+
+    public int QkvStride => (Heads + 2 * KvHeads) * HeadDim;
+
+    public FloatBuffer Qkv { get; } = new(0);
+
+    public FloatBuffer QRot { get; } = new(0);
+
+    public FloatBuffer KRot { get; } = new(0);
+
+    public FloatBuffer Attention { get; } = new(0);
+
+    public FloatBuffer Rope { get; } = new(0);
+
+    /// <summary>Per-work-unit scratch; a mixer sizes it with <see cref="EnsureScratch"/>.</summary>
+    public FloatBuffer Scratch { get; } = new(0);
+
+    public float* Q(int b) => Qkv.Pointer + (long)b * QkvStride;
+
+    public float* K(int b) => Qkv.Pointer + (long)b * QkvStride + Heads * HeadDim;
+
+    public float* V(int b) => Qkv.Pointer + (long)b * QkvStride + (Heads + KvHeads) * HeadDim;
+
+    public float* Cos(int b) => Rope.Pointer + (long)b * HeadDim;
+
+    public float* Sin(int b) => Rope.Pointer + (long)b * HeadDim + HeadDim / 2;
+
+    public float* QRotated(int b) => QRot.Pointer + (long)b * Heads * HeadDim;
+
+    public float* KRotated(int b) => KRot.Pointer + (long)b * KvHeads * HeadDim;
+
+    public float* Output(int b) => Attention.Pointer + (long)b * Heads * HeadDim;
+
+    public void EnsureBatch(int batch)
+    {
+        Qkv.EnsureLength((long)batch * QkvStride);
+        QRot.EnsureLength((long)batch * Heads * HeadDim);
+        KRot.EnsureLength((long)batch * KvHeads * HeadDim);
+        Attention.EnsureLength((long)batch * Heads * HeadDim);
+        Rope.EnsureLength((long)batch * HeadDim);
+    }
+
+    public void EnsureScratch(long floats) => Scratch.EnsureLength(floats);
+
+    /// <summary>Applies RoPE to every row's q (scaled by <paramref name="queryScale"/>) and k.</summary>
+    public void RotateAll(float queryScale)
+    {
+        for (int b = 0; b < Count; b++)
+        {
+            Kernels.VectorOps.Rope(Q(b), QRotated(b), Heads, HeadDim, Cos(b), Sin(b), queryScale);
+            Kernels.VectorOps.Rope(K(b), KRotated(b), KvHeads, HeadDim, Cos(b), Sin(b), 1f);
+        }
+    }
+
+    public void Dispose()
+    {
+        Qkv.Dispose();
+        QRot.Dispose();
+        KRot.Dispose();
+        Attention.Dispose();
+        Rope.Dispose();
+        Scratch.Dispose();
+    }
+}

@@ -1,0 +1,180 @@
+using Linearize.Caching;
+using Linearize.Inference.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Inference.Mixers;
+
+/// <summary>
+/// A sliding-window softmax branch over a fixed ring of keys/values (the <c>swa</c> baseline, with optional sinks) and,
+/// for Liger layers, the gated recurrent branch beside it: <c>o = α·window + β·recurrent</c>. Work units are
+/// (sequence, query head); the window's <c>window − 1</c> past keys come from the ring and the last is the current
+/// token's, so the state never grows. The engine twin of <c>SlidingWindowAttention</c> / <c>LigerAttention</c>.
+/// </summary>
+internal sealed unsafe class WindowMixer : EngineMixer
+{
+    private readonly int _window;
+    private readonly int _sinks;
+    private readonly float _alpha;
+    private readonly float _beta;
+    private readonly RecurrentBranch? _recurrent;
+    private StepContext? _ctx;
+
+    public WindowMixer(int heads, int kvHeads, int headDim, int window, int sinks, double alpha, double beta, RecurrentBranch? recurrent)
+        : base(heads, kvHeads, headDim)
+    {
+        _window = window;
+        _sinks = sinks;
+        _alpha = (float)alpha;
+        _beta = (float)beta;
+        _recurrent = recurrent;
+    }
+
+    private int Ring => _window - 1;
+
+    public override LayerState CreateState() =>
+        new WindowState(KvHeads, HeadDim, Ring, _sinks, _recurrent?.StateFloats ?? 0, _recurrent?.SlotValueFloats ?? 0);
+
+    /// <summary>Scratch per unit: window scores, the window read-out [D], the recurrent read-out [D], the branch's own.</summary>
+    private long UnitFloats => _window + _sinks + 2L * HeadDim + (_recurrent?.ScratchFloats ?? 0) + 16;
+
+    public override void Step(StepContext ctx)
+    {
+        ctx.RotateAll(1f / MathF.Sqrt(HeadDim));
+        int units = ctx.Count * Heads;
+        ctx.EnsureScratch(units * UnitFloats);
+        _ctx = ctx;
+        ctx.Pool.Run(this, units);
+        _ctx = null;
+
+        // Only now (every head has read the ring) does the current token enter it.
+        for (int b = 0; b < ctx.Count; b++)
+        {
+            var state = (WindowState)ctx.Sequences[b].Layers[ctx.Layer];
+            long pos = ctx.Sequences[b].Position;
+            for (int h = 0; h < KvHeads; h++)
+            {
+                float* key = ctx.KRotated(b) + h * HeadDim, value = ctx.V(b) + h * HeadDim;
+                if (Ring > 0)
+                {
+                    Copy(key, state.RingKey(h, pos));
+                    Copy(value, state.RingValue(h, pos));
+                }
+
+                if (pos < _sinks)
+                {
+                    Copy(key, state.SinkKey(h, pos));
+                    Copy(value, state.SinkValue(h, pos));
+                }
+            }
+        }
+    }
+
+    private void Copy(float* from, float* to) => Buffer.MemoryCopy(from, to, HeadDim * sizeof(float), HeadDim * sizeof(float));
+
+    public override void Execute(int start, int end)
+    {
+        var ctx = _ctx!;
+        int d = HeadDim;
+        for (int unit = start; unit < end; unit++)
+        {
+            int b = unit / Heads, h = unit % Heads, kvHead = h / Group;
+            var state = (WindowState)ctx.Sequences[b].Layers[ctx.Layer];
+            long pos = ctx.Sequences[b].Position;
+            float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
+            float* scores = scratch, window = scratch + _window + _sinks, recurrent = window + d, branch = recurrent + d;
+            float* q = ctx.QRotated(b) + h * d;
+
+            // Visible: the sinks (positions < sinks), the ring (the window − 1 positions before this one, minus any
+            // sink already counted), and the current token.
+            int sinkCount = (int)Math.Min(_sinks, pos);
+            long ringFrom = Math.Max(Math.Max(0, pos - Ring), Math.Min(pos, _sinks));
+            int n = 0;
+            for (int p = 0; p < sinkCount; p++)
+                scores[n++] = VectorOps.Dot(q, state.SinkKey(kvHead, p), d);
+            for (long p = ringFrom; p < pos; p++)
+                scores[n++] = VectorOps.Dot(q, state.RingKey(kvHead, p), d);
+            float* currentKey = ctx.KRotated(b) + kvHead * d, currentValue = ctx.V(b) + kvHead * d;
+            scores[n++] = VectorOps.Dot(q, currentKey, d);
+            VectorOps.Softmax(scores, n);
+
+            new Span<float>(window, d).Clear();
+            int i = 0;
+            for (int p = 0; p < sinkCount; p++)
+                VectorOps.Axpy(scores[i++], state.SinkValue(kvHead, p), window, d);
+            for (long p = ringFrom; p < pos; p++)
+                VectorOps.Axpy(scores[i++], state.RingValue(kvHead, p), window, d);
+            VectorOps.Axpy(scores[i], currentValue, window, d);
+
+            float* output = ctx.Output(b) + h * d;
+            if (_recurrent is null)
+            {
+                Buffer.MemoryCopy(window, output, d * sizeof(float), d * sizeof(float));
+                continue;
+            }
+
+            _recurrent.Step(ctx, b, h, state, branch, recurrent);
+            for (int j = 0; j < d; j++)
+                output[j] = window[j] * _alpha + recurrent[j] * _beta;
+        }
+    }
+
+    public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
+    {
+        var ws = (WindowState)state;
+        if (cache is not LinearLayerCache linear)
+            throw new LinearizeException($"layer cache hand-over: expected a linear-layer cache, found {cache?.GetType().Name ?? "none"}");
+        using var scope = NewDisposeScope();
+        if (linear.Window.Context() is { } context)
+        {
+            var keys = context.Keys[row].to(ScalarType.Float32).contiguous();    // [H_kv, L, D]
+            var values = context.Values[row].to(ScalarType.Float32).contiguous();
+            var positions = context.Positions[row].data<long>().ToArray();
+            var valid = context.Valid[row].data<bool>().ToArray();
+            var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys.bytes);
+            var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(values.bytes);
+            int length = positions.Length, d = HeadDim;
+            for (int e = 0; e < length; e++)
+            {
+                if (!valid[e])
+                    continue;
+                long p = positions[e];
+                if (p >= seen || p < 0)
+                    throw new LinearizeException($"layer cache hand-over: window entry at position {p} after {seen} tokens (padded batches are not supported)");
+                for (int h = 0; h < KvHeads; h++)
+                {
+                    var k = ks.Slice((h * length + e) * d, d);
+                    var v = vs.Slice((h * length + e) * d, d);
+                    if (p < _sinks)
+                    {
+                        k.CopyTo(new Span<float>(ws.SinkKey(h, p), d));
+                        v.CopyTo(new Span<float>(ws.SinkValue(h, p), d));
+                    }
+
+                    if (Ring > 0 && p >= seen - Ring)
+                    {
+                        k.CopyTo(new Span<float>(ws.RingKey(h, p), d));
+                        v.CopyTo(new Span<float>(ws.RingValue(h, p), d));
+                    }
+                }
+            }
+        }
+
+        if (_recurrent is null)
+            return;
+        var (mainShape, slotShape) = _recurrent.StateShapes;
+        CopyState(linear.State, row, mainShape, ws.Recurrent, "recurrent state");
+        if (slotShape is not null)
+            CopyState(linear.SlotValueState, row, slotShape, ws.SlotValues, "slot value state");
+    }
+
+    private static void CopyState(Tensor? source, int row, long[] shape, FloatBuffer target, string what)
+    {
+        if (source is null)
+            return; // nothing seen yet: the state stays zero
+        var t = source[row].to(ScalarType.Float32).contiguous();
+        if (!t.shape.SequenceEqual(shape))
+            throw new LinearizeException($"layer cache hand-over: {what} has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", shape)}]");
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.bytes).CopyTo(target.AsSpan(0, (int)target.Length));
+    }
+}

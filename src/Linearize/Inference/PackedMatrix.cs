@@ -1,0 +1,177 @@
+using System.Runtime.InteropServices;
+
+namespace Linearize.Inference;
+
+/// <summary>
+/// A weight matrix <c>[rows, cols]</c> (row-major, the layout of <c>nn.Linear.weight</c>) packed once into one
+/// contiguous 64-byte-aligned native buffer in a <see cref="WeightFormat"/>, so a matrix-vector product streams it
+/// from memory exactly once. Q8 keeps its float32 block scales in a second buffer <c>[rows, ceil(cols / 32)]</c>; a
+/// row's last block may be partial.
+/// </summary>
+public sealed unsafe class PackedMatrix : IDisposable
+{
+    /// <summary>Weights per Q8 block (llama.cpp's <c>QK8_0</c>).</summary>
+    public const int Q8BlockSize = 32;
+
+    private void* _data;
+    private float* _scales;
+
+    private PackedMatrix(int rows, int cols, WeightFormat format)
+    {
+        if (rows < 1 || cols < 1)
+            throw new ArgumentException($"a packed matrix needs positive dimensions, got [{rows}, {cols}]");
+        Rows = rows;
+        Cols = cols;
+        Format = format;
+        _data = NativeMemory.AlignedAlloc((nuint)DataBytes, 64);
+        if (format == WeightFormat.Q8)
+            _scales = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * BlocksPerRow * sizeof(float)), 64);
+    }
+
+    public int Rows { get; }
+
+    public int Cols { get; }
+
+    public WeightFormat Format { get; }
+
+    /// <summary>Q8 blocks per row (the last may be partial).</summary>
+    public int BlocksPerRow => (Cols + Q8BlockSize - 1) / Q8BlockSize;
+
+    private long DataBytes => (long)Rows * Cols * Format switch
+    {
+        WeightFormat.Float32 => 4,
+        WeightFormat.BFloat16 => 2,
+        _ => 1,
+    };
+
+    /// <summary>Bytes a full product reads: the weights plus, for Q8, the scales.</summary>
+    public long Bytes => DataBytes + (Format == WeightFormat.Q8 ? (long)Rows * BlocksPerRow * sizeof(float) : 0);
+
+    internal float* F32 => (float*)_data;
+
+    internal ushort* Bf16 => (ushort*)_data;
+
+    internal sbyte* Q8Data => (sbyte*)_data;
+
+    internal float* Q8Scales => _scales;
+
+    /// <summary>Packs <paramref name="weights"/> (row-major <c>[rows, cols]</c> float32) into <paramref name="format"/>.</summary>
+    public static PackedMatrix Pack(ReadOnlySpan<float> weights, int rows, int cols, WeightFormat format)
+    {
+        if (weights.Length != (long)rows * cols)
+            throw new ArgumentException($"expected {(long)rows * cols} weights for [{rows}, {cols}], got {weights.Length}");
+        var m = new PackedMatrix(rows, cols, format);
+        for (int r = 0; r < rows; r++)
+            m.PackRow(r, weights.Slice(r * cols, cols));
+        return m;
+    }
+
+    private void PackRow(int r, ReadOnlySpan<float> row)
+    {
+        long offset = (long)r * Cols;
+        switch (Format)
+        {
+            case WeightFormat.Float32:
+                row.CopyTo(new Span<float>(F32 + offset, Cols));
+                break;
+            case WeightFormat.BFloat16:
+                for (int c = 0; c < Cols; c++)
+                    Bf16[offset + c] = ToBFloat16(row[c]);
+                break;
+            default:
+                for (int blk = 0; blk < BlocksPerRow; blk++)
+                {
+                    int start = blk * Q8BlockSize, n = Math.Min(Q8BlockSize, Cols - start);
+                    float scale = QuantizeBlock(row.Slice(start, n), new Span<sbyte>(Q8Data + offset + start, n));
+                    _scales[(long)r * BlocksPerRow + blk] = scale;
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>Q8_0's rule (ggml <c>quantize_row_q8_0_ref</c>): <c>d = max|x| / 127</c>, <c>q = round(x / d)</c>.</summary>
+    internal static float QuantizeBlock(ReadOnlySpan<float> x, Span<sbyte> q)
+    {
+        float amax = 0;
+        foreach (float v in x)
+            amax = Math.Max(amax, Math.Abs(v));
+        float d = amax / 127f;
+        float id = d != 0 ? 1f / d : 0f;
+        for (int i = 0; i < x.Length; i++)
+            q[i] = (sbyte)MathF.Round(x[i] * id, MidpointRounding.AwayFromZero);
+        return d;
+    }
+
+    /// <summary>float32 → bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN, as in c10's <c>round_to_nearest_even</c>.</summary>
+    public static ushort ToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value))
+            return (ushort)((bits >> 16) | 0x40);
+        uint rounding = 0x7FFFu + ((bits >> 16) & 1u);
+        return (ushort)((bits + rounding) >> 16);
+    }
+
+    public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
+
+    /// <summary>Writes row <paramref name="row"/> as float32 (the values every product with this matrix uses).</summary>
+    public void DequantizeRow(int row, Span<float> destination)
+    {
+        if ((uint)row >= (uint)Rows)
+            throw new ArgumentOutOfRangeException(nameof(row));
+        long offset = (long)row * Cols;
+        switch (Format)
+        {
+            case WeightFormat.Float32:
+                new ReadOnlySpan<float>(F32 + offset, Cols).CopyTo(destination);
+                break;
+            case WeightFormat.BFloat16:
+                for (int c = 0; c < Cols; c++)
+                    destination[c] = FromBFloat16(Bf16[offset + c]);
+                break;
+            default:
+                for (int c = 0; c < Cols; c++)
+                    destination[c] = Q8Data[offset + c] * _scales[(long)row * BlocksPerRow + c / Q8BlockSize];
+                break;
+        }
+    }
+
+    /// <summary>All rows as float32 <c>[rows · cols]</c>: what the engine multiplies by.</summary>
+    public float[] Dequantize()
+    {
+        var all = new float[(long)Rows * Cols];
+        for (int r = 0; r < Rows; r++)
+            DequantizeRow(r, all.AsSpan(r * Cols, Cols));
+        return all;
+    }
+
+    /// <summary>Rounds <paramref name="weights"/> in place to what <paramref name="format"/> stores (fake quantization):
+    /// a float32 model with these weights computes what the engine computes in that format.</summary>
+    public static void RoundTrip(Span<float> weights, int rows, int cols, WeightFormat format)
+    {
+        if (format == WeightFormat.Float32)
+            return;
+        using var m = Pack(weights, rows, cols, format);
+        for (int r = 0; r < rows; r++)
+            m.DequantizeRow(r, weights.Slice(r * cols, cols));
+    }
+
+    ~PackedMatrix() => Free();
+
+    public void Dispose()
+    {
+        Free();
+        GC.SuppressFinalize(this);
+    }
+
+    private void Free()
+    {
+        if (_data != null)
+            NativeMemory.AlignedFree(_data);
+        if (_scales != null)
+            NativeMemory.AlignedFree(_scales);
+        _data = null;
+        _scales = null;
+    }
+}

@@ -1,0 +1,213 @@
+using Linearize.Inference;
+using Linearize.Inference.Kernels;
+using Linearize.LinearAttention.Conversion;
+using Linearize.Modeling.Llama;
+using Linearize.Tests.Fixtures;
+using Linearize.Tests.LinearAttention;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Tests.Inference;
+
+/// <summary>
+/// The decode engine against its reference, the TorchSharp model decoding with its cache: logits at every one of 1,000
+/// steps within 1e-4 (float32), for the teacher variants and every converted method; the cache hand-over after a
+/// TorchSharp prefill; batches; bfloat16 and q8 against a float32 model holding the same rounded weights.
+/// </summary>
+[Collection("Torch")]
+public sealed class EngineEqualsTorchTests
+{
+    private const double Tolerance = 1e-4;
+
+    private static int[] Ids(int vocab, int n, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => rng.Next(3, vocab)).ToArray();
+    }
+
+    /// <summary>Feeds the same ids to both; returns the largest |logit difference| over all steps.</summary>
+    internal static double MaxDifference(LlamaForCausalLM model, DecodeEngine engine, int[] ids, int prefill = 0)
+    {
+        using var noGrad = no_grad();
+        using var cache = model.CreateCache();
+        if (prefill > 0)
+            using (var scope = NewDisposeScope())
+                model.Forward(tensor(ids.Take(prefill).Select(i => (long)i).ToArray()).view(1, -1), cache);
+        using var seq = prefill > 0 ? engine.Import(cache) : engine.CreateSequence();
+        Assert.Equal(prefill, seq.Position);
+        double worst = 0, spread = 0;
+        for (int t = prefill; t < ids.Length; t++)
+        {
+            using var scope = NewDisposeScope();
+            var expected = model.Forward(tensor(new long[] { ids[t] }).view(1, 1), cache)[0, 0].data<float>().ToArray();
+            var actual = engine.Step(seq, ids[t]);
+            for (int v = 0; v < expected.Length; v++)
+                worst = Math.Max(worst, Math.Abs(expected[v] - actual[v]));
+            spread = Math.Max(spread, expected.Max() - expected.Min());
+        }
+
+        Assert.True(spread > 0.5, $"logits barely vary (spread {spread}); the comparison would prove nothing");
+        Assert.Equal(cache.SeenTokens, seq.Position);
+        return worst;
+    }
+
+    [Theory]
+    [MemberData(nameof(TinyModels.Variants), MemberType = typeof(TinyModels))]
+    public void TeacherThousandSteps(string variant)
+    {
+        using var model = TinyModels.Create(variant);
+        using var engine = DecodeEngine.Create(model);
+        double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, 1000, 1));
+        Assert.True(diff <= Tolerance, $"{variant}: max |Δlogit| = {diff:E2}");
+    }
+
+    public static IEnumerable<object[]> Converted() => new[]
+    {
+        new object[] { "liger-gla", "gqa-untied", false, false },
+        new object[] { "liger-hgrn2", "gqa-untied", false, false },
+        new object[] { "liger-gsa", "gqa-untied", false, false },
+        new object[] { "liger-mamba2", "gqa-untied", false, false },
+        new object[] { "liger-mlstm", "qwen2-bias", false, false },
+        new object[] { "liger-retention", "llama3-rope", false, false },
+        new object[] { "swa", "gqa-untied", false, false },
+        new object[] { "liger-gla", "mha-tied", true, false },
+        new object[] { "liger-gsa", "linear-rope-headdim", false, true },
+        new object[] { "liger-mamba2", "qwen2-bias", true, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Converted))]
+    public void ConvertedThousandSteps(string method, string variant, bool normalize, bool hybrid)
+    {
+        using var teacher = TinyModels.Create(variant);
+        // A window of 8 wraps the ring 125 times in 1,000 steps; swa keeps 2 sinks.
+        var lin = LigerConversionTests.Lin(method, window: 8, sinks: method == "swa" ? 2 : 0, normalize: normalize,
+            softmaxLayers: hybrid ? new[] { 0 } : null);
+        using var model = Converter.Convert(teacher, lin);
+        using var engine = DecodeEngine.Create(model);
+        double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, 1000, 2));
+        Assert.True(diff <= Tolerance, $"{method} on {variant}: max |Δlogit| = {diff:E2}");
+    }
+
+    [Theory]
+    [InlineData("liger-gla", 37)]
+    [InlineData("liger-gsa", 70)]
+    [InlineData("swa", 5)]
+    [InlineData("teacher", 70)]
+    public void HandOverAfterTorchPrefillContinuesExactly(string method, int prefill)
+    {
+        using var teacher = TinyModels.Create("gqa-untied");
+        using var model = method == "teacher" ? TinyModels.Create("gqa-untied")
+            : Converter.Convert(teacher, LigerConversionTests.Lin(method, window: 8, sinks: method == "swa" ? 3 : 0));
+        using var engine = DecodeEngine.Create(model);
+        double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, prefill + 60, 3), prefill);
+        Assert.True(diff <= Tolerance, $"{method} after a {prefill}-token prefill: max |Δlogit| = {diff:E2}");
+    }
+
+    [Theory]
+    [InlineData("teacher")]
+    [InlineData("liger-gla")]
+    public void BatchEqualsEachSequenceAlone(string method)
+    {
+        using var teacher = TinyModels.Create("gqa-untied");
+        using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
+        using var engine = DecodeEngine.Create(model);
+        const int batch = 6, steps = 40;
+        var ids = Enumerable.Range(0, batch).Select(b => Ids(model.Config.VocabSize, steps + b * 3, 10 + b)).ToArray();
+        var alone = new List<float[]>[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            using var seq = engine.CreateSequence();
+            alone[b] = ids[b].Select(t => engine.Step(seq, t).ToArray()).ToList();
+        }
+
+        // In the batch, sequence b first takes 3·b tokens alone, so rows sit at different positions.
+        var seqs = Enumerable.Range(0, batch).Select(_ => engine.CreateSequence()).ToArray();
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < 3 * b; t++)
+                engine.Step(seqs[b], ids[b][t]);
+        double worst = 0;
+        for (int s = 0; s < steps; s++)
+        {
+            var tokens = Enumerable.Range(0, batch).Select(b => ids[b][3 * b + s]).ToArray();
+            engine.Step(seqs, batch, tokens);
+            for (int b = 0; b < batch; b++)
+            {
+                var row = engine.Logits(b);
+                var expected = alone[b][3 * b + s];
+                for (int v = 0; v < row.Length; v++)
+                    worst = Math.Max(worst, Math.Abs(row[v] - expected[v]));
+            }
+        }
+
+        foreach (var s in seqs)
+            s.Dispose();
+        Assert.True(worst <= 1e-5, $"{method}: batch vs alone max |Δlogit| = {worst:E2}");
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.BFloat16, "teacher")]
+    [InlineData(WeightFormat.Q8, "teacher")]
+    [InlineData(WeightFormat.BFloat16, "liger-gla")]
+    [InlineData(WeightFormat.Q8, "liger-gsa")]
+    public void RoundedFormatsEqualAFloatModelWithTheSameRoundedWeights(WeightFormat format, string method)
+    {
+        using var teacher = TinyModels.Create("gqa-untied");
+        using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
+        using var engine = DecodeEngine.Create(model, new EngineOptions { Weights = format });
+        var ids = Ids(model.Config.VocabSize, 300, 4);
+        double rawDiff = MaxDifference(model, engine, ids);
+        Assert.True(rawDiff > 1e-3, $"{format}: rounding should be visible against the float32 model (Δ {rawDiff:E2})");
+        WeightRounding.Apply(model, format);
+        double diff = MaxDifference(model, engine, ids);
+        Assert.True(diff <= Tolerance, $"{format} {method}: max |Δlogit| = {diff:E2} against the rounded float32 model");
+    }
+
+    [Theory]
+    [InlineData(KernelIsa.Scalar, 1)]
+    [InlineData(KernelIsa.Avx2, 3)]
+    public void EveryIsaAndThreadCountGivesTheSameModel(KernelIsa isa, int threads)
+    {
+        if (!KernelIsaSupport.IsSupported(isa))
+            return;
+        using var teacher = TinyModels.Create("qwen2-bias");
+        using var model = Converter.Convert(teacher, LigerConversionTests.Lin("liger-gla", softmaxLayers: new[] { 1 }));
+        using var engine = DecodeEngine.Create(model, new EngineOptions { Isa = isa, Threads = threads, ParallelMinBytes = 0 });
+        double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, 200, 5));
+        Assert.True(diff <= Tolerance, $"{isa} × {threads} threads: max |Δlogit| = {diff:E2}");
+    }
+
+    [Fact]
+    public void StateBytesDoNotGrowForLinearModels()
+    {
+        using var teacher = TinyModels.Create("gqa-untied");
+        using var model = Converter.Convert(teacher, LigerConversionTests.Lin("liger-gla"));
+        using var engine = DecodeEngine.Create(model);
+        using var seq = engine.CreateSequence();
+        long before = seq.StateBytes;
+        foreach (int t in Ids(model.Config.VocabSize, 300, 6))
+            engine.Step(seq, t);
+        Assert.Equal(before, seq.StateBytes);
+
+        using var softmax = DecodeEngine.Create(teacher);
+        using var kv = softmax.CreateSequence();
+        softmax.Prefill(kv, Ids(teacher.Config.VocabSize, 100, 7));
+        long at100 = kv.StateBytes;
+        softmax.Prefill(kv, Ids(teacher.Config.VocabSize, 100, 8));
+        Assert.Equal(2 * at100, kv.StateBytes);
+    }
+
+    [Fact]
+    public void UnmergedLoraAndBadTokensAreClearErrors()
+    {
+        using var model = TinyModels.Create("gqa-untied");
+        using var engine = DecodeEngine.Create(model);
+        using var seq = engine.CreateSequence();
+        var e = Assert.Throws<LinearizeException>(() => engine.Step(seq, model.Config.VocabSize));
+        Assert.Contains("outside the vocabulary", e.Message);
+
+        Linearize.Training.Lora.LoraInjector.Inject(model, new Linearize.Training.Lora.LoraOptions(), seed: 1);
+        var lora = Assert.Throws<LinearizeException>(() => DecodeEngine.Create(model));
+        Assert.Contains("merge", lora.Message);
+    }
+}

@@ -1,0 +1,129 @@
+using Linearize.Inference;
+using Linearize.Inference.Kernels;
+using Linearize.Inference.Threading;
+
+namespace Linearize.Tests.Inference;
+
+/// <summary>Every fast matrix kernel (format × ISA × batch) against its naive twin, and the packing formats' rounding.</summary>
+public sealed unsafe class MatVecKernelTests
+{
+    public static IEnumerable<object[]> Cases()
+    {
+        foreach (var format in Enum.GetValues<WeightFormat>())
+            foreach (var isa in Enum.GetValues<KernelIsa>())
+                yield return new object[] { format, isa };
+    }
+
+    private static float[] Random(int n, int seed, float scale = 1f)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void FastKernelEqualsNaiveTwin(WeightFormat format, KernelIsa isa)
+    {
+        if (!KernelIsaSupport.IsSupported(isa))
+            return; // this CPU cannot run the level (reported by the ISA test below)
+        // Column counts around every vector width and Q8 block (16, 32, 64), and real ones (172 = stories260K's MLP).
+        foreach (int cols in new[] { 1, 7, 16, 31, 33, 64, 100, 172, 768 })
+            foreach (int count in new[] { 1, 2, 3, 4, 5, 8 })
+            {
+                const int rows = 37;
+                var weights = Random(rows * cols, cols);
+                var x = Random(count * cols, cols + 1000 * count);
+                using var w = PackedMatrix.Pack(weights, rows, cols, format);
+                var expected = NaiveMatVec.Multiply(w, x, count);
+                var y = new float[count * rows];
+                fixed (float* xp = x, yp = y)
+                {
+                    // Two row ranges, as two threads would take them.
+                    MatVec.Rows(w, xp, cols, count, yp, rows, 0, 20, isa);
+                    MatVec.Rows(w, xp, cols, count, yp, rows, 20, rows, isa);
+                }
+
+                var dense = w.Dequantize();
+                for (int b = 0; b < count; b++)
+                    for (int r = 0; r < rows; r++)
+                    {
+                        // float32 accumulation: error bounded by a few ulps of Σ|w·x|.
+                        double magnitude = 0;
+                        for (int c = 0; c < cols; c++)
+                            magnitude += Math.Abs(dense[r * cols + c] * x[b * cols + c]);
+                        double err = Math.Abs(y[b * rows + r] - expected[b * rows + r]);
+                        Assert.True(err <= 1e-5 * magnitude + 1e-30,
+                            $"{format}/{isa} cols {cols} batch {count} row {r} vector {b}: |{y[b * rows + r]} − {expected[b * rows + r]}| = {err:E2} > 1e-5 · {magnitude:E2}");
+                    }
+            }
+    }
+
+    [Fact]
+    public void ThisMachineRunsItsBestIsa() =>
+        Assert.True(KernelIsaSupport.IsSupported(KernelIsaSupport.Best), $"best = {KernelIsaSupport.Name(KernelIsaSupport.Best)}");
+
+    [Fact]
+    public void BFloat16RoundsToNearestEvenLikeTorch()
+    {
+        var values = Random(4096, 5, 100f).Concat(new[] { 0f, -0f, 1f, float.MaxValue, 1.00390625f, 1.01171875f, float.Epsilon }).ToArray();
+        using var t = TorchSharp.torch.tensor(values).to(TorchSharp.torch.ScalarType.BFloat16).to(TorchSharp.torch.ScalarType.Float32);
+        var torchRounded = t.data<float>().ToArray();
+        for (int i = 0; i < values.Length; i++)
+            Assert.Equal(torchRounded[i], PackedMatrix.FromBFloat16(PackedMatrix.ToBFloat16(values[i])));
+    }
+
+    [Fact]
+    public void Q8BlocksKeepEveryWeightWithinHalfAStep()
+    {
+        const int rows = 5, cols = 77; // two full blocks and a partial one per row
+        var weights = Random(rows * cols, 9, 3f);
+        weights[40] = 0; // a block holding zeros and an all-zero row
+        for (int c = 0; c < cols; c++)
+            weights[4 * cols + c] = 0;
+        using var w = PackedMatrix.Pack(weights, rows, cols, WeightFormat.Q8);
+        var back = w.Dequantize();
+        for (int r = 0; r < rows; r++)
+            for (int blk = 0; blk * 32 < cols; blk++)
+            {
+                int from = blk * 32, to = Math.Min(cols, from + 32);
+                float amax = 0;
+                for (int c = from; c < to; c++)
+                    amax = Math.Max(amax, Math.Abs(weights[r * cols + c]));
+                float step = amax / 127;
+                for (int c = from; c < to; c++)
+                    Assert.True(Math.Abs(back[r * cols + c] - weights[r * cols + c]) <= step / 2 * 1.0001 + 1e-12,
+                        $"row {r} col {c}: {weights[r * cols + c]} → {back[r * cols + c]} (step {step})");
+            }
+
+        Assert.All(back.Skip(4 * cols), v => Assert.Equal(0f, v));
+        Assert.Equal(rows * cols + rows * 3 * 4, w.Bytes);
+    }
+
+    private sealed class Recorder : RangeJob
+    {
+        public readonly int[] Hits = new int[1000];
+
+        public override void Execute(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+                Interlocked.Increment(ref Hits[i]);
+        }
+    }
+
+    [Fact]
+    public void WorkerPoolCoversEveryIndexOnceAndSurvivesSleeping()
+    {
+        using var pool = new WorkerPool(3);
+        var job = new Recorder();
+        for (int run = 0; run < 200; run++)
+        {
+            int count = 1 + run * 7 % 997;
+            Array.Clear(job.Hits);
+            pool.Run(job, count, grain: 1 + run % 5);
+            for (int i = 0; i < job.Hits.Length; i++)
+                Assert.Equal(i < count ? 1 : 0, job.Hits[i]);
+            if (run % 50 == 0)
+                Thread.Sleep(WorkerPool.SpinMicroseconds / 1000 + 5); // let the workers fall asleep, then wake them
+        }
+    }
+}
