@@ -1,7 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Linearize.Generation;
+using Linearize.Inference;
 using Linearize.Modeling;
+using Linearize.Modeling.Llama;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -16,93 +19,286 @@ public static class BenchCommand
         var command = new Command("bench", "Benchmarks that print tables.");
         command.Add(CreateThroughput());
         command.Add(CreateDecode());
+        command.Add(CreateMemory());
         return command;
     }
 
+    private static Command CreateMemory()
+    {
+        var threads = new Option<int?>("--threads") { Description = "Reading threads (default: one per core)" };
+        var size = new Option<int>("--mib") { Description = "Buffer size in MiB (far above the caches)", DefaultValueFactory = _ => 1024 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var command = new Command("memory", "STREAM-style read bandwidth of this machine with the engine's threads: the floor a memory-bound decoding step is measured against.");
+        command.Add(threads);
+        command.Add(size);
+        command.Add(json);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            int t = r.GetValue(threads) ?? Environment.ProcessorCount, mib = r.GetValue(size);
+            if (t < 1 || mib < 64)
+                throw new LinearizeException("--threads must be at least 1 and --mib at least 64");
+            double bytesPerSecond = MemoryBandwidth.Measure(t, (long)mib << 20);
+            if (r.GetValue(json))
+                Console.Out.WriteLine(JsonSerializer.Serialize(new { threads = t, mib, gb_per_s = Math.Round(bytesPerSecond / 1e9, 2) }));
+            else
+                Console.Out.WriteLine($"read bandwidth: {bytesPerSecond / 1e9:F1} GB/s ({t} threads, {mib} MiB buffer)");
+            return 0;
+        }));
+        return command;
+    }
+
+    private sealed record DecodeRow(int Context, double MsPerToken, double TokensPerSecond, long StateBytes, long BytesPerStep, double GbPerSecond);
+
+    private sealed record DecodeRun(string Model, string Mixers, string Path, string WeightDType, long WeightBytesPerStep, List<DecodeRow> Rows);
+
     private static Command CreateDecode()
     {
-        var model = new ModelOptions();
+        var models = new Option<string[]>("--model", "-m")
+        {
+            Description = "Model(s) to measure; repeat --model to compare (e.g. a teacher and its conversion) in one table and plot",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (only needed to resolve a llama2.c directory)" };
+        var engineOptions = new EngineCliOptions();
         var contexts = new Option<string>("--contexts") { Description = "Comma-separated context lengths", DefaultValueFactory = _ => "256,1024,4096,16384" };
-        var newTokens = new Option<int>("--new-tokens") { Description = "Tokens decoded (and timed) after each context", DefaultValueFactory = _ => 16 };
-        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Context tokens per prefill forward pass", DefaultValueFactory = _ => 512 };
+        var newTokens = new Option<int>("--new-tokens") { Description = "Steps timed after each context (after 4 warm-up steps)", DefaultValueFactory = _ => 32 };
+        var batch = new Option<int>("--batch") { Description = "Sequences decoded together; tokens/s is the aggregate", DefaultValueFactory = _ => 1 };
+        var fill = new Option<string>("--fill")
+        {
+            Description = "How the context is made: 'synthetic' (state of the right size with random values: fast, and a step's cost does not depend on the values) or 'prefill' (random tokens through the model)",
+            DefaultValueFactory = _ => "synthetic",
+        };
+        fill.AcceptOnlyFromAmong("synthetic", "prefill");
+        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Context tokens per prefill forward pass (--fill prefill)", DefaultValueFactory = _ => 512 };
+        var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "Skip the memory-bandwidth probe (no GB/s fraction)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var plot = new Option<string?>("--plot") { Description = "Also write a PNG of ms/token and state size against context" };
+        var plot = new Option<string?>("--plot") { Description = "Also write a PNG: ms/token and decoding state against context, every model in one figure" };
         var command = new Command("decode",
-            "Per context length: fill the decoding cache with that many random tokens, then time single-token decoding; reports ms per token and the bytes of decoding state (KV cache for softmax layers, recurrent state + window for linear layers).");
-        model.AddTo(command);
+            "Per context length: time greedy single-token decoding after that many tokens. Reports ms/token, tokens/s, the bytes of decoding state, the bytes a step reads (weights + state) and the GB/s that makes, as a fraction of this machine's read bandwidth (the floor).");
+        command.Add(models);
+        command.Add(tokenizer);
+        engineOptions.AddTo(command);
         command.Add(contexts);
         command.Add(newTokens);
+        command.Add(batch);
+        command.Add(fill);
         command.Add(prefillChunk);
+        command.Add(noBandwidth);
         command.Add(json);
         command.Add(plot);
         command.SetAction(r => CliRunner.Run(() =>
         {
             var lengths = r.GetValue(contexts)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(x => int.TryParse(x, out int v) && v > 0 ? v : throw new LinearizeException($"--contexts: '{x}' is not a positive integer")).ToArray();
-            int n = r.GetValue(newTokens), chunk = r.GetValue(prefillChunk);
-            if (n < 1 || chunk < 1)
-                throw new LinearizeException("--new-tokens and --prefill-chunk must be at least 1");
-            var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
-            using var llama = ModelLoader.Load(source, model.ParseDType(r));
-            var rows = new List<(int Context, double MsPerToken, long StateBytes, double PrefillSeconds)>();
-            ConsoleUi.WithProgress("contexts", progress =>
+            int n = r.GetValue(newTokens), chunk = r.GetValue(prefillChunk), batchSize = r.GetValue(batch);
+            if (n < 1 || chunk < 1 || batchSize < 1)
+                throw new LinearizeException("--new-tokens, --prefill-chunk and --batch must be at least 1");
+            bool useEngine = engineOptions.UseEngine(r), synthetic = r.GetValue(fill) == "synthetic";
+            if (!useEngine && (synthetic || batchSize > 1))
             {
-                foreach (int context in lengths)
+                if (batchSize > 1)
+                    throw new LinearizeException("--batch needs the decode engine (drop --engine torch)");
+                synthetic = false; // the TorchSharp path has no synthetic fill: it prefills
+            }
+
+            var engineConfig = useEngine ? engineOptions.Parse(r) : null;
+            int threads = engineConfig?.Threads ?? torch.get_num_threads();
+            double? bandwidth = r.GetValue(noBandwidth) ? null : MemoryBandwidth.Measure(threads, 1L << 30, 3) / 1e9;
+            var runs = new List<DecodeRun>();
+            var paths = r.GetValue(models)!;
+            ConsoleUi.WithProgress("decode", progress =>
+            {
+                foreach (string path in paths)
                 {
-                    using var noGrad = no_grad();
-                    using var cache = llama.CreateCache();
-                    using var generator = new torch.Generator((ulong)context);
-                    var watch = Stopwatch.StartNew();
-                    for (int start = 0; start < context; start += chunk)
+                    var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
+                    using var llama = ModelLoader.Load(source);
+                    using var engine = useEngine ? DecodeEngine.Create(llama, engineConfig!) : null;
+                    var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
+                    var rows = new List<DecodeRow>();
+                    if (engine is not null)
+                        WarmUp(engine);
+                    foreach (int context in lengths)
                     {
-                        using var scope = NewDisposeScope();
-                        int len = Math.Min(chunk, context - start);
-                        llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
+                        rows.Add(engine is null
+                            ? MeasureTorch(llama, context, n, chunk)
+                            : MeasureEngine(llama, engine, context, n, batchSize, synthetic, chunk));
+                        progress.Report((runs.Count * lengths.Length + rows.Count, paths.Length * lengths.Length));
                     }
 
-                    double prefill = watch.Elapsed.TotalSeconds;
-                    double decodeSeconds = TimeGreedyDecode(llama, cache, n);
-                    rows.Add((context, 1000 * decodeSeconds / n, cache.StateBytes, prefill));
-                    progress.Report((rows.Count, lengths.Length));
+                    runs.Add(new DecodeRun(Path.GetFileName(Path.TrimEndingDirectorySeparator(path)), mixers, path,
+                        engine is null ? llama.DType.ToString().ToLowerInvariant() : EngineOptions.FormatName(engine.Options.Weights),
+                        engine?.WeightBytesPerStep ?? llama.parameters().Sum(p => p.numel() * p.element_size()), rows));
                 }
 
                 return 0;
             });
 
-            var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
             if (r.GetValue(plot) is string png)
-                Plots.Line(png, $"decode: {Path.GetFileName(Path.TrimEndingDirectorySeparator(r.GetValue(model.Model)!))}", "context tokens", "ms per generated token",
-                    new[]
-                    {
-                        new Plots.Series("ms per token", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.MsPerToken).ToArray()),
-                        new Plots.Series("decoding state (MiB)", rows.Select(x => (double)x.Context).ToArray(), rows.Select(x => x.StateBytes / (double)(1 << 20)).ToArray(), RightAxis: true),
-                    }, logX: true, rightYLabel: "decoding state (MiB)", zeroBased: true);
+            {
+                var series = new List<Plots.Series>();
+                foreach (var run in runs)
+                {
+                    var xs = run.Rows.Select(x => (double)x.Context).ToArray();
+                    series.Add(new Plots.Series($"{run.Model}: ms per token", xs, run.Rows.Select(x => x.MsPerToken).ToArray()));
+                    series.Add(new Plots.Series($"{run.Model}: state (MiB)", xs, run.Rows.Select(x => x.StateBytes / (double)(1 << 20)).ToArray(), RightAxis: true));
+                }
+
+                Plots.Line(png, $"decode ({(useEngine ? "engine, " + EngineOptions.FormatName(engineConfig!.Weights) : "torch")}, batch {batchSize}, {threads} threads)",
+                    "context tokens", "ms per step", series, logX: true, rightYLabel: "decoding state per sequence (MiB)", zeroBased: true);
+                Console.Error.WriteLine($"wrote {png}");
+            }
+
             if (r.GetValue(json))
             {
                 Console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
-                    model = r.GetValue(model.Model),
-                    mixers,
-                    threads = torch.get_num_threads(),
+                    engine = useEngine ? "engine" : "torch",
+                    threads,
+                    batch = batchSize,
+                    fill = synthetic ? "synthetic" : "prefill",
                     new_tokens = n,
-                    results = rows.Select(x => new { context = x.Context, ms_per_token = Math.Round(x.MsPerToken, 3), state_bytes = x.StateBytes, prefill_seconds = Math.Round(x.PrefillSeconds, 2) }),
+                    bandwidth_gb_per_s = bandwidth is double bw ? Math.Round(bw, 2) : (double?)null,
+                    models = runs.Select(run => new
+                    {
+                        model = run.Path,
+                        mixers = run.Mixers,
+                        weight_dtype = run.WeightDType,
+                        weight_bytes_per_step = run.WeightBytesPerStep,
+                        results = run.Rows.Select(x => new
+                        {
+                            context = x.Context,
+                            ms_per_token = Math.Round(x.MsPerToken, 3),
+                            tokens_per_second = Math.Round(x.TokensPerSecond, 1),
+                            state_bytes = x.StateBytes,
+                            bytes_per_step = x.BytesPerStep,
+                            gb_per_s = Math.Round(x.GbPerSecond, 2),
+                            fraction_of_bandwidth = bandwidth is double b ? Math.Round(x.GbPerSecond / b, 3) : (double?)null,
+                        }),
+                    }),
                 }));
                 return 0;
             }
 
-            var table = new Table().Title(Markup.Escape(mixers)).AddColumn(new TableColumn("context").RightAligned())
-                .AddColumn(new TableColumn("ms/token").RightAligned()).AddColumn(new TableColumn("state").RightAligned())
-                .AddColumn(new TableColumn("state bytes").RightAligned()).AddColumn(new TableColumn("prefill s").RightAligned());
-            foreach (var x in rows)
-                table.AddRow(x.Context.ToString(), x.MsPerToken.ToString("F2"), ConsoleUi.Bytes(x.StateBytes), x.StateBytes.ToString("N0"), x.PrefillSeconds.ToString("F1"));
+            var table = new Table()
+                .Title(Markup.Escape($"{(useEngine ? "engine" : "torch")}, batch {batchSize}, {threads} threads" +
+                                     (bandwidth is double bwt ? $", read bandwidth {bwt:F1} GB/s" : "")))
+                .AddColumn("model").AddColumn(new TableColumn("context").RightAligned()).AddColumn(new TableColumn("ms/step").RightAligned())
+                .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("state/seq").RightAligned())
+                .AddColumn(new TableColumn("read/step").RightAligned()).AddColumn(new TableColumn("GB/s").RightAligned());
+            if (bandwidth is not null)
+                table.AddColumn(new TableColumn("of bw").RightAligned());
+            foreach (var run in runs)
+                foreach (var x in run.Rows)
+                {
+                    var cells = new List<string>
+                    {
+                        Markup.Escape(run.Model), x.Context.ToString("N0"), x.MsPerToken.ToString("F2"), x.TokensPerSecond.ToString("F1"),
+                        Short(x.StateBytes), Short(x.BytesPerStep), x.GbPerSecond.ToString("F1"),
+                    };
+                    if (bandwidth is double b)
+                        cells.Add($"{100 * x.GbPerSecond / b:F0}%");
+                    table.AddRow(cells.ToArray());
+                }
+
             ConsoleUi.Out.Write(table);
+            foreach (var run in runs)
+                ConsoleUi.Out.MarkupLine(Markup.Escape($"{run.Model}: {run.Mixers}; {run.WeightDType} weights, {ConsoleUi.Bytes(run.WeightBytesPerStep)} read per step"));
             return 0;
         }));
         return command;
     }
 
+    /// <summary>Steps for a second before anything is timed: the JIT's tiered compilation, page faults of fresh buffers
+    /// and libtorch's spinning OpenMP threads (after loading) all settle within it.</summary>
+    private static void WarmUp(DecodeEngine engine)
+    {
+        using var seq = engine.CreateSequence();
+        var watch = Stopwatch.StartNew();
+        int token = 1;
+        while (watch.Elapsed.TotalSeconds < 1.0 && seq.Position < 64)
+            token = Sampler.ArgMax(engine.Step(seq, token));
+    }
+
+    /// <summary>Bytes in at most 7 characters, so the decode table fits 80 columns.</summary>
+    private static string Short(long bytes) => bytes >= 100L << 20 ? $"{bytes / (double)(1 << 20):F0} MiB" : ConsoleUi.Bytes(bytes);
+
+    /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), 2 warm-up steps, then timed greedy steps.</summary>
+    private static DecodeRow MeasureEngine(LlamaForCausalLM llama, DecodeEngine engine, int context, int steps, int batch, bool synthetic, int chunk)
+    {
+        DecodeSequence first;
+        if (synthetic)
+        {
+            first = engine.CreateSyntheticSequence(context, seed: context);
+        }
+        else
+        {
+            using var noGrad = no_grad();
+            using var cache = llama.CreateCache();
+            using var generator = new torch.Generator((ulong)context);
+            for (int start = 0; start < context; start += chunk)
+            {
+                using var scope = NewDisposeScope();
+                int len = Math.Min(chunk, context - start);
+                llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
+            }
+
+            first = engine.Import(cache);
+        }
+
+        long contextState = first.StateBytes; // what holding this context costs, before the measured steps add to it
+        var seqs = new DecodeSequence[batch];
+        seqs[0] = first;
+        for (int b = 1; b < batch; b++)
+            seqs[b] = first.Clone();
+        var tokens = Enumerable.Range(0, batch).Select(b => 1 + b).ToArray();
+        try
+        {
+            for (int s = 0; s < 4; s++)
+                Advance();
+            long stateBytes = seqs.Sum(x => x.StateBytes);
+            var watch = Stopwatch.StartNew();
+            for (int s = 0; s < steps; s++)
+                Advance();
+            double seconds = watch.Elapsed.TotalSeconds;
+            long bytes = engine.WeightBytesPerStep + stateBytes;
+            return new DecodeRow(context, 1000 * seconds / steps, batch * steps / seconds, contextState, bytes, bytes * steps / seconds / 1e9);
+        }
+        finally
+        {
+            foreach (var x in seqs)
+                x.Dispose();
+        }
+
+        void Advance()
+        {
+            engine.Step(seqs, batch, tokens);
+            for (int b = 0; b < batch; b++)
+                tokens[b] = Sampler.ArgMax(engine.Logits(b));
+        }
+    }
+
+    /// <summary>The TorchSharp path (--engine torch): prefill, then timed single-token forwards with the cache.</summary>
+    private static DecodeRow MeasureTorch(LlamaForCausalLM llama, int context, int steps, int chunk)
+    {
+        using var noGrad = no_grad();
+        using var cache = llama.CreateCache();
+        using var generator = new torch.Generator((ulong)context);
+        for (int start = 0; start < context; start += chunk)
+        {
+            using var scope = NewDisposeScope();
+            int len = Math.Min(chunk, context - start);
+            llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
+        }
+
+        long stateBytes = cache.StateBytes;
+        double seconds = TimeGreedyDecode(llama, cache, steps);
+        long bytes = llama.parameters().Sum(p => p.numel() * p.element_size()) + stateBytes;
+        return new DecodeRow(context, 1000 * seconds / steps, steps / seconds, stateBytes, bytes, bytes * steps / seconds / 1e9);
+    }
+
     /// <summary>Seconds for <paramref name="steps"/> single-token greedy steps after whatever <paramref name="cache"/> holds.</summary>
-    private static double TimeGreedyDecode(Linearize.Modeling.Llama.LlamaForCausalLM llama, Linearize.Caching.ModelCache cache, int steps)
+    private static double TimeGreedyDecode(LlamaForCausalLM llama, Linearize.Caching.ModelCache cache, int steps)
     {
         var next = torch.tensor(new long[] { 1 }).view(1, 1);
         var watch = Stopwatch.StartNew();
@@ -121,13 +317,15 @@ public static class BenchCommand
     private static Command CreateThroughput()
     {
         var model = new ModelOptions();
+        var engineOptions = new EngineCliOptions();
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length for the prefill measurement", DefaultValueFactory = _ => 256 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens decoded one at a time after the prompt", DefaultValueFactory = _ => 64 };
         var repeat = new Option<int>("--repeat") { Description = "Measured repetitions (after one warm-up); the median is reported", DefaultValueFactory = _ => 3 };
-        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: libtorch's choice)" };
+        var threads = new Option<int?>("--torch-threads") { Description = "libtorch intra-op threads for prefill (default: libtorch's choice)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var command = new Command("throughput", "Prefill tokens/s (one forward pass over the prompt) and decode tokens/s (single-token steps with the cache), on random token ids.");
+        var command = new Command("throughput", "Prefill tokens/s (one TorchSharp forward pass over the prompt) and decode tokens/s (single-token steps on the decode engine after the cache hand-over; --engine torch: TorchSharp steps), on random token ids.");
         model.AddTo(command);
+        engineOptions.AddTo(command);
         command.Add(promptTokens);
         command.Add(newTokens);
         command.Add(repeat);
@@ -142,6 +340,9 @@ public static class BenchCommand
                 torch.set_num_threads(t);
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
             using var llama = ModelLoader.Load(source, model.ParseDType(r));
+            using var engine = engineOptions.Create(r, llama);
+            if (engine is not null)
+                WarmUp(engine);
             using var generator = new torch.Generator(0);
             var ids = torch.randint(0, llama.Config.VocabSize, new long[] { 1, p }, dtype: ScalarType.Int64, generator: generator);
 
@@ -155,7 +356,20 @@ public static class BenchCommand
                 using (var scope = NewDisposeScope())
                     llama.Forward(ids, cache);
                 double prefillSeconds = watch.Elapsed.TotalSeconds;
-                double decodeSeconds = TimeGreedyDecode(llama, cache, n);
+                double decodeSeconds;
+                if (engine is null)
+                {
+                    decodeSeconds = TimeGreedyDecode(llama, cache, n);
+                }
+                else
+                {
+                    using var seq = engine.Import(cache); // the hand-over is part of the first step's cost
+                    int token = 1;
+                    var decodeWatch = Stopwatch.StartNew();
+                    for (int s = 0; s < n; s++)
+                        token = Sampler.ArgMax(engine.Step(seq, token));
+                    decodeSeconds = decodeWatch.Elapsed.TotalSeconds;
+                }
                 if (i == 0)
                     continue; // warm-up
                 prefill.Add(p / prefillSeconds);
@@ -168,7 +382,8 @@ public static class BenchCommand
                 model = r.GetValue(model.Model),
                 parameters = llama.ParameterCount(),
                 dtype = llama.DType.ToString().ToLowerInvariant(),
-                threads = torch.get_num_threads(),
+                decode = engine is null ? "torch" : $"engine ({engine.Describe()})",
+                threads = engine?.Options.Threads ?? torch.get_num_threads(),
                 prompt_tokens = p,
                 new_tokens = n,
                 prefill_tokens_per_second = Math.Round(Median(prefill), 1),

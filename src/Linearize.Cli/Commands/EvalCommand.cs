@@ -25,6 +25,12 @@ public static class EvalCommand
         var maxLength = new Option<int>("--max-length") { Description = "Tokens per document (per-line: truncation) or per window (rolling)", DefaultValueFactory = _ => 512 };
         var stride = new Option<int?>("--stride") { Description = "Rolling only: advance windows by S < max-length tokens, re-reading the rest as context (default: max-length, disjoint windows)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
+        var weightDType = new Option<string>("--weight-dtype")
+        {
+            Description = "Score with every weight matrix rounded as the decode engine stores it (bfloat16 or q8), computing in float32: the format's perplexity cost",
+            DefaultValueFactory = _ => "float32",
+        };
+        weightDType.AcceptOnlyFromAmong("float32", "bfloat16", "q8");
 
         var command = new Command("ppl",
             "Perplexity. Default protocol: each non-empty line is a document (BOS + line, truncated to --max-length), " +
@@ -36,6 +42,7 @@ public static class EvalCommand
         command.Add(maxLength);
         command.Add(stride);
         command.Add(json);
+        command.Add(weightDType);
         command.SetAction(r => CliRunner.Run(() =>
         {
             int? docs = r.GetValue(maxDocs);
@@ -49,6 +56,10 @@ public static class EvalCommand
 
             var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r));
             using var _m = llama;
+            var format = Linearize.Inference.EngineOptions.ParseFormat(r.GetValue(weightDType)!);
+            if (format != Linearize.Inference.WeightFormat.Float32 && model.ParseDType(r) != TorchSharp.torch.ScalarType.Float32)
+                throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");
+            Linearize.Inference.WeightRounding.Apply(llama, format);
             var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
             var result = r.GetValue(rolling)
                 ? ConsoleUi.WithProgress("rolling windows", p => evaluator.Rolling(PerplexityEvaluator.ReadPrefix(path, docs), r.GetValue(stride), p))
@@ -61,6 +72,7 @@ public static class EvalCommand
                     model = r.GetValue(model.Model),
                     text = path,
                     protocol = result.Protocol,
+                    weight_dtype = r.GetValue(weightDType),
                     max_length = evaluator.MaxLength,
                     stride = r.GetValue(stride) ?? (result.Protocol == "rolling" ? evaluator.MaxLength : (int?)null),
                     documents = result.Documents,
@@ -76,6 +88,8 @@ public static class EvalCommand
 
             var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
             table.AddRow("protocol", result.Protocol + (result.Protocol == "rolling" ? $" (window {evaluator.MaxLength}, stride {r.GetValue(stride) ?? evaluator.MaxLength})" : $" (max {evaluator.MaxLength} tokens)"));
+            if (format != Linearize.Inference.WeightFormat.Float32)
+                table.AddRow("weights", $"rounded to {r.GetValue(weightDType)} (as the decode engine stores them)");
             table.AddRow("documents", result.Documents.ToString());
             table.AddRow("tokens scored", result.Tokens.ToString());
             table.AddRow("mean NLL (nats/token)", result.MeanNll.ToString("F6"));

@@ -10,6 +10,7 @@ public static class GenerateCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var engineOptions = new EngineCliOptions();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue", Required = true };
         var maxNew = new Option<int>("--max-new-tokens", "-n") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 128 };
         var temperature = new Option<double>("--temperature", "-t") { Description = "0 = greedy (deterministic); higher = more random", DefaultValueFactory = _ => 0.0 };
@@ -18,8 +19,9 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "Random seed for sampling", DefaultValueFactory = _ => 0UL };
         var noBos = new Option<bool>("--no-bos") { Description = "Do not prepend the BOS token" };
 
-        var command = new Command("generate", "Generate text from a prompt with a KV / recurrent-state cache, streaming it to stdout.");
+        var command = new Command("generate", "Generate text from a prompt, streaming it to stdout: TorchSharp prefills the prompt, the decode engine produces each new token (--engine torch: TorchSharp throughout).");
         model.AddTo(command);
+        engineOptions.AddTo(command);
         command.Add(prompt);
         command.Add(maxNew);
         command.Add(temperature);
@@ -58,7 +60,11 @@ public static class GenerateCommand
             if (tokenizer.EosId is int eos)
                 stops.Add(eos);
             using var sampler = new Sampler(options);
-            foreach (int id in new Generator(llama).Generate(ids, n, sampler, stops))
+            using var engine = engineOptions.Create(r, llama);
+            var tokens = engine is null
+                ? new Generator(llama).Generate(ids, n, sampler, stops)
+                : new EngineGenerator(llama, engine).Generate(ids, n, sampler, stops);
+            foreach (int id in tokens)
             {
                 stdout.Write(detok.Push(id));
                 stdout.Flush();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Linearize.Caching;
 using Linearize.Checkpoints;
@@ -207,6 +208,18 @@ public sealed unsafe class DecodeEngine : IDisposable
         }
     }
 
+    /// <summary>For benchmarks: a sequence as if it had seen <paramref name="tokens"/> tokens, its state filled with
+    /// random values (decoding cost depends on the state's size, not its contents).</summary>
+    public DecodeSequence CreateSyntheticSequence(long tokens, int seed = 0)
+    {
+        var seq = CreateSequence();
+        var random = new Random(seed);
+        foreach (var layer in seq.Layers)
+            layer.FillSynthetic(tokens, random);
+        seq.Position = tokens;
+        return seq;
+    }
+
     /// <summary>Feeds <paramref name="tokens"/> one step at a time; returns the last step's logits (valid until the next step).</summary>
     public ReadOnlySpan<float> Prefill(DecodeSequence sequence, ReadOnlySpan<int> tokens)
     {
@@ -234,6 +247,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     /// One token for each of the first <paramref name="count"/> <paramref name="sequences"/>, each at its own position;
     /// every weight is read once for the whole batch. Logits per row via <see cref="Logits"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(DecodeSequence[] sequences, int count, ReadOnlySpan<int> tokens)
     {
         if (count < 1 || count > sequences.Length || tokens.Length < count)

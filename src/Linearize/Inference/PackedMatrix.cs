@@ -23,7 +23,7 @@ public sealed unsafe class PackedMatrix : IDisposable
         Rows = rows;
         Cols = cols;
         Format = format;
-        _data = NativeMemory.AlignedAlloc((nuint)DataBytes, 64);
+        _data = HugePages.Allocate(DataBytes);
         if (format == WeightFormat.Q8)
             _scales = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * BlocksPerRow * sizeof(float)), 64);
     }
@@ -168,7 +168,7 @@ public sealed unsafe class PackedMatrix : IDisposable
     private void Free()
     {
         if (_data != null)
-            NativeMemory.AlignedFree(_data);
+            HugePages.Free(_data);
         if (_scales != null)
             NativeMemory.AlignedFree(_scales);
         _data = null;

@@ -19,6 +19,7 @@ public static unsafe class MatVec
     /// Rows <c>[r0, r1)</c> of <paramref name="w"/> times <paramref name="count"/> vectors at <paramref name="x"/> (stride
     /// <paramref name="xStride"/> floats), written to <paramref name="y"/> at <c>b · yStride + r</c>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rows(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
     {
         switch (w.Format)
@@ -35,6 +36,7 @@ public static unsafe class MatVec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dense<TRow>(void* data, int elementSize, int cols, float* x, int xStride, int count, float* y, int yStride,
         int r0, int r1, KernelIsa isa) where TRow : IRowLoader
     {
@@ -120,6 +122,7 @@ public static unsafe class MatVec
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float DotScalar<TRow>(void* row, float* x, int n) where TRow : IRowLoader
     {
         float s = 0;
@@ -193,6 +196,7 @@ public static unsafe class MatVec
 
     // ---- Q8: int8 blocks of 32 with a float32 scale. Each block's int8 · x sum is formed in float, then scaled. ----
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q8(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
     {
         int cols = w.Cols, blocks = w.BlocksPerRow;
@@ -239,6 +243,7 @@ public static unsafe class MatVec
         isa == KernelIsa.Avx2 ? Q8Dot256(q, scales, x, cols) : Q8DotScalar(q, scales, x, 0, cols);
 
     /// <summary>The partial last block (and the scalar path): <c>Σ_blocks d · Σ q·x</c> from column <paramref name="from"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8DotScalar(sbyte* q, float* scales, float* x, int from, int cols)
     {
         float total = 0;
@@ -258,6 +263,7 @@ public static unsafe class MatVec
     private static Vector512<float> Q8Load16(sbyte* q) =>
         Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q)));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8Dot512(sbyte* q, float* scales, float* x, int cols)
     {
         var acc0 = Vector512<float>.Zero;
@@ -282,6 +288,7 @@ public static unsafe class MatVec
         return Vector512.Sum(acc0 + acc1) + Q8DotScalar(q, scales, x, full * PackedMatrix.Q8BlockSize, cols);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Vector128<float> Q8Dot4x512(sbyte* q, float* scales, float* x0, float* x1, float* x2, float* x3, int cols)
     {
         var a0 = Vector512<float>.Zero;
@@ -312,6 +319,7 @@ public static unsafe class MatVec
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Q8Load8(sbyte* q) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8Dot256(sbyte* q, float* scales, float* x, int cols)
     {
         var acc = Vector256<float>.Zero;

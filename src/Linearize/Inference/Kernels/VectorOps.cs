@@ -9,6 +9,7 @@ namespace Linearize.Inference.Kernels;
 public static unsafe class VectorOps
 {
     /// <summary>HF <c>LlamaRMSNorm</c> in float32: <c>y = w ⊙ x / sqrt(mean(x²) + eps)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNorm(float* x, float* weight, float* y, int n, double eps)
     {
         var xs = new ReadOnlySpan<float>(x, n);
@@ -21,6 +22,7 @@ public static unsafe class VectorOps
 
     /// <summary>Rotates <paramref name="heads"/> heads of size <c>d</c> in HF's rotate_half layout (pairs <c>(i, i + d/2)</c>):
     /// <c>y = x·cos + rotate_half(x)·sin</c>, then multiplies by <paramref name="scale"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rope(float* x, float* y, int heads, int d, float* cos, float* sin, float scale)
     {
         int half = d / 2;
@@ -37,6 +39,7 @@ public static unsafe class VectorOps
     }
 
     /// <summary>In-place softmax over <paramref name="n"/> values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(float* x, int n)
     {
         var s = new Span<float>(x, n);
@@ -48,6 +51,7 @@ public static unsafe class VectorOps
     }
 
     /// <summary>SwiGLU: <c>y = silu(gate) ⊙ up</c>, <c>silu(g) = g / (1 + e^{−g})</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SwiGlu(float* gate, float* up, float* y, int n)
     {
         for (int i = 0; i < n; i++)

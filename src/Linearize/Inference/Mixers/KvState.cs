@@ -54,6 +54,14 @@ internal sealed unsafe class KvState : LayerState
         return fresh;
     }
 
+    public override void FillSynthetic(long tokens, Random random)
+    {
+        EnsureCapacity((int)tokens);
+        Length = (int)tokens;
+        FillRandom(Keys, random);
+        FillRandom(Values, random);
+    }
+
     public override LayerState Clone()
     {
         var copy = new KvState(_kvHeads, _headDim, 1) { Length = Length, Capacity = Capacity };

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Linearize.Inference.Kernels;
 using Linearize.LinearAttention;
@@ -58,6 +59,7 @@ internal sealed unsafe class RecurrentBranch
             Gated(q, k, v, state.Recurrent.Pointer + (long)h * _d * ValueColumns, scratch, output);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Gated(float* q, float* k, float* v, float* s, float* scratch, float* output)
     {
         int d = _d, cols = ValueColumns;
@@ -122,6 +124,7 @@ internal sealed unsafe class RecurrentBranch
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Gsa(StepContext ctx, int b, int kvHead, float* q, float* k, float* v, float* hk, float* hv, float* scratch, float* output)
     {
         int d = _d, m = _slots;
@@ -178,6 +181,7 @@ internal sealed unsafe class RecurrentBranch
     }
 
     /// <summary><c>row = row · e + kc · v</c>, in that rounding order (as the TorchSharp step: multiply, multiply, add).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DecayWrite(float* row, float e, float kc, float* v, int n)
     {
         int i = 0;

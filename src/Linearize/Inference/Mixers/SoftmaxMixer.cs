@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Linearize.Caching;
 using Linearize.Inference.Kernels;
 using TorchSharp;
@@ -25,6 +26,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
 
     public override LayerState CreateState() => new KvState(KvHeads, HeadDim);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
     {
         ctx.RotateAll(1f / MathF.Sqrt(HeadDim));
@@ -69,6 +71,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
 
     private float* UnitScratch(StepContext ctx, int unit) => ctx.Scratch.Pointer + unit * UnitFloats;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int start, int end)
     {
         var ctx = _ctx!;
@@ -120,6 +123,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     }
 
     /// <summary>Combines the slices of each (sequence, query head): <c>o = Σ e^{m_i − M} o_i / Σ e^{m_i − M} l_i</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Merge(StepContext ctx, int units)
     {
         int d = HeadDim, g = Group;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Linearize.Caching;
 using Linearize.Inference.Kernels;
 using TorchSharp;
@@ -38,6 +39,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
     /// <summary>Scratch per unit: window scores, the window read-out [D], the recurrent read-out [D], the branch's own.</summary>
     private long UnitFloats => _window + _sinks + 2L * HeadDim + (_recurrent?.ScratchFloats ?? 0) + 16;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
     {
         ctx.RotateAll(1f / MathF.Sqrt(HeadDim));
@@ -72,6 +74,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
 
     private void Copy(float* from, float* to) => Buffer.MemoryCopy(from, to, HeadDim * sizeof(float), HeadDim * sizeof(float));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int start, int end)
     {
         var ctx = _ctx!;

@@ -63,6 +63,12 @@ internal sealed unsafe class WindowState : LayerState
 
     public float* SinkValue(int kvHead, long position) => SinkValues.Pointer + ((long)kvHead * Sinks + position) * HeadDim;
 
+    public override void FillSynthetic(long tokens, Random random)
+    {
+        foreach (var b in new[] { RingKeys, RingValues, SinkKeys, SinkValues, Recurrent, SlotValues })
+            FillRandom(b, random);
+    }
+
     public override LayerState Clone() => new WindowState(KvHeads, HeadDim, Ring, Sinks, RingKeys.Clone(), RingValues.Clone(),
         SinkKeys.Clone(), SinkValues.Clone(), Recurrent.Clone(), SlotValues.Clone());
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Linearize.Inference.Kernels;
 
 namespace Linearize.Inference.Threading;
@@ -13,5 +14,6 @@ internal sealed unsafe class MatMulJob : RangeJob
     public int YStride;
     public KernelIsa Isa;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int start, int end) => MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa);
 }

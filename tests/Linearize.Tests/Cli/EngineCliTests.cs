@@ -1,0 +1,85 @@
+using System.Text.Json;
+using Linearize.Tests.Fixtures;
+
+namespace Linearize.Tests.Cli;
+
+/// <summary>The decode engine behind the CLI: generate gives the TorchSharp path's text; bench decode's JSON rows;
+/// eval ppl's rounded-weight scoring; bench memory.</summary>
+[Collection("Torch")]
+public sealed class EngineCliTests
+{
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
+    public void GenerateOnTheEngineEqualsTheTorchPath()
+    {
+        string[] args = { "generate", "--model", SharedData.Stories260KDir, "--prompt", "The little dog", "-n", "80" };
+        var (exit, engineText, err) = CliHarness.Run(args);
+        Assert.True(exit == 0, err);
+        var (torchExit, torchText, _) = CliHarness.Run(args.Concat(new[] { "--engine", "torch" }).ToArray());
+        Assert.Equal(0, torchExit);
+        Assert.Equal(torchText, engineText);
+        Assert.True(engineText.Length > 100);
+
+        var (badExit, _, badErr) = CliHarness.Run(args.Concat(new[] { "--engine", "torch", "--weight-dtype", "q8" }).ToArray());
+        Assert.Equal(1, badExit);
+        Assert.Contains("--weight-dtype applies to the decode engine", badErr);
+    }
+
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
+    public void BenchDecodeComparesModelsInOneRun()
+    {
+        using var dir = new TempDir();
+        string converted = dir.File("gla"), png = dir.File("decode.png");
+        Assert.Equal(0, CliHarness.Run("convert", "--model", SharedData.Stories260KDir, "--method", "liger-gla", "--out", converted).Exit);
+        var (exit, output, err) = CliHarness.Run("bench", "decode", "--model", SharedData.Stories260KDir, "--model", converted,
+            "--contexts", "16,100", "--new-tokens", "3", "--batch", "2", "--weight-dtype", "bfloat16", "--no-bandwidth", "--json", "--plot", png);
+        Assert.True(exit == 0, err);
+        Assert.Contains($"wrote {png}", err);
+        Assert.True(new FileInfo(png).Length > 1000);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(2, doc.RootElement.GetProperty("batch").GetInt32());
+        var models = doc.RootElement.GetProperty("models").EnumerateArray().ToArray();
+        Assert.Equal(2, models.Length);
+        foreach (var m in models)
+        {
+            Assert.Equal("bfloat16", m.GetProperty("weight_dtype").GetString());
+            var rows = m.GetProperty("results").EnumerateArray().ToArray();
+            Assert.Equal(new[] { 16, 100 }, rows.Select(x => x.GetProperty("context").GetInt32()));
+            foreach (var row in rows)
+            {
+                Assert.True(row.GetProperty("ms_per_token").GetDouble() > 0);
+                Assert.True(row.GetProperty("tokens_per_second").GetDouble() > 0);
+                Assert.True(row.GetProperty("gb_per_s").GetDouble() > 0);
+            }
+        }
+
+        // The teacher's state grows with the context; the converted model's does not.
+        long State(int model, int row) => models[model].GetProperty("results")[row].GetProperty("state_bytes").GetInt64();
+        Assert.True(State(0, 1) > 5 * State(0, 0));
+        Assert.Equal(State(1, 0), State(1, 1));
+    }
+
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin", "data/tinystories/val.txt")]
+    public void RoundedWeightsCostLittlePerplexity()
+    {
+        double Nll(string dtype)
+        {
+            var (exit, output, err) = CliHarness.Run("eval", "ppl", "--model", SharedData.Stories260KDir, "--text", SharedData.TinyStoriesVal,
+                "--max-docs", "40", "--weight-dtype", dtype, "--json");
+            Assert.True(exit == 0, err);
+            return JsonDocument.Parse(output).RootElement.GetProperty("mean_nll").GetDouble();
+        }
+
+        double f32 = Nll("float32"), bf16 = Nll("bfloat16"), q8 = Nll("q8");
+        Assert.NotEqual(f32, bf16);
+        Assert.NotEqual(f32, q8);
+        Assert.True(Math.Abs(bf16 - f32) < 0.02 && Math.Abs(q8 - f32) < 0.02, $"f32 {f32}, bf16 {bf16}, q8 {q8}");
+    }
+
+    [Fact]
+    public void BenchMemoryReportsABandwidth()
+    {
+        var (exit, output, err) = CliHarness.Run("bench", "memory", "--mib", "64", "--json");
+        Assert.True(exit == 0, err);
+        Assert.True(JsonDocument.Parse(output).RootElement.GetProperty("gb_per_s").GetDouble() > 0.1);
+    }
+}
