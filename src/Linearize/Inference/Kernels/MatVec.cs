@@ -40,7 +40,31 @@ public static unsafe class MatVec
     private static void Dense<TRow>(void* data, int elementSize, int cols, float* x, int xStride, int count, float* y, int yStride,
         int r0, int r1, KernelIsa isa) where TRow : IRowLoader
     {
-        for (int r = r0; r < r1; r++)
+        int r = r0;
+        if (count > 1 && isa == KernelIsa.Avx512)
+        {
+            // Two rows at a time: each x chunk loaded feeds both rows (6 loads per 8 FMAs instead of 10).
+            for (; r + 2 <= r1; r += 2)
+            {
+                void* rowA = (byte*)data + (long)r * cols * elementSize;
+                void* rowB = (byte*)data + (long)(r + 1) * cols * elementSize;
+                for (int b0 = 0; b0 < count; b0 += Tile)
+                {
+                    int n = Math.Min(Tile, count - b0);
+                    float* x0 = x + (long)b0 * xStride;
+                    float* x1 = n > 1 ? x0 + xStride : x0, x2 = n > 2 ? x0 + 2L * xStride : x0, x3 = n > 3 ? x0 + 3L * xStride : x0;
+                    var (sa, sb) = Dot2x4x512<TRow>(rowA, rowB, x0, x1, x2, x3, cols);
+                    float* ya = y + (long)b0 * yStride + r;
+                    for (int j = 0; j < n; j++)
+                    {
+                        ya[j * (long)yStride] = sa.GetElement(j);
+                        ya[j * (long)yStride + 1] = sb.GetElement(j);
+                    }
+                }
+            }
+        }
+
+        for (; r < r1; r++)
         {
             void* row = (byte*)data + (long)r * cols * elementSize;
             if (count == 1)
@@ -159,6 +183,55 @@ public static unsafe class MatVec
         }
 
         return Vector128.Create(s0, s1, s2, s3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<float> A, Vector128<float> B) Dot2x4x512<TRow>(void* rowA, void* rowB, float* x0, float* x1, float* x2, float* x3, int n)
+        where TRow : IRowLoader
+    {
+        var a0 = Vector512<float>.Zero;
+        var a1 = Vector512<float>.Zero;
+        var a2 = Vector512<float>.Zero;
+        var a3 = Vector512<float>.Zero;
+        var b0 = Vector512<float>.Zero;
+        var b1 = Vector512<float>.Zero;
+        var b2 = Vector512<float>.Zero;
+        var b3 = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var wa = TRow.Load512(rowA, i);
+            var wb = TRow.Load512(rowB, i);
+            var v = Vector512.Load(x0 + i);
+            a0 = Vector512.FusedMultiplyAdd(wa, v, a0);
+            b0 = Vector512.FusedMultiplyAdd(wb, v, b0);
+            v = Vector512.Load(x1 + i);
+            a1 = Vector512.FusedMultiplyAdd(wa, v, a1);
+            b1 = Vector512.FusedMultiplyAdd(wb, v, b1);
+            v = Vector512.Load(x2 + i);
+            a2 = Vector512.FusedMultiplyAdd(wa, v, a2);
+            b2 = Vector512.FusedMultiplyAdd(wb, v, b2);
+            v = Vector512.Load(x3 + i);
+            a3 = Vector512.FusedMultiplyAdd(wa, v, a3);
+            b3 = Vector512.FusedMultiplyAdd(wb, v, b3);
+        }
+
+        float sa0 = Vector512.Sum(a0), sa1 = Vector512.Sum(a1), sa2 = Vector512.Sum(a2), sa3 = Vector512.Sum(a3);
+        float sb0 = Vector512.Sum(b0), sb1 = Vector512.Sum(b1), sb2 = Vector512.Sum(b2), sb3 = Vector512.Sum(b3);
+        for (; i < n; i++)
+        {
+            float wa = TRow.Load1(rowA, i), wb = TRow.Load1(rowB, i);
+            sa0 += wa * x0[i];
+            sa1 += wa * x1[i];
+            sa2 += wa * x2[i];
+            sa3 += wa * x3[i];
+            sb0 += wb * x0[i];
+            sb1 += wb * x1[i];
+            sb2 += wb * x2[i];
+            sb3 += wb * x3[i];
+        }
+
+        return (Vector128.Create(sa0, sa1, sa2, sa3), Vector128.Create(sb0, sb1, sb2, sb3));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
