@@ -223,7 +223,7 @@ public static class BenchCommand
     /// <summary>Bytes in at most 7 characters, so the decode table fits 80 columns.</summary>
     private static string Short(long bytes) => bytes >= 100L << 20 ? $"{bytes / (double)(1 << 20):F0} MiB" : ConsoleUi.Bytes(bytes);
 
-    /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), 2 warm-up steps, then timed greedy steps.</summary>
+    /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), 4 warm-up steps, then timed greedy steps.</summary>
     private static DecodeRow MeasureEngine(LlamaForCausalLM llama, DecodeEngine engine, int context, int steps, int batch, bool synthetic, int chunk)
     {
         DecodeSequence first;
@@ -233,16 +233,7 @@ public static class BenchCommand
         }
         else
         {
-            using var noGrad = no_grad();
-            using var cache = llama.CreateCache();
-            using var generator = new torch.Generator((ulong)context);
-            for (int start = 0; start < context; start += chunk)
-            {
-                using var scope = NewDisposeScope();
-                int len = Math.Min(chunk, context - start);
-                llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
-            }
-
+            using var cache = PrefillRandom(llama, context, chunk);
             first = engine.Import(cache);
         }
 
@@ -278,11 +269,11 @@ public static class BenchCommand
         }
     }
 
-    /// <summary>The TorchSharp path (--engine torch): prefill, then timed single-token forwards with the cache.</summary>
-    private static DecodeRow MeasureTorch(LlamaForCausalLM llama, int context, int steps, int chunk)
+    /// <summary>A cache holding <paramref name="context"/> random tokens (seeded by the length), prefilled in chunks.</summary>
+    private static Linearize.Caching.ModelCache PrefillRandom(LlamaForCausalLM llama, int context, int chunk)
     {
         using var noGrad = no_grad();
-        using var cache = llama.CreateCache();
+        var cache = llama.CreateCache();
         using var generator = new torch.Generator((ulong)context);
         for (int start = 0; start < context; start += chunk)
         {
@@ -291,6 +282,14 @@ public static class BenchCommand
             llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
         }
 
+        return cache;
+    }
+
+    /// <summary>The TorchSharp path (--engine torch): prefill, then timed single-token forwards with the cache.</summary>
+    private static DecodeRow MeasureTorch(LlamaForCausalLM llama, int context, int steps, int chunk)
+    {
+        using var noGrad = no_grad();
+        using var cache = PrefillRandom(llama, context, chunk);
         long stateBytes = cache.StateBytes;
         double seconds = TimeGreedyDecode(llama, cache, steps);
         long bytes = llama.parameters().Sum(p => p.numel() * p.element_size()) + stateBytes;
