@@ -4,7 +4,7 @@ using Linearize.Inference.Threading;
 
 namespace Linearize.Tests.Inference;
 
-/// <summary>Every fast matrix kernel (format × ISA × batch) against its naive twin, and the packing formats' rounding.</summary>
+/// <summary>Every fast matrix kernel (format × ISA × batch 1–11) against its naive twin, and the packing formats' rounding.</summary>
 public sealed unsafe class MatVecKernelTests
 {
     public static IEnumerable<object[]> Cases()
@@ -28,7 +28,7 @@ public sealed unsafe class MatVecKernelTests
             return; // this CPU cannot run the level (reported by the ISA test below)
         // Column counts around every vector width and Q8 block (16, 32, 64), and real ones (172 = stories260K's MLP).
         foreach (int cols in new[] { 1, 7, 16, 31, 33, 64, 100, 172, 768 })
-            foreach (int count in new[] { 1, 2, 3, 4, 5, 8 })
+            foreach (int count in new[] { 1, 2, 3, 4, 5, 8, 11 })
             {
                 const int rows = 37;
                 var weights = Random(rows * cols, cols);

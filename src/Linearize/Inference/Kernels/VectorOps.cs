@@ -50,15 +50,15 @@ public static unsafe class VectorOps
         TensorPrimitives.Multiply(s, 1f / sum, s);
     }
 
-    /// <summary>SwiGLU: <c>y = silu(gate) ⊙ up</c>, <c>silu(g) = g / (1 + e^{−g})</c>.</summary>
+    /// <summary>SwiGLU: <c>y = silu(gate) ⊙ up</c> with <c>silu(g) = g · σ(g)</c>, vectorized (σ by TensorPrimitives).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SwiGlu(float* gate, float* up, float* y, int n)
     {
-        for (int i = 0; i < n; i++)
-        {
-            float g = gate[i];
-            y[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
+        var g = new ReadOnlySpan<float>(gate, n);
+        var ys = new Span<float>(y, n);
+        TensorPrimitives.Sigmoid(g, ys);
+        TensorPrimitives.Multiply(ys, g, ys);
+        TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(up, n), ys);
     }
 
     /// <summary>Dot product of two short float32 vectors (a head: 8 … 256 values).</summary>
@@ -107,6 +107,23 @@ public static unsafe class VectorOps
 
         for (; i < n; i++)
             y[i] += a * x[i];
+    }
+
+    /// <summary>The GLA/HGRN2 decay of each channel, vectorized: <c>y = exp(logsigmoid(x) / normalizer)</c> with torch's
+    /// <c>logsigmoid(x) = min(x, 0) − log1p(e^{−|x|})</c>.</summary>
+    public static void LogSigmoidDecay(float* x, float* y, int n, float normalizer)
+    {
+        var xs = new ReadOnlySpan<float>(x, n);
+        var ys = new Span<float>(y, n);
+        TensorPrimitives.Abs(xs, ys);
+        TensorPrimitives.Negate(ys, ys);
+        TensorPrimitives.Exp(ys, ys);
+        TensorPrimitives.Add(ys, 1f, ys);
+        TensorPrimitives.Log(ys, ys);
+        for (int i = 0; i < n; i++)
+            y[i] = MathF.Min(x[i], 0f) - y[i];
+        TensorPrimitives.Divide(ys, normalizer, ys);
+        TensorPrimitives.Exp(ys, ys);
     }
 
     /// <summary>torch's <c>logsigmoid(x) = min(x, 0) − log1p(e^{−|x|})</c>.</summary>

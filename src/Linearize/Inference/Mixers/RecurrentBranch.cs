@@ -69,18 +69,14 @@ internal sealed unsafe class RecurrentBranch
         switch (_options.Family)
         {
             case LigerFamily.Gla:
-                for (int c = 0; c < d; c++)
-                    decay[c] = MathF.Exp(VectorOps.LogSigmoid(k[c]) / _normalizer);
+                VectorOps.LogSigmoidDecay(k, decay, d, _normalizer);
                 Copy(k, key, d);
                 VectorOps.Softmax(key, d);
                 break;
             case LigerFamily.Hgrn2:
+                VectorOps.LogSigmoidDecay(k, decay, d, _normalizer);
                 for (int c = 0; c < d; c++)
-                {
-                    float g = VectorOps.LogSigmoid(k[c]) / _normalizer;
-                    decay[c] = MathF.Exp(g);
-                    key[c] = 1 - MathF.Exp(g);
-                }
+                    key[c] = 1 - decay[c];
 
                 break;
             default:
