@@ -1,6 +1,5 @@
 using Linearize.Inference;
 using Linearize.Modeling.Llama;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Linearize.Generation;
@@ -32,15 +31,8 @@ public sealed class EngineGenerator
             throw new LinearizeException("the prompt has no tokens (not even BOS); nothing to condition on");
         using var noGrad = no_grad();
         using var cache = _model.CreateCache();
-        float[] logits = Array.Empty<float>();
-        for (int start = 0; start < promptIds.Count; start += PrefillChunk)
-        {
-            using var scope = NewDisposeScope();
-            int n = Math.Min(PrefillChunk, promptIds.Count - start);
-            var ids = torch.tensor(promptIds.Skip(start).Take(n).Select(i => (long)i).ToArray()).unsqueeze(0);
-            logits = _model.Forward(ids, cache)[0, -1].data<float>().ToArray();
-        }
-
+        using var scope = NewDisposeScope();
+        var logits = Generator.Prefill(_model, promptIds, cache, PrefillChunk).data<float>().ToArray();
         return (_engine.Import(cache), logits);
     }
 

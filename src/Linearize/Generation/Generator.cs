@@ -23,6 +23,24 @@ public sealed class Generator
     public int PrefillChunk { get; }
 
     /// <summary>
+    /// Runs <paramref name="promptIds"/> through <paramref name="model"/> in chunks of <paramref name="chunk"/> tokens (so a
+    /// long prompt never builds one huge attention matrix), filling <paramref name="cache"/>; returns the last position's
+    /// logits <c>[V]</c> (in the caller's dispose scope). Call under <c>no_grad</c>.
+    /// </summary>
+    internal static Tensor Prefill(LlamaForCausalLM model, IReadOnlyList<int> promptIds, ModelCache cache, int chunk)
+    {
+        Tensor? last = null;
+        for (int start = 0; start < promptIds.Count; start += chunk)
+        {
+            int n = Math.Min(chunk, promptIds.Count - start);
+            var ids = torch.tensor(promptIds.Skip(start).Take(n).Select(i => (long)i).ToArray()).unsqueeze(0);
+            last = model.Forward(ids, cache)[0, -1];
+        }
+
+        return last ?? throw new LinearizeException("the prompt has no tokens (not even BOS); nothing to condition on");
+    }
+
+    /// <summary>
     /// Yields up to <paramref name="maxNewTokens"/> tokens after <paramref name="promptIds"/>. Stops after yielding a
     /// token in <paramref name="stopIds"/>.
     /// </summary>
@@ -39,15 +57,7 @@ public sealed class Generator
             using (no_grad())
             using (var scope = NewDisposeScope())
             {
-                Tensor? last = null;
-                for (int start = 0; start < promptIds.Count; start += PrefillChunk)
-                {
-                    int n = Math.Min(PrefillChunk, promptIds.Count - start);
-                    var ids = torch.tensor(promptIds.Skip(start).Take(n).Select(i => (long)i).ToArray()).unsqueeze(0);
-                    last = _model.Forward(ids, cache)[0, -1];
-                }
-
-                next = sampler.Sample(last!);
+                next = sampler.Sample(Prefill(_model, promptIds, cache, PrefillChunk));
             }
 
             for (int produced = 0; produced < maxNewTokens; produced++)

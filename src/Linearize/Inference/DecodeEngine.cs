@@ -33,7 +33,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
     private readonly double _eps;
-    private DecodeSequence[] _one = new DecodeSequence[1];
+    private readonly DecodeSequence[] _one = new DecodeSequence[1];
 
     private DecodeEngine(LlamaConfig config, EngineOptions options, EngineLayer[] layers, PackedMatrix embedding, PackedMatrix head,
         float[] finalNorm, float[] inverseFrequencies)

@@ -39,15 +39,21 @@ public static unsafe class VectorOps
     }
 
     /// <summary>In-place softmax over <paramref name="n"/> values.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(float* x, int n)
+    {
+        var (_, sum) = ExpShifted(x, n);
+        TensorPrimitives.Multiply(new Span<float>(x, n), 1f / sum, new Span<float>(x, n));
+    }
+
+    /// <summary>The unnormalized softmax in place, <c>x ← e^{x − max}</c>; returns the max and the sum (what a split
+    /// softmax keeps to merge its parts).</summary>
+    public static (float Max, float Sum) ExpShifted(float* x, int n)
     {
         var s = new Span<float>(x, n);
         float max = TensorPrimitives.Max((ReadOnlySpan<float>)s);
         TensorPrimitives.Subtract(s, max, s);
         TensorPrimitives.Exp(s, s);
-        float sum = TensorPrimitives.Sum((ReadOnlySpan<float>)s);
-        TensorPrimitives.Multiply(s, 1f / sum, s);
+        return (max, TensorPrimitives.Sum((ReadOnlySpan<float>)s));
     }
 
     /// <summary>SwiGLU: <c>y = silu(gate) ⊙ up</c> with <c>silu(g) = g · σ(g)</c>, vectorized (σ by TensorPrimitives).</summary>

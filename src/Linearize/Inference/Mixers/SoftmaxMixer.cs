@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Numerics.Tensors;
 using Linearize.Caching;
 using Linearize.Inference.Kernels;
 using TorchSharp;
@@ -105,12 +106,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                     continue;
                 }
 
-                var row_ = new Span<float>(scores + (long)j * _maxSplitLength, n);
-                float max = System.Numerics.Tensors.TensorPrimitives.Max((ReadOnlySpan<float>)row_);
-                System.Numerics.Tensors.TensorPrimitives.Subtract(row_, max, row_);
-                System.Numerics.Tensors.TensorPrimitives.Exp(row_, row_);
-                pj[0] = max;
-                pj[1] = System.Numerics.Tensors.TensorPrimitives.Sum((ReadOnlySpan<float>)row_);
+                (pj[0], pj[1]) = VectorOps.ExpShifted(scores + (long)j * _maxSplitLength, n);
             }
 
             for (int s = 0; s < n; s++)
@@ -148,7 +144,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                     VectorOps.Axpy(w, pj + 2, output, d);
                 }
 
-                System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(output, d), 1f / total, new Span<float>(output, d));
+                TensorPrimitives.Multiply(new ReadOnlySpan<float>(output, d), 1f / total, new Span<float>(output, d));
             }
         }
     }
