@@ -24,19 +24,19 @@ public static class ConvertCommand
         var sinks = new Option<int>("--sinks") { Description = "swa: always-visible first tokens", DefaultValueFactory = _ => 0 };
         var normalize = new Option<bool>("--normalize-recurrent") { Description = "Divide the recurrent branch by its denominator φ(q)·Σφ(k) (not in Liger; an option for small heads)" };
         var output = new Option<string>("--out", "-o") { Description = "Output directory", Required = true };
+        var overwrite = OutputDirectory.OverwriteOption();
 
         var command = new Command("convert",
             "Convert a teacher into a linearized model (Liger variants reuse q/k/v/o and add no parameters) and write a checkpoint directory that generate, eval, inspect and train load directly.");
         model.AddTo(command);
-        foreach (var o in new Option[] { method, window, softmaxLayers, softmaxEvery, alpha, beta, normalizer, slots, sinks, normalize, output })
+        foreach (var o in new Option[] { method, window, softmaxLayers, softmaxEvery, alpha, beta, normalizer, slots, sinks, normalize, output, overwrite })
             command.Add(o);
         command.SetAction(r => CliRunner.Run(() =>
         {
             if (r.GetValue(softmaxLayers) is not null && r.GetValue(softmaxEvery) is not null)
                 throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
             string outDir = r.GetValue(output)!;
-            if (File.Exists(outDir))
-                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, r.GetValue(model.Model), r.GetValue(model.Tokenizer));
             var watch = Stopwatch.StartNew();
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
             using var teacher = ModelLoader.Load(source, model.ParseDType(r));

@@ -61,9 +61,17 @@ public static class EvalCommand
                 throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");
             Linearize.Inference.WeightRounding.Apply(llama, format);
             var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
-            var result = r.GetValue(rolling)
-                ? ConsoleUi.WithProgress("rolling windows", p => evaluator.Rolling(PerplexityEvaluator.ReadPrefix(path, docs), r.GetValue(stride), p))
-                : ConsoleUi.WithProgress("documents", p => evaluator.PerLine(PerplexityEvaluator.ReadLines(path, docs), p));
+            Linearize.Evaluation.PerplexityResult result;
+            try
+            {
+                result = r.GetValue(rolling)
+                    ? ConsoleUi.WithProgress("rolling windows", p => evaluator.Rolling(PerplexityEvaluator.ReadPrefix(path, docs), r.GetValue(stride), p))
+                    : ConsoleUi.WithProgress("documents", p => evaluator.PerLine(PerplexityEvaluator.ReadLines(path, docs), p));
+            }
+            catch (LinearizeException e) when (e.Message.StartsWith("no tokens to score", StringComparison.Ordinal))
+            {
+                throw new LinearizeException($"{path}: {e.Message}");
+            }
 
             if (r.GetValue(json))
             {

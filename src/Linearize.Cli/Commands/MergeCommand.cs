@@ -12,15 +12,16 @@ public static class MergeCommand
         var model = new ModelOptions();
         var adapter = new Option<string>("--adapter") { Description = "Adapter directory (adapter_config.json + adapter_model.safetensors), e.g. RUN/adapter", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "Output model directory", Required = true };
+        var overwrite = OutputDirectory.OverwriteOption();
         var command = new Command("merge", "Merge a LoRA adapter into the base weights and write a plain model directory.");
         model.AddTo(command);
         command.Add(adapter);
         command.Add(output);
+        command.Add(overwrite);
         command.SetAction(r => CliRunner.Run(() =>
         {
             string outDir = r.GetValue(output)!;
-            if (File.Exists(outDir))
-                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, r.GetValue(model.Model), r.GetValue(model.Tokenizer), r.GetValue(adapter));
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
             using var llama = ModelLoader.Load(source, model.ParseDType(r));
             var options = LoraAdapterFile.Load(llama, r.GetValue(adapter)!);

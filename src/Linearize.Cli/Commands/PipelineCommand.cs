@@ -21,22 +21,24 @@ public static class PipelineCommand
         var alpha = new Option<double>("--mix-alpha") { Description = "Weight of the window branch (paper: 0.5)", DefaultValueFactory = _ => 0.5 };
         var beta = new Option<double>("--mix-beta") { Description = "Weight of the recurrent branch (paper: 0.5)", DefaultValueFactory = _ => 0.5 };
         var softmaxLayers = new Option<string?>("--softmax-layers") { Description = "Comma-separated layers that stay full softmax attention" };
-        var evalText = new Option<string?>("--eval-text") { Description = "Text to measure perplexity on (teacher, converted, trained)" };
+        // Required: the report's point is teacher vs converted vs trained; without it the pipeline reported an empty table.
+        var evalText = new Option<string?>("--eval-text") { Description = "Text to measure perplexity on (teacher, converted, trained)", Required = true };
         var evalDocs = new Option<int?>("--eval-docs") { Description = "Evaluation documents (per-line: first N lines; rolling: the text up to the N-th)", DefaultValueFactory = _ => 200 };
         var training = new TrainingCliOptions();
+        var overwrite = OutputDirectory.OverwriteOption();
         var output = new Option<string>("--out", "-o") { Description = "Output directory (converted/, train/, merged/, report.md, report.json)", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted pipeline's training" };
         var command = new Command("pipeline",
             "Teacher → converted → LoRA-trained → merged linear model, evaluating teacher and student on the same text under both perplexity protocols; writes report.md and report.json.");
         model.AddTo(command);
-        foreach (var o in new Option[] { method, window, softmaxEvery, softmaxLayers, normalize, gateNormalizer, alpha, beta, evalText, evalDocs, output, resume })
+        foreach (var o in new Option[] { method, window, softmaxEvery, softmaxLayers, normalize, gateNormalizer, alpha, beta, evalText, evalDocs, output, resume, overwrite })
             command.Add(o);
         training.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
         {
             string outDir = r.GetValue(output)!;
-            if (File.Exists(outDir))
-                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: r.GetValue(resume), r.GetValue(model.Model), r.GetValue(model.Tokenizer),
+                r.GetValue(evalText), r.GetValue(training.Data));
             if (r.GetValue(evalText) is string t && !File.Exists(t))
                 throw new LinearizeException($"{t}: evaluation text not found");
             string m = r.GetValue(method)!;

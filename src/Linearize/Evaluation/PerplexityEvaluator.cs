@@ -103,8 +103,7 @@ public sealed class PerplexityEvaluator
             progress?.Report((done, order.Count));
         }
 
-        return new PerplexityResult("per-line", nll / Math.Max(1, tokens), tokens, documents.Count,
-            sequences.Sum(s => (long)s.Length), watch.Elapsed.TotalSeconds);
+        return Result("per-line", nll, tokens, documents.Count, sequences.Sum(s => (long)s.Length), watch.Elapsed.TotalSeconds);
     }
 
     public PerplexityResult Rolling(string text, int? stride = null, IProgress<(int Done, int Total)>? progress = null)
@@ -145,8 +144,14 @@ public sealed class PerplexityEvaluator
             progress?.Report((w + 1, windows.Count));
         }
 
-        return new PerplexityResult("rolling", nll / Math.Max(1, tokens), tokens, 1, ids.Length, watch.Elapsed.TotalSeconds);
+        return Result("rolling", nll, tokens, 1, ids.Length, watch.Elapsed.TotalSeconds);
     }
+
+    /// <summary>Perplexity over zero predicted tokens is undefined: an error, never "NLL 0, perplexity 1".</summary>
+    private static PerplexityResult Result(string protocol, double nll, long tokens, int documents, long textTokens, double seconds) =>
+        tokens > 0
+            ? new PerplexityResult(protocol, nll / tokens, tokens, documents, textTokens, seconds)
+            : throw new LinearizeException($"no tokens to score ({protocol}): the text is empty or shorter than two tokens");
 
     /// <summary>Sum of NLL (and count) of tokens <c>scoreFrom[b]..len-1</c> of each sequence, right-padded into one batch.</summary>
     private (double Sum, long Count) ScoreBatch(List<int[]> batch, List<int> scoreFrom)

@@ -177,7 +177,9 @@ public sealed class LinearizationPipeline
         var md = new StringBuilder();
         md.AppendLine($"# Linearization report: {_o.Linearization.Method}");
         md.AppendLine();
-        md.AppendLine($"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` (first {_o.EvalDocuments} documents).");
+        md.AppendLine(_o.EvalTextPath is null
+            ? $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`; no evaluation text was given, so nothing was evaluated."
+            : $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` (first {_o.EvalDocuments} documents).");
         md.AppendLine();
         md.AppendLine("| stage | per-line NLL | per-line PPL | rolling-512 NLL | rolling-512 PPL |");
         md.AppendLine("|---|---|---|---|---|");
