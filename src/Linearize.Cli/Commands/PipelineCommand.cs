@@ -12,15 +12,7 @@ public static class PipelineCommand
     public static Command Create()
     {
         var model = new ModelOptions();
-        var method = new Option<string>("--method") { Description = $"Linearization method: {string.Join(", ", LinearizationConfig.Methods)}", DefaultValueFactory = _ => "liger-gla" };
-        method.AcceptOnlyFromAmong(LinearizationConfig.Methods);
-        var window = new Option<int>("--window") { Description = "Keys per query in the softmax window", DefaultValueFactory = _ => 64 };
-        var softmaxEvery = new Option<int?>("--softmax-every") { Description = "Keep every K-th layer softmax" };
-        var normalize = new Option<bool>("--normalize-recurrent") { Description = "Normalize the recurrent branch by its denominator (not in Liger)" };
-        var gateNormalizer = new Option<double?>("--gate-normalizer") { Description = "Divide the log gate by this (default: the family's reference value)" };
-        var alpha = new Option<double>("--mix-alpha") { Description = "Weight of the window branch (paper: 0.5)", DefaultValueFactory = _ => 0.5 };
-        var beta = new Option<double>("--mix-beta") { Description = "Weight of the recurrent branch (paper: 0.5)", DefaultValueFactory = _ => 0.5 };
-        var softmaxLayers = new Option<string?>("--softmax-layers") { Description = "Comma-separated layers that stay full softmax attention" };
+        var conversion = new ConversionCliOptions(methodRequired: false);
         // Required: the report's point is teacher vs converted vs trained; without it the pipeline reported an empty table.
         var evalText = new Option<string?>("--eval-text") { Description = "Text to measure perplexity on (teacher, converted, trained)", Required = true };
         var evalDocs = new Option<int?>("--eval-docs") { Description = "Evaluation documents (per-line: first N lines; rolling: the text up to the N-th)", DefaultValueFactory = _ => 200 };
@@ -31,7 +23,8 @@ public static class PipelineCommand
         var command = new Command("pipeline",
             "Teacher → converted → LoRA-trained → merged linear model, evaluating teacher and student on the same text under both perplexity protocols; writes report.md and report.json.");
         model.AddTo(command);
-        foreach (var o in new Option[] { method, window, softmaxEvery, softmaxLayers, normalize, gateNormalizer, alpha, beta, evalText, evalDocs, output, resume, overwrite })
+        conversion.AddTo(command);
+        foreach (var o in new Option[] { evalText, evalDocs, output, resume, overwrite })
             command.Add(o);
         training.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
@@ -41,21 +34,8 @@ public static class PipelineCommand
                 r.GetValue(evalText), r.GetValue(training.Data));
             if (r.GetValue(evalText) is string t && !File.Exists(t))
                 throw new LinearizeException($"{t}: evaluation text not found");
-            string m = r.GetValue(method)!;
-            var lin = new LinearizationConfig
-            {
-                Method = m,
-                Liger = new LigerOptions
-                {
-                    Family = m == "swa" ? LigerFamily.Gla : LinearizationConfig.FamilyOf(m),
-                    Window = r.GetValue(window),
-                    NormalizeRecurrent = r.GetValue(normalize),
-                    GateNormalizer = r.GetValue(gateNormalizer),
-                    Alpha = r.GetValue(alpha),
-                    Beta = r.GetValue(beta),
-                },
-                SoftmaxLayers = Array.Empty<int>(),
-            };
+            int layers = Linearize.Modeling.ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer)).LoadConfig().NumHiddenLayers;
+            var lin = conversion.Build(r, layers);
             var options = new LinearizationPipeline.Options
             {
                 TeacherPath = r.GetValue(model.Model)!,
@@ -71,17 +51,6 @@ public static class PipelineCommand
                 Resume = r.GetValue(resume),
             };
             options.Training.Validate();
-            if (r.GetValue(softmaxEvery) is not null || r.GetValue(softmaxLayers) is not null)
-            {
-                if (r.GetValue(softmaxEvery) is not null && r.GetValue(softmaxLayers) is not null)
-                    throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
-                int layers = Linearize.Modeling.ModelSource.Resolve(options.TeacherPath, options.TokenizerPath).LoadConfig().NumHiddenLayers;
-                var list = r.GetValue(softmaxLayers) is string text
-                    ? LinearizationConfig.ParseLayerList(text, layers)
-                    : LinearizationConfig.EveryKth(r.GetValue(softmaxEvery)!.Value, layers);
-                options = options with { Linearization = lin with { SoftmaxLayers = list } };
-            }
-
             using var cts = TrainingUi.CancelOnCtrlC();
             var pipeline = new LinearizationPipeline(options);
             var result = TrainingUi.WithTrainingProgress(0, onStep => pipeline.Run(cts.Token, msg => Console.Error.WriteLine("• " + msg), onStep));

@@ -116,6 +116,7 @@ public sealed unsafe class DecodeEngine : IDisposable
             SlidingWindowAttention s => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, s.Window, s.Sinks, 1, 0, null),
             LigerAttention l => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l.Options.Window, 0, l.Options.Alpha,
                 l.Options.Beta, new RecurrentBranch(l.Options, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)),
+            LolcatsAttention l => new LolcatsMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l),
             var other => throw new LinearizeException($"layer {i}: the decode engine has no step for {other.Describe()}; use --engine torch"),
         };
         return new EngineLayer

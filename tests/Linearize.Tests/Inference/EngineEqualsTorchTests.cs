@@ -104,6 +104,32 @@ public sealed class EngineEqualsTorchTests
         Assert.True(diff <= Tolerance, $"{method} after a {prefill}-token prefill: max |Δlogit| = {diff:E2}");
     }
 
+    public static IEnumerable<object[]> LolcatsCases() => new[]
+    {
+        new object[] { "lolcats-sw", "gqa-untied", "hedgehog", 0 },
+        new object[] { "lolcats-tk", "gqa-untied", "hedgehog", 0 },
+        new object[] { "lolcats-sw", "qwen2-bias", "t2r", 0 },
+        new object[] { "lolcats-tk", "mha-tied", "t2r", 0 },
+        new object[] { "lolcats-sw", "linear-rope-headdim", "hedgehog", 37 },
+        new object[] { "lolcats-tk", "gqa-untied", "hedgehog", 37 },
+        new object[] { "lolcats-tk", "llama3-rope", "hedgehog", 16 },
+    };
+
+    [Theory]
+    [MemberData(nameof(LolcatsCases))]
+    public void LolcatsThousandSteps(string method, string variant, string map, int prefill)
+    {
+        // Perturbed maps and window factors (as after attention transfer); a window of 8 folds keys every step (sw)
+        // or every 8 steps (tk); after a prefill, the engine continues from the TorchSharp cache.
+        using var teacher = TinyModels.Create(variant);
+        var lin = LolcatsConversionTests.Lin(method, window: 8,
+            map: map == "t2r" ? Linearize.LinearAttention.LolcatsFeatureMapKind.T2r : Linearize.LinearAttention.LolcatsFeatureMapKind.Hedgehog);
+        using var model = LolcatsConversionTests.Converted(teacher, lin);
+        using var engine = DecodeEngine.Create(model);
+        double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, prefill + 1000, 4), prefill);
+        Assert.True(diff <= Tolerance, $"{method} {map} on {variant} after {prefill}: max |Δlogit| = {diff:E2}");
+    }
+
     [Theory]
     [InlineData("teacher")]
     [InlineData("liger-gla")]

@@ -21,10 +21,11 @@ public sealed class LigerConversionTests
         SoftmaxLayers = softmaxLayers ?? Array.Empty<int>(),
         Liger = new LigerOptions
         {
-            Family = method == "swa" ? LigerFamily.Gla : LinearizationConfig.FamilyOf(method),
+            Family = method.StartsWith("liger-") ? LinearizationConfig.FamilyOf(method) : LigerFamily.Gla,
             Window = window, Alpha = alpha, Beta = beta, NormalizeRecurrent = normalize,
             Slots = method == "liger-gsa" ? 4 : null,
         },
+        Lolcats = new LolcatsOptions { Shape = LinearizationConfig.ShapeOf(method), Window = window },
     };
 
     private static Tensor Ids(long vocab, int t, ulong seed, int b = 2)
@@ -94,6 +95,8 @@ public sealed class LigerConversionTests
     [InlineData("liger-gla")]
     [InlineData("liger-gsa")]
     [InlineData("swa")]
+    [InlineData("lolcats-sw")]
+    [InlineData("lolcats-tk")]
     public void DecodingStateIsTheSameAt100And100kTokens(string method)
     {
         using var teacher = TinyModels.Create("gqa-untied");

@@ -20,17 +20,26 @@ public static class Converter
         return teacher.With(j => j[LinearizationConfig.SectionName] = linearization.ToJson());
     }
 
-    /// <summary>Builds the converted model in memory from a loaded teacher (weights are copied).</summary>
+    /// <summary>Builds the converted model in memory from a loaded teacher (weights are copied). Parameters the method
+    /// adds (LoLCATs' feature maps and window factors) keep their initialisation; every other one must come from the
+    /// teacher.</summary>
     public static LlamaForCausalLM Convert(LlamaForCausalLM teacher, LinearizationConfig linearization)
     {
         var config = ConvertedConfig(teacher.Config, linearization);
         var student = new LlamaForCausalLM(config, MixerFactory.For(config));
         var weights = teacher.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
+        foreach (var (name, tensor) in student.state_dict())
+            if (IsAddedParameter(name) && !weights.ContainsKey(name))
+                weights[name] = tensor;
         StateDictLoader.Load(student, new StateDictLoader.DictionarySource(teacher.Config.Source, weights));
         student.to(teacher.DType);
         student.eval();
         return student;
     }
+
+    /// <summary>Names of parameters that conversion adds rather than copies from the teacher.</summary>
+    public static bool IsAddedParameter(string name) =>
+        name.Contains(".self_attn.feature_map_", StringComparison.Ordinal) || name.EndsWith(".self_attn.window_factors", StringComparison.Ordinal);
 
     /// <summary>Converts and writes <paramref name="outDir"/> (config, safetensors, tokenizer files).</summary>
     public static LlamaForCausalLM ConvertToDirectory(LlamaForCausalLM teacher, LinearizationConfig linearization, string outDir,

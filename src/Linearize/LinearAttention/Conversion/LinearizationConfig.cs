@@ -14,13 +14,23 @@ public sealed record LinearizationConfig
     public const string SectionName = "linearization";
 
     public static readonly string[] Methods =
-        { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "swa" };
+        { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "swa", "lolcats-sw", "lolcats-tk" };
 
     /// <summary>One of <see cref="Methods"/>.</summary>
     public string Method { get; init; } = "liger-gla";
 
     /// <summary>Options of the Liger layers (window, α, β, normalizer, slots, chunking).</summary>
     public LigerOptions Liger { get; init; } = new();
+
+    /// <summary>Options of the LoLCATs layers (window shape and size, feature map, window factor).</summary>
+    public LolcatsOptions Lolcats { get; init; } = new();
+
+    /// <summary>True for <c>lolcats-sw</c> and <c>lolcats-tk</c>.</summary>
+    public bool IsLolcats => Method.StartsWith("lolcats-", StringComparison.Ordinal);
+
+    /// <summary>The window shape a <c>lolcats-*</c> method names.</summary>
+    public static LolcatsWindowShape ShapeOf(string method) =>
+        method == "lolcats-tk" ? LolcatsWindowShape.Tk : LolcatsWindowShape.Sw;
 
     /// <summary>For <c>swa</c>: always-visible first tokens.</summary>
     public int Sinks { get; init; }
@@ -68,9 +78,10 @@ public sealed record LinearizationConfig
     {
         if (!Methods.Contains(Method))
             throw new LinearizeException($"{model.Source}: unknown linearization method '{Method}' (supported: {string.Join(", ", Methods)})");
-        if (Method != "swa")
+        if (Method != "swa" && !IsLolcats)
             FamilyOf(Method);
         Liger.Validate(model.HeadDim);
+        Lolcats.Validate(model.HeadDim);
         if (Sinks < 0)
             throw new LinearizeException($"{model.Source}: sinks must be ≥ 0, got {Sinks}");
         foreach (int l in SoftmaxLayers)
@@ -78,7 +89,7 @@ public sealed record LinearizationConfig
                 throw new LinearizeException($"{model.Source}: softmax layer {l} is not in 0..{model.NumHiddenLayers - 1}");
     }
 
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson() => IsLolcats ? LolcatsJson() : new()
     {
         ["method"] = Method,
         ["window"] = Liger.Window,
@@ -94,6 +105,36 @@ public sealed record LinearizationConfig
         ["softmax_layers"] = new JsonArray(SoftmaxLayers.Select(i => (JsonNode)i).ToArray()),
     };
 
+    private JsonObject LolcatsJson() => new()
+    {
+        ["method"] = Method,
+        ["window"] = Lolcats.Window,
+        ["feature_map"] = Lolcats.FeatureMap == LolcatsFeatureMapKind.Hedgehog ? "hedgehog" : "t2r",
+        ["feature_dim"] = Lolcats.FeatureDim,
+        ["init_window_factor"] = Lolcats.InitWindowFactor,
+        ["affine_attention_factors"] = Lolcats.AffineAttentionFactors,
+        ["feature_eps"] = Lolcats.FeatureEps,
+        ["query_block"] = Lolcats.QueryBlock,
+        ["softmax_layers"] = new JsonArray(SoftmaxLayers.Select(i => (JsonNode)i).ToArray()),
+    };
+
+    private static LolcatsOptions ReadLolcats(JsonObject j, string method, string where) => new()
+    {
+        Shape = ShapeOf(method),
+        Window = j["window"]?.GetValue<int>() ?? 64,
+        FeatureMap = (j["feature_map"]?.GetValue<string>() ?? "hedgehog") switch
+        {
+            "hedgehog" => LolcatsFeatureMapKind.Hedgehog,
+            "t2r" => LolcatsFeatureMapKind.T2r,
+            var other => throw new LinearizeException($"{where}: unknown feature_map '{other}' (supported: hedgehog, t2r)"),
+        },
+        FeatureDim = j["feature_dim"]?.GetValue<int?>(),
+        InitWindowFactor = j["init_window_factor"]?.GetValue<double>() ?? new LolcatsOptions().InitWindowFactor,
+        AffineAttentionFactors = j["affine_attention_factors"]?.GetValue<bool>() ?? false,
+        FeatureEps = j["feature_eps"]?.GetValue<double>() ?? 1e-12,
+        QueryBlock = j["query_block"]?.GetValue<int>() ?? 64,
+    };
+
     /// <summary>Reads the section from a model config; null when the model is not linearized.</summary>
     public static LinearizationConfig? FromModel(LlamaConfig model)
     {
@@ -103,12 +144,16 @@ public sealed record LinearizationConfig
         try
         {
             string method = j["method"]?.GetValue<string>() ?? throw new LinearizeException($"{where}: missing 'method'");
-            var family = method == "swa" ? LigerFamily.Gla : FamilyOf(method);
+            bool lolcats = method.StartsWith("lolcats-", StringComparison.Ordinal);
+            if (!Methods.Contains(method))
+                throw new LinearizeException($"{where}: unknown linearization method '{method}' (supported: {string.Join(", ", Methods)})");
+            var family = method == "swa" || lolcats ? LigerFamily.Gla : FamilyOf(method);
             var config = new LinearizationConfig
             {
                 Method = method,
                 Sinks = j["sinks"]?.GetValue<int>() ?? 0,
                 SoftmaxLayers = j["softmax_layers"] is JsonArray arr ? arr.Select(n => n!.GetValue<int>()).ToArray() : Array.Empty<int>(),
+                Lolcats = lolcats ? ReadLolcats(j, method, where) : new LolcatsOptions(),
                 Liger = new LigerOptions
                 {
                     Family = family,

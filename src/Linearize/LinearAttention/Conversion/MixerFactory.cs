@@ -18,6 +18,8 @@ public static class MixerFactory
         {
             if (lin.IsSoftmaxLayer(i))
                 return new LlamaAttention(c, i);
+            if (lin.IsLolcats)
+                return new LolcatsAttention(c, i, lin.Lolcats);
             if (lin.Method == "swa")
                 return new SlidingWindowAttention(c, i, lin.Liger.Window, lin.Sinks);
             return new LigerAttention(c, i, lin.Liger);

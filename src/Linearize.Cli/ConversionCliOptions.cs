@@ -1,0 +1,125 @@
+using System.CommandLine;
+using Linearize.LinearAttention;
+using Linearize.LinearAttention.Conversion;
+
+namespace Linearize.Cli;
+
+/// <summary>
+/// The conversion options <c>convert</c> and <c>pipeline</c> share, turned into a <see cref="LinearizationConfig"/>. An
+/// option that does nothing for the chosen method is an error naming the methods it applies to.
+/// </summary>
+public sealed class ConversionCliOptions
+{
+    public ConversionCliOptions(bool methodRequired)
+    {
+        Method = new Option<string>("--method")
+        {
+            Description = "Replacement for softmax attention (see the list above)",
+            HelpName = "METHOD",
+            Required = methodRequired,
+            DefaultValueFactory = methodRequired ? null! : _ => "liger-gla",
+        };
+        Method.AcceptOnlyFromAmong(LinearizationConfig.Methods);
+    }
+
+    public Option<string> Method { get; }
+
+    public Option<int> Window { get; } = new("--window")
+    {
+        Description = "Softmax window: keys per query incl. itself (liger, swa, lolcats-sw); the block length (lolcats-tk). Paper: 64",
+        DefaultValueFactory = _ => 64,
+    };
+
+    public Option<string?> SoftmaxLayers { get; } = new("--softmax-layers") { Description = "Comma-separated layers that stay full softmax attention, e.g. 3,7" };
+
+    public Option<int?> SoftmaxEvery { get; } = new("--softmax-every") { Description = "Keep every K-th layer softmax (layers K-1, 2K-1, …); 8 is Liger's 7:1 hybrid" };
+
+    public Option<double> Alpha { get; } = new("--mix-alpha") { Description = "liger-*: weight of the window branch (paper Eq. 9: 0.5)", DefaultValueFactory = _ => 0.5 };
+
+    public Option<double> Beta { get; } = new("--mix-beta") { Description = "liger-*: weight of the recurrent branch (paper Eq. 9: 0.5)", DefaultValueFactory = _ => 0.5 };
+
+    public Option<double?> GateNormalizer { get; } = new("--gate-normalizer") { Description = "liger-*: divide the log gate by this (default: 16 for gla/gsa, 1 for the others)" };
+
+    public Option<int?> Slots { get; } = new("--slots") { Description = "liger-gsa: slots per head (default: head_dim)" };
+
+    public Option<bool> NormalizeRecurrent { get; } = new("--normalize-recurrent") { Description = "liger-*: divide the recurrent branch by φ(q)·Σφ(k) (not in Liger; for small heads)" };
+
+    public Option<int> Sinks { get; } = new("--sinks") { Description = "swa: always-visible first tokens", DefaultValueFactory = _ => 0 };
+
+    public Option<string> FeatureMap { get; } = new("--feature-map") { Description = "lolcats-*: hedgehog (softmax ⊕ softmax(−)) or t2r (ReLU(xW + b))", DefaultValueFactory = _ => "hedgehog" };
+
+    public Option<int?> FeatureDim { get; } = new("--feature-dim") { Description = "lolcats-*: d', columns of each head's map W (default: min(64, head_dim))" };
+
+    public Option<double> WindowFactor { get; } = new("--window-factor") { Description = "lolcats-*: initial γ = σ(window_factors), the window's weight (paper: 0.1)", DefaultValueFactory = _ => 0.1 };
+
+    public Option<bool> AffineFactors { get; } = new("--affine-factors") { Description = "lolcats-*: weight the linear term by λ = 1 − γ instead of 1" };
+
+    private IEnumerable<(Option Option, Func<string, bool> AppliesTo, string Methods)> MethodSpecific => new (Option, Func<string, bool>, string)[]
+    {
+        (Alpha, IsLiger, "liger-*"), (Beta, IsLiger, "liger-*"), (GateNormalizer, IsLiger, "liger-*"),
+        (NormalizeRecurrent, IsLiger, "liger-*"), (Slots, m => m == "liger-gsa", "liger-gsa"), (Sinks, m => m == "swa", "swa"),
+        (FeatureMap, IsLolcats, "lolcats-*"), (FeatureDim, IsLolcats, "lolcats-*"), (WindowFactor, IsLolcats, "lolcats-*"),
+        (AffineFactors, IsLolcats, "lolcats-*"),
+    };
+
+    private static bool IsLiger(string m) => m.StartsWith("liger-", StringComparison.Ordinal);
+
+    private static bool IsLolcats(string m) => m.StartsWith("lolcats-", StringComparison.Ordinal);
+
+    public void AddTo(Command command)
+    {
+        FeatureMap.AcceptOnlyFromAmong("hedgehog", "t2r");
+        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, Sinks,
+                     FeatureMap, FeatureDim, WindowFactor, AffineFactors })
+            command.Add(o);
+    }
+
+    /// <summary>The methods, one per line, for a command's description.</summary>
+    public static string MethodList =>
+        "Methods: liger-gla, liger-hgrn2, liger-gsa, liger-mamba2, liger-mlstm, liger-retention (Liger: gates from the key projection, " +
+        "no new parameters); lolcats-sw, lolcats-tk (LoLCATs: learnable feature maps, train them with 'linearize distill'); " +
+        "swa (the training-free sliding-window baseline).";
+
+    /// <summary>Builds the linearization for a teacher with <paramref name="layers"/> layers.</summary>
+    public LinearizationConfig Build(ParseResult r, int layers)
+    {
+        string m = r.GetValue(Method)!;
+        foreach (var (option, appliesTo, methods) in MethodSpecific)
+            if (Given(r, option) && !appliesTo(m))
+                throw new LinearizeException($"{option.Name} applies to {methods}, not {m}");
+        if (r.GetValue(SoftmaxLayers) is not null && r.GetValue(SoftmaxEvery) is not null)
+            throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
+        double gamma = r.GetValue(WindowFactor);
+        if (!(gamma > 0 && gamma < 1))
+            throw new LinearizeException($"--window-factor must be in (0, 1), got {gamma}");
+        return new LinearizationConfig
+        {
+            Method = m,
+            Sinks = r.GetValue(Sinks),
+            SoftmaxLayers = r.GetValue(SoftmaxLayers) is string list ? LinearizationConfig.ParseLayerList(list, layers)
+                : r.GetValue(SoftmaxEvery) is int k ? LinearizationConfig.EveryKth(k, layers) : Array.Empty<int>(),
+            Liger = new LigerOptions
+            {
+                Family = IsLiger(m) ? LinearizationConfig.FamilyOf(m) : LigerFamily.Gla,
+                Window = r.GetValue(Window),
+                Alpha = r.GetValue(Alpha),
+                Beta = r.GetValue(Beta),
+                GateNormalizer = r.GetValue(GateNormalizer),
+                Slots = r.GetValue(Slots),
+                NormalizeRecurrent = r.GetValue(NormalizeRecurrent),
+            },
+            Lolcats = new LolcatsOptions
+            {
+                Shape = LinearizationConfig.ShapeOf(m),
+                Window = r.GetValue(Window),
+                FeatureMap = r.GetValue(FeatureMap) == "t2r" ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog,
+                FeatureDim = r.GetValue(FeatureDim),
+                InitWindowFactor = Math.Log(gamma / (1 - gamma)),
+                AffineAttentionFactors = r.GetValue(AffineFactors),
+            },
+        };
+    }
+
+    /// <summary>True when the user typed the option (not its default).</summary>
+    private static bool Given(ParseResult r, Option option) => r.GetResult(option) is { Implicit: false };
+}

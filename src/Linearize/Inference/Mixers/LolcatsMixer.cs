@@ -1,0 +1,216 @@
+using System.Runtime.CompilerServices;
+using Linearize.Caching;
+using Linearize.Inference.Kernels;
+using Linearize.LinearAttention;
+using Linearize.LinearAttention.Layers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Inference.Mixers;
+
+/// <summary>
+/// The engine twin of <see cref="LolcatsAttention"/>: per (sequence, query head), first the keys that just left the
+/// window are featurized with φk and added to the linear state (sliding window: the key w positions back; terrace: at
+/// the first token of a block, the whole block before the previous one), then
+/// <c>o = (γ Σ_W e^{s−c} v + λ φq·S_v) / (γ Σ_W e^{s−c} + λ φq·S_z)</c> with the stabilizer c over the window scores.
+/// The current key/value enters the ring only after every head has read it. Same fold points as
+/// <see cref="LolcatsLayerCache"/>, so a TorchSharp prefill hands over exactly.
+/// </summary>
+internal sealed unsafe class LolcatsMixer : EngineMixer
+{
+    private readonly LolcatsOptions _options;
+    private readonly int _window, _capacity, _featureDim, _features;
+    private readonly float[] _mapQ, _mapK, _biasQ, _biasK, _gamma, _lambda; // maps [H, D, d'], biases [H]
+    private readonly float _eps;
+    private StepContext? _ctx;
+
+    public LolcatsMixer(int heads, int kvHeads, int headDim, LolcatsAttention layer) : base(heads, kvHeads, headDim)
+    {
+        _options = layer.Options;
+        _window = _options.Window;
+        _capacity = _options.Lag;
+        _featureDim = _options.EffectiveFeatureDim(headDim);
+        _features = _options.FeatureWidth(headDim);
+        _eps = (float)_options.FeatureEps;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        float[] Floats(Tensor? t, int count) => t is null ? new float[count] : t.to(ScalarType.Float32).contiguous().data<float>().ToArray();
+        _mapQ = Floats(layer.FeatureMapQ.Mlp.Weight, 0);
+        _mapK = Floats(layer.FeatureMapK.Mlp.Weight, 0);
+        _biasQ = Floats(layer.FeatureMapQ.Mlp.Bias, heads);
+        _biasK = Floats(layer.FeatureMapK.Mlp.Bias, heads);
+        var (gamma, lambda) = layer.Factors();
+        _gamma = Floats(gamma, heads);
+        _lambda = Floats(lambda, heads);
+    }
+
+    public override LayerState CreateState() => new LolcatsState(KvHeads, HeadDim, _capacity, Heads, _features);
+
+    /// <summary>Scratch per unit: scores, window numerator [D], φ [F], the map's pre-activation [d'].</summary>
+    private long UnitFloats => 2L * _window + HeadDim + _features + _featureDim + 32;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Step(StepContext ctx)
+    {
+        ctx.RotateAll(1f);
+        int units = ctx.Count * Heads;
+        ctx.EnsureScratch(units * UnitFloats);
+        _ctx = ctx;
+        ctx.Pool.Run(this, units);
+        _ctx = null;
+        for (int b = 0; b < ctx.Count; b++)
+        {
+            var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
+            long pos = ctx.Sequences[b].Position;
+            for (int h = 0; h < KvHeads; h++)
+            {
+                Buffer.MemoryCopy(ctx.KRotated(b) + h * HeadDim, state.Key(h, pos), HeadDim * sizeof(float), HeadDim * sizeof(float));
+                Buffer.MemoryCopy(ctx.V(b) + h * HeadDim, state.Value(h, pos), HeadDim * sizeof(float), HeadDim * sizeof(float));
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Execute(int start, int end)
+    {
+        var ctx = _ctx!;
+        int d = HeadDim;
+        float scale = 1f / MathF.Sqrt(d);
+        for (int unit = start; unit < end; unit++)
+        {
+            int b = unit / Heads, h = unit % Heads, kvHead = h / Group;
+            var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
+            long pos = ctx.Sequences[b].Position;
+            float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
+            float* scores = scratch, window = scores + 2 * _window, phi = window + d, pre = phi + _features;
+            float* s = state.LinearState(h);
+
+            // 1. Fold the keys that leave the window at this position into S (reference: featurize on eviction).
+            long foldFrom = 0, foldTo = 0;
+            if (_options.Shape == LolcatsWindowShape.Sw)
+            {
+                if (pos >= _window)
+                    (foldFrom, foldTo) = (pos - _window, pos - _window + 1);
+            }
+            else if (pos % _window == 0 && pos >= 2L * _window)
+            {
+                (foldFrom, foldTo) = (pos - 2L * _window, pos - _window);
+            }
+
+            for (long p = foldFrom; p < foldTo; p++)
+            {
+                FeatureMap(state.Key(kvHead, p), _mapK, _biasK[h], h, phi, pre);
+                float* v = state.Value(kvHead, p);
+                for (int f = 0; f < _features; f++)
+                {
+                    float* row = s + (long)f * (d + 1);
+                    VectorOps.Axpy(phi[f], v, row, d);
+                    row[d] += phi[f];
+                }
+            }
+
+            // 2. Window: softmax scores with the stabilizer over the window only.
+            long from = _options.Shape == LolcatsWindowShape.Sw
+                ? Math.Max(0, pos - _window + 1)
+                : Math.Max(0, (pos / _window - 1) * _window);
+            float* q = ctx.QRotated(b) + h * d;
+            int n = 0;
+            for (long p = from; p < pos; p++)
+                scores[n++] = VectorOps.Dot(q, state.Key(kvHead, p), d) * scale;
+            scores[n++] = VectorOps.Dot(q, ctx.KRotated(b) + kvHead * d, d) * scale;
+            var (_, sum) = VectorOps.ExpShifted(scores, n);
+            new Span<float>(window, d).Clear();
+            int i = 0;
+            for (long p = from; p < pos; p++)
+                VectorOps.Axpy(scores[i++], state.Value(kvHead, p), window, d);
+            VectorOps.Axpy(scores[i], ctx.V(b) + kvHead * d, window, d);
+
+            // 3. Linear: φq · S, whose last column is the denominator.
+            FeatureMap(q, _mapQ, _biasQ[h], h, phi, pre);
+            float* output = ctx.Output(b) + h * d;
+            float gamma = _gamma[h], lambda = _lambda[h];
+            for (int j = 0; j < d; j++)
+                output[j] = gamma * window[j];
+            float denominator = gamma * sum;
+            for (int f = 0; f < _features; f++)
+            {
+                float* row = s + (long)f * (d + 1);
+                VectorOps.Axpy(lambda * phi[f], row, output, d);
+                denominator += lambda * phi[f] * row[d];
+            }
+
+            float inverse = 1f / denominator;
+            for (int j = 0; j < d; j++)
+                output[j] *= inverse;
+        }
+    }
+
+    /// <summary>φ(x) for head <paramref name="h"/>: y = xW_h (+ b_h), then Hedgehog's two clamped softmaxes or T2R's ReLU.</summary>
+    private void FeatureMap(float* x, float[] map, float bias, int h, float* phi, float* pre)
+    {
+        int d = HeadDim, m = _featureDim;
+        var y = new Span<float>(pre, m);
+        y.Fill(bias);
+        fixed (float* w = map)
+        {
+            float* wh = w + (long)h * d * m;
+            for (int j = 0; j < d; j++)
+                VectorOps.Axpy(x[j], wh + (long)j * m, pre, m); // row j of W_h [D, d']
+        }
+
+        if (_options.FeatureMap == LolcatsFeatureMapKind.T2r)
+        {
+            for (int f = 0; f < m; f++)
+                phi[f] = MathF.Max(MathF.Max(pre[f], 0f), _eps);
+            return;
+        }
+
+        // softmax(y) ⊕ softmax(−y), each over the d' features, clamped below at eps.
+        for (int f = 0; f < m; f++)
+        {
+            phi[f] = pre[f];
+            phi[m + f] = -pre[f];
+        }
+
+        VectorOps.Softmax(phi, m);
+        VectorOps.Softmax(phi + m, m);
+        for (int f = 0; f < 2 * m; f++)
+            phi[f] = MathF.Max(phi[f], _eps);
+    }
+
+    public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
+    {
+        var ls = (LolcatsState)state;
+        if (cache is not LolcatsLayerCache lolcats)
+            throw new LinearizeException($"layer cache hand-over: expected a LoLCATs cache, found {cache?.GetType().Name ?? "none"}");
+        if (lolcats.Context() is not { } context)
+            return;
+        using var scope = NewDisposeScope();
+        var keys = context.Keys[row].to(ScalarType.Float32).contiguous();   // [H_kv, C, D]
+        var values = context.Values[row].to(ScalarType.Float32).contiguous();
+        var positions = context.Positions[row].data<long>().ToArray();
+        var valid = context.Valid[row].data<bool>().ToArray();
+        var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys.bytes);
+        var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(values.bytes);
+        int length = positions.Length, d = HeadDim;
+        for (int e = 0; e < length; e++)
+        {
+            long p = positions[e];
+            if (!valid[e])
+                continue;
+            if (p >= seen || p < seen - _capacity)
+                throw new LinearizeException($"layer cache hand-over: window entry at position {p} after {seen} tokens (padded batches are not supported)");
+            for (int h = 0; h < KvHeads; h++)
+            {
+                ks.Slice((h * length + e) * d, d).CopyTo(new Span<float>(ls.Key(h, p), d));
+                vs.Slice((h * length + e) * d, d).CopyTo(new Span<float>(ls.Value(h, p), d));
+            }
+        }
+
+        var linear = lolcats.State![row].to(ScalarType.Float32).contiguous();
+        long[] expected = { Heads, _features, d + 1 };
+        if (!linear.shape.SequenceEqual(expected))
+            throw new LinearizeException($"layer cache hand-over: linear state has shape [{string.Join(", ", linear.shape)}], expected [{string.Join(", ", expected)}]");
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(linear.bytes).CopyTo(ls.Linear.AsSpan(0, (int)ls.Linear.Length));
+    }
+}

@@ -1,0 +1,167 @@
+using Linearize.Caching;
+using Linearize.Checkpoints;
+using Linearize.LinearAttention.Ops;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace Linearize.LinearAttention.Layers;
+
+/// <summary>
+/// LoLCATs attention (Zhang et al., ICLR 2025; reference <c>linear_window_attention_{sw,tk}.py</c>, METHODS §2.2–2.4):
+/// the teacher's q/k/v/o under their HF names, RoPE on q and k, <c>repeat_kv</c>, then learnable feature maps
+/// (untied for q and k, <c>feature_map_q</c> / <c>feature_map_k</c>) and a per-head window factor
+/// <c>γ = σ(window_factors)</c> <c>[1, H, 1, 1]</c>: softmax over the window plus linear attention over every older key,
+/// one shared normalizer (<see cref="HybridWindowLinear"/>). Linear in T; decoding keeps a fixed
+/// <see cref="LolcatsLayerCache"/> and equals the forward pass for both window shapes (the reference's cache decodes
+/// a terrace-trained model with a 64-key sliding window; this one keeps 2w keys and decodes the terrace exactly).
+/// </summary>
+public sealed class LolcatsAttention : ProjectedMixer
+{
+    [ComponentName(Name = "feature_map_q")]
+    private readonly LolcatsFeatureMap _featureMapQ;
+    [ComponentName(Name = "feature_map_k")]
+    private readonly LolcatsFeatureMap _featureMapK;
+    [ComponentName(Name = "window_factors")]
+    private readonly Parameter _windowFactors;
+    private readonly LolcatsOptions _options;
+    private readonly int _teacherWindow;
+
+    public LolcatsAttention(LlamaConfig config, int layerIndex, LolcatsOptions options)
+        : base(nameof(LolcatsAttention), config, layerIndex)
+    {
+        options.Validate(config.HeadDim);
+        _options = options;
+        _featureMapQ = new LolcatsFeatureMap(Heads, HeadDim, options);
+        _featureMapK = new LolcatsFeatureMap(Heads, HeadDim, options); // a copy of the q map at init (reference: deepcopy)
+        _windowFactors = new Parameter(full(1, Heads, 1, 1, options.InitWindowFactor, ScalarType.Float32));
+        _teacherWindow = config.SlidingWindow ?? 0;
+        RegisterComponents();
+    }
+
+    public LolcatsOptions Options => _options;
+
+    public LolcatsFeatureMap FeatureMapQ => _featureMapQ;
+
+    public LolcatsFeatureMap FeatureMapK => _featureMapK;
+
+    /// <summary>Logits of γ, <c>[1, H, 1, 1]</c>.</summary>
+    public Parameter WindowFactors => _windowFactors;
+
+    /// <summary>The parameters LoLCATs adds (what attention transfer trains).</summary>
+    public IEnumerable<Parameter> TransferParameters =>
+        _featureMapQ.parameters().Concat(_featureMapK.parameters()).Append(_windowFactors);
+
+    /// <summary>While set, the layer records attention-transfer losses and outputs the teacher's attention.</summary>
+    public AttentionTransferRecorder? Transfer { get; set; }
+
+    public override string Describe()
+    {
+        string shape = _options.Shape.ToString().ToLowerInvariant();
+        string map = _options.FeatureMap == LolcatsFeatureMapKind.Hedgehog ? "hedgehog" : "t2r";
+        return $"lolcats-{shape}(window={_options.Window}, {map} d'={_options.EffectiveFeatureDim(HeadDim)}" +
+               (_options.AffineAttentionFactors ? ", λ=1−γ" : "") + ")";
+    }
+
+    /// <summary>γ and λ per head, <c>[H]</c>.</summary>
+    public (Tensor Gamma, Tensor Lambda) Factors()
+    {
+        var gamma = _windowFactors.to(ScalarType.Float32).sigmoid().view(Heads);
+        return (gamma, _options.AffineAttentionFactors ? 1 - gamma : ones_like(gamma));
+    }
+
+    public override Tensor forward(Tensor x, AttentionContext ctx)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        var (q, k, v) = Project(x);
+        var qr = Rotate(q, ctx);           // [B, H, T, D]
+        var kr = Rotate(k, ctx);           // [B, H_kv, T, D]
+        var vt = v.transpose(1, 2);        // [B, H_kv, T, D]
+        var valid = NewTokenValidity(ctx, b, t, x.device);
+        var positions = ctx.PositionIds;
+        var (gamma, lambda) = Factors();
+
+        var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LolcatsLayerCache(_options.Lag));
+        Tensor keys = kr, values = vt, keyPositions = positions, keyValid = valid;
+        if (cache?.Context() is { } context)
+        {
+            keys = cat(new[] { context.Keys.to(kr.dtype), kr }, 2);
+            values = cat(new[] { context.Values.to(vt.dtype), vt }, 2);
+            keyPositions = cat(new[] { context.Positions, positions }, 1);
+            keyValid = cat(new[] { context.Valid, valid }, 1);
+        }
+
+        var kh = RepeatKv(keys);
+        var vh = RepeatKv(values);
+        var fq = _featureMapQ.forward(qr);
+        var fk = _featureMapK.forward(kh);
+        var y = HybridWindowLinear.Forward(qr, kh, vh, fq, fk, keyPositions, keyValid, gamma, lambda, cache?.State,
+            _options.Window, _options.Shape, _options.QueryBlock); // [B, H, T, D] float32
+
+        if (cache is not null)
+            Fold(cache, keys, values, keyPositions, keyValid, fk, vh);
+
+        if (Transfer is { } transfer)
+        {
+            if (cache is not null)
+                throw new LinearizeException($"layer {LayerIndex}: attention transfer runs without a decoding cache");
+            y = TransferLoss(transfer, qr, kr, vt, kh, vh, fq, fk, positions, valid, gamma, lambda, y, ctx);
+        }
+
+        return Output(y.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
+    }
+
+    private Tensor RepeatKv(Tensor x) => Heads == KvHeads ? x : x.repeat_interleave(Heads / KvHeads, dim: 1);
+
+    /// <summary>Moves every key below the new frontier into the linear state and keeps the last entries as the window.</summary>
+    private void Fold(LolcatsLayerCache cache, Tensor keys, Tensor values, Tensor positions, Tensor valid, Tensor fk, Tensor vh)
+    {
+        using var noGrad = no_grad();
+        long b = keys.shape[0], n = keys.shape[2];
+        var last = positions.select(1, n - 1);                               // [B]
+        int w = _options.Window;
+        // The next query (at last + 1) has every key at or below (last + 1) − w in L (sliding window), or every key
+        // before the previous block (terrace); keys are folded no earlier than that.
+        var frontier = _options.Shape == LolcatsWindowShape.Sw
+            ? last + 1 - w
+            : ((last.div(w, rounding_mode: RoundingMode.floor) - 1) * w).clamp_min(0);
+        var fold = valid.logical_and(positions < frontier.unsqueeze(1)).to(ScalarType.Float32).view(b, 1, n, 1);
+        var v1 = cat(new[] { vh.to(ScalarType.Float32), ones_like(vh.narrow(-1, 0, 1), dtype: ScalarType.Float32) }, -1) * fold;
+        var added = (fk * fold).transpose(-2, -1).matmul(v1);              // [B, H, F, Dv+1]
+        var state = cache.State is null ? added : cache.State + added;
+        cache.Set(keys, values, positions, valid, state, frontier);
+    }
+
+    private Tensor TransferLoss(AttentionTransferRecorder transfer, Tensor qr, Tensor kr, Tensor vt, Tensor kh, Tensor vh,
+        Tensor fq, Tensor fk, Tensor positions, Tensor valid, Tensor gamma, Tensor lambda, Tensor y, AttentionContext ctx)
+    {
+        Tensor teacher, teacherWeights;
+        using (no_grad())
+        {
+            // The teacher's softmax attention in float32 from the same q/k/v (repeated to H heads).
+            var scores = qr.to(ScalarType.Float32).matmul(kh.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(HeadDim);
+            var allowed = AttentionMasks.Causal(0, qr.shape[2], kh.shape[2], ctx.KeyPadding, _teacherWindow > 0 ? _teacherWindow : null, qr.device);
+            teacherWeights = scores.masked_fill(allowed.logical_not(), float.MinValue).softmax(-1);
+            teacher = teacherWeights.matmul(vh.to(ScalarType.Float32));
+        }
+
+        var rowValid = valid.to(ScalarType.Float32).view(valid.shape[0], 1, valid.shape[1], 1);
+        long count = Math.Max(1, (long)rowValid.sum().item<float>()) * qr.shape[1] * qr.shape[3];
+        var mse = ((y - teacher).pow(2) * rowValid).sum() / count;
+        Tensor? xent = null;
+        if (transfer.WithCrossEntropy)
+        {
+            var (_, weights) = HybridWindowLinearQuadratic.Forward(qr, kh, vh, fq, fk, positions, valid, gamma, lambda,
+                _options.Window, _options.Shape);
+            var rows = -(teacherWeights * weights.clamp_min(1e-12).log()).sum(-1, keepdim: true) * rowValid;
+            xent = rows.sum() / Math.Max(1, (long)rowValid.sum().item<float>() * qr.shape[1]);
+        }
+
+        transfer.Record(LayerIndex, mse, xent);
+        return teacher;
+    }
+}
