@@ -20,6 +20,7 @@ public static class Program
         EvalCommand.Create(),
         InspectCommand.Create(),
         ConvertCommand.Create(),
+        DistillCommand.Create(),
         TrainCommand.Create(),
         MergeCommand.Create(),
         PipelineCommand.Create(),

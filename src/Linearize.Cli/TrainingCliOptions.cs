@@ -31,10 +31,30 @@ public sealed class TrainingCliOptions
     public Option<double> MaxGradNorm { get; } = new("--max-grad-norm") { Description = "Clip the global gradient norm (0 = off)", DefaultValueFactory = _ => 1.0 };
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed for LoRA init, data order and dropout", DefaultValueFactory = _ => 0 };
 
-    public TrainingCliOptions()
+    private readonly bool _lora;
+
+    public TrainingCliOptions() : this(null)
+    {
+    }
+
+    /// <param name="defaults">Another recipe's defaults (attention transfer: lr 1e-2, no weight decay, plateau, no
+    /// clipping); with it, the LoRA options are left out.</param>
+    public TrainingCliOptions(TrainingOptions? defaults)
     {
         TextSplit.AcceptOnlyFromAmong("lines", "paragraphs", "stream");
         Schedule.AcceptOnlyFromAmong(LearningRateScheduleKinds);
+        _lora = defaults is null;
+        if (defaults is not null)
+        {
+            Lr.DefaultValueFactory = _ => defaults.LearningRate;
+            WeightDecay.DefaultValueFactory = _ => defaults.WeightDecay;
+            Schedule.DefaultValueFactory = _ => defaults.Schedule;
+            MaxGradNorm.DefaultValueFactory = _ => defaults.MaxGradNorm;
+            EvalEvery.DefaultValueFactory = _ => defaults.EvalEvery;
+            Epochs.DefaultValueFactory = _ => defaults.Epochs;
+            GradAccum.DefaultValueFactory = _ => defaults.GradientAccumulation;
+            SeqLen.DefaultValueFactory = _ => defaults.SequenceLength;
+        }
     }
 
     private static readonly string[] LearningRateScheduleKinds = Linearize.Training.Optim.LearningRateSchedule.Kinds;
@@ -43,12 +63,13 @@ public sealed class TrainingCliOptions
     {
         foreach (var o in new Option[] { Data, ValData, TextSplit, SkipDocs, ValRecords, SkipBad, Targets, Rank, Alpha, Dropout, Lr, WeightDecay,
                      Schedule, Warmup, SeqLen, BatchSize, GradAccum, Epochs, MaxSteps, EvalEvery, MaxGradNorm, Seed })
-            command.Add(o);
+            if (_lora || (o != Targets && o != Rank && o != Alpha && o != Dropout))
+                command.Add(o);
     }
 
     public TrainingOptions Training(ParseResult r) => new()
     {
-        Lora = new LoraOptions
+        Lora = !_lora ? new LoraOptions() : new LoraOptions
         {
             Rank = r.GetValue(Rank),
             Alpha = r.GetValue(Alpha),

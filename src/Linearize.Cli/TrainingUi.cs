@@ -55,7 +55,7 @@ public static class TrainingUi
     }
 
     /// <summary>Writes <c>loss.png</c> (train loss per step, eval loss where measured) from <c>metrics.jsonl</c>.</summary>
-    public static void PlotLoss(string metricsPath, string pngPath)
+    public static void PlotLoss(string metricsPath, string pngPath, string title = "training loss", string yLabel = "cross-entropy (nats/token)")
     {
         if (!File.Exists(metricsPath))
             return;
@@ -69,6 +69,6 @@ public static class TrainingUi
         if (evals.Count > 0)
             series.Add(new("validation loss", evals.Select(r => (double)r["step"]!.GetValue<long>()).ToArray(),
                 evals.Select(r => r["eval_loss"]!.GetValue<double>()).ToArray()));
-        Plots.Line(pngPath, "training loss", "optimizer step", "cross-entropy (nats/token)", series);
+        Plots.Line(pngPath, title, "optimizer step", yLabel, series);
     }
 }

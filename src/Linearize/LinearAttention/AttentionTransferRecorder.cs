@@ -13,7 +13,19 @@ public sealed class AttentionTransferRecorder : IDisposable
 {
     private readonly List<(int Layer, Tensor Mse, Tensor? Xent)> _entries = new();
 
-    public AttentionTransferRecorder(bool withCrossEntropy = false) => WithCrossEntropy = withCrossEntropy;
+    private readonly IReadOnlySet<int>? _layers;
+
+    /// <param name="withCrossEntropy">Also compute the attention-row cross-entropy.</param>
+    /// <param name="layers">Layers whose losses are recorded (null = all). The others still pass the teacher's
+    /// attention on, without computing the hybrid (block-wise transfer trains one block at a time).</param>
+    public AttentionTransferRecorder(bool withCrossEntropy = false, IReadOnlySet<int>? layers = null)
+    {
+        WithCrossEntropy = withCrossEntropy;
+        _layers = layers;
+    }
+
+    /// <summary>Whether <paramref name="layer"/>'s losses are recorded.</summary>
+    public bool Records(int layer) => _layers is null || _layers.Contains(layer);
 
     /// <summary>Also compute the attention-row cross-entropy (quadratic in T: the hybrid's full attention weights).</summary>
     public bool WithCrossEntropy { get; }

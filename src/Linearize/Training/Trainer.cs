@@ -30,10 +30,12 @@ public sealed class Trainer
     private readonly TrainingOptions _options;
     private readonly string _directory;
     private readonly List<(string Name, Parameter Parameter)> _trainable;
+    private readonly ITrainingObjective _objective;
 
     public Trainer(LlamaForCausalLM model, List<TrainingExample> train, List<TrainingExample> validation,
-        TrainingOptions options, string directory)
+        TrainingOptions options, string directory, ITrainingObjective? objective = null)
     {
+        _objective = objective ?? new NextTokenObjective();
         options.Validate();
         if (train.Count == 0)
             throw new LinearizeException($"no training sequences of {options.SequenceLength} tokens (the data is shorter than one sequence?)");
@@ -127,7 +129,7 @@ public sealed class Trainer
                         "try a lower --lr or --max-grad-norm");
                 (loss / _options.GradientAccumulation).backward();
                 lossSum += value;
-                stepTokens += batch.Sum(b => b.LabelledTokens);
+                stepTokens += batch.Sum(b => _objective.TrainedTokens(b));
             }
 
             double gradNorm = ClipGradients();
@@ -172,18 +174,8 @@ public sealed class Trainer
 
     private static readonly JsonSerializerOptions MetricsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    /// <summary>Mean next-token cross-entropy over the labelled tokens of <paramref name="batch"/>.</summary>
-    private Tensor Loss(List<TrainingExample> batch)
-    {
-        int t = batch[0].InputIds.Length;
-        var ids = torch.tensor(batch.SelectMany(b => b.InputIds.Select(i => (long)i)).ToArray()).view(batch.Count, t);
-        var labels = torch.tensor(batch.SelectMany(b => b.Labels.Select(i => (long)i)).ToArray()).view(batch.Count, t);
-        var logits = _model.Forward(ids);
-        // HF causal-LM loss: logits at t predict the label at t+1.
-        var shifted = logits.narrow(1, 0, t - 1).reshape(-1, logits.shape[2]);
-        var targets = labels.narrow(1, 1, t - 1).reshape(-1);
-        return nn.functional.cross_entropy(shifted, targets, ignore_index: TrainingExample.IgnoreIndex);
-    }
+    /// <summary>The objective's mean loss over <paramref name="batch"/>.</summary>
+    private Tensor Loss(List<TrainingExample> batch) => _objective.Loss(_model, batch);
 
     /// <summary>Mean validation loss (token-weighted across sequences).</summary>
     public double Evaluate()
@@ -197,7 +189,7 @@ public sealed class Trainer
             foreach (var example in _validation)
             {
                 using var scope = NewDisposeScope();
-                int n = example.Labels.Skip(1).Count(l => l != TrainingExample.IgnoreIndex);
+                long n = _objective.Weight(example);
                 sum += Loss(new List<TrainingExample> { example }).item<float>() * n;
                 count += n;
             }
@@ -283,7 +275,7 @@ public sealed class Trainer
         string text = string.Join("|", o.Lora.Rank, o.Lora.Alpha, o.Lora.Dropout, string.Join(",", o.Lora.Targets), o.LearningRate, o.Beta1,
             o.Beta2, o.Eps, o.WeightDecay, o.Schedule, o.WarmupSteps, o.SequenceLength, o.BatchSize, o.GradientAccumulation, o.Epochs,
             o.MaxSteps, o.Seed, o.EvalEvery, o.MaxGradNorm, _train.Count, _validation.Count, _trainable.Count,
-            _train.Sum(e => (long)e.InputIds.Sum()));
+            _train.Sum(e => (long)e.InputIds.Sum()), _objective.Fingerprint);
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16];
     }
 

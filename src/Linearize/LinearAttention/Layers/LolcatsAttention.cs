@@ -84,6 +84,12 @@ public sealed class LolcatsAttention : ProjectedMixer
         var valid = NewTokenValidity(ctx, b, t, x.device);
         var positions = ctx.PositionIds;
         var (gamma, lambda) = Factors();
+        if (Transfer is { } passThrough && !passThrough.Records(LayerIndex))
+        {
+            // Block-wise transfer, a layer outside the trained block: only the teacher's output is needed.
+            var kvh = RepeatKv(kr);
+            return Output(TeacherAttention(qr, kvh, RepeatKv(vt), ctx).Output.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
+        }
 
         var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LolcatsLayerCache(_options.Lag));
         Tensor keys = kr, values = vt, keyPositions = positions, keyValid = valid;
@@ -136,18 +142,21 @@ public sealed class LolcatsAttention : ProjectedMixer
         cache.Set(keys, values, positions, valid, state, frontier);
     }
 
+    /// <summary>The teacher's softmax attention in float32, without gradients, from post-RoPE q and k/v repeated to H
+    /// heads: output <c>[B, H, T, D]</c> and weights <c>[B, H, T, T]</c>.</summary>
+    private (Tensor Output, Tensor Weights) TeacherAttention(Tensor qr, Tensor kh, Tensor vh, AttentionContext ctx)
+    {
+        using var noGrad = no_grad();
+        var scores = qr.to(ScalarType.Float32).matmul(kh.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(HeadDim);
+        var allowed = AttentionMasks.Causal(0, qr.shape[2], kh.shape[2], ctx.KeyPadding, _teacherWindow > 0 ? _teacherWindow : null, qr.device);
+        var weights = scores.masked_fill(allowed.logical_not(), float.MinValue).softmax(-1);
+        return (weights.matmul(vh.to(ScalarType.Float32)), weights);
+    }
+
     private Tensor TransferLoss(AttentionTransferRecorder transfer, Tensor qr, Tensor kr, Tensor vt, Tensor kh, Tensor vh,
         Tensor fq, Tensor fk, Tensor positions, Tensor valid, Tensor gamma, Tensor lambda, Tensor y, AttentionContext ctx)
     {
-        Tensor teacher, teacherWeights;
-        using (no_grad())
-        {
-            // The teacher's softmax attention in float32 from the same q/k/v (repeated to H heads).
-            var scores = qr.to(ScalarType.Float32).matmul(kh.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(HeadDim);
-            var allowed = AttentionMasks.Causal(0, qr.shape[2], kh.shape[2], ctx.KeyPadding, _teacherWindow > 0 ? _teacherWindow : null, qr.device);
-            teacherWeights = scores.masked_fill(allowed.logical_not(), float.MinValue).softmax(-1);
-            teacher = teacherWeights.matmul(vh.to(ScalarType.Float32));
-        }
+        var (teacher, teacherWeights) = TeacherAttention(qr, kh, vh, ctx);
 
         var rowValid = valid.to(ScalarType.Float32).view(valid.shape[0], 1, valid.shape[1], 1);
         long count = Math.Max(1, (long)rowValid.sum().item<float>()) * qr.shape[1] * qr.shape[3];

@@ -80,6 +80,26 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
         return _norm.forward(h).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Runs layers <c>[from, to)</c> on hidden states <c>[B, T, C]</c> at positions 0…T−1 without a cache or padding —
+    /// what block-wise attention transfer trains on (the residual stream at a block boundary, read from disk).
+    /// Returns the hidden states after layer <c>to − 1</c>, before the final norm.
+    /// </summary>
+    public Tensor ForwardLayers(Tensor hidden, int from, int to)
+    {
+        if (from < 0 || to > _layers.Count || from >= to)
+            throw new ArgumentOutOfRangeException(nameof(from), $"layers [{from}, {to}) of {_layers.Count}");
+        using var scope = NewDisposeScope();
+        long b = hidden.shape[0], t = hidden.shape[1];
+        var positions = torch.arange(t, dtype: ScalarType.Int64, device: hidden.device).unsqueeze(0).expand(b, t);
+        var (cos, sin) = _rope.Get(positions, hidden.dtype);
+        var ctx = new AttentionContext(positions, cos, sin, 0, null, null);
+        var h = hidden;
+        for (int i = from; i < to; i++)
+            h = _layers[i].forward(h, ctx);
+        return h.MoveToOuterDisposeScope();
+    }
+
     protected override void Dispose(bool disposing)
     {
         if (disposing)

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using Linearize.Training.Distillation;
+
+namespace Linearize.Cli;
+
+/// <summary>
+/// Runs blocks of a block-wise attention transfer as child processes of this executable (<c>distill … --block I</c>),
+/// at most N at a time. Children share nothing but the run directory, exactly as Slurm array tasks or Kubernetes
+/// Indexed Job pods would; each child's stderr goes to <c>blocks/block-I/log.txt</c>.
+/// </summary>
+public static class BlockProcesses
+{
+    /// <summary>Returns the number of blocks whose process failed.</summary>
+    public static int Run(IReadOnlyList<int> blocks, int jobs, AttentionTransferRun run, Action<string> log, CancellationToken cancel)
+    {
+        var args = ChildArguments(Environment.GetCommandLineArgs().Skip(1).ToList());
+        var (exe, prefix) = Self();
+        int failed = 0;
+        var queue = new Queue<int>(blocks);
+        var running = new List<(int Block, Process Process)>();
+        while (queue.Count > 0 || running.Count > 0)
+        {
+            while (running.Count < jobs && queue.Count > 0 && !cancel.IsCancellationRequested)
+            {
+                int b = queue.Dequeue();
+                Directory.CreateDirectory(run.BlockDirectory(b));
+                var info = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+                foreach (var a in prefix.Concat(args).Concat(new[] { "--block", b.ToString() }))
+                    info.ArgumentList.Add(a);
+                if (File.Exists(Path.Combine(run.BlockDirectory(b), "checkpoints", Linearize.Training.Trainer.LastCheckpointName)))
+                    info.ArgumentList.Add("--resume");
+                var p = Process.Start(info)!;
+                string logPath = Path.Combine(run.BlockDirectory(b), "log.txt");
+                var logWriter = new StreamWriter(logPath) { AutoFlush = true };
+                p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (logWriter) logWriter.WriteLine(e.Data); };
+                p.OutputDataReceived += (_, _) => { };
+                p.Exited += (_, _) => { lock (logWriter) logWriter.Dispose(); };
+                p.EnableRaisingEvents = true;
+                p.BeginErrorReadLine();
+                p.BeginOutputReadLine();
+                running.Add((b, p));
+                log($"block {b}: started process {p.Id} (log {logPath})");
+            }
+
+            if (running.Count == 0)
+                break;
+            Thread.Sleep(200);
+            foreach (var (b, p) in running.Where(x => x.Process.HasExited).ToList())
+            {
+                p.WaitForExit();
+                running.Remove((b, p));
+                if (p.ExitCode == 0)
+                    log($"block {b}: done");
+                else
+                {
+                    failed++;
+                    log($"block {b}: process exited with {p.ExitCode}");
+                }
+
+                p.Dispose();
+            }
+
+            if (cancel.IsCancellationRequested)
+                foreach (var (_, p) in running)
+                    if (!p.HasExited)
+                        p.Kill(); // the next --resume continues from each block's last checkpoint
+        }
+
+        return failed + queue.Count;
+    }
+
+    /// <summary>This command's own arguments minus those that select the whole run (<c>--jobs</c>, <c>--overwrite</c>, <c>--resume</c>, <c>--json</c>).</summary>
+    internal static List<string> ChildArguments(List<string> args)
+    {
+        var result = new List<string>();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string a = args[i];
+            if (a is "--overwrite" or "--resume" or "--json" || a.StartsWith("--jobs=", StringComparison.Ordinal))
+                continue;
+            if (a == "--jobs")
+            {
+                i++;
+                continue;
+            }
+
+            result.Add(a);
+        }
+
+        return result;
+    }
+
+    /// <summary>How to start this program again: the <c>linearize</c> app host itself, or else (run through
+    /// <c>dotnet</c>, or hosted by a test runner) <c>dotnet Linearize.Cli.dll</c>.</summary>
+    private static (string Exe, string[] Prefix) Self()
+    {
+        string? process = Environment.ProcessPath;
+        if (process is not null && Path.GetFileName(process) == "linearize")
+            return (process, Array.Empty<string>());
+        string dotnet = process is not null && Path.GetFileNameWithoutExtension(process) == "dotnet"
+            ? process
+            : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        return (dotnet, new[] { typeof(BlockProcesses).Assembly.Location });
+    }
+}

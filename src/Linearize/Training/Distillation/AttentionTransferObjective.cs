@@ -1,0 +1,74 @@
+using System.Globalization;
+using Linearize.LinearAttention;
+using Linearize.LinearAttention.Layers;
+using Linearize.Modeling.Llama;
+using Linearize.Training.Data;
+using static TorchSharp.torch;
+
+namespace Linearize.Training.Distillation;
+
+/// <summary>
+/// LoLCATs stage 1 (METHODS §2.5, reference <c>distill_attention_xent_mse.py</c>): every LoLCATs layer computes the
+/// teacher's softmax attention from the same q/k/v and passes the teacher's output on, so layers train independently;
+/// the loss is <c>mse_factor × mean over layers of MSE(hybrid, teacher)</c> on the per-head outputs before
+/// <c>o_proj</c>, plus <c>xent_factor ×</c> the attention-row cross-entropy. Every token counts (labels are not used).
+/// The LM head is never run. With <paramref name="layers"/> only those layers record (block-wise transfer).
+/// </summary>
+public sealed class AttentionTransferObjective(double mseFactor = AttentionTransferObjective.DefaultMseFactor,
+    double xentFactor = 0, IReadOnlySet<int>? layers = null) : ITrainingObjective
+{
+    /// <summary>The reference's <c>mse_factor: 1000</c>.</summary>
+    public const double DefaultMseFactor = 1000;
+
+    public string Name => "attention transfer";
+
+    public string Fingerprint => string.Create(CultureInfo.InvariantCulture,
+        $"transfer|{mseFactor}|{xentFactor}|{(layers is null ? "all" : string.Join(",", layers.Order()))}");
+
+    public Tensor Loss(LlamaForCausalLM model, IReadOnlyList<TrainingExample> batch)
+    {
+        var (ids, _) = ITrainingObjective.Tensors(batch);
+        return Run(model, recorder => { using var scope = NewDisposeScope(); model.Model.forward(ids, null, null); });
+    }
+
+    /// <summary>Runs <paramref name="forward"/> with every LoLCATs layer in transfer mode and returns the weighted loss.</summary>
+    internal Tensor Run(LlamaForCausalLM model, Action<AttentionTransferRecorder> forward)
+    {
+        using var recorder = new AttentionTransferRecorder(xentFactor > 0, layers);
+        var attached = Attach(model, recorder);
+        try
+        {
+            forward(recorder);
+            var (mse, xent) = recorder.Means();
+            return mse * mseFactor + xent * xentFactor;
+        }
+        finally
+        {
+            foreach (var layer in attached)
+                layer.Transfer = null;
+        }
+    }
+
+    /// <summary>Puts every LoLCATs layer of <paramref name="model"/> in transfer mode with <paramref name="recorder"/>;
+    /// returns them (set <c>Transfer = null</c> to leave it).</summary>
+    public static List<LolcatsAttention> Attach(LlamaForCausalLM model, AttentionTransferRecorder recorder)
+    {
+        var attached = new List<LolcatsAttention>();
+        foreach (var layer in model.Model.Layers)
+        {
+            if (layer.SelfAttention is LolcatsAttention a)
+            {
+                a.Transfer = recorder;
+                attached.Add(a);
+            }
+        }
+
+        if (attached.Count == 0)
+            throw new LinearizeException("attention transfer needs LoLCATs layers: convert the teacher with --method lolcats-sw or lolcats-tk first");
+        return attached;
+    }
+
+    public long Weight(TrainingExample example) => example.InputIds.Length;
+
+    public long TrainedTokens(TrainingExample example) => example.InputIds.Length;
+}

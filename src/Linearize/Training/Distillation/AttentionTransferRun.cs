@@ -1,0 +1,278 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Linearize.Checkpoints;
+using Linearize.LinearAttention;
+using Linearize.LinearAttention.Layers;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using Linearize.Tokenization;
+using Linearize.Training.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Training.Distillation;
+
+/// <summary>
+/// LoLCATs stage 1, attention transfer (METHODS §2.5): only the feature maps and window factors train, against the
+/// teacher's attention outputs, with the reference recipe by default (AdamW lr 1e-2, no weight decay, reduce-on-plateau,
+/// MSE × 1000). Joint (every layer in one run) or block-wise (§2.7): the residual stream at each block boundary is
+/// saved once (<see cref="PrepareBlocks"/>), each block then trains alone from its file (<see cref="RunBlock"/>, in any
+/// process on any machine sharing the directory), and <see cref="Gather"/> assembles the model.
+/// Output directory: <c>checkpoints/</c>, <c>metrics.jsonl</c> (joint) or <c>blocks/</c> (block-wise), and
+/// <c>model/</c>, the converted model with the learned maps (written to a temporary name, then renamed).
+/// </summary>
+public sealed class AttentionTransferRun
+{
+    public const string ModelDirectoryName = "model";
+    public const string BlocksDirectoryName = "blocks";
+    public const string BlockWeightsName = "block.safetensors";
+
+    /// <summary>The reference recipe (<c>distill_alpaca_clean_xent0_mse1000_lr1e-2.yaml</c>): lr 1e-2, wd 0,
+    /// ReduceLROnPlateau, 2 epochs of 8 × 1024 tokens per step, no gradient clipping (the code has no clip call).</summary>
+    public static TrainingOptions Recipe => new()
+    {
+        LearningRate = 1e-2, WeightDecay = 0, Schedule = "plateau", MaxGradNorm = 0, Epochs = 2, GradientAccumulation = 8,
+        SequenceLength = 1024, EvalEvery = 100,
+    };
+
+    public sealed record Options
+    {
+        public required string ModelPath { get; init; }
+        public string? TokenizerPath { get; init; }
+        public required string DataPath { get; init; }
+        public string? ValidationDataPath { get; init; }
+        public TrainingData.Options Data { get; init; } = new();
+        public TrainingOptions Training { get; init; } = Recipe;
+        public double MseFactor { get; init; } = AttentionTransferObjective.DefaultMseFactor;
+        public double XentFactor { get; init; }
+        public required string OutputDirectory { get; init; }
+        public bool Resume { get; init; }
+
+        /// <summary>Layers per block for block-wise transfer (null = joint).</summary>
+        public int? BlockSize { get; init; }
+    }
+
+    public sealed record Result(TrainingResult Training, TrainingData.Result Data, long TrainableParameters, string? ModelDirectory,
+        double WallSeconds);
+
+    private readonly Options _o;
+
+    public AttentionTransferRun(Options options)
+    {
+        options.Training.Validate();
+        if (options.MseFactor < 0 || options.XentFactor < 0 || options.MseFactor + options.XentFactor <= 0)
+            throw new LinearizeException($"--mse-factor and --xent-factor must be ≥ 0 and not both 0 (got {options.MseFactor}, {options.XentFactor})");
+        if (options.BlockSize is < 1)
+            throw new LinearizeException($"--block-size must be at least 1, got {options.BlockSize}");
+        _o = options;
+    }
+
+    public string ModelDirectory => Path.Combine(_o.OutputDirectory, ModelDirectoryName);
+
+    public string BlocksDirectory => Path.Combine(_o.OutputDirectory, BlocksDirectoryName);
+
+    public string BlockDirectory(int block) => Path.Combine(BlocksDirectory, $"block-{block}");
+
+    public string BoundaryPath(int block) => Path.Combine(BlocksDirectory, "inputs", $"boundary-{block}.safetensors");
+
+    /// <summary>Trains every LoLCATs layer in one run and writes <c>model/</c>.</summary>
+    public Result Run(CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
+    {
+        var watch = Stopwatch.StartNew();
+        var (model, tokenizer, source) = Load();
+        using var _ = model;
+        var data = PrepareData(tokenizer);
+        long trainable = Unfreeze(model, 0, model.Config.NumHiddenLayers);
+        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (feature maps, window factors) on {data.Train.Count} sequences");
+        var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, _o.OutputDirectory,
+            new AttentionTransferObjective(_o.MseFactor, _o.XentFactor));
+        var result = trainer.Run(_o.Resume, cancel, onStep);
+        if (!result.Completed)
+            return new Result(result, data, trainable, null, watch.Elapsed.TotalSeconds);
+        LinearizationPipeline.RestoreTrainable(model, result.BestCheckpoint ?? result.LastCheckpoint);
+        SaveModel(model, source.TokenizerPath);
+        return new Result(result, data, trainable, ModelDirectory, watch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Number of blocks of <see cref="Options.BlockSize"/> layers.</summary>
+    public int BlockCount(int layers) => (layers + BlockSize - 1) / BlockSize;
+
+    private int BlockSize => _o.BlockSize ?? throw new LinearizeException("block-wise transfer needs --block-size");
+
+    /// <summary>Saves the residual stream at every block boundary for every training and validation sequence:
+    /// <c>blocks/inputs/boundary-{b}.safetensors</c> holds the input of block b (<c>train.{i}</c>, <c>validation.{i}</c>,
+    /// each <c>[T, C]</c> float32). The stream is the teacher's: every LoLCATs layer passes the teacher's attention on.</summary>
+    public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null)
+    {
+        var (model, tokenizer, _) = Load();
+        using var _m = model;
+        var data = PrepareData(tokenizer);
+        int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
+        var sequences = data.Train.Select((e, i) => ($"train.{i}", e)).Concat(data.Validation.Select((e, i) => ($"validation.{i}", e))).ToList();
+        log?.Invoke($"saving the residual stream at {blocks} block boundaries for {sequences.Count} sequences " +
+                    $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * model.Config.HiddenSize * 4 / (1 << 20):F0} MiB)");
+        Directory.CreateDirectory(Path.GetDirectoryName(BoundaryPath(0))!);
+        using var recorder = new AttentionTransferRecorder(layers: new HashSet<int>()); // pass the teacher's attention on, record nothing
+        var attached = AttentionTransferObjective.Attach(model, recorder);
+        using var noGrad = no_grad();
+        var hidden = sequences.Select(s => model.Model.EmbedTokens.forward(tensor(s.e.InputIds.Select(i => (long)i).ToArray()).view(1, -1))[0]
+            .to(ScalarType.Float32).DetachFromDisposeScope()).ToList();
+        try
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                var named = sequences.Select((s, i) => new KeyValuePair<string, Tensor>(s.Item1, hidden[i])).ToList();
+                SafetensorsWriter.Write(BoundaryPath(b), named, new Dictionary<string, string>
+                {
+                    ["boundary"] = new JsonObject { ["block"] = b, ["first_layer"] = b * BlockSize, ["fingerprint"] = DataFingerprint(data) }.ToJsonString(),
+                });
+                progress?.Invoke(b + 1, blocks);
+                if (b == blocks - 1)
+                    break;
+                for (int i = 0; i < hidden.Count; i++)
+                {
+                    using var scope = NewDisposeScope();
+                    var next = model.Model.ForwardLayers(hidden[i].unsqueeze(0).to(model.DType), b * BlockSize, (b + 1) * BlockSize)[0]
+                        .to(ScalarType.Float32).DetachFromDisposeScope();
+                    hidden[i].Dispose();
+                    hidden[i] = next;
+                }
+            }
+        }
+        finally
+        {
+            foreach (var a in attached)
+                a.Transfer = null;
+            foreach (var h in hidden)
+                h.Dispose();
+        }
+
+        return blocks;
+    }
+
+    /// <summary>Trains block <paramref name="block"/> alone from its boundary file; on completion writes the block's
+    /// learned parameters to <c>blocks/block-{i}/block.safetensors</c>.</summary>
+    public Result RunBlock(int block, CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
+    {
+        var watch = Stopwatch.StartNew();
+        var (model, tokenizer, _) = Load();
+        using var _m = model;
+        int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
+        if (block < 0 || block >= blocks)
+            throw new LinearizeException($"--block {block}: the model has {blocks} blocks of {BlockSize} layers (0..{blocks - 1})");
+        string inputs = BoundaryPath(block);
+        if (!File.Exists(inputs))
+            throw new LinearizeException($"{inputs}: not found; save the block inputs first (linearize distill ... --block-size {BlockSize} --prepare)");
+        var data = PrepareData(tokenizer);
+        using (var file = SafetensorsFile.Open(inputs))
+        {
+            var meta = JsonNode.Parse(file.Metadata.GetValueOrDefault("boundary") ?? "{}")!;
+            if (meta["fingerprint"]?.GetValue<string>() != DataFingerprint(data) || meta["first_layer"]?.GetValue<int>() != block * BlockSize)
+                throw new LinearizeException($"{inputs}: saved for other data or another --block-size; prepare the inputs again");
+        }
+
+        int from = block * BlockSize, to = Math.Min(layers, from + BlockSize);
+        long trainable = Unfreeze(model, from, to);
+        if (trainable == 0)
+            throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no LoLCATs layer to train");
+        log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {data.Train.Count} sequences");
+        using var objective = new BlockTransferObjective(inputs, data.Train, data.Validation, from, to, _o.MseFactor, _o.XentFactor);
+        var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, BlockDirectory(block), objective);
+        var result = trainer.Run(_o.Resume, cancel, onStep);
+        if (!result.Completed)
+            return new Result(result, data, trainable, null, watch.Elapsed.TotalSeconds);
+        LinearizationPipeline.RestoreTrainable(model, result.BestCheckpoint ?? result.LastCheckpoint);
+        var learned = model.named_parameters().Where(p => p.parameter.requires_grad)
+            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach())).ToList();
+        SafetensorsWriter.Write(Path.Combine(BlockDirectory(block), BlockWeightsName), learned);
+        return new Result(result, data, trainable, null, watch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Whether block <paramref name="block"/> has finished (its learned parameters are saved).</summary>
+    public bool BlockDone(int block) => File.Exists(Path.Combine(BlockDirectory(block), BlockWeightsName));
+
+    /// <summary>Assembles <c>model/</c> from the converted model and every block's learned parameters.</summary>
+    public string Gather(Action<string>? log = null)
+    {
+        var (model, _, source) = Load();
+        using var _m = model;
+        int blocks = BlockCount(model.Config.NumHiddenLayers);
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasLolcatsLayer(model, b)).ToList();
+        if (missing.Count > 0)
+            throw new LinearizeException($"{BlocksDirectory}: block(s) {string.Join(", ", missing)} not trained yet (no {BlockWeightsName})");
+        using var noGrad = no_grad();
+        for (int b = 0; b < blocks; b++)
+        {
+            if (!BlockDone(b))
+                continue;
+            using var file = SafetensorsFile.Open(Path.Combine(BlockDirectory(b), BlockWeightsName));
+            foreach (var name in file.Names)
+            {
+                if (!parameters.TryGetValue(name, out var p))
+                    throw new LinearizeException($"{BlockDirectory(b)}: parameter '{name}' is not in the model");
+                using var value = file.Read(name);
+                p.copy_(value);
+            }
+        }
+
+        log?.Invoke($"gathered {blocks} blocks");
+        SaveModel(model, source.TokenizerPath);
+        return ModelDirectory;
+    }
+
+    private bool HasLolcatsLayer(LlamaForCausalLM model, int block) =>
+        model.Model.Layers.Skip(block * BlockSize).Take(BlockSize).Any(l => l.SelfAttention is LolcatsAttention);
+
+    private (LlamaForCausalLM Model, TextTokenizer Tokenizer, ModelSource Source) Load()
+    {
+        var loaded = ModelLoader.LoadWithTokenizer(_o.ModelPath, _o.TokenizerPath);
+        if (!loaded.Model.Model.Layers.Any(l => l.SelfAttention is LolcatsAttention))
+        {
+            loaded.Model.Dispose();
+            throw new LinearizeException($"{_o.ModelPath}: has no LoLCATs layers; convert the teacher first (linearize convert --method lolcats-sw|lolcats-tk)");
+        }
+
+        return loaded;
+    }
+
+    private TrainingData.Result PrepareData(TextTokenizer tokenizer) =>
+        TrainingData.Prepare(_o.DataPath, _o.ValidationDataPath, tokenizer,
+            _o.Data with { SequenceLength = _o.Training.SequenceLength, Seed = _o.Training.Seed });
+
+    /// <summary>Freezes everything, then makes the feature maps and window factors of layers [from, to) trainable.</summary>
+    private static long Unfreeze(LlamaForCausalLM model, int from, int to)
+    {
+        foreach (var p in model.parameters())
+            p.requires_grad = false;
+        long count = 0;
+        foreach (var layer in model.Model.Layers.Skip(from).Take(to - from))
+        {
+            if (layer.SelfAttention is not LolcatsAttention a)
+                continue;
+            foreach (var p in a.TransferParameters)
+            {
+                p.requires_grad = true;
+                count += p.numel();
+            }
+        }
+
+        return count;
+    }
+
+    private static string DataFingerprint(TrainingData.Result data) =>
+        $"{data.Train.Count}/{data.Validation.Count}/{data.Train.Sum(e => (long)e.InputIds.Sum())}/{data.Validation.Sum(e => (long)e.InputIds.Sum())}";
+
+    /// <summary>Writes the model to a temporary sibling of <c>model/</c> and renames it, so <c>model/</c> is whole or absent.</summary>
+    private void SaveModel(LlamaForCausalLM model, string? tokenizerPath)
+    {
+        string temp = ModelDirectory + $".partial-{Environment.ProcessId}";
+        if (Directory.Exists(temp))
+            Directory.Delete(temp, recursive: true);
+        ModelLoader.SaveHuggingFace(model, model.Config, temp, tokenizerPath);
+        if (Directory.Exists(ModelDirectory))
+            Directory.Delete(ModelDirectory, recursive: true);
+        Directory.Move(temp, ModelDirectory);
+    }
+}
