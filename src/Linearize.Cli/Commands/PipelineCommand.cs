@@ -20,11 +20,18 @@ public static class PipelineCommand
         var overwrite = OutputDirectory.OverwriteOption();
         var output = new Option<string>("--out", "-o") { Description = "Output directory (converted/, train/, merged/, report.md, report.json)", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted pipeline's training" };
+        var distillLr = new Option<double>("--distill-lr") { Description = "lolcats-*: attention-transfer learning rate (reference: 1e-2)", DefaultValueFactory = _ => 1e-2 };
+        var distillSteps = new Option<long?>("--distill-steps") { Description = "lolcats-*: attention-transfer steps (default: as many as LoRA training)" };
+        var mse = new Option<double>("--mse-factor") { Description = "lolcats-*: weight of the attention-output MSE (reference: 1000)", DefaultValueFactory = _ => 1000 };
+        var xent = new Option<double>("--xent-factor") { Description = "lolcats-*: weight of the attention-row cross-entropy (reference: 0)", DefaultValueFactory = _ => 0 };
+        var noDistill = new Option<bool>("--no-distill") { Description = "lolcats-*: skip attention transfer (LoRA on the identity feature maps)" };
         var command = new Command("pipeline",
-            "Teacher → converted → LoRA-trained → merged linear model, evaluating teacher and student on the same text under both perplexity protocols; writes report.md and report.json.");
+            "Teacher → converted → (lolcats-*: attention transfer →) LoRA-trained → merged linear model, evaluating every stage on the same text under both " +
+            "perplexity protocols; writes report.md and report.json. For lolcats-* the LoRA defaults become the LoLCATs recipe (r 8, alpha 16 on q,k,v,o, " +
+            "lr 1e-4, no weight decay, plateau) unless given. " + ConversionCliOptions.MethodList);
         model.AddTo(command);
         conversion.AddTo(command);
-        foreach (var o in new Option[] { evalText, evalDocs, output, resume, overwrite })
+        foreach (var o in new Option[] { evalText, evalDocs, output, resume, overwrite, distillLr, distillSteps, mse, xent, noDistill })
             command.Add(o);
         training.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
@@ -36,6 +43,40 @@ public static class PipelineCommand
                 throw new LinearizeException($"{t}: evaluation text not found");
             int layers = Linearize.Modeling.ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer)).LoadConfig().NumHiddenLayers;
             var lin = conversion.Build(r, layers);
+            var trainingOptions = training.Training(r);
+            TrainingOptions? distill = null;
+            if (lin.IsLolcats)
+            {
+                // Stage 2 of LoLCATs (METHODS §2.6): LoRA r 8, alpha 16 on q,k,v,o, lr 1e-4, wd 0, plateau — unless given.
+                bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+                trainingOptions = trainingOptions with
+                {
+                    Lora = trainingOptions.Lora with
+                    {
+                        Alpha = Given(training.Alpha) ? trainingOptions.Lora.Alpha : 16,
+                        Targets = Given(training.Targets) ? trainingOptions.Lora.Targets : Linearize.Training.Lora.LoraOptions.ParseTargets("q,k,v,o"),
+                    },
+                    LearningRate = Given(training.Lr) ? trainingOptions.LearningRate : 1e-4,
+                    WeightDecay = Given(training.WeightDecay) ? trainingOptions.WeightDecay : 0,
+                    Schedule = Given(training.Schedule) ? trainingOptions.Schedule : "plateau",
+                };
+                if (!r.GetValue(noDistill))
+                    distill = Linearize.Training.Distillation.AttentionTransferRun.Recipe with
+                    {
+                        LearningRate = r.GetValue(distillLr),
+                        SequenceLength = trainingOptions.SequenceLength,
+                        BatchSize = trainingOptions.BatchSize,
+                        GradientAccumulation = trainingOptions.GradientAccumulation,
+                        Epochs = trainingOptions.Epochs,
+                        MaxSteps = r.GetValue(distillSteps) ?? trainingOptions.MaxSteps,
+                        EvalEvery = trainingOptions.EvalEvery,
+                        Seed = trainingOptions.Seed,
+                    };
+            }
+            else if (new Option[] { distillLr, distillSteps, mse, xent, noDistill }.FirstOrDefault(o => r.GetResult(o) is { Implicit: false }) is { } stray)
+            {
+                throw new LinearizeException($"{stray.Name} applies to lolcats-* methods, not {lin.Method}");
+            }
             var options = new LinearizationPipeline.Options
             {
                 TeacherPath = r.GetValue(model.Model)!,
@@ -44,7 +85,10 @@ public static class PipelineCommand
                 DataPath = r.GetValue(training.Data)!,
                 ValidationDataPath = r.GetValue(training.ValData),
                 Data = training.DataOptions(r),
-                Training = training.Training(r),
+                Training = trainingOptions,
+                Distill = distill,
+                MseFactor = r.GetValue(mse),
+                XentFactor = r.GetValue(xent),
                 EvalTextPath = r.GetValue(evalText),
                 EvalDocuments = r.GetValue(evalDocs),
                 OutputDirectory = outDir,

@@ -37,9 +37,16 @@ public sealed class LinearizationPipeline
         public int EvalMaxLength { get; init; } = 512;
         public required string OutputDirectory { get; init; }
         public bool Resume { get; init; }
+
+        /// <summary>LoLCATs stage 1 (attention transfer) before LoRA; null skips it. Ignored for other methods.</summary>
+        public TrainingOptions? Distill { get; init; }
+        public double MseFactor { get; init; } = Distillation.AttentionTransferObjective.DefaultMseFactor;
+        public double XentFactor { get; init; }
     }
 
-    public sealed record Stage(string Name, PerplexityResult? PerLine, PerplexityResult? Rolling);
+    /// <summary>A stage's perplexities, and for a training stage the tokens it trained on and its time in training steps.</summary>
+    public sealed record Stage(string Name, PerplexityResult? PerLine, PerplexityResult? Rolling, long? TrainedTokens = null,
+        double? TrainSeconds = null, long? Steps = null);
 
     public sealed record Result(IReadOnlyList<Stage> Stages, TrainingResult Training, TrainingData.Result Data,
         LoraInjector.Report Lora, double WallSeconds, string MergedDirectory, string ReportPath);
@@ -66,12 +73,70 @@ public sealed class LinearizationPipeline
 
         log?.Invoke($"converting ({_o.Linearization.Method})");
         string convertedDir = Path.Combine(outDir, "converted");
-        using var student = Converter.ConvertToDirectory(teacher, _o.Linearization, convertedDir, source.TokenizerPath);
-        if (_o.EvalTextPath is not null)
+        var student = Converter.ConvertToDirectory(teacher, _o.Linearization, convertedDir, source.TokenizerPath);
+        try
         {
-            log?.Invoke("evaluating the converted model before training");
-            stages.Add(Evaluate("converted", student, tokenizer));
+            if (_o.EvalTextPath is not null)
+            {
+                log?.Invoke("evaluating the converted model before training");
+                stages.Add(Evaluate("converted", student, tokenizer));
+            }
+
+            string loraBase = convertedDir;
+            if (_o.Linearization.IsLolcats && _o.Distill is not null)
+            {
+                var distilled = Distill(convertedDir, source, cancel, log, onStep);
+                if (distilled is null)
+                    return new Result(stages, new TrainingResult(false, 0, 0, 0, null, null, null, ""), EmptyData, EmptyLora,
+                        watch.Elapsed.TotalSeconds, "", "");
+                student.Dispose();
+                student = ModelLoader.Load(new ModelSource(ModelSourceKind.HuggingFaceDirectory, distilled.Value.Directory, source.TokenizerPath));
+                loraBase = distilled.Value.Directory;
+                var t = distilled.Value.Training;
+                var stage = _o.EvalTextPath is null ? new Stage("distilled", null, null) : Evaluate("distilled", student, tokenizer);
+                stages.Add(stage with { TrainedTokens = t.Tokens, TrainSeconds = t.Seconds, Steps = t.Steps });
+                if (_o.EvalTextPath is not null)
+                    log?.Invoke("evaluated the distilled model");
+            }
+
+            return TrainAndMerge(student, loraBase, source, tokenizer, stages, watch, cancel, log, onStep);
         }
+        finally
+        {
+            student.Dispose();
+        }
+    }
+
+    private static readonly TrainingData.Result EmptyData = new(new(), new(), 0, 0, 0, 0);
+    private static readonly LoraInjector.Report EmptyLora = new(0, 0, 0, Array.Empty<string>());
+
+    /// <summary>LoLCATs stage 1 in <c>distill/</c>; null when interrupted. A finished stage (its <c>model/</c> exists) is reused on resume.</summary>
+    private (string Directory, TrainingResult Training)? Distill(string convertedDir, ModelSource source, CancellationToken cancel,
+        Action<string>? log, Action<TrainingMetrics>? onStep)
+    {
+        string distillDir = Path.Combine(_o.OutputDirectory, "distill");
+        var run = new Distillation.AttentionTransferRun(new Distillation.AttentionTransferRun.Options
+        {
+            ModelPath = convertedDir,
+            TokenizerPath = source.TokenizerPath,
+            DataPath = _o.DataPath,
+            ValidationDataPath = _o.ValidationDataPath,
+            Data = _o.Data,
+            Training = _o.Distill!,
+            MseFactor = _o.MseFactor,
+            XentFactor = _o.XentFactor,
+            OutputDirectory = distillDir,
+            Resume = _o.Resume && File.Exists(Path.Combine(distillDir, "checkpoints", Trainer.LastCheckpointName)),
+        });
+        log?.Invoke("attention transfer (LoLCATs stage 1): training the feature maps and window factors");
+        var result = run.Run(cancel, log, onStep);
+        return result.Training.Completed ? (result.ModelDirectory!, result.Training) : null;
+    }
+
+    private Result TrainAndMerge(LlamaForCausalLM student, string convertedDir, ModelSource source, TextTokenizer tokenizer, List<Stage> stages,
+        Stopwatch watch, CancellationToken cancel, Action<string>? log, Action<TrainingMetrics>? onStep)
+    {
+        string outDir = _o.OutputDirectory;
 
         log?.Invoke("preparing data");
         var data = TrainingData.Prepare(_o.DataPath, _o.ValidationDataPath, tokenizer,
@@ -95,7 +160,10 @@ public sealed class LinearizationPipeline
         if (_o.EvalTextPath is not null)
         {
             log?.Invoke("evaluating the trained model");
-            stages.Add(Evaluate("trained", student, tokenizer));
+            stages.Add(Evaluate("trained", student, tokenizer) with
+            {
+                TrainedTokens = training.Tokens, TrainSeconds = training.Seconds, Steps = training.Steps,
+            });
         }
 
         var result = new Result(stages, training, data, lora, watch.Elapsed.TotalSeconds, mergedDir, Path.Combine(outDir, "report.md"));
@@ -142,7 +210,19 @@ public sealed class LinearizationPipeline
                 ["rolling_mean_nll"] = s.Rolling?.MeanNll,
                 ["rolling_ppl"] = s.Rolling?.Perplexity,
                 ["rolling_tokens"] = s.Rolling?.Tokens,
+                ["steps"] = s.Steps,
+                ["trained_tokens"] = s.TrainedTokens,
+                ["train_seconds"] = s.TrainSeconds,
             }).ToArray()),
+            ["distill"] = _o.Linearization.IsLolcats && _o.Distill is { } d ? new JsonObject
+            {
+                ["learning_rate"] = d.LearningRate,
+                ["schedule"] = d.Schedule,
+                ["mse_factor"] = _o.MseFactor,
+                ["xent_factor"] = _o.XentFactor,
+                ["epochs"] = d.Epochs,
+                ["max_steps"] = d.MaxSteps,
+            } : null,
             ["lora"] = new JsonObject
             {
                 ["rank"] = _o.Training.Lora.Rank,
@@ -181,10 +261,11 @@ public sealed class LinearizationPipeline
             ? $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`; no evaluation text was given, so nothing was evaluated."
             : $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` (first {_o.EvalDocuments} documents).");
         md.AppendLine();
-        md.AppendLine("| stage | per-line NLL | per-line PPL | rolling-512 NLL | rolling-512 PPL |");
-        md.AppendLine("|---|---|---|---|---|");
+        md.AppendLine("| stage | per-line NLL | per-line PPL | rolling-512 NLL | rolling-512 PPL | steps | tokens trained | training time |");
+        md.AppendLine("|---|---|---|---|---|---:|---:|---:|");
         foreach (var s in r.Stages)
-            md.AppendLine($"| {s.Name} | {s.PerLine?.MeanNll:F4} | {s.PerLine?.Perplexity:F3} | {s.Rolling?.MeanNll:F4} | {s.Rolling?.Perplexity:F3} |");
+            md.AppendLine($"| {s.Name} | {s.PerLine?.MeanNll:F4} | {s.PerLine?.Perplexity:F3} | {s.Rolling?.MeanNll:F4} | {s.Rolling?.Perplexity:F3} | " +
+                          $"{s.Steps} | {s.TrainedTokens:N0} | {(s.TrainSeconds is double sec ? $"{sec:F0} s" : "")} |");
         md.AppendLine();
         md.AppendLine($"- LoRA: rank {_o.Training.Lora.Rank}, alpha {_o.Training.Lora.Alpha} on {string.Join(", ", _o.Training.Lora.Targets)} — " +
                       $"{r.Lora.TrainableParameters:N0} trainable of {r.Lora.TotalParameters:N0} parameters ({r.Lora.TrainableFraction:P3})");
