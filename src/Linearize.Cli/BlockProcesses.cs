@@ -11,9 +11,11 @@ namespace Linearize.Cli;
 public static class BlockProcesses
 {
     /// <summary>Returns the number of blocks whose process failed.</summary>
-    public static int Run(IReadOnlyList<int> blocks, int jobs, AttentionTransferRun run, Action<string> log, CancellationToken cancel)
+    /// <param name="commandArgs">This command's arguments as parsed (the command name first).</param>
+    public static int Run(IReadOnlyList<string> commandArgs, IReadOnlyList<int> blocks, int jobs, AttentionTransferRun run, Action<string> log,
+        CancellationToken cancel)
     {
-        var args = ChildArguments(Environment.GetCommandLineArgs().Skip(1).ToList());
+        var args = ChildArguments(commandArgs.ToList());
         var (exe, prefix) = Self();
         int failed = 0;
         var queue = new Queue<int>(blocks);

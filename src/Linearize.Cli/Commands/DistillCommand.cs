@@ -104,7 +104,7 @@ public static class DistillCommand
             var pending = Enumerable.Range(0, count).Where(b => !run.BlockDone(b)).ToList();
             if (r.GetValue(jobs) > 1)
             {
-                int failed = BlockProcesses.Run(pending, r.GetValue(jobs), run, log, cts.Token);
+                int failed = BlockProcesses.Run(r.Tokens.Select(t => t.Value).ToList(), pending, r.GetValue(jobs), run, log, cts.Token);
                 if (failed > 0)
                     throw new LinearizeException($"{failed} block process(es) failed; see {run.BlocksDirectory}/block-*/log.txt, then rerun with --resume");
             }

@@ -194,6 +194,30 @@ public sealed class AttentionTransferTests
         Assert.Contains("block(s) 0, 2 not trained yet", err);
     }
 
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin", "data/tinystories/val.txt")]
+    public void WholeBlockwiseRunWithTwoLocalProcessesGathersAModel()
+    {
+        using var dir = new TempDir();
+        string converted = dir.File("converted"), run = dir.File("run"), text = dir.File("train.txt");
+        File.WriteAllLines(text, File.ReadLines(SharedData.TinyStoriesVal).Skip(1000).Take(300));
+        Assert.Equal(0, CliHarness.Run("convert", "--model", SharedData.Stories260KDir, "--method", "lolcats-tk", "--out", converted).Exit);
+        var (exit, _, err) = CliHarness.Run("distill", "--model", converted, "--data", text, "--text-split", "stream", "--seq-len", "160", "--grad-accum", "1", "--max-steps", "2", "--block-size", "2", "--jobs", "2", "--out", run);
+        Assert.True(exit == 0, err);
+        Assert.Contains("block 2: done", err);
+        for (int b = 0; b < 3; b++)
+            Assert.True(File.Exists(Path.Combine(run, "blocks", $"block-{b}", AttentionTransferRun.BlockWeightsName)), $"block {b}");
+        using var before = SafetensorsCheckpoint.Open(converted);
+        using var after = SafetensorsCheckpoint.Open(Path.Combine(run, "model"));
+        Assert.Equal(before.Names.Order(), after.Names.Order());
+        foreach (var name in after.Names)
+        {
+            using var x = before.Read(name);
+            using var y = after.Read(name);
+            bool same = x.eq(y).all().item<bool>();
+            Assert.True(same != Converter.IsAddedParameter(name), $"{name}: {(same ? "unchanged" : "changed")}");
+        }
+    }
+
     private static Dictionary<string, Tensor> ReadAll(string path)
     {
         using var file = SafetensorsFile.Open(path);
