@@ -80,8 +80,8 @@ public sealed class ConversionCliOptions
         "no new parameters); lolcats-sw, lolcats-tk (LoLCATs: learnable feature maps, train them with 'linearize distill'); " +
         "swa (the training-free sliding-window baseline).";
 
-    /// <summary>Builds the linearization for a teacher with <paramref name="layers"/> layers.</summary>
-    public LinearizationConfig Build(ParseResult r, int layers)
+    /// <summary>Refuses options that do nothing for the chosen method, and contradictory ones — before any file is read.</summary>
+    public void Validate(ParseResult r)
     {
         string m = r.GetValue(Method)!;
         foreach (var (option, appliesTo, methods) in MethodSpecific)
@@ -92,6 +92,14 @@ public sealed class ConversionCliOptions
         double gamma = r.GetValue(WindowFactor);
         if (!(gamma > 0 && gamma < 1))
             throw new LinearizeException($"--window-factor must be in (0, 1), got {gamma}");
+    }
+
+    /// <summary>Builds the linearization for a teacher with <paramref name="layers"/> layers.</summary>
+    public LinearizationConfig Build(ParseResult r, int layers)
+    {
+        Validate(r);
+        string m = r.GetValue(Method)!;
+        double gamma = r.GetValue(WindowFactor);
         return new LinearizationConfig
         {
             Method = m,

@@ -6,7 +6,22 @@ namespace Linearize.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+    /// <summary>Usage errors (unknown options, missing or malformed values) print one line and a hint, and exit 2;
+    /// runtime errors exit 1 (<see cref="CliRunner"/>).</summary>
+    public static int Main(string[] args)
+    {
+        var root = BuildRoot();
+        var result = root.Parse(args);
+        if (result.Errors.Count == 0)
+            return result.Invoke();
+        var messages = result.Errors.Select(e => string.Join(" ", e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+        Console.Error.WriteLine($"error: {string.Join(" ", messages.Distinct())}");
+        var path = new List<string>();
+        for (var c = result.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            path.Insert(0, c.Command.Name);
+        Console.Error.WriteLine($"see '{string.Join(" ", path)} --help'");
+        return 2;
+    }
 
     /// <summary>
     /// The command tree. Not a <see cref="RootCommand"/>: that takes its name from the running assembly, which is

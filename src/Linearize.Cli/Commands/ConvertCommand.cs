@@ -26,6 +26,7 @@ public static class ConvertCommand
         command.SetAction(r => CliRunner.Run(() =>
         {
             string outDir = r.GetValue(output)!;
+            conversion.Validate(r);
             OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, r.GetValue(model.Model), r.GetValue(model.Tokenizer));
             var watch = Stopwatch.StartNew();
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));

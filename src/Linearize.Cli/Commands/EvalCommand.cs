@@ -13,6 +13,7 @@ public static class EvalCommand
     {
         var command = new Command("eval", "Evaluate a model.");
         command.Add(CreatePerplexity());
+        command.Add(EvalTasksCommand.Create());
         return command;
     }
 

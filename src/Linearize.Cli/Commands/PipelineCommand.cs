@@ -37,6 +37,7 @@ public static class PipelineCommand
         command.SetAction(r => CliRunner.Run(() =>
         {
             string outDir = r.GetValue(output)!;
+            conversion.Validate(r);
             OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: r.GetValue(resume), r.GetValue(model.Model), r.GetValue(model.Tokenizer),
                 r.GetValue(evalText), r.GetValue(training.Data));
             if (r.GetValue(evalText) is string t && !File.Exists(t))
@@ -100,6 +101,8 @@ public static class PipelineCommand
             var result = TrainingUi.WithTrainingProgress(0, onStep => pipeline.Run(cts.Token, msg => Console.Error.WriteLine("• " + msg), onStep));
             string trainDir = Path.Combine(outDir, "train");
             TrainingUi.PlotLoss(Path.Combine(trainDir, "metrics.jsonl"), Path.Combine(trainDir, "loss.png"));
+            string distillDir = Path.Combine(outDir, "distill");
+            TrainingUi.PlotLoss(Path.Combine(distillDir, "metrics.jsonl"), Path.Combine(distillDir, "loss.png"), "attention transfer", "1000 × MSE");
             if (!result.Training.Completed)
             {
                 Console.Error.WriteLine($"interrupted at step {result.Training.Steps}; continue with the same command plus --resume");

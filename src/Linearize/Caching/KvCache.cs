@@ -60,6 +60,18 @@ public sealed class KvCache : ILayerCache
         return fresh;
     }
 
+    public ILayerCache SelectRows(Tensor rows)
+    {
+        var copy = new KvCache();
+        if (_keys is null)
+            return copy;
+        using var noGrad = no_grad();
+        copy._keys = _keys.narrow(2, 0, Length).index_select(0, rows).DetachFromDisposeScope();
+        copy._values = _values!.narrow(2, 0, Length).index_select(0, rows).DetachFromDisposeScope();
+        copy.Length = Length;
+        return copy;
+    }
+
     public void Dispose()
     {
         _keys?.Dispose();

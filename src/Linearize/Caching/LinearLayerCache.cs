@@ -11,6 +11,8 @@ public sealed class LinearLayerCache : ILayerCache
 {
     public LinearLayerCache(int windowCapacity, int sinks) => Window = new WindowKvCache(windowCapacity, sinks);
 
+    private LinearLayerCache(WindowKvCache window) => Window = window;
+
     public WindowKvCache Window { get; }
 
     public Tensor? State { get; private set; }
@@ -28,6 +30,16 @@ public sealed class LinearLayerCache : ILayerCache
     public long StateBytes =>
         Window.StateBytes + (State is null ? 0 : State.numel() * State.element_size()) +
         (SlotValueState is null ? 0 : SlotValueState.numel() * SlotValueState.element_size());
+
+    public ILayerCache SelectRows(Tensor rows)
+    {
+        using var noGrad = no_grad();
+        return new LinearLayerCache(Window.SelectRows(rows))
+        {
+            State = State?.index_select(0, rows).DetachFromDisposeScope(),
+            SlotValueState = SlotValueState?.index_select(0, rows).DetachFromDisposeScope(),
+        };
+    }
 
     public void Dispose()
     {

@@ -66,6 +66,16 @@ public sealed class LolcatsLayerCache : ILayerCache
         Keys is null ? 0 : 2 * Keys.numel() * Keys.element_size() + Positions!.numel() * 8 + Valid!.numel() +
                            State!.numel() * State.element_size() + Frontier!.numel() * 8;
 
+    public ILayerCache SelectRows(Tensor rows)
+    {
+        using var noGrad = no_grad();
+        Tensor? Pick(Tensor? t) => t?.index_select(0, rows).DetachFromDisposeScope();
+        return new LolcatsLayerCache(Capacity)
+        {
+            Keys = Pick(Keys), Values = Pick(Values), Positions = Pick(Positions), Valid = Pick(Valid), State = Pick(State), Frontier = Pick(Frontier),
+        };
+    }
+
     public void Dispose()
     {
         foreach (var t in new[] { Keys, Values, Positions, Valid, State, Frontier })

@@ -1,3 +1,5 @@
+using static TorchSharp.torch;
+
 namespace Linearize.Caching;
 
 /// <summary>
@@ -30,6 +32,15 @@ public sealed class ModelCache : IDisposable
 
     /// <summary>Called by the model after every layer has consumed <paramref name="tokens"/> new positions.</summary>
     public void Advance(long tokens) => SeenTokens += tokens;
+
+    /// <summary>A new cache whose batch row i is row <c>rows[i]</c> of this one, in every layer (<c>rows</c> int64 <c>[N]</c>).</summary>
+    public ModelCache SelectRows(Tensor rows)
+    {
+        var copy = new ModelCache(_layers.Length) { SeenTokens = SeenTokens };
+        for (int i = 0; i < _layers.Length; i++)
+            copy._layers[i] = _layers[i]?.SelectRows(rows);
+        return copy;
+    }
 
     /// <summary>Total bytes of decoding state held by all layers.</summary>
     public long StateBytes => _layers.Sum(l => l?.StateBytes ?? 0);

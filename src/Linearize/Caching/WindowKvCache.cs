@@ -89,6 +89,19 @@ public sealed class WindowKvCache : IDisposable
         Written += t;
     }
 
+    /// <summary>A copy holding batch rows <paramref name="rows"/> of this cache.</summary>
+    public WindowKvCache SelectRows(Tensor rows)
+    {
+        using var noGrad = no_grad();
+        Tensor? Pick(Tensor? t) => t?.index_select(0, rows).DetachFromDisposeScope();
+        return new WindowKvCache(_capacity, _sinks)
+        {
+            _keys = Pick(_keys), _values = Pick(_values), _positions = Pick(_positions), _valid = Pick(_valid),
+            _sinkKeys = Pick(_sinkKeys), _sinkValues = Pick(_sinkValues), _sinkPositions = Pick(_sinkPositions), _sinkValid = Pick(_sinkValid),
+            Written = Written,
+        };
+    }
+
     public void Dispose()
     {
         foreach (var t in new[] { _keys, _values, _positions, _valid, _sinkKeys, _sinkValues, _sinkPositions, _sinkValid })

@@ -70,4 +70,38 @@ public sealed class HardeningTests
         Assert.False(File.Exists(Path.Combine(converted, "foreign.txt")));
         Assert.True(File.Exists(Path.Combine(converted, "config.json")));
     }
+
+    [Theory]
+    [InlineData("convert --model m --methd liger-gla --out o", "Unrecognized command or argument '--methd'", "linearize convert --help")]
+    [InlineData("convert --model m --method zz --out o", "Argument 'zz' not recognized", "linearize convert --help")]
+    [InlineData("eval ppl --model m --text", "Required argument missing for option: '--text'", "linearize eval ppl --help")]
+    [InlineData("bogus", "Unrecognized command or argument 'bogus'", "linearize --help")]
+    public void UsageErrorsAreOneLinePlusAHintAndExitTwo(string args, string message, string hint)
+    {
+        // Issue 9 item 7: no screenful of help; the error and one hint line; 2 for usage errors, 1 for runtime errors.
+        var (exit, output, err) = CliHarness.Run(args.Split(' '));
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        var lines = err.Trim().Split('\n');
+        Assert.Equal(2, lines.Length);
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.Contains(message, lines[0]);
+        Assert.Equal($"see '{hint}'", lines[1].Trim());
+    }
+
+    [Theory]
+    [InlineData("liger-gla", "--slots 4", "--slots applies to liger-gsa, not liger-gla")]
+    [InlineData("liger-gla", "--sinks 2", "--sinks applies to swa, not liger-gla")]
+    [InlineData("swa", "--mix-alpha 0.7", "--mix-alpha applies to liger-*, not swa")]
+    [InlineData("lolcats-sw", "--normalize-recurrent", "--normalize-recurrent applies to liger-*, not lolcats-sw")]
+    [InlineData("liger-gla", "--feature-map t2r", "--feature-map applies to lolcats-*, not liger-gla")]
+    [InlineData("swa", "--window-factor 0.2", "--window-factor applies to lolcats-*, not swa")]
+    public void OptionsThatDoNothingForTheMethodAreRefused(string method, string option, string message)
+    {
+        // Issue 9 item 9: every method-specific option is validated the same way (checked before the model is read).
+        var (exit, _, err) = CliHarness.Run(new[] { "convert", "--model", "missing-model", "--method", method, "--out", "o" }
+            .Concat(option.Split(' ')).ToArray());
+        Assert.Equal(1, exit);
+        Assert.Contains(message, err);
+    }
 }

@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using Linearize.Caching;
+using Linearize.Modeling.Llama;
+using Linearize.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Evaluation.Tasks;
+
+/// <summary>
+/// Scores log-likelihood requests exactly as lm-evaluation-harness's <c>HFLM._loglikelihood_tokens</c> (EVAL.md §2),
+/// but computes each shared context once: requests with the same context tokens form a group; a batch of groups runs
+/// its (left-padded) contexts through the model with a cache, the cache's rows are repeated once per continuation
+/// (<see cref="ModelCache.SelectRows"/> — the teacher's KV cache, or a linear model's recurrent state and window), and
+/// every continuation then costs only its own tokens. Requests longer than <c>max_length + 1</c> are left-truncated as
+/// lm-eval does and scored in one pass each. Log-softmax in float32; sums in float64.
+/// </summary>
+public sealed class LoglikelihoodScorer
+{
+    private readonly LlamaForCausalLM _model;
+    private readonly TextTokenizer _tokenizer;
+
+    /// <param name="maxLength">The model's context (lm-eval: <c>max_position_embeddings</c>).</param>
+    /// <param name="batchSize">Context groups per forward pass.</param>
+    /// <param name="batchTokens">Upper bound on padded tokens per forward pass.</param>
+    public LoglikelihoodScorer(LlamaForCausalLM model, TextTokenizer tokenizer, int maxLength, int batchSize = 16, int batchTokens = 8192)
+    {
+        if (maxLength < 2)
+            throw new LinearizeException($"max length must be at least 2, got {maxLength}");
+        if (batchSize < 1)
+            throw new LinearizeException($"--batch-size must be at least 1, got {batchSize}");
+        _model = model;
+        _tokenizer = tokenizer;
+        MaxLength = maxLength;
+        BatchSize = batchSize;
+        BatchTokens = Math.Max(batchTokens, maxLength + 1);
+    }
+
+    public int MaxLength { get; }
+
+    public int BatchSize { get; }
+
+    public int BatchTokens { get; }
+
+    /// <summary>Whether BOS starts every context (the project's choice, EVAL.md §2: when the tokenizer adds it).</summary>
+    public bool AddsBos => _tokenizer.AddBosByDefault && _tokenizer.BosId is not null;
+
+    /// <summary>lm-eval's <c>_encode_pair</c>: trailing whitespace of the context moves to the continuation; the
+    /// continuation's tokens are those of <c>encode(context + continuation)</c> after the context's.</summary>
+    public EncodedRequest Encode(TaskRequest request)
+    {
+        string context = request.Context, continuation = request.Continuation;
+        int n = context.Length - RStrip(context).Length;
+        if (n > 0)
+        {
+            continuation = context[^n..] + continuation;
+            context = context[..^n];
+        }
+
+        var whole = _tokenizer.Encode(context + continuation, AddsBos);
+        var ctx = _tokenizer.Encode(context, AddsBos);
+        if (ctx.Count == 0)
+            throw new LinearizeException("empty context without a BOS token is not supported");
+        return new EncodedRequest(ctx.ToArray(), whole.Skip(ctx.Count).ToArray());
+    }
+
+    /// <summary>Python's <c>str.rstrip()</c> (every <c>str.isspace</c> character, which adds U+001C–U+001F to .NET's).</summary>
+    internal static string RStrip(string s)
+    {
+        int end = s.Length;
+        while (end > 0 && (char.IsWhiteSpace(s[end - 1]) || s[end - 1] is >= '\u001c' and <= '\u001f'))
+            end--;
+        return s[..end];
+    }
+
+    /// <summary>Scores every request; <paramref name="progress"/> gets (requests done, tokens done).</summary>
+    public RequestScore[] Score(IReadOnlyList<EncodedRequest> requests, Action<int, long>? progress = null, CancellationToken cancel = default)
+    {
+        var scores = new RequestScore[requests.Count];
+        foreach (var (r, i) in requests.Select((r, i) => (r, i)))
+            if (r.Continuation.Length == 0)
+                throw new LinearizeException($"request {i}: empty continuation");
+        using var noGrad = no_grad();
+        bool wasTraining = _model.training;
+        _model.eval();
+        int done = 0;
+        long tokens = 0;
+
+        // Too long for the model: lm-eval's left truncation, one pass per request.
+        foreach (int i in Enumerable.Range(0, requests.Count).Where(i => requests[i].Length > MaxLength + 1))
+        {
+            cancel.ThrowIfCancellationRequested();
+            scores[i] = ScoreTruncated(requests[i]);
+            progress?.Invoke(++done, tokens += Math.Min(requests[i].Length, MaxLength));
+        }
+
+        // Groups sharing a context, longest first (as lm-eval's Collator sorts), batched.
+        var groups = Enumerable.Range(0, requests.Count).Where(i => requests[i].Length <= MaxLength + 1)
+            .GroupBy(i => string.Join(",", requests[i].Context))
+            .Select(g => g.ToArray())
+            .OrderByDescending(g => requests[g[0]].Context.Length + g.Max(i => requests[i].Continuation.Length))
+            .ToList();
+        var batch = new List<int[]>();
+        long batchCost = 0;
+        foreach (var group in groups)
+        {
+            long cost = requests[group[0]].Context.Length + group.Sum(i => (long)requests[i].Continuation.Length);
+            if (batch.Count > 0 && (batch.Count == BatchSize || batchCost + cost > BatchTokens))
+            {
+                cancel.ThrowIfCancellationRequested();
+                ScoreBatch(requests, batch, scores);
+                done += batch.Sum(g => g.Length);
+                progress?.Invoke(done, tokens += batchCost);
+                batch.Clear();
+                batchCost = 0;
+            }
+
+            batch.Add(group);
+            batchCost += cost;
+        }
+
+        if (batch.Count > 0)
+        {
+            ScoreBatch(requests, batch, scores);
+            done += batch.Sum(g => g.Length);
+            progress?.Invoke(done, tokens + batchCost);
+        }
+
+        if (wasTraining)
+            _model.train();
+        return scores;
+    }
+
+    /// <summary>One request in one pass: <c>inp = (ctx + cont)[-(max_length+1):][:-1]</c>, the last |cont| rows scored.</summary>
+    public RequestScore ScoreTruncated(EncodedRequest r)
+    {
+        using var scope = NewDisposeScope();
+        var all = r.Context.Concat(r.Continuation).ToArray();
+        var inp = all.Skip(Math.Max(0, all.Length - (MaxLength + 1))).SkipLast(1).Select(t => (long)t).ToArray();
+        if (r.Continuation.Length > inp.Length)
+            throw new LinearizeException($"a continuation of {r.Continuation.Length} tokens does not fit the model's {MaxLength}");
+        var logp = _model.Forward(tensor(inp).view(1, -1))[0].log_softmax(-1);          // [T, V]
+        var rows = logp.narrow(0, inp.Length - r.Continuation.Length, r.Continuation.Length);
+        return Gather(rows, r.Continuation);
+    }
+
+    private void ScoreBatch(IReadOnlyList<EncodedRequest> requests, List<int[]> groups, RequestScore[] scores)
+    {
+        using var scope = NewDisposeScope();
+        int g = groups.Count, lc = groups.Max(x => requests[x[0]].Context.Length);
+        var ctxIds = new long[g * lc];
+        var ctxMask = new long[g * lc];
+        for (int b = 0; b < g; b++)
+        {
+            var ctx = requests[groups[b][0]].Context;
+            int pad = lc - ctx.Length;
+            for (int j = 0; j < ctx.Length; j++)
+            {
+                ctxIds[b * lc + pad + j] = ctx[j];
+                ctxMask[b * lc + pad + j] = 1;
+            }
+        }
+
+        using var cache = _model.CreateCache();
+        var mask = tensor(ctxMask).view(g, lc);
+        bool padded = ctxMask.Any(m => m == 0);
+        var hidden = _model.Model.forward(tensor(ctxIds).view(g, lc), cache, padded ? mask : null);
+        var first = _model.Head(hidden.narrow(1, lc - 1, 1)).squeeze(1).log_softmax(-1); // [G, V]: predicts cont[0]
+
+        var order = groups.SelectMany((x, b) => x.Select(i => (Request: i, Row: b))).ToList();
+        int lm = order.Max(o => requests[o.Request].Continuation.Length) - 1;
+        Tensor? rest = null;
+        if (lm > 0)
+        {
+            int n = order.Count;
+            var ids = new long[n * lm];
+            for (int r = 0; r < n; r++)
+            {
+                var cont = requests[order[r].Request].Continuation;
+                for (int j = 0; j < cont.Length - 1; j++)
+                    ids[r * lm + j] = cont[j]; // right padding after the real tokens never reaches them (causal)
+            }
+
+            var rows = tensor(order.Select(o => (long)o.Row).ToArray());
+            using var shared = cache.SelectRows(rows);
+            var contMask = padded ? cat(new[] { mask.index_select(0, rows), ones(n, lm, dtype: ScalarType.Int64) }, 1) : null;
+            rest = _model.Forward(tensor(ids).view(n, lm), shared, contMask).log_softmax(-1); // [R, Lm, V]
+        }
+
+        for (int r = 0; r < order.Count; r++)
+        {
+            var cont = requests[order[r].Request].Continuation;
+            var head = first[order[r].Row].unsqueeze(0);
+            var rowsLogp = cont.Length == 1 ? head : cat(new[] { head, rest![r].narrow(0, 0, cont.Length - 1) }, 0);
+            scores[order[r].Request] = Gather(rowsLogp, cont);
+        }
+    }
+
+    /// <summary>Σ logp[j, cont[j]] (float64) and whether each cont[j] is the row's argmax.</summary>
+    private static RequestScore Gather(Tensor logp, int[] cont)
+    {
+        var target = tensor(cont.Select(t => (long)t).ToArray());
+        var picked = logp.gather(1, target.unsqueeze(1)).squeeze(1).to(ScalarType.Float64);
+        bool greedy = logp.argmax(1).eq(target).all().item<bool>();
+        return new RequestScore(picked.sum().item<double>(), greedy);
+    }
+}
