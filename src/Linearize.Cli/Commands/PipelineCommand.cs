@@ -24,6 +24,9 @@ public static class PipelineCommand
         var distillSteps = new Option<long?>("--distill-steps") { Description = "lolcats-*: attention-transfer steps (default: as many as LoRA training)" };
         var mse = new Option<double>("--mse-factor") { Description = "lolcats-*: weight of the attention-output MSE (reference: 1000)", DefaultValueFactory = _ => 1000 };
         var xent = new Option<double>("--xent-factor") { Description = "lolcats-*: weight of the attention-row cross-entropy (reference: 0)", DefaultValueFactory = _ => 0 };
+        var evalTasks = new Option<string?>("--eval-tasks") { Description = "Also run these lm-eval tasks (e.g. piqa,arc_easy,lambada_openai) on every stage and add them to the report" };
+        var evalTasksLimit = new Option<int?>("--eval-tasks-limit") { Description = "--eval-tasks: first N documents per task (mmlu: per subject)" };
+        var evalTasksFewshot = new Option<int?>("--eval-tasks-fewshot") { Description = "--eval-tasks: shots (mmlu only)" };
         var noDistill = new Option<bool>("--no-distill") { Description = "lolcats-*: skip attention transfer (LoRA on the identity feature maps)" };
         var command = new Command("pipeline",
             "Teacher → converted → (lolcats-*: attention transfer →) LoRA-trained → merged linear model, evaluating every stage on the same text under both " +
@@ -31,7 +34,7 @@ public static class PipelineCommand
             "lr 1e-4, no weight decay, plateau) unless given. " + ConversionCliOptions.MethodList);
         model.AddTo(command);
         conversion.AddTo(command);
-        foreach (var o in new Option[] { evalText, evalDocs, output, resume, overwrite, distillLr, distillSteps, mse, xent, noDistill })
+        foreach (var o in new Option[] { evalText, evalDocs, output, resume, overwrite, distillLr, distillSteps, mse, xent, noDistill, evalTasks, evalTasksLimit, evalTasksFewshot })
             command.Add(o);
         training.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
@@ -88,6 +91,10 @@ public static class PipelineCommand
                 Data = training.DataOptions(r),
                 Training = trainingOptions,
                 Distill = distill,
+                EvalTasks = r.GetValue(evalTasks) is string tl ? Linearize.Evaluation.Tasks.TaskRegistry.Parse(tl).Select(t => t.Name).ToList() : Array.Empty<string>(),
+                EvalTasksDataDirectory = EvalTasksCommand.DefaultDataDirectory(),
+                EvalTasksLimit = r.GetValue(evalTasksLimit),
+                EvalTasksFewshot = r.GetValue(evalTasksFewshot),
                 MseFactor = r.GetValue(mse),
                 XentFactor = r.GetValue(xent),
                 EvalTextPath = r.GetValue(evalText),

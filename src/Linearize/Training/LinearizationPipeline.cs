@@ -35,6 +35,12 @@ public sealed class LinearizationPipeline
         /// <summary>Evaluation documents: per-line protocol scores the first N non-empty lines; rolling uses the text up to the N-th.</summary>
         public int? EvalDocuments { get; init; } = 200;
         public int EvalMaxLength { get; init; } = 512;
+
+        /// <summary>lm-eval tasks to run on every stage (none by default), from <see cref="EvalTasksDataDirectory"/>.</summary>
+        public IReadOnlyList<string> EvalTasks { get; init; } = Array.Empty<string>();
+        public string? EvalTasksDataDirectory { get; init; }
+        public int? EvalTasksLimit { get; init; }
+        public int? EvalTasksFewshot { get; init; }
         public required string OutputDirectory { get; init; }
         public bool Resume { get; init; }
 
@@ -46,7 +52,7 @@ public sealed class LinearizationPipeline
 
     /// <summary>A stage's perplexities, and for a training stage the tokens it trained on and its time in training steps.</summary>
     public sealed record Stage(string Name, PerplexityResult? PerLine, PerplexityResult? Rolling, long? TrainedTokens = null,
-        double? TrainSeconds = null, long? Steps = null);
+        double? TrainSeconds = null, long? Steps = null, IReadOnlyList<Evaluation.Tasks.TaskScore>? Tasks = null);
 
     public sealed record Result(IReadOnlyList<Stage> Stages, TrainingResult Training, TrainingData.Result Data,
         LoraInjector.Report Lora, double WallSeconds, string MergedDirectory, string ReportPath);
@@ -188,7 +194,15 @@ public sealed class LinearizationPipeline
         var evaluator = new PerplexityEvaluator(model, tokenizer, _o.EvalMaxLength);
         var perLine = evaluator.PerLine(PerplexityEvaluator.ReadLines(_o.EvalTextPath!, _o.EvalDocuments));
         var rolling = evaluator.Rolling(PerplexityEvaluator.ReadPrefix(_o.EvalTextPath!, _o.EvalDocuments));
-        return new Stage(name, perLine, rolling);
+        IReadOnlyList<Evaluation.Tasks.TaskScore>? tasks = null;
+        if (_o.EvalTasks.Count > 0)
+        {
+            var taskEvaluator = new Evaluation.Tasks.TaskEvaluator(model, tokenizer);
+            tasks = taskEvaluator.Run(_o.EvalTasks.Select(Evaluation.Tasks.TaskRegistry.Create).ToList(),
+                _o.EvalTasksDataDirectory ?? throw new LinearizeException("--eval-tasks needs a data directory"), _o.EvalTasksFewshot, _o.EvalTasksLimit).Tasks;
+        }
+
+        return new Stage(name, perLine, rolling, Tasks: tasks);
     }
 
     private void WriteReports(Result r)
@@ -210,6 +224,8 @@ public sealed class LinearizationPipeline
                 ["rolling_mean_nll"] = s.Rolling?.MeanNll,
                 ["rolling_ppl"] = s.Rolling?.Perplexity,
                 ["rolling_tokens"] = s.Rolling?.Tokens,
+                ["tasks"] = s.Tasks is null ? null : new JsonObject(s.Tasks.SelectMany(t => t.Metrics.Select(m =>
+                    new KeyValuePair<string, JsonNode?>($"{t.Task}/{m.Name}", m.Value)))),
                 ["steps"] = s.Steps,
                 ["trained_tokens"] = s.TrainedTokens,
                 ["train_seconds"] = s.TrainSeconds,
@@ -267,6 +283,21 @@ public sealed class LinearizationPipeline
             md.AppendLine($"| {s.Name} | {s.PerLine?.MeanNll:F4} | {s.PerLine?.Perplexity:F3} | {s.Rolling?.MeanNll:F4} | {s.Rolling?.Perplexity:F3} | " +
                           $"{s.Steps} | {s.TrainedTokens:N0} | {(s.TrainSeconds is double sec ? $"{sec:F0} s" : "")} |");
         md.AppendLine();
+        var withTasks = r.Stages.Where(s => s.Tasks is not null).ToList();
+        if (withTasks.Count > 0)
+        {
+            md.AppendLine($"lm-eval tasks ({(_o.EvalTasksLimit is int lim ? $"first {lim} documents per task" : "full files")}" +
+                          $"{(_o.EvalTasksFewshot is int f ? $", {f}-shot" : ", zero-shot")}; at this model size every task but LAMBADA is near chance):");
+            md.AppendLine();
+            md.AppendLine("| task | metric | " + string.Join(" | ", withTasks.Select(s => s.Name)) + " |");
+            md.AppendLine("|---|---|" + string.Concat(withTasks.Select(_ => "---:|")));
+            foreach (var t in withTasks[0].Tasks!)
+                foreach (var m in t.Metrics)
+                    md.AppendLine($"| {t.Task} | {m.Name} | " + string.Join(" | ", withTasks.Select(s =>
+                        s.Tasks!.First(x => x.Task == t.Task).Metric(m.Name) is { } v ? v.Value.ToString(v.Value >= 100 ? "F2" : "F4") : "")) + " |");
+            md.AppendLine();
+        }
+
         md.AppendLine($"- LoRA: rank {_o.Training.Lora.Rank}, alpha {_o.Training.Lora.Alpha} on {string.Join(", ", _o.Training.Lora.Targets)} — " +
                       $"{r.Lora.TrainableParameters:N0} trainable of {r.Lora.TotalParameters:N0} parameters ({r.Lora.TrainableFraction:P3})");
         md.AppendLine($"- Training: {r.Training.Steps} steps × {_o.Training.BatchSize}×{_o.Training.GradientAccumulation} sequences of {_o.Training.SequenceLength}; " +

@@ -36,12 +36,15 @@ public sealed class TrainingCliTests
         string pipe = dir.File("pipe");
         (exit, _, err) = CliHarness.Run("pipeline", "--model", SharedData.Stories260KDir, "--method", "swa", "--data", SharedData.TinyStoriesVal,
             "--skip-docs", "1000", "--seq-len", "128", "--grad-accum", "1", "--max-steps", "2", "--val-records", "10",
-            "--eval-text", SharedData.TinyStoriesVal, "--eval-docs", "5", "--out", pipe);
+            "--eval-text", SharedData.TinyStoriesVal, "--eval-docs", "5", "--eval-tasks", "piqa,lambada_openai", "--eval-tasks-limit", "3", "--out", pipe);
         Assert.True(exit == 0, err);
         using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(pipe, "report.json")));
         Assert.Equal(new[] { "teacher", "converted", "trained" },
             report.RootElement.GetProperty("stages").EnumerateArray().Select(s => s.GetProperty("name").GetString()).ToArray());
         Assert.True(File.Exists(Path.Combine(pipe, "report.md")));
+        foreach (var stage in report.RootElement.GetProperty("stages").EnumerateArray())
+            Assert.InRange(stage.GetProperty("tasks").GetProperty("piqa/acc").GetDouble(), 0, 1);
+        Assert.Contains("| lambada_openai | perplexity |", File.ReadAllText(Path.Combine(pipe, "report.md")));
         Assert.True(File.Exists(Path.Combine(pipe, "merged", "config.json")));
     }
 
