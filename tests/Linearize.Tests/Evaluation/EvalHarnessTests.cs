@@ -116,6 +116,36 @@ public sealed class EvalHarnessTests
         Assert.True(requests.Select((r, i) => batched[i].LogLikelihood).Distinct().Count() > 10, "scores must vary");
     }
 
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public void ContextsSharingAPrefixRunItOnceAndEqualOnePassPerRequest(string kind)
+    {
+        // MMLU's shape: many contexts = one long shared prefix (description + shots) + a question; some remainders of
+        // equal length (batched together), some not; plus unrelated contexts.
+        using var model = Model(kind);
+        var rng = new Random(4);
+        int[] Tokens(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(3, 67)).ToArray();
+        var prefix = new[] { 1 }.Concat(Tokens(23)).ToArray();
+        var requests = new List<EncodedRequest>();
+        foreach (int remainder in new[] { 5, 9, 5, 1, 12, 5 })
+        {
+            var ctx = prefix.Concat(Tokens(remainder)).ToArray();
+            foreach (var letter in new[] { 40, 41, 42, 43 })
+                requests.Add(new EncodedRequest(ctx, new[] { letter }));
+        }
+
+        requests.Add(new EncodedRequest(new[] { 1 }.Concat(Tokens(6)).ToArray(), Tokens(3)));
+        var scorer = new LoglikelihoodScorer(model, new CharTokenizer(67), 256, batchSize: 4) { MinSharedPrefix = 8 };
+        var shared = scorer.Score(requests);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            var reference = scorer.ScoreTruncated(requests[i]);
+            Assert.True(Math.Abs(reference.LogLikelihood - shared[i].LogLikelihood) < 1e-4,
+                $"{kind}: request {i}: {reference.LogLikelihood} vs {shared[i].LogLikelihood}");
+            Assert.Equal(reference.IsGreedy, shared[i].IsGreedy);
+        }
+    }
+
     [SharedFact("data/mmlu/dev/anatomy_dev.csv", "data/mmlu/test/anatomy_test.csv")]
     public void MmluPromptIsRenderedCharacterForCharacter()
     {

@@ -94,10 +94,25 @@ public sealed class LoglikelihoodScorer
             progress?.Invoke(++done, tokens += Math.Min(requests[i].Length, MaxLength));
         }
 
-        // Groups sharing a context, longest first (as lm-eval's Collator sorts), batched.
-        var groups = Enumerable.Range(0, requests.Count).Where(i => requests[i].Length <= MaxLength + 1)
+        // Groups sharing a context.
+        var allGroups = Enumerable.Range(0, requests.Count).Where(i => requests[i].Length <= MaxLength + 1)
             .GroupBy(i => string.Join(",", requests[i].Context))
             .Select(g => g.ToArray())
+            .ToList();
+
+        // Families of contexts that share a long token prefix (MMLU's description and shots): the prefix runs once.
+        var families = Families(requests, allGroups);
+        foreach (var (prefix, members) in families)
+        {
+            cancel.ThrowIfCancellationRequested();
+            long cost = ScoreFamily(requests, prefix, members, scores);
+            done += members.Sum(g => g.Length);
+            progress?.Invoke(done, tokens += cost);
+        }
+
+        // The rest, longest first (as lm-eval's Collator sorts), batched with left padding.
+        var shared = families.SelectMany(f => f.Members).ToHashSet();
+        var groups = allGroups.Where(g => !shared.Contains(g))
             .OrderByDescending(g => requests[g[0]].Context.Length + g.Max(i => requests[i].Continuation.Length))
             .ToList();
         var batch = new List<int[]>();
@@ -129,6 +144,80 @@ public sealed class LoglikelihoodScorer
         if (wasTraining)
             _model.train();
         return scores;
+    }
+
+    /// <summary>Shortest token prefix worth sharing across contexts.</summary>
+    public int MinSharedPrefix { get; init; } = 64;
+
+    /// <summary>Contexts in token order; consecutive ones whose common prefix stays at least <see cref="MinSharedPrefix"/>
+    /// tokens long form a family (at least two contexts). The prefix stops one token short of the shortest context, so
+    /// every context has a remainder whose last logits predict its continuations.</summary>
+    private List<(int[] Prefix, List<int[]> Members)> Families(IReadOnlyList<EncodedRequest> requests, List<int[]> groups)
+    {
+        var sorted = groups.OrderBy(g => requests[g[0]].Context, TokenOrder.Instance).ToList();
+        var families = new List<(int[], List<int[]>)>();
+        int start = 0;
+        while (start < sorted.Count)
+        {
+            var first = requests[sorted[start][0]].Context;
+            int common = first.Length - 1, end = start + 1;
+            while (end < sorted.Count)
+            {
+                var next = requests[sorted[end][0]].Context;
+                int lcp = 0, limit = Math.Min(common, next.Length - 1);
+                while (lcp < limit && next[lcp] == first[lcp])
+                    lcp++;
+                if (lcp < MinSharedPrefix)
+                    break;
+                common = lcp;
+                end++;
+            }
+
+            if (end - start >= 2 && common >= MinSharedPrefix)
+                families.Add((first[..common], sorted.GetRange(start, end - start)));
+            start = end;
+        }
+
+        return families;
+    }
+
+    private sealed class TokenOrder : IComparer<int[]>
+    {
+        public static readonly TokenOrder Instance = new();
+
+        public int Compare(int[]? a, int[]? b)
+        {
+            for (int i = 0; i < Math.Min(a!.Length, b!.Length); i++)
+                if (a[i] != b[i])
+                    return a[i].CompareTo(b[i]);
+            return a.Length.CompareTo(b.Length);
+        }
+    }
+
+    /// <summary>Runs a family's prefix once, then each context's remainder — batched with others of the same length, so no
+    /// padding ever sits between prefix and remainder — then their continuations. Returns the tokens computed.</summary>
+    private long ScoreFamily(IReadOnlyList<EncodedRequest> requests, int[] prefix, List<int[]> members, RequestScore[] scores)
+    {
+        using var scope = NewDisposeScope();
+        using var prefixCache = _model.CreateCache();
+        _model.Model.forward(tensor(prefix.Select(t => (long)t).ToArray()).view(1, -1), prefixCache, null);
+        long cost = prefix.Length;
+        foreach (var bucket in members.GroupBy(g => requests[g[0]].Context.Length))
+        {
+            foreach (var chunk in bucket.Chunk(BatchSize))
+            {
+                using var inner = NewDisposeScope();
+                int n = chunk.Length, lr = bucket.Key - prefix.Length;
+                var ids = chunk.SelectMany(g => requests[g[0]].Context.Skip(prefix.Length).Select(t => (long)t)).ToArray();
+                using var cache = prefixCache.SelectRows(zeros(n, dtype: ScalarType.Int64));
+                var hidden = _model.Model.forward(tensor(ids).view(n, lr), cache, null);
+                var first = _model.Head(hidden.narrow(1, lr - 1, 1)).squeeze(1).log_softmax(-1);
+                ScoreContinuations(requests, chunk.ToList(), cache, null, first, scores);
+                cost += (long)n * lr + chunk.Sum(g => g.Sum(i => (long)requests[i].Continuation.Length));
+            }
+        }
+
+        return cost;
     }
 
     /// <summary>One request in one pass: <c>inp = (ctx + cont)[-(max_length+1):][:-1]</c>, the last |cont| rows scored.</summary>
@@ -166,7 +255,17 @@ public sealed class LoglikelihoodScorer
         bool padded = ctxMask.Any(m => m == 0);
         var hidden = _model.Model.forward(tensor(ctxIds).view(g, lc), cache, padded ? mask : null);
         var first = _model.Head(hidden.narrow(1, lc - 1, 1)).squeeze(1).log_softmax(-1); // [G, V]: predicts cont[0]
+        ScoreContinuations(requests, groups, cache, padded ? mask : null, first, scores);
+    }
 
+    /// <summary>Given the cache after each group's context (row b = group b; <paramref name="contextMask"/> its padding, if
+    /// any) and the log-probabilities after its last token, scores every continuation of every group: the cache's rows
+    /// are selected once per continuation, and the continuations run together, right-padded.</summary>
+    private void ScoreContinuations(IReadOnlyList<EncodedRequest> requests, IReadOnlyList<int[]> groups, ModelCache cache, Tensor? contextMask,
+        Tensor first, RequestScore[] scores)
+    {
+        bool padded = contextMask is not null;
+        var mask = contextMask;
         var order = groups.SelectMany((x, b) => x.Select(i => (Request: i, Row: b))).ToList();
         int lm = order.Max(o => requests[o.Request].Continuation.Length) - 1;
         Tensor? rest = null;
@@ -183,7 +282,7 @@ public sealed class LoglikelihoodScorer
 
             var rows = tensor(order.Select(o => (long)o.Row).ToArray());
             using var shared = cache.SelectRows(rows);
-            var contMask = padded ? cat(new[] { mask.index_select(0, rows), ones(n, lm, dtype: ScalarType.Int64) }, 1) : null;
+            var contMask = padded ? cat(new[] { mask!.index_select(0, rows), ones(n, lm, dtype: ScalarType.Int64) }, 1) : null;
             rest = _model.Forward(tensor(ids).view(n, lm), shared, contMask).log_softmax(-1); // [R, Lm, V]
         }
 
