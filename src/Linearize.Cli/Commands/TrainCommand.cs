@@ -39,13 +39,15 @@ public static class TrainCommand
             Console.Error.WriteLine($"data: {data.Records} records{(data.SkippedRecords > 0 ? $" ({data.SkippedRecords} malformed, skipped)" : "")} → " +
                                     $"{data.Train.Count} training / {data.Validation.Count} validation sequences of {options.SequenceLength} tokens");
             Console.Error.WriteLine($"LoRA: {report.Modules} modules, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
-            Directory.CreateDirectory(outDir);
-            File.WriteAllText(Path.Combine(outDir, "train_config.json"), JsonSerializer.Serialize(new
-            {
-                model = r.GetValue(model.Model), data = r.GetValue(training.Data), val_data = r.GetValue(training.ValData), options,
-            }, new JsonSerializerOptions { WriteIndented = true }));
-
+            // Everything that can refuse the run does so before --out is touched (issue 9 item 13).
             var trainer = new Trainer(llama, data.Train, data.Validation, options, outDir);
+            Directory.CreateDirectory(outDir);
+            Linearize.Checkpoints.AtomicFile.WriteAllText(Path.Combine(outDir, "train_config.json"), JsonSerializer.Serialize(new
+            {
+                model = r.GetValue(model.Model), data = r.GetValue(training.Data), val_data = r.GetValue(training.ValData),
+                text_split = r.GetValue(training.TextSplit), skip_docs = r.GetValue(training.SkipDocs), options,
+            }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
+
             using var cts = TrainingUi.CancelOnCtrlC();
             var result = TrainingUi.WithTrainingProgress(trainer.TotalSteps, onStep => trainer.Run(isResume, cts.Token, onStep));
             TrainingUi.PlotLoss(trainer.MetricsPath, Path.Combine(outDir, "loss.png"));

@@ -205,6 +205,24 @@ public sealed class LinearizationPipeline
         return new Stage(name, perLine, rolling, Tasks: tasks);
     }
 
+    /// <summary>How the training text was cut from its file, so "trained on X, evaluated on X" cannot read as training on
+    /// the test text (issue 9 item 11).</summary>
+    private string DataCut()
+    {
+        bool plain = !Data.AlpacaDataset.IsAlpacaPath(_o.DataPath);
+        string split = _o.Data.TextSplit.ToString().ToLowerInvariant();
+        string cut = plain
+            ? $"Training text: `{_o.DataPath}` read as {split} (`--text-split {split}`), its first {_o.Data.SkipDocuments} non-empty lines skipped (`--skip-docs`)" +
+              (_o.EvalTextPath is not null && _o.Data.TextSplit != Data.TextDataset.Split.Paragraphs &&
+               Path.GetFullPath(_o.EvalTextPath) == Path.GetFullPath(_o.DataPath)
+                  ? _o.Data.SkipDocuments >= (_o.EvalDocuments ?? int.MaxValue)
+                      ? $" (the evaluation reads only the first {_o.EvalDocuments}, so the two do not overlap)"
+                      : $" — **the evaluation's first {_o.EvalDocuments} documents overlap the training text**"
+                  : "")
+            : $"Training data: Alpaca records from `{_o.DataPath}`";
+        return cut + $"; validation: {(_o.ValidationDataPath is null ? $"{_o.Data.ValidationRecords} records held out" : $"`{_o.ValidationDataPath}`")}.";
+    }
+
     private void WriteReports(Result r)
     {
         var json = new JsonObject
@@ -213,6 +231,9 @@ public sealed class LinearizationPipeline
             ["method"] = _o.Linearization.Method,
             ["linearization"] = _o.Linearization.ToJson(),
             ["data"] = _o.DataPath,
+            ["text_split"] = _o.Data.TextSplit.ToString().ToLowerInvariant(),
+            ["skip_docs"] = _o.Data.SkipDocuments,
+            ["validation_data"] = _o.ValidationDataPath,
             ["eval_text"] = _o.EvalTextPath,
             ["eval_documents"] = _o.EvalDocuments,
             ["stages"] = new JsonArray(r.Stages.Select(s => (JsonNode)new JsonObject
@@ -276,6 +297,8 @@ public sealed class LinearizationPipeline
         md.AppendLine(_o.EvalTextPath is null
             ? $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`; no evaluation text was given, so nothing was evaluated."
             : $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` (first {_o.EvalDocuments} documents).");
+        md.AppendLine();
+        md.AppendLine(DataCut());
         md.AppendLine();
         md.AppendLine("| stage | per-line NLL | per-line PPL | rolling-512 NLL | rolling-512 PPL | steps | tokens trained | training time |");
         md.AppendLine("|---|---|---|---|---|---:|---:|---:|");

@@ -38,7 +38,7 @@ public sealed class Trainer
         _objective = objective ?? new NextTokenObjective();
         options.Validate();
         if (train.Count == 0)
-            throw new LinearizeException($"no training sequences of {options.SequenceLength} tokens (the data is shorter than one sequence?)");
+            throw new LinearizeException($"the data holds no training sequence of {options.SequenceLength} tokens; give a smaller --seq-len, or more data");
         _model = model;
         _train = train;
         _validation = validation;
@@ -239,6 +239,7 @@ public sealed class Trainer
             ["adam_step"] = optimizer.Step,
             ["schedule"] = schedule.SaveState(),
             ["fingerprint"] = Fingerprint(),
+            ["fingerprint_parts"] = new JsonObject(FingerprintParts().Select(kv => new KeyValuePair<string, JsonNode?>(kv.Key, kv.Value))),
         };
         SafetensorsWriter.Write(path, tensors, new Dictionary<string, string> { ["training_state"] = meta.ToJsonString() });
     }
@@ -251,7 +252,15 @@ public sealed class Trainer
         var meta = (JsonObject)JsonNode.Parse(json)!;
         string saved = meta["fingerprint"]!.GetValue<string>();
         if (saved != Fingerprint())
-            throw new LinearizeException($"{path}: was written by a run with different options or data ({saved}); resume with the same ones, or start a new --out");
+        {
+            // Name what differs (checkpoints from before the parts were saved can only say that something does).
+            var differing = meta["fingerprint_parts"] is JsonObject parts
+                ? FingerprintParts().Where(kv => parts[kv.Key]?.GetValue<string>() != kv.Value)
+                    .Select(kv => $"{kv.Key} {parts[kv.Key]?.GetValue<string>() ?? "(unset)"} → {kv.Value}").ToList()
+                : new List<string>();
+            string what = differing.Count > 0 ? string.Join(", ", differing) : $"fingerprint {saved}";
+            throw new LinearizeException($"{path}: was written by a run with different options or data ({what}); resume with the same ones, or start a new --out");
+        }
         using (no_grad())
         {
             foreach (var (name, p) in _trainable)
@@ -269,14 +278,26 @@ public sealed class Trainer
     }
 
     /// <summary>What must match for a resume to be exact: options, data sizes, trainable parameter names.</summary>
-    private string Fingerprint()
+    private string Fingerprint() =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
+            string.Join("|", FingerprintParts().Select(kv => kv.Value)))))[..16];
+
+    /// <summary>Each thing a resumed run must share, by the option or data property that sets it.</summary>
+    private IReadOnlyList<KeyValuePair<string, string>> FingerprintParts()
     {
         var o = _options;
-        string text = string.Join("|", o.Lora.Rank, o.Lora.Alpha, o.Lora.Dropout, string.Join(",", o.Lora.Targets), o.LearningRate, o.Beta1,
-            o.Beta2, o.Eps, o.WeightDecay, o.Schedule, o.WarmupSteps, o.SequenceLength, o.BatchSize, o.GradientAccumulation, o.Epochs,
-            o.MaxSteps, o.Seed, o.EvalEvery, o.MaxGradNorm, _train.Count, _validation.Count, _trainable.Count,
-            _train.Sum(e => (long)e.InputIds.Sum()), _objective.Fingerprint);
-        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16];
+        string F(object? v) => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "";
+        return new KeyValuePair<string, string>[]
+        {
+            new("--rank", F(o.Lora.Rank)), new("--alpha", F(o.Lora.Alpha)), new("--lora-dropout", F(o.Lora.Dropout)),
+            new("--targets", string.Join(",", o.Lora.Targets)), new("--lr", F(o.LearningRate)), new("adam betas", $"{F(o.Beta1)},{F(o.Beta2)}"),
+            new("adam eps", F(o.Eps)), new("--weight-decay", F(o.WeightDecay)), new("--schedule", o.Schedule), new("--warmup", F(o.WarmupSteps)),
+            new("--seq-len", F(o.SequenceLength)), new("--batch-size", F(o.BatchSize)), new("--grad-accum", F(o.GradientAccumulation)),
+            new("--epochs", F(o.Epochs)), new("--max-steps", F(o.MaxSteps)), new("--seed", F(o.Seed)), new("--eval-every", F(o.EvalEvery)),
+            new("--max-grad-norm", F(o.MaxGradNorm)), new("training sequences", F(_train.Count)), new("validation sequences", F(_validation.Count)),
+            new("trainable tensors", F(_trainable.Count)), new("training data checksum", F(_train.Sum(e => (long)e.InputIds.Sum()))),
+            new("objective", _objective.Fingerprint),
+        };
     }
 
     /// <summary>Drops metric lines after <paramref name="step"/> (they belong to steps the resumed run will redo).</summary>

@@ -104,4 +104,17 @@ public sealed class HardeningTests
         Assert.Equal(1, exit);
         Assert.Contains(message, err);
     }
+
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
+    public void TrainingOnDataShorterThanOneSequenceSuggestsSeqLenAndLeavesNoOutput()
+    {
+        // Issue 9 item 13.
+        using var dir = new TempDir();
+        string data = dir.File("short.txt"), run = dir.File("run");
+        File.WriteAllText(data, "Once upon a time there was a cat.\nThe cat sat.\n");
+        var (exit, _, err) = CliHarness.Run("train", "--model", SharedData.Stories260KDir, "--data", data, "--val-records", "0", "--out", run);
+        Assert.Equal(1, exit);
+        Assert.Contains("give a smaller --seq-len", err);
+        Assert.False(Directory.Exists(run), "nothing may be left in --out");
+    }
 }
