@@ -172,7 +172,7 @@ public static class BenchCommand
                             tokens_per_second = Math.Round(x.TokensPerSecond, 1),
                             state_bytes = x.StateBytes,
                             bytes_per_step = x.BytesPerStep,
-                            gb_per_s = Math.Round(x.GbPerSecond, 2),
+                            gb_per_s = Math.Round(x.GbPerSecond, 4), // 4 places: a tiny model on a loaded machine reads well under 0.01 GB/s
                             fraction_of_bandwidth = bandwidth is double b ? Math.Round(x.GbPerSecond / b, 3) : (double?)null,
                         }),
                     }),

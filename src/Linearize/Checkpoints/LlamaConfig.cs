@@ -66,7 +66,7 @@ public sealed class LlamaConfig
         }
         catch (JsonException e)
         {
-            throw new LinearizeException($"{path}: not valid JSON ({e.Message})");
+            throw new LinearizeException($"{path}: not valid JSON ({JsonErrorText.Describe(e)})");
         }
 
         if (node is not JsonObject obj)
@@ -83,7 +83,7 @@ public sealed class LlamaConfig
         }
         catch (JsonException e)
         {
-            throw new LinearizeException($"{source}: not valid JSON ({e.Message})");
+            throw new LinearizeException($"{source}: not valid JSON ({JsonErrorText.Describe(e)})");
         }
 
         return node is JsonObject obj ? FromJson(obj, source) : throw new LinearizeException($"{source}: expected a JSON object");

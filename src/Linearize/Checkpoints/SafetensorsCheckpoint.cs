@@ -78,7 +78,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
         }
         catch (JsonException e)
         {
-            throw new CheckpointFormatException(indexPath, $"not valid JSON ({e.Message})");
+            throw new CheckpointFormatException(indexPath, $"not valid JSON ({JsonErrorText.Describe(e)})");
         }
 
         var shardNames = weightMap.Values.Distinct(StringComparer.Ordinal).ToList();

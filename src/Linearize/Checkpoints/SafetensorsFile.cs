@@ -92,7 +92,7 @@ public sealed class SafetensorsFile : IDisposable
         }
         catch (JsonException e)
         {
-            throw new CheckpointFormatException(path, $"header is not valid JSON ({e.Message})");
+            throw new CheckpointFormatException(path, $"header is not valid JSON ({JsonErrorText.Describe(e)})");
         }
 
         using var _ = doc;

@@ -83,7 +83,7 @@ public sealed class HfJsonTokenizer : TextTokenizer
         }
         catch (JsonException e)
         {
-            throw new LinearizeException($"{path}: not valid JSON ({e.Message})");
+            throw new LinearizeException($"{path}: not valid JSON ({JsonErrorText.Describe(e)})");
         }
 
         using var _ = doc;

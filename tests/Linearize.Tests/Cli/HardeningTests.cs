@@ -117,4 +117,18 @@ public sealed class HardeningTests
         Assert.Contains("give a smaller --seq-len", err);
         Assert.False(Directory.Exists(run), "nothing may be left in --out");
     }
+
+    [Fact]
+    public void JsonErrorsGiveOneBasedLineAndColumnOnOneLine()
+    {
+        // Issue 9 item 8: no raw .NET text ("LineNumber: 0 | BytePositionInLine …") contradicting the prefix.
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("config.json"), "{\n  \"hidden_size\": 64,\n  \"x\": tru\n}\n");
+        var (exit, _, err) = CliHarness.Run("inspect", "--model", dir.Path);
+        Assert.Equal(1, exit);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("config.json: not valid JSON (line 3, column 11: ", err);
+        Assert.DoesNotContain("LineNumber", err);
+        Assert.DoesNotContain("BytePositionInLine", err);
+    }
 }

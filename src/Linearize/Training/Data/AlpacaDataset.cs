@@ -49,7 +49,7 @@ public static class AlpacaDataset
             }
             catch (JsonException e)
             {
-                throw new LinearizeException($"{path}:{(e.LineNumber ?? 0) + 1}: not valid JSON ({e.Message})");
+                throw new LinearizeException($"{path}: not valid JSON ({JsonErrorText.Describe(e)})");
             }
 
             using var _ = doc;
@@ -83,7 +83,7 @@ public static class AlpacaDataset
                 }
                 catch (JsonException e)
                 {
-                    Bad(line.ToString(), $"not valid JSON ({e.Message})");
+                    Bad(line.ToString(), $"not valid JSON ({JsonErrorText.Describe(e)})");
                 }
             }
         }
