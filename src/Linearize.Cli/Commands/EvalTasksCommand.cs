@@ -126,7 +126,8 @@ public static class EvalTasksCommand
                 if (last.Elapsed.TotalSeconds < 10 && p.Done != p.Total)
                     return;
                 last.Restart();
-                Console.Error.WriteLine($"  {p.Task}: {p.Done}/{p.Total} requests, {p.TokensPerSecond:F0} tokens/s, elapsed {p.Elapsed:hh\\:mm\\:ss}");
+                string eta = p.Done == 0 || p.Done == p.Total ? "" : $", task ETA {TimeSpan.FromSeconds(p.TaskElapsed.TotalSeconds * (p.Total - p.Done) / p.Done):hh\\:mm\\:ss}";
+                Console.Error.WriteLine($"  {p.Task}: {p.Done}/{p.Total} requests, {p.TokensPerSecond:F0} tokens/s, elapsed {p.Elapsed:hh\\:mm\\:ss}{eta}");
             });
         }
 

@@ -86,6 +86,24 @@ public sealed class AttentionTransferTests
         Assert.True(errAfter < errBefore, $"logit MSE to the teacher {errBefore:E3} → {errAfter:E3}");
     }
 
+    [Theory]
+    [InlineData("lolcats-sw")]
+    [InlineData("lolcats-tk")]
+    public void CrossEntropyOnAttentionRowsTrains(string method)
+    {
+        // --xent-factor: the cross-entropy between the teacher's attention rows and the hybrid's (its quadratic form) is
+        // finite, positive, and falls when it is the only loss.
+        using var dir = new TempDir();
+        using var model = Student(method);
+        var (train, val) = Data(model.Config.VocabSize);
+        var objective = new AttentionTransferObjective(mseFactor: 0, xentFactor: 1);
+        var trainer = new Trainer(model, train, val, Options with { MaxSteps = 3 }, dir.Path, objective);
+        double before = trainer.Evaluate();
+        Assert.True(double.IsFinite(before) && before > 0);
+        var result = trainer.Run(false, CancellationToken.None);
+        Assert.True(result.FinalEvalLoss < before, $"attention cross-entropy {before:F4} → {result.FinalEvalLoss:F4}");
+    }
+
     [Fact]
     public void InterruptedTransferResumesToTheSameWeights()
     {

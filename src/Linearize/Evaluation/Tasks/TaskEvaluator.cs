@@ -20,7 +20,8 @@ public sealed class TaskEvaluator
 
     public LoglikelihoodScorer Scorer => _scorer;
 
-    public sealed record Progress(string Task, int Done, int Total, double TokensPerSecond, TimeSpan Elapsed);
+    /// <summary>Requests done of the task's total, the task's token rate and time so far, and the whole run's time.</summary>
+    public sealed record Progress(string Task, int Done, int Total, double TokensPerSecond, TimeSpan Elapsed, TimeSpan TaskElapsed);
 
     public sealed record Result(IReadOnlyList<TaskScore> Tasks, long Requests, long Tokens, double Seconds)
     {
@@ -45,7 +46,7 @@ public sealed class TaskEvaluator
             var results = _scorer.Score(flat, (done, t) =>
             {
                 taskTokens = t;
-                progress?.Invoke(new Progress(task.Name, done, flat.Count, t / Math.Max(taskWatch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed));
+                progress?.Invoke(new Progress(task.Name, done, flat.Count, t / Math.Max(taskWatch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, taskWatch.Elapsed));
             }, cancel);
             requests += flat.Count;
             tokens += taskTokens;
