@@ -13,10 +13,17 @@ public static class ConsoleUi
         Out = new AnsiConsoleOutput(Console.Error),
     });
 
-    public static readonly IAnsiConsole Out = AnsiConsole.Create(new AnsiConsoleSettings
+    public static readonly IAnsiConsole Out = CreateOut();
+
+    /// <summary>Stdout; redirected to a file or pipe it gets a wide line (Spectre would assume 80 columns and fold wide
+    /// tables such as <c>eval tasks</c> with several models into unreadable cells).</summary>
+    private static IAnsiConsole CreateOut()
     {
-        Out = new AnsiConsoleOutput(Console.Out),
-    });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+        if (Console.IsOutputRedirected)
+            console.Profile.Width = 240;
+        return console;
+    }
 
     public static bool Interactive => !Console.IsErrorRedirected;
 

@@ -192,18 +192,31 @@ public static class EvalTasksCommand
         return new JsonObject { ["results"] = results, ["groups"] = groups, ["n-samples"] = samples, ["config"] = config };
     }
 
+    /// <summary>Short, distinct column labels: the last path component, or the last two where those collide
+    /// (<c>run-a/merged</c>, <c>run-b/merged</c>).</summary>
+    internal static List<string> Labels(IReadOnlyList<string> models)
+    {
+        string Tail(string m, int parts) =>
+            string.Join("/", Path.TrimEndingDirectorySeparator(m).Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries).TakeLast(parts));
+        var labels = models.Select(m => Tail(m, 1)).ToList();
+        for (int i = 0; i < labels.Count; i++)
+            if (labels.Count(l => l == labels[i]) > 1)
+                labels = labels.Select((l, j) => l == labels[i] ? Tail(models[j], 2) : l).ToList();
+        return labels;
+    }
+
     private static Table Table(IReadOnlyList<(string Model, TaskEvaluator.Result Result)> runs)
     {
         var table = new Table().AddColumn("Tasks").AddColumn("Metric").AddColumn(new TableColumn("n").RightAligned());
-        foreach (var (model, _) in runs)
+        var labels = Labels(runs.Select(r => r.Model).ToList());
+        foreach (var label in labels)
         {
-            table.AddColumn(new TableColumn(Markup.Escape(Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))).RightAligned());
+            table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
             table.AddColumn(new TableColumn("± Stderr").RightAligned());
         }
 
-        if (runs.Count > 1)
-            foreach (var (model, _) in runs.Skip(1))
-                table.AddColumn(new TableColumn(Markup.Escape($"Δ {Path.GetFileName(Path.TrimEndingDirectorySeparator(model))}")).RightAligned());
+        foreach (var label in labels.Skip(1))
+            table.AddColumn(new TableColumn(Markup.Escape($"Δ {label}")).RightAligned());
 
         IEnumerable<(TaskScore Score, string Label)> Rows(TaskEvaluator.Result r) =>
             r.Tasks.SelectMany(t => new[] { (t, t.Task) }.Concat(t.Subtasks.Select(c => (c, " - " + c.Task))));
