@@ -57,6 +57,7 @@ public static class EvalCommand
 
             var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r));
             using var _m = llama;
+            ContextLimit.Check(llama.Config, r.GetValue(maxLength), "--max-length");
             var format = Linearize.Inference.EngineOptions.ParseFormat(r.GetValue(weightDType)!);
             if (format != Linearize.Inference.WeightFormat.Float32 && model.ParseDType(r) != TorchSharp.torch.ScalarType.Float32)
                 throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");

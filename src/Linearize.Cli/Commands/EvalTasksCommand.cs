@@ -57,6 +57,8 @@ public static class EvalTasksCommand
             {
                 var (llama, tok, source) = ModelLoader.LoadWithTokenizer(path, r.GetValue(tokenizer));
                 using var _m = llama;
+                if (r.GetValue(maxLength) is int ml)
+                    ContextLimit.Check(llama.Config, ml, "--max-length");
                 var evaluator = new TaskEvaluator(llama, tok, r.GetValue(maxLength), r.GetValue(batch));
                 Console.Error.WriteLine($"• {path}: {string.Join(", ", taskList.Select(t => t.Name))} (max length {evaluator.Scorer.MaxLength}, BOS {(evaluator.Scorer.AddsBos ? "added" : "not added")})");
                 var result = RunWithProgress(evaluator, taskList, data, r.GetValue(fewshot), r.GetValue(limit));

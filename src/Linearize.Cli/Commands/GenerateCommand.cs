@@ -45,11 +45,7 @@ public static class GenerateCommand
                 throw new LinearizeException("the prompt is empty and --no-bos leaves nothing to condition on; give a --prompt or allow BOS");
             if (text.Length == 0 && tokenizer.BosId is null)
                 throw new LinearizeException("the prompt is empty and this tokenizer has no BOS token");
-            int limit = llama.Config.MaxPositionEmbeddings;
-            // A model whose every layer has fixed-size state is not bound by the teacher's context length.
-            if (LinearAttention.Conversion.MixerFactory.HasGrowingCache(llama.Config) && ids.Count + n > limit)
-                throw new LinearizeException(
-                    $"prompt ({ids.Count} tokens) + --max-new-tokens ({n}) exceeds the model's context of {limit} positions");
+            ContextLimit.Check(llama.Config, ids.Count + n, $"prompt ({ids.Count} tokens) + --max-new-tokens ({n})");
 
             var detok = tokenizer.CreateStreamingDetokenizer();
             var stdout = Console.Out;
