@@ -19,7 +19,7 @@ public static class BlockProcesses
         var (exe, prefix) = Self();
         int failed = 0;
         var queue = new Queue<int>(blocks);
-        var running = new List<(int Block, Process Process)>();
+        var running = new List<(int Block, Process Process, StreamWriter Log)>();
         while (queue.Count > 0 || running.Count > 0)
         {
             while (running.Count < jobs && queue.Count > 0 && !cancel.IsCancellationRequested)
@@ -34,23 +34,26 @@ public static class BlockProcesses
                 var p = Process.Start(info)!;
                 string logPath = Path.Combine(run.BlockDirectory(b), "log.txt");
                 var logWriter = new StreamWriter(logPath) { AutoFlush = true };
+                // The writer is closed only after WaitForExit() below, which also waits for both redirected streams to
+                // reach end of file; closing it from the Exited event raced the last stderr lines (a crash in CI).
                 p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (logWriter) logWriter.WriteLine(e.Data); };
                 p.OutputDataReceived += (_, _) => { };
-                p.Exited += (_, _) => { lock (logWriter) logWriter.Dispose(); };
-                p.EnableRaisingEvents = true;
                 p.BeginErrorReadLine();
                 p.BeginOutputReadLine();
-                running.Add((b, p));
+                running.Add((b, p, logWriter));
                 log($"block {b}: started process {p.Id} (log {logPath})");
             }
 
             if (running.Count == 0)
                 break;
             Thread.Sleep(200);
-            foreach (var (b, p) in running.Where(x => x.Process.HasExited).ToList())
+            foreach (var entry in running.Where(x => x.Process.HasExited).ToList())
             {
+                var (b, p, logWriter) = entry;
                 p.WaitForExit();
-                running.Remove((b, p));
+                lock (logWriter)
+                    logWriter.Dispose();
+                running.Remove(entry);
                 if (p.ExitCode == 0)
                     log($"block {b}: done");
                 else
@@ -63,7 +66,7 @@ public static class BlockProcesses
             }
 
             if (cancel.IsCancellationRequested)
-                foreach (var (_, p) in running)
+                foreach (var (_, p, _) in running)
                     if (!p.HasExited)
                         p.Kill(); // the next --resume continues from each block's last checkpoint
         }
