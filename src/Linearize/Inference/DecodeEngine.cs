@@ -53,7 +53,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         _headDim = config.HeadDim;
         _eps = config.RmsNormEps;
         _pool = new WorkerPool(options.Threads);
-        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool);
+        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool) { BatchInvariant = options.BatchInvariant };
     }
 
     public LlamaConfig Config { get; }
@@ -327,6 +327,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         _matmul.Y = y;
         _matmul.YStride = yStride;
         _matmul.Isa = Options.Isa;
+        _matmul.BatchInvariant = Options.BatchInvariant;
         if (w.Bytes < Options.ParallelMinBytes)
             _matmul.Execute(0, w.Rows);
         else

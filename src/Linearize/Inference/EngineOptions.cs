@@ -17,6 +17,11 @@ public sealed record EngineOptions
     /// <summary>Matrices smaller than this run on the calling thread: a parallel region costs more than it saves.</summary>
     public long ParallelMinBytes { get; init; } = 64 * 1024;
 
+    /// <summary>Make a batched step give each sequence exactly the logits it would get alone (see
+    /// <see cref="MatVec.Rows"/>): what a server needs so that a request's output does not depend on its neighbours.
+    /// Off by default, because the tiled kernels reuse each loaded weight vector for several sequences in registers.</summary>
+    public bool BatchInvariant { get; init; }
+
     public static WeightFormat ParseFormat(string text) => text.ToLowerInvariant() switch
     {
         "float32" or "fp32" or "f32" => WeightFormat.Float32,

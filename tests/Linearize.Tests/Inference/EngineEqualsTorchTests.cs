@@ -171,6 +171,58 @@ public sealed class EngineEqualsTorchTests
         Assert.True(worst <= 1e-5, $"{method}: batch vs alone max |Δlogit| = {worst:E2}");
     }
 
+    /// <summary>
+    /// With <see cref="EngineOptions.BatchInvariant"/> a sequence's logits are bit-identical whether it runs alone or
+    /// beside others at other positions (what a server promises its clients). Lengths pass 256 so the teacher's
+    /// attention is cut into slices; every format and ISA.
+    /// </summary>
+    [Theory]
+    [InlineData("teacher", WeightFormat.Float32, KernelIsa.Avx512)]
+    [InlineData("teacher", WeightFormat.Q8, KernelIsa.Avx2)]
+    [InlineData("teacher", WeightFormat.BFloat16, KernelIsa.Scalar)]
+    [InlineData("liger-gla", WeightFormat.Float32, KernelIsa.Avx2)]
+    [InlineData("liger-gla", WeightFormat.Q8, KernelIsa.Avx512)]
+    [InlineData("lolcats-sw", WeightFormat.Float32, KernelIsa.Avx512)]
+    public void BatchInvariantStepIsBitIdenticalToRunningAlone(string method, WeightFormat format, KernelIsa isa)
+    {
+        if (!KernelIsaSupport.IsSupported(isa))
+            return; // the other rows still run; this CPU lacks the ISA
+        using var teacher = TinyModels.Create("gqa-untied");
+        using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
+        using var engine = DecodeEngine.Create(model, new EngineOptions { Weights = format, Isa = isa, Threads = 2, BatchInvariant = true });
+        const int batch = 5, steps = 30;
+        int[] head = { 290, 0, 7, 260, 33 }; // tokens each sequence takes alone before the batch runs
+        var ids = Enumerable.Range(0, batch).Select(b => Ids(model.Config.VocabSize, head[b] + steps, 40 + b)).ToArray();
+        var alone = new float[batch][][];
+        for (int b = 0; b < batch; b++)
+        {
+            using var seq = engine.CreateSequence();
+            alone[b] = ids[b].Select(t => engine.Step(seq, t).ToArray()).ToArray();
+        }
+
+        var seqs = Enumerable.Range(0, batch).Select(_ => engine.CreateSequence()).ToArray();
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < head[b]; t++)
+                engine.Step(seqs[b], ids[b][t]);
+        int differing = 0;
+        for (int s = 0; s < steps; s++)
+        {
+            // The batch shrinks and grows as in a server: rows [0, count) of a rotating membership.
+            int count = 2 + s % (batch - 1);
+            var members = Enumerable.Range(0, count).Select(i => (i + s) % batch).ToArray();
+            var tokens = members.Select(b => ids[b][(int)seqs[b].Position]).ToArray();
+            var positions = members.Select(b => (int)seqs[b].Position).ToArray();
+            engine.Step(members.Select(b => seqs[b]).ToArray(), count, tokens);
+            for (int i = 0; i < count; i++)
+                if (!engine.Logits(i).SequenceEqual(alone[members[i]][positions[i]]))
+                    differing++;
+        }
+
+        foreach (var s in seqs)
+            s.Dispose();
+        Assert.Equal(0, differing);
+    }
+
     [Theory]
     [InlineData(WeightFormat.BFloat16, "teacher")]
     [InlineData(WeightFormat.Q8, "teacher")]

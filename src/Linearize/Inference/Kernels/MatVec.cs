@@ -20,28 +20,53 @@ public static unsafe class MatVec
     /// Rows <c>[r0, r1)</c> of <paramref name="w"/> times <paramref name="count"/> vectors at <paramref name="x"/> (stride
     /// <paramref name="xStride"/> floats), written to <paramref name="y"/> at <c>b · yStride + r</c>.
     /// </summary>
+    /// <param name="batchInvariant">Compute every vector's dot products exactly as a batch of one would (same
+    /// accumulators, same summation order), so a sequence's logits do not depend on what else is in the batch. The
+    /// tiled kernels sum in a different order and differ in the last bits, which can flip a greedy argmax on a near
+    /// tie. Each row is still read from memory once per step: the vectors after the first find it in L1.</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
+    public static void Rows(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa,
+        bool batchInvariant = false)
     {
         switch (w.Format)
         {
             case WeightFormat.Float32:
-                Dense<Float32Rows>(w.F32, sizeof(float), w.Cols, x, xStride, count, y, yStride, r0, r1, isa);
+                Dense<Float32Rows>(w.F32, sizeof(float), w.Cols, x, xStride, count, y, yStride, r0, r1, isa, batchInvariant);
                 break;
             case WeightFormat.BFloat16:
-                Dense<BFloat16Rows>(w.Bf16, sizeof(ushort), w.Cols, x, xStride, count, y, yStride, r0, r1, isa);
+                Dense<BFloat16Rows>(w.Bf16, sizeof(ushort), w.Cols, x, xStride, count, y, yStride, r0, r1, isa, batchInvariant);
                 break;
             default:
-                Q8(w, x, xStride, count, y, yStride, r0, r1, isa);
+                Q8(w, x, xStride, count, y, yStride, r0, r1, isa, batchInvariant);
                 break;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dense<TRow>(void* data, int elementSize, int cols, float* x, int xStride, int count, float* y, int yStride,
-        int r0, int r1, KernelIsa isa) where TRow : IRowLoader
+        int r0, int r1, KernelIsa isa, bool batchInvariant) where TRow : IRowLoader
     {
         int r = r0;
+        if (batchInvariant && count > 1)
+        {
+            for (; r < r1; r++)
+            {
+                void* row = (byte*)data + (long)r * cols * elementSize;
+                for (int b = 0; b < count; b++)
+                {
+                    float* xb = x + (long)b * xStride;
+                    y[(long)b * yStride + r] = isa switch
+                    {
+                        KernelIsa.Avx512 => Dot512<TRow>(row, xb, cols),
+                        KernelIsa.Avx2 => Dot256<TRow>(row, xb, cols),
+                        _ => DotScalar<TRow>(row, xb, cols),
+                    };
+                }
+            }
+
+            return;
+        }
+
         var xs = stackalloc float*[WideTile];
         if (count > 1 && isa == KernelIsa.Avx512)
         {
@@ -289,13 +314,30 @@ public static unsafe class MatVec
     // ---- Q8: int8 blocks of 32 with a float32 scale. Each block's int8 · x sum is formed in float, then scaled. ----
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q8(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
+    private static void Q8(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa,
+        bool batchInvariant)
     {
         int cols = w.Cols, blocks = w.BlocksPerRow;
         for (int r = r0; r < r1; r++)
         {
             sbyte* q = w.Q8Data + (long)r * cols;
             float* scales = w.Q8Scales + (long)r * blocks;
+            if (batchInvariant)
+            {
+                for (int b = 0; b < count; b++)
+                {
+                    float* xb = x + (long)b * xStride;
+                    y[(long)b * yStride + r] = isa switch
+                    {
+                        KernelIsa.Avx512 => Q8Dot512(q, scales, xb, cols),
+                        KernelIsa.Avx2 => Q8Dot256(q, scales, xb, cols),
+                        _ => Q8DotScalar(q, scales, xb, 0, cols),
+                    };
+                }
+
+                continue;
+            }
+
             for (int b = 0; b < count; b += Tile)
             {
                 int n = Math.Min(Tile, count - b);

@@ -50,9 +50,20 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
 
         // Enough units for every thread, but no slice shorter than MinSplitPositions.
         int rows = ctx.Count * KvHeads;
-        int wanted = (2 * ctx.Pool.Threads + rows - 1) / rows;
-        _splits = Math.Max(1, Math.Min(wanted, longest / MinSplitPositions));
-        _maxSplitLength = (longest + _splits - 1) / _splits;
+        if (ctx.BatchInvariant)
+        {
+            // Slices of a fixed span from each sequence's first visible position: how a sequence's softmax is cut and
+            // merged depends on its own length only. A shorter sequence's extra slices are empty and skipped in Merge.
+            _maxSplitLength = MinSplitPositions;
+            _splits = Math.Max(1, (longest + MinSplitPositions - 1) / MinSplitPositions);
+        }
+        else
+        {
+            int wanted = (2 * ctx.Pool.Threads + rows - 1) / rows;
+            _splits = Math.Max(1, Math.Min(wanted, longest / MinSplitPositions));
+            _maxSplitLength = (longest + _splits - 1) / _splits;
+        }
+
         int units = rows * _splits;
         ctx.EnsureScratch((long)units * UnitFloats);
         _ctx = ctx;
@@ -83,7 +94,18 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
             int b = row / KvHeads, kvHead = row % KvHeads;
             var kv = (KvState)ctx.Sequences[b].Layers[ctx.Layer];
             var (first, count) = Visible(kv.Length);
-            int s0 = first + (int)((long)count * split / _splits), s1 = first + (int)((long)count * (split + 1) / _splits);
+            int s0, s1;
+            if (ctx.BatchInvariant)
+            {
+                s0 = Math.Min(first + count, first + split * _maxSplitLength);
+                s1 = Math.Min(first + count, s0 + _maxSplitLength);
+            }
+            else
+            {
+                s0 = first + (int)((long)count * split / _splits);
+                s1 = first + (int)((long)count * (split + 1) / _splits);
+            }
+
             int n = s1 - s0;
             float* scratch = UnitScratch(ctx, unit);
             float* scores = scratch;

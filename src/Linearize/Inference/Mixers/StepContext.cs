@@ -33,6 +33,9 @@ internal sealed unsafe class StepContext : IDisposable
 
     public int Layer { get; set; }
 
+    /// <summary>Mixers must not let the batch change a sequence's arithmetic (<see cref="EngineOptions.BatchInvariant"/>).</summary>
+    public bool BatchInvariant { get; set; }
+
     public int QkvStride => (Heads + 2 * KvHeads) * HeadDim;
 
     public FloatBuffer Qkv { get; } = new(0);

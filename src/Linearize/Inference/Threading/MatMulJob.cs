@@ -13,7 +13,8 @@ internal sealed unsafe class MatMulJob : RangeJob
     public float* Y;
     public int YStride;
     public KernelIsa Isa;
+    public bool BatchInvariant;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void Execute(int start, int end) => MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa);
+    public override void Execute(int start, int end) => MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa, BatchInvariant);
 }
