@@ -32,6 +32,8 @@ public static class Program
         new HelpOption(),
         new VersionOption(),
         GenerateCommand.Create(),
+        ChatCommand.Create(),
+        ServeCommand.Create(),
         EvalCommand.Create(),
         InspectCommand.Create(),
         ConvertCommand.Create(),

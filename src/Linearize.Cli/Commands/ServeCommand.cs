@@ -1,0 +1,58 @@
+using System.CommandLine;
+using Linearize.Serving;
+
+namespace Linearize.Cli.Commands;
+
+/// <summary><c>linearize serve</c>: the OpenAI-compatible HTTP server with continuous batching.</summary>
+public static class ServeCommand
+{
+    public static Command Create()
+    {
+        var loader = new ServedModelLoader();
+        var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default; 0.0.0.0 exposes the server to the network)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 8080 };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Sequences decoded together in one step; more requests wait in the queue", DefaultValueFactory = _ => 8 };
+        var maxQueue = new Option<int>("--max-queue") { Description = "Requests allowed to wait for a slot; beyond that the server answers 429", DefaultValueFactory = _ => 64 };
+        var modelId = new Option<string?>("--model-id") { Description = "Name reported in /v1/models and responses (default: the model's file or directory name)" };
+        var command = new Command("serve",
+            "Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions with streaming, /health, /metrics). " +
+            "Concurrent requests share one decode batch (continuous batching); each gets the tokens it would get alone. Ctrl-C stops.");
+        loader.AddTo(command);
+        command.Add(host);
+        command.Add(port);
+        command.Add(maxBatch);
+        command.Add(maxQueue);
+        command.Add(modelId);
+        command.SetAction(r => CliRunner.Run(() =>
+        {
+            var options = new ServerOptions
+            {
+                Host = r.GetValue(host)!,
+                Port = r.GetValue(port),
+                MaxBatch = r.GetValue(maxBatch),
+                MaxQueue = r.GetValue(maxQueue),
+            };
+            options.Validate();
+            var served = loader.Load(r, r.GetValue(modelId));
+            using var _m = served.Model;
+            using var _e = served.Engine;
+            using var cts = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) =>
+            {
+                e.Cancel = true;
+                cts.Cancel();
+            };
+            var server = LinearizeServer.StartAsync(served, options).GetAwaiter().GetResult();
+            var o = Console.Error;
+            o.WriteLine($"serving '{served.Id}' at {server.BaseAddress}v1 — {served.Engine.Describe()}, batches of up to {options.MaxBatch}, queue {options.MaxQueue}");
+            o.WriteLine($"chat format: {served.Template.Source}; context: {(served.ContextLimit is int l ? $"{l} positions (softmax layers)" : "no hard limit (every layer keeps a fixed-size state)")}");
+            o.WriteLine($"try: curl {server.BaseAddress}v1/completions -H 'Content-Type: application/json' -d '{{\"prompt\": \"Once upon a time\", \"max_tokens\": 32, \"temperature\": 0}}'");
+            o.WriteLine("Ctrl-C stops the server.");
+            server.WaitAsync(cts.Token).GetAwaiter().GetResult();
+            o.WriteLine("stopping…");
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            return 0;
+        }));
+        return command;
+    }
+}

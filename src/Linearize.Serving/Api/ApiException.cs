@@ -1,0 +1,17 @@
+using System.Net;
+
+namespace Linearize.Serving.Api;
+
+/// <summary>A request the server refuses, answered as OpenAI's error JSON with <see cref="Status"/>.</summary>
+public sealed class ApiException(HttpStatusCode status, string message, string? param = null, string type = "invalid_request_error")
+    : Exception(message)
+{
+    public HttpStatusCode Status { get; } = status;
+
+    /// <summary>The request field at fault (OpenAI's <c>param</c>).</summary>
+    public string? Param { get; } = param;
+
+    public string Type { get; } = type;
+
+    public static ApiException BadRequest(string message, string? param = null) => new(HttpStatusCode.BadRequest, message, param);
+}

@@ -1,0 +1,248 @@
+using System.Collections.Concurrent;
+using Linearize.Generation;
+using Linearize.Inference;
+using Linearize.Tokenization;
+
+namespace Linearize.Serving;
+
+/// <summary>
+/// Continuous batching on one thread that owns the model: requests join the running decode batch as soon as a slot is
+/// free (their prompt prefilled by the TorchSharp model, the state handed to the engine) and leave when they finish or
+/// their client goes away; every step advances all of them with one <see cref="DecodeEngine.Step(DecodeSequence[], int, ReadOnlySpan{int})"/>,
+/// which reads each weight once for the batch. The engine is batch-invariant, so a request's tokens are those it would
+/// get alone. A linear model's sequence holds a fixed-size state, which is what lets a batch stay full cheaply.
+/// </summary>
+public sealed class BatchScheduler : IDisposable
+{
+    private sealed class Active(GenerationRequest request, DecodeSequence sequence, Sampler sampler, StreamingDetokenizer detok, StopSequenceMatcher stop)
+    {
+        public GenerationRequest Request { get; } = request;
+        public DecodeSequence Sequence { get; } = sequence;
+        public Sampler Sampler { get; } = sampler;
+        public StreamingDetokenizer Detok { get; } = detok;
+        public StopSequenceMatcher Stop { get; } = stop;
+        public int Next;
+    }
+
+    private readonly ServedModel _model;
+    private readonly ServerOptions _options;
+    private readonly ServerMetrics _metrics;
+    private readonly EngineGenerator _generator;
+    private readonly ConcurrentQueue<GenerationRequest> _waiting = new();
+    private readonly SemaphoreSlim _signal = new(0);
+    private readonly List<Active> _active = new();
+    private readonly Thread _thread;
+    private readonly CancellationTokenSource _stop = new();
+    private int _waitingCount;
+    private int _activeCount;
+
+    public BatchScheduler(ServedModel model, ServerOptions options, ServerMetrics metrics)
+    {
+        _model = model;
+        _options = options;
+        _metrics = metrics;
+        _generator = new EngineGenerator(model.Model, model.Engine);
+        _thread = new Thread(Loop) { Name = "linearize-scheduler", IsBackground = true };
+        _thread.Start();
+    }
+
+    /// <summary>Requests waiting for a slot.</summary>
+    public int QueueDepth => Volatile.Read(ref _waitingCount);
+
+    /// <summary>Sequences in the running batch.</summary>
+    public int ActiveSequences => Volatile.Read(ref _activeCount);
+
+    /// <summary>Largest state one sequence has held so far (bytes): memory per active sequence.</summary>
+    public long MaxStateBytesPerSequence { get; private set; }
+
+    /// <summary>Queues <paramref name="request"/>; false when the queue is full (answer 429).</summary>
+    public bool TryEnqueue(GenerationRequest request)
+    {
+        int free = Math.Max(0, _options.MaxBatch - ActiveSequences);
+        if (Interlocked.Increment(ref _waitingCount) > _options.MaxQueue + free)
+        {
+            Interlocked.Decrement(ref _waitingCount);
+            return false;
+        }
+
+        _waiting.Enqueue(request);
+        _metrics.QueueDepth.Set(QueueDepth);
+        _signal.Release();
+        return true;
+    }
+
+    private void Loop()
+    {
+        var sequences = new DecodeSequence[_options.MaxBatch];
+        var tokens = new int[_options.MaxBatch];
+        while (!_stop.IsCancellationRequested)
+        {
+            Admit();
+            _active.RemoveAll(a =>
+            {
+                if (!a.Request.Cancellation.IsCancellationRequested)
+                    return false;
+                Finish(a, null);
+                _metrics.Disconnected.Inc();
+                return true;
+            });
+            Publish();
+            if (_active.Count == 0)
+            {
+                try
+                {
+                    _signal.Wait(_stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            int count = _active.Count;
+            for (int b = 0; b < count; b++)
+            {
+                sequences[b] = _active[b].Sequence;
+                tokens[b] = _active[b].Next;
+            }
+
+            try
+            {
+                _model.Engine.Step(sequences, count, tokens);
+            }
+            catch (Exception e)
+            {
+                // A failing step (it should not happen) ends the requests in it, never the server.
+                foreach (var a in _active)
+                    Fail(a, e);
+                _active.Clear();
+                continue;
+            }
+
+            for (int b = count - 1; b >= 0; b--)
+            {
+                var a = _active[b];
+                a.Next = a.Sampler.Sample(_model.Engine.Logits(b));
+                if (!Emit(a))
+                    _active.RemoveAt(b);
+            }
+
+            Array.Clear(sequences);
+        }
+
+        foreach (var a in _active)
+            Fail(a, new OperationCanceledException("the server is shutting down"));
+        while (_waiting.TryDequeue(out var r))
+            r.Writer.TryComplete(new OperationCanceledException("the server is shutting down"));
+    }
+
+    private void Admit()
+    {
+        while (_active.Count < _options.MaxBatch && _waiting.TryDequeue(out var request))
+        {
+            Interlocked.Decrement(ref _waitingCount);
+            if (request.Cancellation.IsCancellationRequested)
+            {
+                request.Writer.TryComplete();
+                _metrics.Disconnected.Inc();
+                continue;
+            }
+
+            Sampler? sampler = null;
+            try
+            {
+                sampler = new Sampler(request.Sampling);
+                var (sequence, logits) = _generator.Prefill(request.PromptIds);
+                var a = new Active(request, sequence, sampler, _model.Tokenizer.CreateStreamingDetokenizer(), new StopSequenceMatcher(request.Stop))
+                {
+                    Next = sampler.Sample(logits),
+                };
+                _metrics.PromptTokens.Inc(request.PromptIds.Count);
+                if (Emit(a))
+                    _active.Add(a);
+            }
+            catch (Exception e)
+            {
+                sampler?.Dispose();
+                request.Writer.TryComplete(e);
+            }
+        }
+    }
+
+    /// <summary>Handles the token just sampled for <paramref name="a"/>; false when the request is finished.</summary>
+    private bool Emit(Active a)
+    {
+        var r = a.Request;
+        int token = a.Next;
+        if (_model.StopIds.Contains(token))
+        {
+            Finish(a, "stop");
+            return false;
+        }
+
+        r.CompletionTokens++;
+        _metrics.GeneratedTokens.Inc();
+        string text = a.Stop.Push(a.Detok.Push(token));
+        if (text.Length > 0)
+            r.Writer.TryWrite(new GenerationEvent(text, null));
+        if (a.Stop.Stopped)
+        {
+            Finish(a, "stop");
+            return false;
+        }
+
+        // The token just sampled is fed at position Position; a softmax model may not feed one at its context size.
+        if (r.CompletionTokens >= r.MaxTokens || (_model.ContextLimit is int limit && a.Sequence.Position >= limit))
+        {
+            Finish(a, "length");
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Ends a request: the held-back text, the finish reason (null: cancelled), and its memory.</summary>
+    private void Finish(Active a, string? reason)
+    {
+        MaxStateBytesPerSequence = Math.Max(MaxStateBytesPerSequence, a.Sequence.StateBytes);
+        if (reason is not null)
+        {
+            string tail = a.Stop.Stopped ? "" : a.Stop.Push(a.Detok.Flush()) + a.Stop.Flush();
+            if (tail.Length > 0)
+                a.Request.Writer.TryWrite(new GenerationEvent(tail, null));
+            a.Request.Writer.TryWrite(new GenerationEvent("", reason));
+        }
+
+        a.Request.Writer.TryComplete();
+        a.Sequence.Dispose();
+        a.Sampler.Dispose();
+    }
+
+    private void Fail(Active a, Exception e)
+    {
+        a.Request.Writer.TryComplete(e);
+        a.Sequence.Dispose();
+        a.Sampler.Dispose();
+    }
+
+    private void Publish()
+    {
+        Volatile.Write(ref _activeCount, _active.Count);
+        long bytes = 0;
+        foreach (var a in _active)
+            bytes += a.Sequence.StateBytes;
+        _metrics.ActiveSequences.Set(_active.Count);
+        _metrics.QueueDepth.Set(QueueDepth);
+        _metrics.StateBytes.Set(bytes);
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _thread.Join();
+        _stop.Dispose();
+        _signal.Dispose();
+    }
+}
