@@ -30,9 +30,9 @@ public sealed class ServedModelLoader
     }
 
     /// <summary>Loads the model and packs a batch-invariant engine. The caller disposes the model and engine.</summary>
-    public ServedModel Load(ParseResult r, string? id = null)
+    public ServedModel Load(ParseResult r, string? id = null, string? modelPath = null)
     {
-        string path = r.GetValue(Model.Model)!;
+        string path = modelPath ?? r.GetValue(Model.Model)!;
         string? tokenizerPath = r.GetValue(Model.Tokenizer);
         string format = r.GetValue(ChatFormat)!;
         var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(path, tokenizerPath, Model.ParseDType(r));

@@ -108,9 +108,12 @@ public sealed class BatchScheduler : IDisposable
                 tokens[b] = _active[b].Next;
             }
 
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 _model.Engine.Step(sequences, count, tokens);
+                _metrics.StepSeconds.Inc(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                _metrics.Steps.Inc();
             }
             catch (Exception e)
             {
@@ -154,7 +157,9 @@ public sealed class BatchScheduler : IDisposable
             try
             {
                 sampler = new Sampler(request.Sampling);
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 var (sequence, logits) = _generator.Prefill(request.PromptIds);
+                _metrics.PrefillSeconds.Inc(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
                 var a = new Active(request, sequence, sampler, _model.Tokenizer.CreateStreamingDetokenizer(), new StopSequenceMatcher(request.Stop))
                 {
                     Next = sampler.Sample(logits),

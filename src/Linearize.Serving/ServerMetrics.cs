@@ -17,6 +17,9 @@ public sealed class ServerMetrics
         PromptTokens = f.CreateCounter("linearize_prompt_tokens_total", "Prompt tokens prefilled");
         GeneratedTokens = f.CreateCounter("linearize_generated_tokens_total", "Tokens generated");
         Disconnected = f.CreateCounter("linearize_disconnected_requests_total", "Requests whose client went away before the end");
+        PrefillSeconds = f.CreateCounter("linearize_prefill_seconds_total", "Time the scheduler spent prefilling prompts (TorchSharp)");
+        StepSeconds = f.CreateCounter("linearize_decode_step_seconds_total", "Time the scheduler spent in batched decode steps (engine)");
+        Steps = f.CreateCounter("linearize_decode_steps_total", "Batched decode steps");
         QueueDepth = f.CreateGauge("linearize_queue_depth", "Requests waiting for a batch slot");
         ActiveSequences = f.CreateGauge("linearize_active_sequences", "Sequences in the running decode batch");
         StateBytes = f.CreateGauge("linearize_state_bytes", "Bytes of decoding state held by the active sequences (KV caches, recurrent states)");
@@ -33,6 +36,12 @@ public sealed class ServerMetrics
     public Counter GeneratedTokens { get; }
 
     public Counter Disconnected { get; }
+
+    public Counter PrefillSeconds { get; }
+
+    public Counter StepSeconds { get; }
+
+    public Counter Steps { get; }
 
     public Gauge QueueDepth { get; }
 

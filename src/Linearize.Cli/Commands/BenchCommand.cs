@@ -20,6 +20,7 @@ public static class BenchCommand
         command.Add(CreateThroughput());
         command.Add(CreateDecode());
         command.Add(CreateMemory());
+        command.Add(BenchServeCommand.Create());
         return command;
     }
 

@@ -60,6 +60,8 @@ public static class ChatCommand
                 string? line = Console.In.ReadLine();
                 if (line is null || line.Trim() == "/exit")
                     break;
+                if (Console.IsInputRedirected)
+                    Console.Out.WriteLine(line); // a transcript reads as a conversation
                 if (line.Trim() == "/reset")
                 {
                     session.Reset();
@@ -94,6 +96,7 @@ public static class ChatCommand
                 }
 
                 Console.Out.WriteLine();
+                Console.Out.Flush();
                 if (session.LastFinishReason == "cancelled")
                     err.WriteLine("(reply stopped)");
                 if (r.GetValue(stats))
