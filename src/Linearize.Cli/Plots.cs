@@ -4,17 +4,28 @@ namespace Linearize.Cli;
 public static class Plots
 {
     /// <summary>One line; <paramref name="RightAxis"/> draws it against the right-hand y axis (a second unit).</summary>
-    public sealed record Series(string Label, double[] Xs, double[] Ys, bool RightAxis = false);
+    /// <param name="Markers">Draw a marker at every point, in a colour of its own, on top of the other lines (sparse
+    /// series such as validation loss, which a dense training line would otherwise hide).</param>
+    public sealed record Series(string Label, double[] Xs, double[] Ys, bool RightAxis = false, bool Markers = false);
 
     public static void Line(string path, string title, string xLabel, string yLabel, IReadOnlyList<Series> series,
         bool logX = false, string? rightYLabel = null, bool zeroBased = false)
     {
         var plot = new ScottPlot.Plot();
-        foreach (var s in series)
+        foreach (var s in series.OrderBy(x => x.Markers)) // marked series last: drawn on top
         {
             var xs = logX ? s.Xs.Select(Math.Log2).ToArray() : s.Xs;
             var scatter = plot.Add.Scatter(xs, s.Ys);
             scatter.LegendText = s.Label;
+            if (s.Markers)
+            {
+                scatter.Color = ScottPlot.Colors.OrangeRed;
+                scatter.MarkerSize = 9;
+                scatter.MarkerShape = ScottPlot.MarkerShape.FilledCircle;
+                scatter.LineWidth = 2;
+            }
+            else if (series.Any(x => x.Markers))
+                scatter.MarkerSize = 0;
             if (s.RightAxis)
             {
                 scatter.Axes.YAxis = plot.Axes.Right;

@@ -68,7 +68,7 @@ public static class TrainingUi
         var series = new List<Plots.Series> { new("train loss", steps, loss) };
         if (evals.Count > 0)
             series.Add(new("validation loss", evals.Select(r => (double)r["step"]!.GetValue<long>()).ToArray(),
-                evals.Select(r => r["eval_loss"]!.GetValue<double>()).ToArray()));
+                evals.Select(r => r["eval_loss"]!.GetValue<double>()).ToArray(), Markers: true));
         Plots.Line(pngPath, title, "optimizer step", yLabel, series);
     }
 }

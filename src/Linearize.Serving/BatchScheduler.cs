@@ -7,8 +7,9 @@ namespace Linearize.Serving;
 
 /// <summary>
 /// Continuous batching on one thread that owns the model: requests join the running decode batch as soon as a slot is
-/// free (their prompt prefilled by the TorchSharp model, the state handed to the engine) and leave when they finish or
-/// their client goes away; every step advances all of them with one <see cref="DecodeEngine.Step(DecodeSequence[], int, ReadOnlySpan{int})"/>,
+/// free and leave when they finish or their client goes away. A short prompt (up to
+/// <see cref="ServerOptions.EnginePrefillMaxTokens"/>) is fed through the batch one token per step; a longer one is
+/// prefilled by the TorchSharp model (batched GEMMs) and its state handed to the engine; every step advances all of them with one <see cref="DecodeEngine.Step(DecodeSequence[], int, ReadOnlySpan{int})"/>,
 /// which reads each weight once for the batch. The engine is batch-invariant, so a request's tokens are those it would
 /// get alone. A linear model's sequence holds a fixed-size state, which is what lets a batch stay full cheaply.
 /// </summary>
@@ -21,7 +22,13 @@ public sealed class BatchScheduler : IDisposable
         public Sampler Sampler { get; } = sampler;
         public StreamingDetokenizer Detok { get; } = detok;
         public StopSequenceMatcher Stop { get; } = stop;
+
+        /// <summary>The token the next step feeds: a prompt token while prefilling in the batch, then the last sampled one.</summary>
         public int Next;
+
+        /// <summary>Prompt tokens still to feed before sampling starts (empty when TorchSharp prefilled the prompt).</summary>
+        public IReadOnlyList<int> Pending = Array.Empty<int>();
+        public int PendingIndex;
     }
 
     private readonly ServedModel _model;
@@ -127,6 +134,12 @@ public sealed class BatchScheduler : IDisposable
             for (int b = count - 1; b >= 0; b--)
             {
                 var a = _active[b];
+                if (a.PendingIndex < a.Pending.Count)
+                {
+                    a.Next = a.Pending[a.PendingIndex++]; // still prefilling in the batch: the logits are not needed
+                    continue;
+                }
+
                 a.Next = a.Sampler.Sample(_model.Engine.Logits(b));
                 if (!Emit(a))
                     _active.RemoveAt(b);
@@ -157,14 +170,26 @@ public sealed class BatchScheduler : IDisposable
             try
             {
                 sampler = new Sampler(request.Sampling);
+                _metrics.PromptTokens.Inc(request.PromptIds.Count);
+                var detok = _model.Tokenizer.CreateStreamingDetokenizer();
+                var stop = new StopSequenceMatcher(request.Stop);
+                if (request.PromptIds.Count <= _options.EnginePrefillMaxTokens)
+                {
+                    // A short prompt joins the batch at once and is fed one token per step beside the others' decoding:
+                    // its rows cost a fraction of a step, where a TorchSharp prefill would stall every other sequence.
+                    _active.Add(new Active(request, _model.Engine.CreateSequence(), sampler, detok, stop)
+                    {
+                        Pending = request.PromptIds,
+                        Next = request.PromptIds[0],
+                        PendingIndex = 1,
+                    });
+                    continue;
+                }
+
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 var (sequence, logits) = _generator.Prefill(request.PromptIds);
                 _metrics.PrefillSeconds.Inc(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
-                var a = new Active(request, sequence, sampler, _model.Tokenizer.CreateStreamingDetokenizer(), new StopSequenceMatcher(request.Stop))
-                {
-                    Next = sampler.Sample(logits),
-                };
-                _metrics.PromptTokens.Inc(request.PromptIds.Count);
+                var a = new Active(request, sequence, sampler, detok, stop) { Next = sampler.Sample(logits) };
                 if (Emit(a))
                     _active.Add(a);
             }

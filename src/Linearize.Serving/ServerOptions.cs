@@ -18,6 +18,11 @@ public sealed record ServerOptions
     /// <summary><c>max_tokens</c> when a request gives none: 16 for completions (OpenAI's default), this for chat.</summary>
     public int DefaultChatMaxTokens { get; init; } = 256;
 
+    /// <summary>Prompts up to this many tokens are prefilled inside the decode batch (one engine row per token per
+    /// step); longer ones by a TorchSharp forward pass before they join. 0: always TorchSharp. The choice depends on
+    /// the prompt's length only, so a request's output never depends on its neighbours.</summary>
+    public int EnginePrefillMaxTokens { get; init; } = 32;
+
     /// <summary>Largest request body accepted.</summary>
     public long MaxRequestBytes { get; init; } = 4 << 20;
 
@@ -29,6 +34,8 @@ public sealed record ServerOptions
             throw new LinearizeException($"--max-batch must be at least 1, got {MaxBatch}");
         if (MaxQueue < 0)
             throw new LinearizeException($"--max-queue must be at least 0, got {MaxQueue}");
+        if (EnginePrefillMaxTokens < 0)
+            throw new LinearizeException($"--engine-prefill-max must be at least 0, got {EnginePrefillMaxTokens}");
         if (DefaultChatMaxTokens < 1)
             throw new LinearizeException($"default max tokens must be at least 1, got {DefaultChatMaxTokens}");
     }

@@ -73,6 +73,7 @@ public static class BenchCommand
         fill.AcceptOnlyFromAmong("synthetic", "prefill");
         var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Context tokens per prefill forward pass (--fill prefill)", DefaultValueFactory = _ => 512 };
         var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "Skip the memory-bandwidth probe (no GB/s fraction)" };
+        var invariant = new Option<bool>("--batch-invariant") { Description = "Batch-invariant kernels, as 'serve' runs them (each sequence's logits exactly as alone); measures their cost at --batch N" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var plot = new Option<string?>("--plot") { Description = "Also write a PNG: ms/token and decoding state against context, every model in one figure" };
         var command = new Command("decode",
@@ -86,6 +87,7 @@ public static class BenchCommand
         command.Add(fill);
         command.Add(prefillChunk);
         command.Add(noBandwidth);
+        command.Add(invariant);
         command.Add(json);
         command.Add(plot);
         command.SetAction(r => CliRunner.Run(() =>
@@ -103,7 +105,7 @@ public static class BenchCommand
                 synthetic = false; // the TorchSharp path has no synthetic fill: it prefills
             }
 
-            var engineConfig = useEngine ? engineOptions.Parse(r) : null;
+            var engineConfig = useEngine ? engineOptions.Parse(r) with { BatchInvariant = r.GetValue(invariant) } : null;
             int threads = engineConfig?.Threads ?? torch.get_num_threads();
             double? bandwidth = r.GetValue(noBandwidth) ? null : MemoryBandwidth.Measure(threads, 1L << 30, 3) / 1e9;
             var runs = new List<DecodeRun>();
@@ -157,6 +159,7 @@ public static class BenchCommand
                     engine = useEngine ? "engine" : "torch",
                     threads,
                     batch = batchSize,
+                    batch_invariant = engineConfig?.BatchInvariant ?? false,
                     fill = synthetic ? "synthetic" : "prefill",
                     new_tokens = n,
                     bandwidth_gb_per_s = bandwidth is double bw ? Math.Round(bw, 2) : (double?)null,
@@ -182,7 +185,7 @@ public static class BenchCommand
             }
 
             var table = new Table()
-                .Title(Markup.Escape($"{(useEngine ? "engine" : "torch")}, batch {batchSize}, {threads} threads" +
+                .Title(Markup.Escape($"{(useEngine ? "engine" : "torch")}, batch {batchSize}{(engineConfig?.BatchInvariant == true ? " (batch-invariant)" : "")}, {threads} threads" +
                                      (bandwidth is double bwt ? $", read bandwidth {bwt:F1} GB/s" : "")))
                 .AddColumn("model").AddColumn(new TableColumn("context").RightAligned()).AddColumn(new TableColumn("ms/step").RightAligned())
                 .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("state/seq").RightAligned())

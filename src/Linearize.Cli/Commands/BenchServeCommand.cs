@@ -17,6 +17,7 @@ public static class BenchServeCommand
         var batches = new Option<int[]>("--max-batch") { Description = "Batch sizes to run, e.g. --max-batch 1 8 32", DefaultValueFactory = _ => new[] { 1, 8, 32 }, AllowMultipleArgumentsPerToken = true };
         var maxTokens = new Option<int>("--max-tokens") { Description = "max_tokens of every request (greedy; a reply may stop earlier at EOS)", DefaultValueFactory = _ => 64 };
         var malformed = new Option<int>("--malformed") { Description = "Malformed requests fired after the load, before one last good request", DefaultValueFactory = _ => 1000 };
+        var enginePrefill = new Option<int>("--engine-prefill-max") { Description = "Prompts up to N tokens are prefilled inside the decode batch, longer ones by TorchSharp (0: always TorchSharp)", DefaultValueFactory = _ => new ServerOptions().EnginePrefillMaxTokens };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var command = new Command("serve",
             "Load-test the OpenAI-compatible server on loopback: each prompt answered alone first (the reference), then all clients at once per --max-batch, streaming and greedy. " +
@@ -28,6 +29,7 @@ public static class BenchServeCommand
         command.Add(batches);
         command.Add(maxTokens);
         command.Add(malformed);
+        command.Add(enginePrefill);
         command.Add(json);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -45,7 +47,7 @@ public static class BenchServeCommand
                 var served = loader.Load(r, modelPath: path);
                 using var _m = served.Model;
                 using var _e = served.Engine;
-                var test = new ServeLoadTest(served, prompts, tokens);
+                var test = new ServeLoadTest(served, prompts, tokens, new ServerOptions { EnginePrefillMaxTokens = r.GetValue(enginePrefill) });
                 err.WriteLine($"{served.Id}: {n} reference answers, one at a time…");
                 var reference = test.ReferenceAsync(CancellationToken.None).GetAwaiter().GetResult();
                 foreach (int b in sizes)
@@ -67,6 +69,7 @@ public static class BenchServeCommand
                 {
                     clients = n,
                     max_tokens = tokens,
+                    engine_prefill_max = r.GetValue(enginePrefill),
                     rows = rows.Select(x => new
                     {
                         model = x.Model, max_batch = x.MaxBatch, requests = x.Requests, seconds = Math.Round(x.Seconds, 3),
@@ -84,7 +87,7 @@ public static class BenchServeCommand
             }
             else
             {
-                var table = new Table().Title($"{n} concurrent streaming clients, greedy, max_tokens {tokens}")
+                var table = new Table().Title($"{n} concurrent streaming clients, greedy, max_tokens {tokens}, prompts ≤ {r.GetValue(enginePrefill)} tokens prefilled in the batch")
                     .AddColumn("model").AddColumn(new TableColumn("batch").RightAligned()).AddColumn(new TableColumn("req/s").RightAligned())
                     .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("p50 ms").RightAligned())
                     .AddColumn(new TableColumn("p99 ms").RightAligned()).AddColumn(new TableColumn("1st tok p50").RightAligned())

@@ -27,7 +27,7 @@ public static class ConvertCommand
         {
             string outDir = r.GetValue(output)!;
             conversion.Validate(r);
-            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, r.GetValue(model.Model), r.GetValue(model.Tokenizer));
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, replacedWhole: true, r.GetValue(model.Model), r.GetValue(model.Tokenizer));
             var watch = Stopwatch.StartNew();
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
             using var teacher = ModelLoader.Load(source, model.ParseDType(r));

@@ -16,6 +16,7 @@ public static class CreateRandomCommand
         var format = new Option<string>("--format") { Description = "hf (a Hugging Face directory) or llama2c (one .bin file that llama2.c's run.c reads too)", DefaultValueFactory = _ => "hf" };
         format.AcceptOnlyFromAmong("hf", "llama2c");
         var context = new Option<int?>("--max-positions") { Description = "Override the preset's context length (max_position_embeddings / llama2.c seq_len)" };
+        var overwrite = OutputDirectory.OverwriteOption();
         var command = new Command("create-random", "Write a random-weight Hugging Face checkpoint with the shape of a real model (speed does not depend on training).");
         command.Add(preset);
         command.Add(output);
@@ -23,6 +24,7 @@ public static class CreateRandomCommand
         command.Add(tokenizer);
         command.Add(format);
         command.Add(context);
+        command.Add(overwrite);
         command.SetAction(r => CliRunner.Run(() =>
         {
             var config = ModelPresets.Get(r.GetValue(preset)!);
@@ -32,8 +34,8 @@ public static class CreateRandomCommand
                     : throw new LinearizeException($"--max-positions must be positive, got {positions}");
             string outPath = r.GetValue(output)!;
             bool llama2c = r.GetValue(format) == "llama2c";
-            if (!llama2c && File.Exists(outPath))
-                throw new LinearizeException($"{outPath}: exists and is a file; --out must be a directory");
+            if (!llama2c)
+                OutputDirectory.Prepare(outPath, r.GetValue(overwrite), reuse: false, replacedWhole: true, r.GetValue(tokenizer));
             if (llama2c && Directory.Exists(outPath))
                 throw new LinearizeException($"{outPath}: is a directory; with --format llama2c, --out names the .bin file");
             using var model = new LlamaForCausalLM(config);

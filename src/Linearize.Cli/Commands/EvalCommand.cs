@@ -63,6 +63,8 @@ public static class EvalCommand
                 throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");
             Linearize.Inference.WeightRounding.Apply(llama, format);
             var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
+            if (File.Exists(path) && PerplexityEvaluator.FirstInvalidUtf8(path) is long bad)
+                Console.Error.WriteLine($"warning: {path} is not valid UTF-8 (first bad byte at offset {bad}); such bytes are read as U+FFFD and scored — is this a text file?");
             Linearize.Evaluation.PerplexityResult result;
             try
             {

@@ -13,18 +13,19 @@ public static class ImportLlama2cCommand
         var checkpoint = new Option<string>("--checkpoint") { Description = "llama2.c .bin checkpoint (legacy v0 format)", Required = true };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Its tok*.bin tokenizer, copied into the output" };
         var output = new Option<string>("--out", "-o") { Description = "Output directory (config.json + model.safetensors)", Required = true };
+        var overwrite = OutputDirectory.OverwriteOption();
         var command = new Command("import-llama2c",
             "Convert a llama2.c checkpoint to a Hugging Face directory (q/k rows permuted from interleaved RoPE to rotate_half).");
         command.Add(checkpoint);
         command.Add(tokenizer);
         command.Add(output);
+        command.Add(overwrite);
         command.SetAction(r => CliRunner.Run(() =>
         {
             string bin = r.GetValue(checkpoint)!;
             string? tok = r.GetValue(tokenizer);
             string outDir = r.GetValue(output)!;
-            if (File.Exists(outDir))
-                throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, replacedWhole: true, bin, tok);
             if (tok is not null)
                 Tokenization.Llama2cTokenizer.Load(tok); // validate before writing anything
             var ckpt = Llama2cCheckpoint.Load(bin);

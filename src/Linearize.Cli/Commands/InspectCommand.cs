@@ -64,11 +64,29 @@ public static class InspectCommand
             table.AddRow("size on disk", ConsoleUi.Bytes(info.size_on_disk));
             table.AddRow("tokenizer", Markup.Escape(tokenizer?.Description ?? "none found (pass --tokenizer)"));
             var groups = mixers.Select((m, i) => (m, i)).GroupBy(x => x.m)
-                .Select(g => $"{g.Key} × {g.Count()} (layers {string.Join(",", g.Select(x => x.i))})");
+                .Select(g => $"{g.Key} × {g.Count()} (layers {LayerRanges(g.Select(x => x.i))})");
             table.AddRow("mixers", Markup.Escape(string.Join("; ", groups)));
             ConsoleUi.Out.Write(table);
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Layer indices as ranges, <c>0–2, 4, 6–11</c>: short, and a narrow terminal wraps it only at spaces
+    /// (issue 9 item 14: "0,1,2,…" wrapped mid-number).</summary>
+    public static string LayerRanges(IEnumerable<int> layers)
+    {
+        var sorted = layers.Order().ToList();
+        var parts = new List<string>();
+        for (int i = 0; i < sorted.Count;)
+        {
+            int j = i;
+            while (j + 1 < sorted.Count && sorted[j + 1] == sorted[j] + 1)
+                j++;
+            parts.Add(j == i ? $"{sorted[i]}" : j == i + 1 ? $"{sorted[i]}, {sorted[j]}" : $"{sorted[i]}–{sorted[j]}");
+            i = j + 1;
+        }
+
+        return string.Join(", ", parts);
     }
 }

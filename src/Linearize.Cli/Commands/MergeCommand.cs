@@ -21,7 +21,7 @@ public static class MergeCommand
         command.SetAction(r => CliRunner.Run(() =>
         {
             string outDir = r.GetValue(output)!;
-            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, r.GetValue(model.Model), r.GetValue(model.Tokenizer), r.GetValue(adapter));
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, replacedWhole: true, r.GetValue(model.Model), r.GetValue(model.Tokenizer), r.GetValue(adapter));
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
             using var llama = ModelLoader.Load(source, model.ParseDType(r));
             var options = LoraAdapterFile.Load(llama, r.GetValue(adapter)!);

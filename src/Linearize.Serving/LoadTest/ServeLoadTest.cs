@@ -11,8 +11,10 @@ namespace Linearize.Serving.LoadTest;
 /// at once, streaming, greedy; each answer must equal its reference, none may be lost, and <c>/health</c> is polled
 /// throughout. Then a burst of malformed requests, after which the server must still answer correctly.
 /// </summary>
-public sealed class ServeLoadTest(ServedModel model, IReadOnlyList<string> prompts, int maxTokens)
+public sealed class ServeLoadTest(ServedModel model, IReadOnlyList<string> prompts, int maxTokens, ServerOptions? options = null)
 {
+    private readonly ServerOptions _base = (options ?? new ServerOptions()) with { Port = 0, Host = "127.0.0.1" };
+
     /// <summary>Openings the default prompts are made from (TinyStories style, since the shared model tells stories).</summary>
     public static IReadOnlyList<string> DefaultPrompts(int count)
     {
@@ -24,7 +26,7 @@ public sealed class ServeLoadTest(ServedModel model, IReadOnlyList<string> promp
     /// <summary>The reference answers: each prompt alone on a server with one slot.</summary>
     public async Task<string[]> ReferenceAsync(CancellationToken cancel)
     {
-        await using var server = await LinearizeServer.StartAsync(model, new ServerOptions { Port = 0, MaxBatch = 1, MaxQueue = 1 }, cancel);
+        await using var server = await LinearizeServer.StartAsync(model, _base with { MaxBatch = 1, MaxQueue = 1 }, cancel);
         using var http = Client(server);
         var answers = new string[prompts.Count];
         for (int i = 0; i < prompts.Count; i++)
@@ -35,7 +37,7 @@ public sealed class ServeLoadTest(ServedModel model, IReadOnlyList<string> promp
     /// <summary>All prompts at once against a server batching up to <paramref name="maxBatch"/>.</summary>
     public async Task<LoadTestRow> RunAsync(int maxBatch, string[] reference, CancellationToken cancel)
     {
-        await using var server = await LinearizeServer.StartAsync(model, new ServerOptions { Port = 0, MaxBatch = maxBatch, MaxQueue = prompts.Count }, cancel);
+        await using var server = await LinearizeServer.StartAsync(model, _base with { MaxBatch = maxBatch, MaxQueue = prompts.Count }, cancel);
         using var http = Client(server);
         using var stopHealth = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         int checks = 0, failures = 0;
@@ -91,7 +93,7 @@ public sealed class ServeLoadTest(ServedModel model, IReadOnlyList<string> promp
     /// <summary>Fires <paramref name="count"/> malformed requests (several kinds, <paramref name="parallel"/> at a time), then one good one.</summary>
     public async Task<MalformedSweep> MalformedAsync(int count, int parallel, string expectedFirst, CancellationToken cancel)
     {
-        await using var server = await LinearizeServer.StartAsync(model, new ServerOptions { Port = 0, MaxBatch = 4, MaxQueue = 16 }, cancel);
+        await using var server = await LinearizeServer.StartAsync(model, _base with { MaxBatch = 4, MaxQueue = 16 }, cancel);
         using var http = Client(server);
         string[] bodies =
         {

@@ -88,6 +88,17 @@ public sealed class SafetensorsFile : IDisposable
         JsonDocument doc;
         try
         {
+            // The format requires UTF-8; System.Text.Json checks it only when a string is read, and then throws an
+            // InvalidOperationException from deep inside (found by ReaderFuzzTests).
+            new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetCharCount(headerBytes);
+        }
+        catch (System.Text.DecoderFallbackException)
+        {
+            throw new CheckpointFormatException(path, "header is not valid UTF-8");
+        }
+
+        try
+        {
             doc = JsonDocument.Parse(headerBytes);
         }
         catch (JsonException e)

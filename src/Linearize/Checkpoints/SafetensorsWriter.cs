@@ -46,8 +46,13 @@ public static class SafetensorsWriter
             stream.Write(json);
             for (int i = json.Length; i < padded; i++)
                 stream.WriteByte((byte)' ');
+            int written = 0;
             foreach (var (_, tensor) in sorted)
+            {
                 WriteData(stream, tensor);
+                if (++written == sorted.Count / 2)
+                    FaultInjection.Point("safetensors-half-written");
+            }
         });
     }
 

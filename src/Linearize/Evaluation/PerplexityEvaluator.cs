@@ -39,6 +39,42 @@ public sealed class PerplexityEvaluator
     /// <summary>Upper bound on padded tokens per forward pass in the per-line protocol.</summary>
     public int BatchTokens { get; }
 
+    /// <summary>Byte offset of the first byte of <paramref name="path"/> that is not valid UTF-8, or null when it all
+    /// is (the readers decode such bytes as U+FFFD and would score them silently).</summary>
+    public static long? FirstInvalidUtf8(string path)
+    {
+        var decoder = new UTF8Encoding(false, throwOnInvalidBytes: true).GetDecoder();
+        var buffer = new byte[1 << 16];
+        var chars = new char[(1 << 16) + 8];
+        long offset = 0;
+        using var stream = File.OpenRead(path);
+        int n;
+        while ((n = stream.Read(buffer, 0, buffer.Length)) > 0)
+        {
+            try
+            {
+                decoder.GetChars(buffer, 0, n, chars, 0, flush: false);
+            }
+            catch (DecoderFallbackException e)
+            {
+                return offset + Math.Max(0, e.Index);
+            }
+
+            offset += n;
+        }
+
+        try
+        {
+            decoder.GetChars(Array.Empty<byte>(), 0, 0, chars, 0, flush: true);
+        }
+        catch (DecoderFallbackException)
+        {
+            return offset - 1; // the file ends inside a character
+        }
+
+        return null;
+    }
+
     /// <summary>The non-empty lines of <paramref name="path"/> (line endings stripped), at most <paramref name="maxDocs"/>.</summary>
     public static List<string> ReadLines(string path, int? maxDocs)
     {

@@ -52,7 +52,12 @@ public static class ModelLoader
     public static void SaveHuggingFace(LlamaForCausalLM model, LlamaConfig config, string directory, string? tokenizerPath,
         long maxShardBytes = 5L << 30)
     {
-        Directory.CreateDirectory(directory);
+        // Staged: the directory appears whole or not at all (issue 9 items 6 and 14).
+        StagedDirectory.Write(directory, staging => SaveInto(model, config, staging, tokenizerPath, maxShardBytes));
+    }
+
+    private static void SaveInto(LlamaForCausalLM model, LlamaConfig config, string directory, string? tokenizerPath, long maxShardBytes)
+    {
         var tensors = model.state_dict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value)).ToList();
         SafetensorsWriter.WriteCheckpoint(directory, tensors, maxShardBytes);
         string dtypeName = model.DType == ScalarType.BFloat16 ? "bfloat16" : model.DType == ScalarType.Float16 ? "float16" : "float32";

@@ -152,4 +152,55 @@ public sealed class HardeningTests
         Assert.Contains("note: --max-length = 1024 goes beyond the teacher's 512 positions", err);
         Assert.Contains("\"max_length\":1024", output);
     }
+
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
+    public void PerplexityOfBinaryBytesWarnsThatTheTextIsNotUtf8()
+    {
+        using var dir = new TempDir();
+        string binary = dir.File("data.bin");
+        File.WriteAllBytes(binary, new byte[] { (byte)'O', (byte)'k', 0xC3, 0x28, (byte)'\n', 0xFF, 0xFE, (byte)'x', (byte)'\n' });
+        var (exit, _, err) = CliHarness.Run("eval", "ppl", "--model", SharedData.Stories260KDir, "--text", binary);
+        Assert.Equal(0, exit);
+        Assert.Contains($"warning: {binary} is not valid UTF-8 (first bad byte at offset 2)", err);
+        string clean = dir.File("clean.txt");
+        File.WriteAllText(clean, "Once upon a time — a café.\n");
+        (exit, _, err) = CliHarness.Run("eval", "ppl", "--model", SharedData.Stories260KDir, "--text", clean);
+        Assert.Equal(0, exit);
+        Assert.DoesNotContain("UTF-8", err);
+    }
+
+    [Fact]
+    public void InspectListsLayersAsRangesThatWrapOnlyAtSpaces()
+    {
+        Assert.Equal("0–11", Linearize.Cli.Commands.InspectCommand.LayerRanges(Enumerable.Range(0, 12)));
+        Assert.Equal("0–2, 4, 6, 7, 9–11", Linearize.Cli.Commands.InspectCommand.LayerRanges(new[] { 11, 0, 1, 2, 4, 6, 7, 9, 10 }));
+    }
+
+    [Fact]
+    public void TheLossPlotDrawsValidationPointsInTheirOwnColourOnTop()
+    {
+        using var dir = new TempDir();
+        string png = dir.File("loss.png");
+        var steps = Enumerable.Range(1, 200).Select(i => (double)i).ToArray();
+        var train = steps.Select(s => 3.0 / Math.Sqrt(s)).ToArray();
+        // Validation sits exactly on the training curve: only markers drawn on top can show it.
+        var evalSteps = new double[] { 50, 100, 150, 200 };
+        Linearize.Cli.Plots.Line(png, "t", "step", "loss", new[]
+        {
+            new Linearize.Cli.Plots.Series("validation loss", evalSteps, evalSteps.Select(s => 3.0 / Math.Sqrt(s)).ToArray(), Markers: true),
+            new Linearize.Cli.Plots.Series("train loss", steps, train),
+        });
+        using var bitmap = SkiaSharp.SKBitmap.Decode(png);
+        var orangeRed = ScottPlot.Colors.OrangeRed;
+        int marked = 0;
+        for (int y = 0; y < bitmap.Height; y++)
+            for (int x = 0; x < bitmap.Width; x++)
+            {
+                var c = bitmap.GetPixel(x, y);
+                if (c.Red == orangeRed.R && c.Green == orangeRed.G && c.Blue == orangeRed.B)
+                    marked++;
+            }
+
+        Assert.True(marked > 4 * 40, $"only {marked} validation-coloured pixels: the markers are hidden or missing");
+    }
 }

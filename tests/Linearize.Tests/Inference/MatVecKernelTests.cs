@@ -36,12 +36,26 @@ public sealed unsafe class MatVecKernelTests
                 using var w = PackedMatrix.Pack(weights, rows, cols, format);
                 var expected = NaiveMatVec.Multiply(w, x, count);
                 var y = new float[count * rows];
-                fixed (float* xp = x, yp = y)
+                var invariant = new float[count * rows];
+                var alone = new float[count * rows];
+                fixed (float* xp = x, yp = y, ip = invariant, ap = alone)
                 {
                     // Two row ranges, as two threads would take them.
                     MatVec.Rows(w, xp, cols, count, yp, rows, 0, 20, isa);
                     MatVec.Rows(w, xp, cols, count, yp, rows, 20, rows, isa);
+                    // Batch-invariant: bit-identical to each vector multiplied alone.
+                    MatVec.Rows(w, xp, cols, count, ip, rows, 0, rows, isa, batchInvariant: true);
+                    for (int b = 0; b < count; b++)
+                    {
+                        var one = new float[rows];
+                        fixed (float* op = one)
+                            MatVec.Rows(w, xp + b * cols, cols, 1, op, rows, 0, rows, isa);
+                        for (int r = 0; r < rows; r++)
+                            ap[b * rows + r] = one[r];
+                    }
                 }
+
+                Assert.True(invariant.AsSpan().SequenceEqual(alone), $"{format}/{isa} cols {cols} batch {count}: batch-invariant ≠ alone");
 
                 var dense = w.Dequantize();
                 for (int b = 0; b < count; b++)

@@ -57,7 +57,11 @@ internal sealed class TestServer : IAsyncDisposable
         var matcher = new StopSequenceMatcher(stop ?? Array.Empty<string>());
         var text = new System.Text.StringBuilder();
         int n = 0;
-        foreach (int t in new EngineGenerator(Model, engine).Generate(ids, maxTokens, sampler, Served.StopIds))
+        // The server's own policy: short prompts are prefilled by engine steps, longer ones by TorchSharp.
+        IEnumerable<int> tokens = ids.Count <= new ServerOptions().EnginePrefillMaxTokens
+            ? EnginePrefilled(engine, ids, maxTokens, sampler)
+            : new EngineGenerator(Model, engine).Generate(ids, maxTokens, sampler, Served.StopIds);
+        foreach (int t in tokens)
         {
             if (Served.StopIds.Contains(t))
                 return (text.ToString(), "stop", n);
@@ -68,6 +72,19 @@ internal sealed class TestServer : IAsyncDisposable
         }
 
         return (text + matcher.Push(detok.Flush()) + matcher.Flush(), "length", n);
+    }
+
+    private IEnumerable<int> EnginePrefilled(DecodeEngine engine, IReadOnlyList<int> ids, int maxTokens, Sampler sampler)
+    {
+        using var seq = engine.CreateSequence();
+        int next = sampler.Sample(engine.Prefill(seq, ids.ToArray()));
+        for (int produced = 0; produced < maxTokens; produced++)
+        {
+            yield return next;
+            if (Served.StopIds.Contains(next) || produced + 1 == maxTokens)
+                yield break;
+            next = sampler.Sample(engine.Step(seq, next));
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -264,15 +264,7 @@ public sealed class AttentionTransferRun
     private static string DataFingerprint(TrainingData.Result data) =>
         $"{data.Train.Count}/{data.Validation.Count}/{data.Train.Sum(e => (long)e.InputIds.Sum())}/{data.Validation.Sum(e => (long)e.InputIds.Sum())}";
 
-    /// <summary>Writes the model to a temporary sibling of <c>model/</c> and renames it, so <c>model/</c> is whole or absent.</summary>
-    private void SaveModel(LlamaForCausalLM model, string? tokenizerPath)
-    {
-        string temp = ModelDirectory + $".partial-{Environment.ProcessId}";
-        if (Directory.Exists(temp))
-            Directory.Delete(temp, recursive: true);
-        ModelLoader.SaveHuggingFace(model, model.Config, temp, tokenizerPath);
-        if (Directory.Exists(ModelDirectory))
-            Directory.Delete(ModelDirectory, recursive: true);
-        Directory.Move(temp, ModelDirectory);
-    }
+    /// <summary>Writes <c>model/</c> whole or not at all (<see cref="ModelLoader.SaveHuggingFace"/> stages it).</summary>
+    private void SaveModel(LlamaForCausalLM model, string? tokenizerPath) =>
+        ModelLoader.SaveHuggingFace(model, model.Config, ModelDirectory, tokenizerPath);
 }
