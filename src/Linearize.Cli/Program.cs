@@ -44,5 +44,7 @@ public static class Program
         ImportLlama2cCommand.Create(),
         BenchCommand.Create(),
         CreateRandomCommand.Create(),
+        DataCommand.Create(),
+        LabCommand.Create(),
     };
 }

@@ -18,6 +18,7 @@ public static class BenchServeCommand
         var maxTokens = new Option<int>("--max-tokens") { Description = "max_tokens of every request (greedy; a reply may stop earlier at EOS)", DefaultValueFactory = _ => 64 };
         var malformed = new Option<int>("--malformed") { Description = "Malformed requests fired after the load, before one last good request", DefaultValueFactory = _ => 1000 };
         var enginePrefill = new Option<int>("--engine-prefill-max") { Description = "Prompts up to N tokens are prefilled inside the decode batch, longer ones by TorchSharp (0: always TorchSharp)", DefaultValueFactory = _ => new ServerOptions().EnginePrefillMaxTokens };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Lengthen every prompt to at least N tokens with story sentences (long contexts: where a fixed-size state pays)", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var command = new Command("serve",
             "Load-test the OpenAI-compatible server on loopback: each prompt answered alone first (the reference), then all clients at once per --max-batch, streaming and greedy. " +
@@ -30,6 +31,7 @@ public static class BenchServeCommand
         command.Add(maxTokens);
         command.Add(malformed);
         command.Add(enginePrefill);
+        command.Add(promptTokens);
         command.Add(json);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -40,13 +42,17 @@ public static class BenchServeCommand
             var models = new[] { r.GetValue(loader.Model.Model)! }.Concat(r.GetValue(vs) ?? Array.Empty<string>()).ToArray();
             var rows = new List<LoadTestRow>();
             var sweeps = new List<(string Model, MalformedSweep Sweep)>();
-            var prompts = ServeLoadTest.DefaultPrompts(n);
+            if (r.GetValue(promptTokens) < 0)
+                throw new LinearizeException($"--prompt-tokens must be at least 0, got {r.GetValue(promptTokens)}");
             var err = Console.Error;
             foreach (var path in models)
             {
                 var served = loader.Load(r, modelPath: path);
                 using var _m = served.Model;
                 using var _e = served.Engine;
+                var prompts = r.GetValue(promptTokens) > 0
+                    ? ServeLoadTest.LongPrompts(n, r.GetValue(promptTokens), served.Tokenizer)
+                    : ServeLoadTest.DefaultPrompts(n);
                 var test = new ServeLoadTest(served, prompts, tokens, new ServerOptions { EnginePrefillMaxTokens = r.GetValue(enginePrefill) });
                 err.WriteLine($"{served.Id}: {n} reference answers, one at a time…");
                 var reference = test.ReferenceAsync(CancellationToken.None).GetAwaiter().GetResult();
@@ -70,6 +76,7 @@ public static class BenchServeCommand
                     clients = n,
                     max_tokens = tokens,
                     engine_prefill_max = r.GetValue(enginePrefill),
+                    prompt_tokens = r.GetValue(promptTokens),
                     rows = rows.Select(x => new
                     {
                         model = x.Model, max_batch = x.MaxBatch, requests = x.Requests, seconds = Math.Round(x.Seconds, 3),
@@ -87,7 +94,7 @@ public static class BenchServeCommand
             }
             else
             {
-                var table = new Table().Title($"{n} concurrent streaming clients, greedy, max_tokens {tokens}, prompts ≤ {r.GetValue(enginePrefill)} tokens prefilled in the batch")
+                var table = new Table().Title($"{n} concurrent streaming clients, greedy, max_tokens {tokens}{(r.GetValue(promptTokens) > 0 ? $", prompts ≥ {r.GetValue(promptTokens)} tokens" : "")}, prompts ≤ {r.GetValue(enginePrefill)} tokens prefilled in the batch")
                     .AddColumn("model").AddColumn(new TableColumn("batch").RightAligned()).AddColumn(new TableColumn("req/s").RightAligned())
                     .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("p50 ms").RightAligned())
                     .AddColumn(new TableColumn("p99 ms").RightAligned()).AddColumn(new TableColumn("1st tok p50").RightAligned())

@@ -16,6 +16,7 @@ public static class CreateRandomCommand
         var format = new Option<string>("--format") { Description = "hf (a Hugging Face directory) or llama2c (one .bin file that llama2.c's run.c reads too)", DefaultValueFactory = _ => "hf" };
         format.AcceptOnlyFromAmong("hf", "llama2c");
         var context = new Option<int?>("--max-positions") { Description = "Override the preset's context length (max_position_embeddings / llama2.c seq_len)" };
+        var vocab = new Option<int?>("--vocab-size") { Description = "Override the preset's vocabulary (e.g. a synthetic task's, from 'data recall')" };
         var overwrite = OutputDirectory.OverwriteOption();
         var command = new Command("create-random", "Write a random-weight Hugging Face checkpoint with the shape of a real model (speed does not depend on training).");
         command.Add(preset);
@@ -24,6 +25,7 @@ public static class CreateRandomCommand
         command.Add(tokenizer);
         command.Add(format);
         command.Add(context);
+        command.Add(vocab);
         command.Add(overwrite);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -32,6 +34,10 @@ public static class CreateRandomCommand
                 config = positions > 0
                     ? config.With(j => j["max_position_embeddings"] = positions)
                     : throw new LinearizeException($"--max-positions must be positive, got {positions}");
+            if (r.GetValue(vocab) is int v)
+                config = v > 0
+                    ? config.With(j => j["vocab_size"] = v)
+                    : throw new LinearizeException($"--vocab-size must be positive, got {v}");
             string outPath = r.GetValue(output)!;
             bool llama2c = r.GetValue(format) == "llama2c";
             if (!llama2c)

@@ -14,6 +14,7 @@ public static class EvalCommand
         var command = new Command("eval", "Evaluate a model.");
         command.Add(CreatePerplexity());
         command.Add(EvalTasksCommand.Create());
+        command.Add(EvalRecallCommand.Create());
         return command;
     }
 

@@ -16,12 +16,17 @@ public static class TrainCommand
         var training = new TrainingCliOptions();
         var output = new Option<string>("--out", "-o") { Description = "Run directory: checkpoints/, metrics.jsonl, loss.png, adapter/", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (same options and data)" };
+        var full = new Option<bool>("--full") { Description = "Train every parameter, no LoRA (training from scratch, full fine-tuning); the result is --out/model" };
+        var trainModules = new Option<string?>("--train-modules") { Description = "Also train these parameters in full beside LoRA, by name fragment (e.g. embed_tokens,lm_head); the merged result is --out/model" };
         var command = new Command("train",
-            "Fine-tune LoRA adapters on next-token prediction (Liger's recovery recipe by default). Ctrl-C saves a checkpoint; --resume continues exactly.");
+            "Fine-tune LoRA adapters on next-token prediction (Liger's recovery recipe by default), or every parameter (--full), or LoRA plus chosen modules in full (--train-modules). " +
+            "Data: plain text, Alpaca JSON/JSONL, or pre-tokenized JSONL (input_ids, labels; e.g. from 'data recall'). Ctrl-C saves a checkpoint; --resume continues exactly.");
         model.AddTo(command);
         training.AddTo(command);
         command.Add(output);
         command.Add(resume);
+        command.Add(full);
+        command.Add(trainModules);
         command.SetAction(r => CliRunner.Run(() =>
         {
             string outDir = r.GetValue(output)!;
@@ -30,15 +35,26 @@ public static class TrainCommand
             bool isResume = r.GetValue(resume);
             if (!isResume && File.Exists(Path.Combine(outDir, "checkpoints", Trainer.LastCheckpointName)))
                 throw new LinearizeException($"{outDir}: already holds a training run; pass --resume to continue it, or choose another --out");
-            var options = training.Training(r);
+            bool fullOnly = r.GetValue(full);
+            string? modules = r.GetValue(trainModules);
+            if (fullOnly && modules is not null)
+                throw new LinearizeException("--full trains every parameter already; drop --train-modules");
+            var fragments = fullOnly ? new[] { "*" } : modules?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? Array.Empty<string>();
+            var options = training.Training(r) with { FullModules = fragments };
             options.Validate();
-            var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r));
+            string dataPath = r.GetValue(training.Data)!;
+            var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r),
+                idTokenizerFallback: TokenFile.IsTokenFile(dataPath));
             using var _m = llama;
-            var data = TrainingData.Prepare(r.GetValue(training.Data)!, r.GetValue(training.ValData), tokenizer, training.DataOptions(r));
-            var report = LoraInjector.Inject(llama, options.Lora, (ulong)options.Seed);
+            var data = TrainingData.Prepare(dataPath, r.GetValue(training.ValData), tokenizer, training.DataOptions(r));
+            var report = fullOnly ? null : LoraInjector.Inject(llama, options.Lora, (ulong)options.Seed);
+            var unfrozen = FullTraining.Unfreeze(llama, fragments);
             Console.Error.WriteLine($"data: {data.Records} records{(data.SkippedRecords > 0 ? $" ({data.SkippedRecords} malformed, skipped)" : "")} → " +
                                     $"{data.Train.Count} training / {data.Validation.Count} validation sequences of {options.SequenceLength} tokens");
-            Console.Error.WriteLine($"LoRA: {report.Modules} modules, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
+            if (report is not null)
+                Console.Error.WriteLine($"LoRA: {report.Modules} modules, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
+            if (unfrozen.Tensors > 0)
+                Console.Error.WriteLine($"full training: {unfrozen.Tensors} tensors, {unfrozen.Values:N0} parameters{(fullOnly ? " (all)" : $" matching {string.Join(", ", fragments)}")}");
             // Everything that can refuse the run does so before --out is touched (issue 9 item 13).
             var trainer = new Trainer(llama, data.Train, data.Validation, options, outDir);
             Directory.CreateDirectory(outDir);
@@ -59,9 +75,21 @@ public static class TrainCommand
 
             string adapterFrom = result.BestCheckpoint ?? result.LastCheckpoint;
             LinearizationPipeline.RestoreTrainable(llama, adapterFrom);
-            LoraAdapterFile.Save(llama, options.Lora, Path.Combine(outDir, "adapter"), source.Path);
+            string written;
+            if (!fullOnly)
+                LoraAdapterFile.Save(llama, options.Lora, Path.Combine(outDir, "adapter"), source.Path);
+            if (fragments.Length > 0)
+            {
+                // Weights trained in full are not in an adapter: the whole model is the result (LoRA merged into it).
+                if (!fullOnly)
+                    LoraInjector.Merge(llama);
+                ModelLoader.SaveHuggingFace(llama, llama.Config, Path.Combine(outDir, "model"), source.TokenizerPath);
+                written = $"model in {Path.Combine(outDir, "model")}{(fullOnly ? "" : $" (LoRA merged; adapter in {Path.Combine(outDir, "adapter")})")}";
+            }
+            else
+                written = $"adapter in {Path.Combine(outDir, "adapter")}";
             Console.Error.WriteLine($"done: {result.Steps} steps, {result.Tokens:N0} labelled tokens, {result.TokensPerSecond:F0} tokens/s; " +
-                                    $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}; adapter ({Path.GetFileNameWithoutExtension(adapterFrom)}) in {Path.Combine(outDir, "adapter")}");
+                                    $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}; {Path.GetFileNameWithoutExtension(adapterFrom)} {written}");
             return 0;
         }));
         return command;

@@ -23,6 +23,28 @@ public sealed class ServeLoadTest(ServedModel model, IReadOnlyList<string> promp
         return Enumerable.Range(0, count).Select(i => $"Once upon a time, {who[i % who.Length]} {what[i / who.Length % what.Length]}.").ToArray();
     }
 
+    /// <summary>Prompts of at least <paramref name="minTokens"/> tokens under <paramref name="tokenizer"/>: each default
+    /// opening preceded by story sentences (a long shared context, as in a conversation's history). The linear
+    /// model's state does not grow with it; the teacher's KV cache does.</summary>
+    public static IReadOnlyList<string> LongPrompts(int count, int minTokens, Linearize.Tokenization.TextTokenizer tokenizer)
+    {
+        string[] sentences =
+        {
+            "The sun was warm and the grass was green.", "A little bird sang a happy song in the tall tree.",
+            "Mom made a big cake for the party.", "The children ran to the park to play with the red ball.",
+            "Tim had a small boat that he loved very much.", "One day it started to rain and everyone went inside.",
+        };
+        var openings = DefaultPrompts(count);
+        return openings.Select((opening, i) =>
+        {
+            var text = new System.Text.StringBuilder();
+            int k = i;
+            while (tokenizer.Encode(text + " " + opening).Count < minTokens)
+                text.Append(text.Length == 0 ? "" : " ").Append(sentences[k++ % sentences.Length]);
+            return (text.Length == 0 ? "" : text + " ") + opening;
+        }).ToArray();
+    }
+
     /// <summary>The reference answers: each prompt alone on a server with one slot.</summary>
     public async Task<string[]> ReferenceAsync(CancellationToken cancel)
     {

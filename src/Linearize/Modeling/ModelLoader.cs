@@ -36,12 +36,15 @@ public static class ModelLoader
     }
 
     /// <summary>Resolves <paramref name="modelPath"/>, loads model and tokenizer.</summary>
+    /// <param name="idTokenizerFallback">Without a tokenizer file, use <see cref="IdTokenizer"/> (token ids as text)
+    /// instead of failing: for models of synthetic tasks that have no text tokenizer.</param>
     public static (LlamaForCausalLM Model, TextTokenizer Tokenizer, ModelSource Source) LoadWithTokenizer(
-        string modelPath, string? tokenizerPath = null, ScalarType dtype = ScalarType.Float32)
+        string modelPath, string? tokenizerPath = null, ScalarType dtype = ScalarType.Float32, bool idTokenizerFallback = false)
     {
         var source = ModelSource.Resolve(modelPath, tokenizerPath);
-        var tokenizer = source.LoadTokenizer();
+        TextTokenizer? tokenizer = source.TokenizerPath is null && idTokenizerFallback ? null : source.LoadTokenizer();
         var model = Load(source, dtype);
+        tokenizer ??= new IdTokenizer(model.Config.VocabSize);
         if (tokenizer.VocabSize > model.Config.VocabSize)
             throw new LinearizeException(
                 $"{source.TokenizerPath}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {model.Config.VocabSize}");

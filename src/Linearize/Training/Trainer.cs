@@ -290,7 +290,7 @@ public sealed class Trainer
         return new KeyValuePair<string, string>[]
         {
             new("--rank", F(o.Lora.Rank)), new("--alpha", F(o.Lora.Alpha)), new("--lora-dropout", F(o.Lora.Dropout)),
-            new("--targets", string.Join(",", o.Lora.Targets)), new("--lr", F(o.LearningRate)), new("adam betas", $"{F(o.Beta1)},{F(o.Beta2)}"),
+            new("--targets", string.Join(",", o.Lora.Targets)), new("--full / --train-modules", string.Join(",", o.FullModules)), new("--lr", F(o.LearningRate)), new("adam betas", $"{F(o.Beta1)},{F(o.Beta2)}"),
             new("adam eps", F(o.Eps)), new("--weight-decay", F(o.WeightDecay)), new("--schedule", o.Schedule), new("--warmup", F(o.WarmupSteps)),
             new("--seq-len", F(o.SequenceLength)), new("--batch-size", F(o.BatchSize)), new("--grad-accum", F(o.GradientAccumulation)),
             new("--epochs", F(o.Epochs)), new("--max-steps", F(o.MaxSteps)), new("--seed", F(o.Seed)), new("--eval-every", F(o.EvalEvery)),

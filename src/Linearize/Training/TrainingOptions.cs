@@ -7,6 +7,12 @@ public sealed record TrainingOptions
 {
     public LoraOptions Lora { get; init; } = new();
 
+    /// <summary>Parameters trained in full, by name fragment (<c>embed_tokens</c>, <c>lm_head</c>, <c>layers.0.</c>);
+    /// <c>*</c> is every parameter (no LoRA: training from scratch or full fine-tuning). Empty: LoRA only.</summary>
+    public IReadOnlyList<string> FullModules { get; init; } = Array.Empty<string>();
+
+    public bool FullOnly => FullModules.Contains("*");
+
     /// <summary>AdamW learning rate (Liger: 1e-3).</summary>
     public double LearningRate { get; init; } = 1e-3;
     public double Beta1 { get; init; } = 0.9;

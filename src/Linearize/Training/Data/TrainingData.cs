@@ -3,7 +3,8 @@ using Linearize.Tokenization;
 namespace Linearize.Training.Data;
 
 /// <summary>
-/// Turns data files into packed training and validation sequences: Alpaca JSON/JSONL (prompt-masked) or plain text
+/// Turns data files into packed training and validation sequences: pre-tokenized JSONL (<see cref="TokenFile"/>, e.g.
+/// recall tasks), Alpaca JSON/JSONL (prompt-masked) or plain text
 /// (one document per line or per paragraph); a validation split held out before packing, either from a separate
 /// file or the first records of a seeded shuffle.
 /// </summary>
@@ -64,6 +65,15 @@ public static class TrainingData
 
     private static (List<TrainingExample>, int) Load(string path, TextTokenizer tokenizer, Options options)
     {
+        if (TokenFile.IsTokenFile(path))
+        {
+            var examples = TokenFile.Read(path).Select(x => x.Example).ToList();
+            int vocab = tokenizer.VocabSize;
+            if (examples.SelectMany(e => e.InputIds).Any(i => i >= vocab))
+                throw new LinearizeException($"{path}: token ids reach past the vocabulary of {vocab}");
+            return (examples, 0);
+        }
+
         if (AlpacaDataset.IsAlpacaPath(path))
         {
             var (records, skipped) = AlpacaDataset.Read(path, options.SkipBadRecords);

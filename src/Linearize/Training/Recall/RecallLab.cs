@@ -1,0 +1,181 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Linearize.Checkpoints;
+using Linearize.Evaluation.Recall;
+using Linearize.Inference;
+using Linearize.LinearAttention;
+using Linearize.LinearAttention.Conversion;
+using Linearize.LinearAttention.Layers;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using Linearize.Training.Data;
+using Linearize.Training.Distillation;
+using Linearize.Training.Lora;
+
+namespace Linearize.Training.Recall;
+
+/// <summary>
+/// The recall lab (issue 14). Trains a teacher with 64-dimensional heads from scratch on MQAR, converts it with each
+/// method, and measures every model on held-out sequences by key-to-query distance, untrained and after the same
+/// recovery budget (LoRA; attention transfer first for LoLCATs). What only a recurrent state can do is recall pairs
+/// from beyond the window, so the buckets past 64 tokens are the ones that separate the methods. Each stage writes its
+/// result beside its checkpoints, so an interrupted lab continues where it stopped.
+/// </summary>
+public sealed class RecallLab(RecallLabOptions options)
+{
+    /// <summary>NaN accuracies (an empty bucket) are written as "NaN" rather than refused.</summary>
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public RecallLabResult Run(string outDir, Action<string>? log, Action<string, TrainingMetrics>? onStep, CancellationToken cancel)
+    {
+        options.Validate();
+        var watch = Stopwatch.StartNew();
+        var task = options.Task;
+        var train = RecallGenerator.Generate(task, options.TrainSequences, 3 * options.Seed + 1);
+        var test = RecallGenerator.Generate(task, options.TestSequences, 3 * options.Seed + 2);
+        var validation = RecallGenerator.Generate(task, Math.Max(16, options.TestSequences / 4), 3 * options.Seed + 3);
+        string dataDir = Path.Combine(outDir, "data");
+        if (!File.Exists(Path.Combine(dataDir, "test.jsonl")))
+        {
+            RecallGenerator.Write(Path.Combine(dataDir, "train.jsonl"), train, task);
+            RecallGenerator.Write(Path.Combine(dataDir, "test.jsonl"), test, task);
+        }
+
+        var trainExamples = train.Select(RecallGenerator.ToTraining).ToList();
+        var valExamples = validation.Select(RecallGenerator.ToTraining).ToList();
+        var rows = new List<RecallLabRow>();
+
+        using var teacher = Teacher(Path.Combine(outDir, "teacher"), trainExamples, valExamples, log, onStep, cancel, out var teacherRow);
+        if (teacher is null)
+            return new RecallLabResult(options, rows, watch.Elapsed.TotalSeconds, false);
+        rows.Add(teacherRow! with { Recall = RecallEvaluator.Evaluate(teacher, test), StateBytes = StateBytes(teacher) });
+        log?.Invoke($"teacher: recall {rows[0].Recall.Accuracy:P1}");
+
+        foreach (var method in options.Methods)
+        {
+            string dir = Path.Combine(outDir, "methods", method);
+            string resultFile = Path.Combine(dir, "result.json");
+            if (File.Exists(resultFile))
+            {
+                rows.AddRange(JsonSerializer.Deserialize<List<RecallLabRow>>(File.ReadAllText(resultFile), Json)!);
+                log?.Invoke($"{method}: reusing {resultFile}");
+                continue;
+            }
+
+            var methodRows = Method(method, dir, teacher, trainExamples, valExamples, test, log, onStep, cancel);
+            if (methodRows is null)
+                return new RecallLabResult(options, rows, watch.Elapsed.TotalSeconds, false);
+            AtomicFile.WriteAllText(resultFile, JsonSerializer.Serialize(methodRows, Json));
+            rows.AddRange(methodRows);
+        }
+
+        return new RecallLabResult(options, rows, watch.Elapsed.TotalSeconds, true);
+    }
+
+    private LlamaForCausalLM? Teacher(string dir, List<TrainingExample> train, List<TrainingExample> validation, Action<string>? log,
+        Action<string, TrainingMetrics>? onStep, CancellationToken cancel, out RecallLabRow? row)
+    {
+        string modelDir = Path.Combine(dir, "model");
+        string trainingFile = Path.Combine(dir, "training.json");
+        if (File.Exists(Path.Combine(modelDir, "config.json")) && File.Exists(trainingFile))
+        {
+            log?.Invoke($"teacher: reusing {modelDir}");
+            row = JsonSerializer.Deserialize<RecallLabRow>(File.ReadAllText(trainingFile), Json);
+            return ModelLoader.Load(ModelSource.Resolve(modelDir, null));
+        }
+
+        var json = ModelPresets.Llama(options.Hidden, options.Intermediate, options.Layers, options.Heads, options.Heads,
+            options.Task.VocabularySize, options.Task.SequenceLength, theta: 10000, tied: false, eps: 1e-5);
+        var model = new LlamaForCausalLM(LlamaConfig.FromJson(json, "recall lab teacher"));
+        try
+        {
+            RandomWeights.Initialize(model, (ulong)options.Seed);
+            FullTraining.Unfreeze(model, new[] { "*" });
+            var runDir = Path.Combine(dir, "run");
+            log?.Invoke($"teacher: training {model.ParameterCount():N0} parameters from scratch ({options.Teacher.MaxSteps} steps of {options.Teacher.BatchSize} × {options.Task.SequenceLength} tokens)");
+            var trainer = new Trainer(model, train, validation, options.Teacher with { FullModules = new[] { "*" } }, runDir);
+            var result = trainer.Run(File.Exists(Path.Combine(runDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke("teacher", m));
+            if (!result.Completed)
+            {
+                model.Dispose();
+                row = null;
+                return null;
+            }
+
+            LinearizationPipeline.RestoreTrainable(model, result.BestCheckpoint ?? result.LastCheckpoint);
+            foreach (var p in model.parameters())
+                p.requires_grad = false;
+            model.eval();
+            ModelLoader.SaveHuggingFace(model, model.Config, modelDir, null);
+            row = new RecallLabRow("teacher", "trained", 0, new RecallResult(0, 0, 0, Array.Empty<RecallBucket>()), result.Steps, result.Seconds);
+            AtomicFile.WriteAllText(trainingFile, JsonSerializer.Serialize(row, Json));
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private List<RecallLabRow>? Method(string method, string dir, LlamaForCausalLM teacher, List<TrainingExample> train,
+        List<TrainingExample> validation, List<RecallExample> test, Action<string>? log, Action<string, TrainingMetrics>? onStep,
+        CancellationToken cancel)
+    {
+        var lin = new LinearizationConfig
+        {
+            Method = method,
+            Liger = new LigerOptions { Family = method.StartsWith("liger-", StringComparison.Ordinal) ? LinearizationConfig.FamilyOf(method) : LigerFamily.Gla, Window = options.Window },
+            Lolcats = new LolcatsOptions { Shape = LinearizationConfig.ShapeOf(method), Window = options.Window },
+        };
+        using var student = Converter.Convert(teacher, lin);
+        long state = StateBytes(student);
+        var rows = new List<RecallLabRow> { new(method, "converted", state, RecallEvaluator.Evaluate(student, test), 0, 0) };
+        log?.Invoke($"{method}: converted, recall {rows[0].Recall.Accuracy:P1}");
+        long steps = 0;
+        double seconds = 0;
+        foreach (var p in student.parameters())
+            p.requires_grad = false;
+
+        if (lin.IsLolcats)
+        {
+            foreach (var layer in student.Model.Layers)
+                if (layer.SelfAttention is LolcatsAttention a)
+                    foreach (var p in a.TransferParameters)
+                        p.requires_grad = true;
+            string distillDir = Path.Combine(dir, "distill");
+            var distill = new Trainer(student, train, validation, options.Distill, distillDir, new AttentionTransferObjective());
+            var d = distill.Run(File.Exists(Path.Combine(distillDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke($"{method} transfer", m));
+            if (!d.Completed)
+                return null;
+            LinearizationPipeline.RestoreTrainable(student, d.BestCheckpoint ?? d.LastCheckpoint);
+            foreach (var p in student.parameters())
+                p.requires_grad = false;
+            steps += d.Steps;
+            seconds += d.Seconds;
+        }
+
+        LoraInjector.Inject(student, options.Recovery.Lora, (ulong)options.Seed);
+        string recoveryDir = Path.Combine(dir, "recovery");
+        var trainer = new Trainer(student, train, validation, options.Recovery, recoveryDir);
+        var r = trainer.Run(File.Exists(Path.Combine(recoveryDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke($"{method} LoRA", m));
+        if (!r.Completed)
+            return null;
+        LinearizationPipeline.RestoreTrainable(student, r.BestCheckpoint ?? r.LastCheckpoint);
+        student.eval();
+        rows.Add(new RecallLabRow(method, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
+        log?.Invoke($"{method}: recovered, recall {rows[1].Recall.Accuracy:P1}");
+        return rows;
+    }
+
+    /// <summary>Bytes of decoding state one sequence holds after the task's length (the engine's own accounting).</summary>
+    private long StateBytes(LlamaForCausalLM model)
+    {
+        using var engine = DecodeEngine.Create(model, new EngineOptions { Threads = 1 });
+        using var seq = engine.CreateSyntheticSequence(options.Task.SequenceLength);
+        return seq.StateBytes;
+    }
+}
