@@ -24,7 +24,9 @@ public static class FullTraining
                     $"--train-modules: '{fragment}' matches no parameter (names look like {string.Join(", ", named.Take(3).Select(p => p.name))}, …)");
         foreach (var (name, p) in named)
         {
-            if (p.requires_grad || !(fragments.Contains("*") || fragments.Any(f => name.Contains(f, StringComparison.Ordinal))))
+            // LoRA's own adapters are trained anyway; everything else that matches is marked (a freshly loaded model's
+            // parameters may already require a gradient: they are counted all the same).
+            if (name.Contains("lora_", StringComparison.Ordinal) || !(fragments.Contains("*") || fragments.Any(f => name.Contains(f, StringComparison.Ordinal))))
                 continue;
             if (p.dtype != TorchSharp.torch.ScalarType.Float32)
                 throw new LinearizeException($"full training needs float32 weights ({name} is {p.dtype}); drop --dtype bfloat16");
