@@ -24,7 +24,8 @@ public static class LabCommand
         var methods = new Option<string?>("--methods") { Description = "Comma-separated methods (default: swa and every Liger family and lolcats-sw)" };
         var trainSequences = new Option<int>("--train-sequences") { Description = "MQAR training sequences", DefaultValueFactory = _ => new RecallLabOptions().TrainSequences };
         var testSequences = new Option<int>("--test-sequences") { Description = "Held-out sequences every model is scored on", DefaultValueFactory = _ => new RecallLabOptions().TestSequences };
-        var teacherSteps = new Option<long>("--teacher-steps") { Description = "Teacher training steps (from scratch, all parameters)", DefaultValueFactory = _ => new RecallLabOptions().Teacher.MaxSteps!.Value };
+        var warmupSteps = new Option<long>("--warmup-steps") { Description = "Teacher stage 1: steps on short sequences with few pairs (0: none)", DefaultValueFactory = _ => new RecallLabOptions().TeacherWarmup.MaxSteps!.Value };
+        var teacherSteps = new Option<long>("--teacher-steps") { Description = "Teacher stage 2: steps on the task itself (all parameters)", DefaultValueFactory = _ => new RecallLabOptions().Teacher.MaxSteps!.Value };
         var recoverySteps = new Option<long>("--recovery-steps") { Description = "LoRA steps for every converted model (and as many attention-transfer steps first for LoLCATs)", DefaultValueFactory = _ => new RecallLabOptions().Recovery.MaxSteps!.Value };
         var hidden = new Option<int>("--hidden") { Description = "Teacher hidden size (heads of 64: hidden / 64 heads)", DefaultValueFactory = _ => new RecallLabOptions().Hidden };
         var layers = new Option<int>("--layers") { Description = "Teacher layers", DefaultValueFactory = _ => new RecallLabOptions().Layers };
@@ -35,7 +36,9 @@ public static class LabCommand
             "Rerunning on the same --out continues where it stopped.");
         task.AddTo(command);
         task.MinGap.DefaultValueFactory = _ => new RecallLabOptions().Task.MinGap;
-        foreach (var o in new Option[] { output, methods, trainSequences, testSequences, teacherSteps, recoverySteps, hidden, layers, seed })
+        task.Pairs.DefaultValueFactory = _ => new RecallLabOptions().Task.Pairs;
+        task.Queries.DefaultValueFactory = _ => new RecallLabOptions().Task.Queries;
+        foreach (var o in new Option[] { output, methods, trainSequences, testSequences, warmupSteps, teacherSteps, recoverySteps, hidden, layers, seed })
             command.Add(o);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -43,12 +46,14 @@ public static class LabCommand
             int h = r.GetValue(hidden);
             if (h < 64 || h % 64 != 0)
                 throw new LinearizeException($"--hidden must be a positive multiple of 64 (heads of 64), got {h}");
-            if (r.GetValue(teacherSteps) < 1 || r.GetValue(recoverySteps) < 1 || r.GetValue(layers) < 1)
-                throw new LinearizeException("--teacher-steps, --recovery-steps and --layers must be at least 1");
+            if (r.GetValue(teacherSteps) < 1 || r.GetValue(recoverySteps) < 1 || r.GetValue(layers) < 1 || r.GetValue(warmupSteps) < 0)
+                throw new LinearizeException("--teacher-steps, --recovery-steps and --layers must be at least 1, --warmup-steps at least 0");
             var t = task.Parse(r);
             var options = defaults with
             {
                 Task = t,
+                WarmupTask = defaults.WarmupTask with { Keys = t.Keys, Values = t.Values, Pairs = Math.Min(defaults.WarmupTask.Pairs, t.Pairs) },
+                TeacherWarmup = defaults.TeacherWarmup with { MaxSteps = r.GetValue(warmupSteps), EvalEvery = (int)Math.Max(1, r.GetValue(warmupSteps) / 4) },
                 TrainSequences = r.GetValue(trainSequences),
                 TestSequences = r.GetValue(testSequences),
                 Seed = r.GetValue(seed),
@@ -93,7 +98,8 @@ public static class LabCommand
         var md = new StringBuilder();
         var o = result.Options;
         md.AppendLine("# Recall beyond the window (MQAR)").AppendLine();
-        md.AppendLine($"Teacher: Llama, {o.Layers} layers, hidden {o.Hidden}, {o.Heads} heads of 64, trained from scratch for {o.Teacher.MaxSteps} steps " +
+        md.AppendLine($"Teacher: Llama, {o.Layers} layers, hidden {o.Hidden}, {o.Heads} heads of 64, trained from scratch: {o.TeacherWarmup.MaxSteps} steps " +
+                      $"of {o.TeacherWarmup.BatchSize} × {o.WarmupTask.SequenceLength} tokens with {o.WarmupTask.Pairs} pairs, then {o.Teacher.MaxSteps} steps " +
                       $"of {o.Teacher.BatchSize} × {o.Task.SequenceLength} tokens. Task: {o.Task.Pairs} pairs of {o.Task.Keys} keys / {o.Task.Values} values " +
                       $"(chance {1.0 / o.Task.Values:P1}), {o.Task.Queries} queries per sequence, queries at least {o.Task.MinGap} tokens after the pairs; " +
                       $"{o.TestSequences} held-out sequences. Converted models: window {o.Window}; recovery {o.Recovery.MaxSteps} LoRA steps " +
@@ -112,7 +118,7 @@ public static class LabCommand
             seconds = Math.Round(result.Seconds, 1),
             options = new
             {
-                task = o.Task, o.TrainSequences, o.TestSequences, o.Hidden, o.Heads, o.Layers, o.Window, teacher_steps = o.Teacher.MaxSteps,
+                task = o.Task, warmup_task = o.WarmupTask, warmup_steps = o.TeacherWarmup.MaxSteps, o.TrainSequences, o.TestSequences, o.Hidden, o.Heads, o.Layers, o.Window, teacher_steps = o.Teacher.MaxSteps,
                 recovery_steps = o.Recovery.MaxSteps, o.Methods,
             },
             rows = rows.Select(x => new

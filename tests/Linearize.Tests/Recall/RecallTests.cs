@@ -32,7 +32,9 @@ public sealed class RecallTests
                 Assert.True(p >= 2 * 4 + 4, "a query inside the pairs or the gap");
                 int keyAt = p - e.Distances[q];
                 Assert.Equal(e.Tokens[keyAt], e.Tokens[p]);         // the distance leads back to the same key …
-                Assert.Equal(e.Tokens[keyAt + 1], e.Tokens[p + 1]); // … whose value is the answer
+                Assert.Equal(e.Tokens[keyAt + 1], e.Tokens[p + 1]); // … whose value is the answer …
+                for (int between = keyAt + 1; between < p; between++)
+                    Assert.NotEqual(e.Tokens[p], e.Tokens[between]); // … and nothing nearer states the pair
                 Assert.InRange(e.Tokens[p + 1], 9, 16);
             }
 

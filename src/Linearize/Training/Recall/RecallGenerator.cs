@@ -28,14 +28,20 @@ public static class RecallGenerator
         var chosen = Enumerable.Range(0, slots).OrderBy(_ => rng.Next()).Take(o.Queries).Order().ToArray();
         var positions = new int[o.Queries];
         var distances = new int[o.Queries];
+        // Each key is queried once while there are keys left, so an answer cannot be copied from an earlier query of
+        // the same key; beyond that, the distance is to the nearest earlier statement of the pair (pair or query) —
+        // the distance a model must actually reach back.
+        var order = Enumerable.Range(0, o.Pairs).OrderBy(_ => rng.Next()).ToArray();
+        var lastSeen = Enumerable.Range(0, o.Pairs).Select(i => 2 * i).ToArray();
         for (int q = 0; q < o.Queries; q++)
         {
-            int pair = rng.Next(o.Pairs);
+            int pair = q < o.Pairs ? order[q] : rng.Next(o.Pairs);
             int at = first + 2 * chosen[q];
             tokens[at] = keys[pair];
             tokens[at + 1] = values[pair];
             positions[q] = at;
-            distances[q] = at - 2 * pair;
+            distances[q] = at - lastSeen[pair];
+            lastSeen[pair] = at;
         }
 
         return new RecallExample(tokens, positions, distances);

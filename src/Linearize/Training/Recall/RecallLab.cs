@@ -94,8 +94,34 @@ public sealed class RecallLab(RecallLabOptions options)
         {
             RandomWeights.Initialize(model, (ulong)options.Seed);
             FullTraining.Unfreeze(model, new[] { "*" });
+
+            // Stage 1, the curriculum's short sequences (see RecallLabOptions.WarmupTask).
+            long warmupSteps = 0;
+            double warmupSeconds = 0;
+            if (options.TeacherWarmup.MaxSteps > 0)
+            {
+                var warmup = RecallGenerator.Generate(options.WarmupTask, options.WarmupSequences, 3 * options.Seed + 4)
+                    .Select(RecallGenerator.ToTraining).ToList();
+                var warmupVal = RecallGenerator.Generate(options.WarmupTask, 64, 3 * options.Seed + 5).Select(RecallGenerator.ToTraining).ToList();
+                var warmupDir = Path.Combine(dir, "warmup");
+                log?.Invoke($"teacher: stage 1, {options.TeacherWarmup.MaxSteps} steps of {options.TeacherWarmup.BatchSize} × {options.WarmupTask.SequenceLength} tokens ({options.WarmupTask.Pairs} pairs)");
+                var w = new Trainer(model, warmup, warmupVal, options.TeacherWarmup with { FullModules = new[] { "*" } }, warmupDir)
+                    .Run(File.Exists(Path.Combine(warmupDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke("teacher stage 1", m));
+                if (!w.Completed)
+                {
+                    model.Dispose();
+                    row = null;
+                    return null;
+                }
+
+                // The last weights, not the best: stage 2 continues the run.
+                LinearizationPipeline.RestoreTrainable(model, w.LastCheckpoint);
+                warmupSteps = w.Steps;
+                warmupSeconds = w.Seconds;
+            }
+
             var runDir = Path.Combine(dir, "run");
-            log?.Invoke($"teacher: training {model.ParameterCount():N0} parameters from scratch ({options.Teacher.MaxSteps} steps of {options.Teacher.BatchSize} × {options.Task.SequenceLength} tokens)");
+            log?.Invoke($"teacher: {model.ParameterCount():N0} parameters, stage 2: {options.Teacher.MaxSteps} steps of {options.Teacher.BatchSize} × {options.Task.SequenceLength} tokens ({options.Task.Pairs} pairs)");
             var trainer = new Trainer(model, train, validation, options.Teacher with { FullModules = new[] { "*" } }, runDir);
             var result = trainer.Run(File.Exists(Path.Combine(runDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke("teacher", m));
             if (!result.Completed)
@@ -110,7 +136,8 @@ public sealed class RecallLab(RecallLabOptions options)
                 p.requires_grad = false;
             model.eval();
             ModelLoader.SaveHuggingFace(model, model.Config, modelDir, null);
-            row = new RecallLabRow("teacher", "trained", 0, new RecallResult(0, 0, 0, Array.Empty<RecallBucket>()), result.Steps, result.Seconds);
+            row = new RecallLabRow("teacher", "trained", 0, new RecallResult(0, 0, 0, Array.Empty<RecallBucket>()), warmupSteps + result.Steps,
+                warmupSeconds + result.Seconds);
             AtomicFile.WriteAllText(trainingFile, JsonSerializer.Serialize(row, Json));
             return model;
         }

@@ -8,7 +8,28 @@ namespace Linearize.Training.Recall;
 /// </summary>
 public sealed record RecallLabOptions
 {
-    public RecallTaskOptions Task { get; init; } = new() { MinGap = 32 };
+    public RecallTaskOptions Task { get; init; } = new() { Pairs = 8, Queries = 16, MinGap = 32 };
+
+    /// <summary>The teacher's first stage: the same keys and values in short sequences with few pairs, where the
+    /// induction mechanism MQAR needs forms within a few hundred steps (measured: at 512 tokens from scratch the loss
+    /// sat at chance for 300 steps; at 64 tokens, 4 pairs, 66 % recall after 300 steps, and 20 % already at 512 tokens).</summary>
+    public RecallTaskOptions WarmupTask { get; init; } = new() { Pairs = 4, Queries = 8, SequenceLength = 64 };
+
+    public int WarmupSequences { get; init; } = 20000;
+
+    public TrainingOptions TeacherWarmup { get; init; } = new()
+    {
+        FullModules = new[] { "*" },
+        LearningRate = 1e-3,
+        WeightDecay = 0.1,
+        Schedule = "cosine",
+        WarmupSteps = 20,
+        SequenceLength = 64,
+        BatchSize = 64,
+        GradientAccumulation = 1,
+        MaxSteps = 400,
+        EvalEvery = 100,
+    };
 
     /// <summary>Training sequences (fresh each epoch is not needed: the pairs differ in every sequence).</summary>
     public int TrainSequences { get; init; } = 6000;
@@ -28,14 +49,14 @@ public sealed record RecallLabOptions
     public TrainingOptions Teacher { get; init; } = new()
     {
         FullModules = new[] { "*" },
-        LearningRate = 3e-3,
+        LearningRate = 1e-3,
         WeightDecay = 0.1,
         Schedule = "cosine",
-        WarmupSteps = 50,
+        WarmupSteps = 10,
         SequenceLength = 512,
         BatchSize = 16,
         GradientAccumulation = 1,
-        MaxSteps = 600,
+        MaxSteps = 800,
         EvalEvery = 100,
         MaxGradNorm = 1.0,
     };
@@ -76,6 +97,9 @@ public sealed record RecallLabOptions
     public void Validate()
     {
         Task.Validate();
+        WarmupTask.Validate();
+        if (WarmupTask.Keys != Task.Keys || WarmupTask.Values != Task.Values)
+            throw new LinearizeException("lab: the warm-up task must use the task's keys and values (one vocabulary)");
         if (Hidden % Heads != 0)
             throw new LinearizeException($"lab: hidden {Hidden} is not a multiple of {Heads} heads");
         if (TrainSequences < 10 || TestSequences < 1)

@@ -17,7 +17,8 @@ public sealed record RecallTaskOptions
     /// <summary>Key–value pairs stated at the start of each sequence (keys distinct within a sequence).</summary>
     public int Pairs { get; init; } = 16;
 
-    /// <summary>Queries per sequence (keys drawn with replacement from the sequence's pairs).</summary>
+    /// <summary>Queries per sequence: each pair queried once in random order (up to <see cref="Pairs"/>), then again at
+    /// random; a distance is always to the nearest earlier statement of the pair.</summary>
     public int Queries { get; init; } = 16;
 
     public int SequenceLength { get; init; } = 512;
