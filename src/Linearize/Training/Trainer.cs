@@ -58,6 +58,11 @@ public sealed class Trainer
 
     public long TotalSteps => _options.MaxSteps ?? StepsPerEpoch * _options.Epochs;
 
+    /// <summary>Runs, resuming when the run directory already holds a last checkpoint (stages of a larger job that
+    /// continue where an interrupted attempt stopped).</summary>
+    public TrainingResult RunOrResume(CancellationToken cancel, Action<TrainingMetrics>? onStep = null) =>
+        Run(File.Exists(Path.Combine(CheckpointDirectory, LastCheckpointName)), cancel, onStep);
+
     /// <summary>Runs (or, with <paramref name="resume"/>, continues) training until done or <paramref name="cancel"/> fires.</summary>
     public TrainingResult Run(bool resume, CancellationToken cancel, Action<TrainingMetrics>? onStep = null)
     {

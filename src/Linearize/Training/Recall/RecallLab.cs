@@ -106,7 +106,7 @@ public sealed class RecallLab(RecallLabOptions options)
                 var warmupDir = Path.Combine(dir, "warmup");
                 log?.Invoke($"teacher: stage 1, {options.TeacherWarmup.MaxSteps} steps of {options.TeacherWarmup.BatchSize} × {options.WarmupTask.SequenceLength} tokens ({options.WarmupTask.Pairs} pairs)");
                 var w = new Trainer(model, warmup, warmupVal, options.TeacherWarmup with { FullModules = new[] { "*" } }, warmupDir)
-                    .Run(File.Exists(Path.Combine(warmupDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke("teacher stage 1", m));
+                    .RunOrResume(cancel, m => onStep?.Invoke("teacher stage 1", m));
                 if (!w.Completed)
                 {
                     model.Dispose();
@@ -123,7 +123,7 @@ public sealed class RecallLab(RecallLabOptions options)
             var runDir = Path.Combine(dir, "run");
             log?.Invoke($"teacher: {model.ParameterCount():N0} parameters, stage 2: {options.Teacher.MaxSteps} steps of {options.Teacher.BatchSize} × {options.Task.SequenceLength} tokens ({options.Task.Pairs} pairs)");
             var trainer = new Trainer(model, train, validation, options.Teacher with { FullModules = new[] { "*" } }, runDir);
-            var result = trainer.Run(File.Exists(Path.Combine(runDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke("teacher", m));
+            var result = trainer.RunOrResume(cancel, m => onStep?.Invoke("teacher", m));
             if (!result.Completed)
             {
                 model.Dispose();
@@ -175,7 +175,7 @@ public sealed class RecallLab(RecallLabOptions options)
                         p.requires_grad = true;
             string distillDir = Path.Combine(dir, "distill");
             var distill = new Trainer(student, train, validation, options.Distill, distillDir, new AttentionTransferObjective());
-            var d = distill.Run(File.Exists(Path.Combine(distillDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke($"{method} transfer", m));
+            var d = distill.RunOrResume(cancel, m => onStep?.Invoke($"{method} transfer", m));
             if (!d.Completed)
                 return null;
             LinearizationPipeline.RestoreTrainable(student, d.BestCheckpoint ?? d.LastCheckpoint);
@@ -188,7 +188,7 @@ public sealed class RecallLab(RecallLabOptions options)
         LoraInjector.Inject(student, options.Recovery.Lora, (ulong)options.Seed);
         string recoveryDir = Path.Combine(dir, "recovery");
         var trainer = new Trainer(student, train, validation, options.Recovery, recoveryDir);
-        var r = trainer.Run(File.Exists(Path.Combine(recoveryDir, "checkpoints", Trainer.LastCheckpointName)), cancel, m => onStep?.Invoke($"{method} LoRA", m));
+        var r = trainer.RunOrResume(cancel, m => onStep?.Invoke($"{method} LoRA", m));
         if (!r.Completed)
             return null;
         LinearizationPipeline.RestoreTrainable(student, r.BestCheckpoint ?? r.LastCheckpoint);
