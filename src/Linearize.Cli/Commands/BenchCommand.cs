@@ -19,6 +19,7 @@ public static class BenchCommand
         var command = new Command("bench", "Benchmarks that print tables.");
         command.Add(CreateThroughput());
         command.Add(CreateDecode());
+        command.Add(BenchPrefillCommand.Create());
         command.Add(CreateMemory());
         command.Add(BenchServeCommand.Create());
         return command;
@@ -74,6 +75,7 @@ public static class BenchCommand
         var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Context tokens per prefill forward pass (--fill prefill)", DefaultValueFactory = _ => 512 };
         var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "Skip the memory-bandwidth probe (no GB/s fraction)" };
         var invariant = new Option<bool>("--batch-invariant") { Description = "Batch-invariant kernels, as 'serve' runs them (each sequence's logits exactly as alone); measures their cost at --batch N" };
+        var contend = new Option<int>("--contend") { Description = "Run N busy processes beside the measurement (a shared machine); the memory probe runs before them", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var plot = new Option<string?>("--plot") { Description = "Also write a PNG: ms/token and decoding state against context, every model in one figure" };
         var command = new Command("decode",
@@ -88,6 +90,7 @@ public static class BenchCommand
         command.Add(prefillChunk);
         command.Add(noBandwidth);
         command.Add(invariant);
+        command.Add(contend);
         command.Add(json);
         command.Add(plot);
         command.SetAction(r => CliRunner.Run(() =>
@@ -110,6 +113,7 @@ public static class BenchCommand
             double? bandwidth = r.GetValue(noBandwidth) ? null : MemoryBandwidth.Measure(threads, 1L << 30, 3) / 1e9;
             var runs = new List<DecodeRun>();
             var paths = r.GetValue(models)!;
+            using var contention = new Contention(r.GetValue(contend));
             ConsoleUi.WithProgress("decode", progress =>
             {
                 foreach (string path in paths)
@@ -160,6 +164,7 @@ public static class BenchCommand
                     threads,
                     batch = batchSize,
                     batch_invariant = engineConfig?.BatchInvariant ?? false,
+                    contend = contention.Count,
                     fill = synthetic ? "synthetic" : "prefill",
                     new_tokens = n,
                     bandwidth_gb_per_s = bandwidth is double bw ? Math.Round(bw, 2) : (double?)null,
@@ -186,6 +191,7 @@ public static class BenchCommand
 
             var table = new Table()
                 .Title(Markup.Escape($"{(useEngine ? "engine" : "torch")}, batch {batchSize}{(engineConfig?.BatchInvariant == true ? " (batch-invariant)" : "")}, {threads} threads" +
+                                     (contention.Count > 0 ? $", beside {contention.Count} busy processes" : "") +
                                      (bandwidth is double bwt ? $", read bandwidth {bwt:F1} GB/s" : "")))
                 .AddColumn("model").AddColumn(new TableColumn("context").RightAligned()).AddColumn(new TableColumn("ms/step").RightAligned())
                 .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("state/seq").RightAligned())

@@ -13,12 +13,13 @@ using static TorchSharp.torch;
 namespace Linearize.Inference;
 
 /// <summary>
-/// A CPU decoding engine beside the TorchSharp model: the same network, one token per sequence per step, with every
-/// weight packed once (<see cref="WeightFormat"/>) and streamed once per step by vectorized kernels split across a
-/// <see cref="WorkerPool"/>. A step is embed → per layer (RMSNorm, fused q/k/v, mixer, o_proj, residual, RMSNorm,
-/// fused gate/up, SwiGLU, down, residual) → norm → head. The TorchSharp model stays the training and prefill path and
-/// this engine's reference: prefill there, then <see cref="Import"/> its cache, or <see cref="Prefill"/> here token
-/// by token. A step allocates nothing.
+/// A CPU inference engine beside the TorchSharp model: the same network, with every weight packed once
+/// (<see cref="WeightFormat"/>). Prefill feeds a prompt in blocks of rows (matrix × matrix products, one pass of each
+/// mixer per block); decoding steps one token per sequence, streaming every weight once per step for the whole batch.
+/// Either way a row is embed → per layer (RMSNorm, fused q/k/v, mixer, o_proj, residual, RMSNorm, fused gate/up,
+/// SwiGLU, down, residual) → norm → head, split across a <see cref="WorkerPool"/>. The TorchSharp model stays the
+/// training path and this engine's reference (tests compare the two; <see cref="Import"/> continues from a TorchSharp
+/// cache). A step allocates nothing.
 /// </summary>
 public sealed unsafe class DecodeEngine : IDisposable
 {
@@ -34,6 +35,8 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
     private readonly double _eps;
     private readonly DecodeSequence[] _one = new DecodeSequence[1];
+    private readonly int[] _segmentLengths = new int[1];
+    private DecodeSequence[] _rowSequences = Array.Empty<DecodeSequence>();
 
     private DecodeEngine(LlamaConfig config, EngineOptions options, EngineLayer[] layers, PackedMatrix embedding, PackedMatrix head,
         float[] finalNorm, float[] inverseFrequencies)
@@ -221,8 +224,9 @@ public sealed unsafe class DecodeEngine : IDisposable
         return seq;
     }
 
-    /// <summary>Feeds <paramref name="tokens"/> one step at a time; returns the last step's logits (valid until the next step).</summary>
-    public ReadOnlySpan<float> Prefill(DecodeSequence sequence, ReadOnlySpan<int> tokens)
+    /// <summary>Feeds <paramref name="tokens"/> one step at a time — the slow, obviously correct twin of
+    /// <see cref="Prefill(DecodeSequence, ReadOnlySpan{int})"/>; returns the last step's logits.</summary>
+    public ReadOnlySpan<float> PrefillByStepping(DecodeSequence sequence, ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty)
             throw new ArgumentException("nothing to prefill");
@@ -230,6 +234,117 @@ public sealed unsafe class DecodeEngine : IDisposable
         foreach (int t in tokens)
             logits = Step(sequence, t);
         return logits;
+    }
+
+    /// <summary>
+    /// Feeds a prompt through the engine in blocks of up to <see cref="EngineOptions.PrefillChunk"/> tokens: each block
+    /// is one matrix × matrix product per weight (compute-bound, <see cref="MatMat"/>) and one pass of each mixer over
+    /// its rows, and leaves the sequence's state as stepping the tokens would. Returns the logits after the last token
+    /// (valid until the next call).
+    /// </summary>
+    public ReadOnlySpan<float> Prefill(DecodeSequence sequence, ReadOnlySpan<int> tokens)
+    {
+        if (tokens.IsEmpty)
+            throw new ArgumentException("nothing to prefill");
+        Span<float> none = default;
+        Prefill(sequence, tokens, tokens.Length - 1, none);
+        return new ReadOnlySpan<float>(_logits.Pointer, _vocab);
+    }
+
+    /// <summary>
+    /// Like <see cref="Prefill(DecodeSequence, ReadOnlySpan{int})"/>, and copies the logits after each token from index
+    /// <paramref name="logitsFrom"/> on into <paramref name="logits"/> <c>[tokens.Length − logitsFrom, V]</c> (scoring a
+    /// continuation; an empty span keeps only the last row in the engine's buffer).
+    /// </summary>
+    public void Prefill(DecodeSequence sequence, ReadOnlySpan<int> tokens, int logitsFrom, Span<float> logits)
+    {
+        if (!ReferenceEquals(sequence.Engine, this))
+            throw new ArgumentException("a sequence belongs to another engine");
+        if ((uint)logitsFrom >= (uint)tokens.Length)
+            throw new ArgumentOutOfRangeException(nameof(logitsFrom));
+        if (!logits.IsEmpty && logits.Length < (long)(tokens.Length - logitsFrom) * _vocab)
+            throw new ArgumentException("the logits buffer is too small", nameof(logits));
+        int chunk = Options.PrefillChunk;
+        for (int offset = 0; offset < tokens.Length; offset += chunk)
+        {
+            int n = Math.Min(chunk, tokens.Length - offset);
+            _one[0] = sequence;
+            _segmentLengths[0] = n;
+            int from = Math.Max(0, logitsFrom - offset);
+            if (from >= n && offset + n < tokens.Length)
+                from = -1; // no logits wanted from this block
+            else if (logits.IsEmpty)
+                from = n - 1;
+            Forward(_one, _segmentLengths, 1, tokens.Slice(offset, n), from < 0 ? 0 : n - from, from);
+            if (!logits.IsEmpty && from >= 0)
+                new ReadOnlySpan<float>(_logits.Pointer, (n - from) * _vocab).CopyTo(logits.Slice((offset + from - logitsFrom) * _vocab));
+        }
+
+        _one[0] = null!;
+    }
+
+    /// <summary>
+    /// Prefills several prompts together: their tokens share blocks of up to <see cref="EngineOptions.PrefillChunk"/>
+    /// rows, so short prompts fill a matrix product between them. Returns the logits after each prompt's last token.
+    /// Each prompt's result equals prefilling it alone up to float32 rounding of the products.
+    /// </summary>
+    public float[][] Prefill(IReadOnlyList<DecodeSequence> sequences, IReadOnlyList<int[]> prompts)
+    {
+        if (sequences.Count != prompts.Count)
+            throw new ArgumentException("one prompt per sequence");
+        var result = new float[prompts.Count][];
+        int chunk = Options.PrefillChunk;
+        var done = new int[prompts.Count];
+        var batch = new DecodeSequence[prompts.Count];
+        var lengths = new int[prompts.Count];
+        var owners = new int[prompts.Count];
+        var tokens = new int[chunk];
+        var logitRows = new int[prompts.Count];
+        int next = 0;
+        for (int i = 0; i < prompts.Count; i++)
+            if (prompts[i].Length == 0)
+                throw new LinearizeException("a prompt has no tokens (not even BOS); nothing to condition on");
+        while (next < prompts.Count)
+        {
+            int rows = 0, segments = 0, finished = 0;
+            for (int i = next; i < prompts.Count && rows < chunk; i++)
+            {
+                int n = Math.Min(chunk - rows, prompts[i].Length - done[i]);
+                prompts[i].AsSpan(done[i], n).CopyTo(tokens.AsSpan(rows));
+                batch[segments] = sequences[i];
+                lengths[segments] = n;
+                owners[segments++] = i;
+                rows += n;
+            }
+
+            // Logits only where a prompt ends inside this block: its last row.
+            int wanted = 0, row = 0;
+            for (int s = 0; s < segments; s++)
+            {
+                row += lengths[s];
+                if (done[owners[s]] + lengths[s] == prompts[owners[s]].Length)
+                    logitRows[wanted++] = row - 1;
+            }
+
+            Forward(batch, lengths, segments, tokens.AsSpan(0, rows), logitRows.AsSpan(0, wanted));
+            int k = 0;
+            for (int s = 0; s < segments; s++)
+            {
+                int i = owners[s];
+                done[i] += lengths[s];
+                if (done[i] == prompts[i].Length)
+                {
+                    result[i] = Logits(k++).ToArray();
+                    finished++;
+                }
+            }
+
+            while (next < prompts.Count && done[next] == prompts[next].Length)
+                next++;
+        }
+
+        Array.Clear(batch);
+        return result;
     }
 
     /// <summary>One step of one sequence; the logits <c>[V]</c> stay valid until the next step.</summary>
@@ -241,34 +356,78 @@ public sealed unsafe class DecodeEngine : IDisposable
         return new ReadOnlySpan<float>(_logits.Pointer, _vocab);
     }
 
-    /// <summary>Logits of row <paramref name="b"/> of the last batch step.</summary>
+    /// <summary>Logits of row <paramref name="b"/> of the last batch step (or of the last prefill's rows that kept logits).</summary>
     public ReadOnlySpan<float> Logits(int b) => new(_logits.Pointer + (long)b * _vocab, _vocab);
 
     /// <summary>
     /// One token for each of the first <paramref name="count"/> <paramref name="sequences"/>, each at its own position;
     /// every weight is read once for the whole batch. Logits per row via <see cref="Logits"/>.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(DecodeSequence[] sequences, int count, ReadOnlySpan<int> tokens)
     {
         if (count < 1 || count > sequences.Length || tokens.Length < count)
             throw new ArgumentException($"batch of {count} needs that many sequences and tokens");
-        for (int b = 0; b < count; b++)
-        {
-            if (!ReferenceEquals(sequences[b].Engine, this))
+        Forward(sequences, null, count, tokens[..count], default);
+    }
+
+    private void Forward(DecodeSequence[] sequences, int[]? segmentLengths, int segments, ReadOnlySpan<int> tokens, int logitCount, int logitFrom)
+    {
+        Span<int> rows = stackalloc int[Math.Max(0, logitCount)];
+        for (int i = 0; i < rows.Length; i++)
+            rows[i] = logitFrom + i;
+        Forward(sequences, segmentLengths, segments, tokens, rows);
+    }
+
+    /// <summary>
+    /// The forward pass over <c>tokens.Length</c> rows. Decoding (<paramref name="segmentLengths"/> null): row b is one
+    /// token of <c>sequences[b]</c>, and every row gets logits. Prefill: segment s is <c>segmentLengths[s]</c> consecutive
+    /// tokens of <c>sequences[s]</c>, and only <paramref name="logitRows"/> get logits (in that order, via
+    /// <see cref="Logits"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Forward(DecodeSequence[] sequences, int[]? segmentLengths, int segments, ReadOnlySpan<int> tokens, ReadOnlySpan<int> logitRows)
+    {
+        bool prefill = segmentLengths is not null;
+        int count = tokens.Length;
+        for (int s = 0; s < segments; s++)
+            if (!ReferenceEquals(sequences[s].Engine, this))
                 throw new ArgumentException("a sequence belongs to another engine");
+        for (int b = 0; b < count; b++)
             if ((uint)tokens[b] >= (uint)_vocab)
                 throw new LinearizeException($"token id {tokens[b]} is outside the vocabulary [0, {_vocab})");
-        }
 
         EnsureBatch(count);
         int c = _hiddenSize;
-        _ctx.Sequences = sequences;
         _ctx.Count = count;
+        _ctx.Prefill = prefill;
+        if (prefill)
+        {
+            _ctx.EnsureSegments(segments, count);
+            _rowSequences = _rowSequences.Length >= count ? _rowSequences : new DecodeSequence[count];
+            int row = 0;
+            for (int s = 0; s < segments; s++)
+            {
+                _ctx.SegmentStart[s] = row;
+                _ctx.SegmentLength[s] = segmentLengths![s];
+                for (int i = 0; i < segmentLengths[s]; i++, row++)
+                {
+                    _rowSequences[row] = sequences[s];
+                    _ctx.RowSegment[row] = s;
+                }
+            }
+
+            _ctx.SegmentCount = segments;
+            _ctx.Sequences = _rowSequences;
+        }
+        else
+        {
+            _ctx.Sequences = sequences;
+        }
+
         for (int b = 0; b < count; b++)
         {
             _embedding.DequantizeRow(tokens[b], new Span<float>(_x.Pointer + (long)b * c, c));
-            RopeTables(sequences[b].Position, _ctx.Cos(b), _ctx.Sin(b));
+            RopeTables(_ctx.Position(b), _ctx.Cos(b), _ctx.Sin(b));
         }
 
         for (int l = 0; l < _layers.Length; l++)
@@ -280,7 +439,10 @@ public sealed unsafe class DecodeEngine : IDisposable
                     VectorOps.RmsNorm(_x.Pointer + (long)b * c, attnNorm, _normed.Pointer + (long)b * c, c, _eps);
                 MatMul(layer.Qkv, _normed.Pointer, c, count, _ctx.Qkv.Pointer, _ctx.QkvStride, layer.QkvBias);
                 _ctx.Layer = l;
-                layer.Mixer.Step(_ctx);
+                if (prefill)
+                    layer.Mixer.Prefill(_ctx);
+                else
+                    layer.Mixer.Step(_ctx);
                 int attnWidth = _heads * _headDim;
                 MatMul(layer.Output, _ctx.Attention.Pointer, attnWidth, count, _tmp.Pointer, c, layer.OutputBias);
                 AddInPlace(_x.Pointer, _tmp.Pointer, count * c);
@@ -297,12 +459,31 @@ public sealed unsafe class DecodeEngine : IDisposable
             }
         }
 
+        // Logits: every row when decoding, the requested rows (compacted) in prefill.
+        int logitCount = prefill ? logitRows.Length : count;
+        _logits.EnsureLength((long)Math.Max(1, logitCount) * _vocab);
         fixed (float* finalNorm = _finalNorm)
+            for (int k = 0; k < logitCount; k++)
+            {
+                int b = prefill ? logitRows[k] : k;
+                VectorOps.RmsNorm(_x.Pointer + (long)b * c, finalNorm, _normed.Pointer + (long)k * c, c, _eps);
+            }
+
+        if (logitCount > 0)
+            MatMul(_head, _normed.Pointer, c, logitCount, _logits.Pointer, _vocab, null);
+        if (prefill)
+        {
+            for (int s = 0; s < segments; s++)
+                sequences[s].Position += segmentLengths![s];
+            Array.Clear(_rowSequences, 0, count);
+        }
+        else
+        {
             for (int b = 0; b < count; b++)
-                VectorOps.RmsNorm(_x.Pointer + (long)b * c, finalNorm, _normed.Pointer + (long)b * c, c, _eps);
-        MatMul(_head, _normed.Pointer, c, count, _logits.Pointer, _vocab, null);
-        for (int b = 0; b < count; b++)
-            sequences[b].Position++;
+                sequences[b].Position++;
+        }
+
+        _ctx.Prefill = false;
         _ctx.Sequences = Array.Empty<DecodeSequence>();
     }
 
@@ -328,10 +509,14 @@ public sealed unsafe class DecodeEngine : IDisposable
         _matmul.YStride = yStride;
         _matmul.Isa = Options.Isa;
         _matmul.BatchInvariant = Options.BatchInvariant;
-        if (w.Bytes < Options.ParallelMinBytes)
+        // Prefill: the compute-bound tiled product, in blocks a thread claims whole. Always tiled, however few the rows,
+        // so a row's arithmetic does not depend on how a prompt was cut into blocks or what else shared its block.
+        _matmul.Tiled = _ctx.Prefill;
+        int grain = _matmul.Tiled ? MatMat.BlockRows : Math.Max(8, 16384 / (int)Math.Max(1, w.Bytes / w.Rows)) & ~1;
+        if (w.Bytes * Math.Min(count, 16) < Options.ParallelMinBytes)
             _matmul.Execute(0, w.Rows);
         else
-            _pool.Run(_matmul, w.Rows, grain: 8);
+            _pool.Run(_matmul, w.Rows, grain);
         _matmul.Matrix = null;
         if (bias is null)
             return;
@@ -349,12 +534,12 @@ public sealed unsafe class DecodeEngine : IDisposable
     private void EnsureBatch(int batch)
     {
         _ctx.EnsureBatch(batch);
+        _ctx.EnsureSegments(1, batch);
         _x.EnsureLength((long)batch * _hiddenSize);
         _normed.EnsureLength((long)batch * _hiddenSize);
         _tmp.EnsureLength((long)batch * _hiddenSize);
         _hidden.EnsureLength((long)batch * 2 * _intermediate);
         _act.EnsureLength((long)batch * _intermediate);
-        _logits.EnsureLength((long)batch * _vocab);
     }
 
     public void Dispose()

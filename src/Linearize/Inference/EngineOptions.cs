@@ -22,6 +22,11 @@ public sealed record EngineOptions
     /// Off by default, because the tiled kernels reuse each loaded weight vector for several sequences in registers.</summary>
     public bool BatchInvariant { get; init; }
 
+    /// <summary>Prompt tokens per prefill block: the rows of one matrix × matrix product. Larger blocks reuse each weight
+    /// for more tokens; the activations of a block (about <c>4 · (2·intermediate + 6·hidden)</c> bytes per token) must
+    /// stay modest.</summary>
+    public int PrefillChunk { get; init; } = 512;
+
     public static WeightFormat ParseFormat(string text) => text.ToLowerInvariant() switch
     {
         "float32" or "fp32" or "f32" => WeightFormat.Float32,

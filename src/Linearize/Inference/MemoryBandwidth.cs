@@ -6,8 +6,8 @@ namespace Linearize.Inference;
 
 /// <summary>
 /// A STREAM-style read probe: the bytes per second that N threads sum out of a buffer far
-/// larger than the caches — the ceiling a memory-bound decoding step can reach with the same threads. Each thread reads
-/// a contiguous slice with four vector accumulators (the access pattern of the matrix kernels); the best of several
+/// larger than the caches — the ceiling a memory-bound decoding step can reach with the same threads. Each thread claims
+/// contiguous slices and sums each with four vector accumulators (the access pattern of the matrix kernels); the best of several
 /// passes is reported, as STREAM does.
 /// </summary>
 public static unsafe class MemoryBandwidth
@@ -17,7 +17,6 @@ public static unsafe class MemoryBandwidth
         public float* Data;
         public long Floats;
         public int Parts;
-        public int Prefetch = int.Parse(Environment.GetEnvironmentVariable("PF") ?? "0");
         public readonly double[] Sums = new double[256];
 
         public override void Execute(int start, int end)
@@ -31,8 +30,6 @@ public static unsafe class MemoryBandwidth
                 var a3 = Vector512<float>.Zero;
                 for (long i = from; i + 64 <= to; i += 64)
                 {
-                    if (Prefetch > 0)
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Data + i + Prefetch);
                     a0 += Vector512.Load(Data + i);
                     a1 += Vector512.Load(Data + i + 16);
                     a2 += Vector512.Load(Data + i + 32);
@@ -57,12 +54,13 @@ public static unsafe class MemoryBandwidth
             for (long i = int.MaxValue; i < floats; i++)
                 data[i] = 1f;
             using var pool = new WorkerPool(threads);
-            var job = new ReadJob { Data = data, Floats = floats, Parts = threads };
+            // Many parts, claimed by whichever thread is free (as the engine's regions are).
+            var job = new ReadJob { Data = data, Floats = floats, Parts = Math.Min(256, 32 * threads) };
             double best = 0;
             for (int pass = 0; pass < passes + 1; pass++)
             {
                 long start = Stopwatch.GetTimestamp();
-                pool.Run(job, threads);
+                pool.Run(job, job.Parts);
                 double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
                 if (pass > 0)
                     best = Math.Max(best, floats * sizeof(float) / seconds);

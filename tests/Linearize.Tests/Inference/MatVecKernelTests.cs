@@ -1,6 +1,5 @@
 using Linearize.Inference;
 using Linearize.Inference.Kernels;
-using Linearize.Inference.Threading;
 
 namespace Linearize.Tests.Inference;
 
@@ -111,33 +110,5 @@ public sealed unsafe class MatVecKernelTests
 
         Assert.All(back.Skip(4 * cols), v => Assert.Equal(0f, v));
         Assert.Equal(rows * cols + rows * 3 * 4, w.Bytes);
-    }
-
-    private sealed class Recorder : RangeJob
-    {
-        public readonly int[] Hits = new int[1000];
-
-        public override void Execute(int start, int end)
-        {
-            for (int i = start; i < end; i++)
-                Interlocked.Increment(ref Hits[i]);
-        }
-    }
-
-    [Fact]
-    public void WorkerPoolCoversEveryIndexOnceAndSurvivesSleeping()
-    {
-        using var pool = new WorkerPool(3);
-        var job = new Recorder();
-        for (int run = 0; run < 200; run++)
-        {
-            int count = 1 + run * 7 % 997;
-            Array.Clear(job.Hits);
-            pool.Run(job, count, grain: 1 + run % 5);
-            for (int i = 0; i < job.Hits.Length; i++)
-                Assert.Equal(i < count ? 1 : 0, job.Hits[i]);
-            if (run % 50 == 0)
-                Thread.Sleep(WorkerPool.SpinMicroseconds / 1000 + 5); // let the workers fall asleep, then wake them
-        }
     }
 }

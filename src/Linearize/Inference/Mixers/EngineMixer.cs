@@ -33,6 +33,10 @@ internal abstract class EngineMixer : RangeJob
     /// <summary>Runs this layer's mixer for every row of <paramref name="ctx"/> (layer <c>ctx.Layer</c>).</summary>
     public abstract void Step(StepContext ctx);
 
+    /// <summary>Runs this layer's mixer over prefill segments (<see cref="StepContext.Prefill"/>): each row gets what a
+    /// step at its position would give, and each sequence's state ends as if its rows had been stepped in order.</summary>
+    public abstract void Prefill(StepContext ctx);
+
     /// <summary>Copies batch row <paramref name="row"/> of a TorchSharp layer cache into <paramref name="state"/>
     /// (the hand-over after a TorchSharp prefill of <paramref name="seen"/> tokens).</summary>
     public abstract void Import(LayerState state, ILayerCache? cache, int row, long seen);

@@ -49,6 +49,9 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
     /// <summary>Scratch per unit: scores, window numerator [D], φ [F], the map's pre-activation [d'].</summary>
     private long UnitFloats => 2L * _window + HeadDim + _features + _featureDim + 32;
 
+    /// <summary>Multiply-adds of one (row, head) unit, roughly: the window, both feature maps and the state read.</summary>
+    private long UnitWork => 2L * _window * HeadDim + 2L * HeadDim * _featureDim + 2L * _features * (HeadDim + 1);
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
     {
@@ -56,17 +59,35 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         int units = ctx.Count * Heads;
         ctx.EnsureScratch(units * UnitFloats);
         _ctx = ctx;
-        ctx.Pool.Run(this, units);
+        ctx.Run(this, units, UnitWork);
         _ctx = null;
         for (int b = 0; b < ctx.Count; b++)
+            Remember(ctx, b, ctx.Sequences[b].Position);
+    }
+
+    /// <summary>Prefill: units (segment, query head), each running its rows in order with the step's arithmetic (the
+    /// state S of a head depends on every earlier row); keys before the segment come from the ring, the segment's from
+    /// its rows. Then the segment's keys enter the ring.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Prefill(StepContext ctx)
+    {
+        ctx.RotateAll(1f);
+        int units = ctx.SegmentCount * Heads;
+        ctx.EnsureScratch(units * UnitFloats);
+        _ctx = ctx;
+        ctx.Run(this, units, UnitWork * ctx.Count / Math.Max(1, ctx.SegmentCount));
+        _ctx = null;
+        for (int b = 0; b < ctx.Count; b++)
+            Remember(ctx, b, ctx.Position(b));
+    }
+
+    private void Remember(StepContext ctx, int b, long pos)
+    {
+        var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
+        for (int h = 0; h < KvHeads; h++)
         {
-            var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
-            long pos = ctx.Sequences[b].Position;
-            for (int h = 0; h < KvHeads; h++)
-            {
-                Buffer.MemoryCopy(ctx.KRotated(b) + h * HeadDim, state.Key(h, pos), HeadDim * sizeof(float), HeadDim * sizeof(float));
-                Buffer.MemoryCopy(ctx.V(b) + h * HeadDim, state.Value(h, pos), HeadDim * sizeof(float), HeadDim * sizeof(float));
-            }
+            Buffer.MemoryCopy(ctx.KRotated(b) + h * HeadDim, state.Key(h, pos), HeadDim * sizeof(float), HeadDim * sizeof(float));
+            Buffer.MemoryCopy(ctx.V(b) + h * HeadDim, state.Value(h, pos), HeadDim * sizeof(float), HeadDim * sizeof(float));
         }
     }
 
@@ -74,75 +95,92 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
     public override void Execute(int start, int end)
     {
         var ctx = _ctx!;
-        int d = HeadDim;
-        float scale = 1f / MathF.Sqrt(d);
         for (int unit = start; unit < end; unit++)
         {
-            int b = unit / Heads, h = unit % Heads, kvHead = h / Group;
-            var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
-            long pos = ctx.Sequences[b].Position;
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* scores = scratch, window = scores + 2 * _window, phi = window + d, pre = phi + _features;
-            float* s = state.LinearState(h);
-
-            // 1. Fold the keys that leave the window at this position into S (reference: featurize on eviction).
-            long foldFrom = 0, foldTo = 0;
-            if (_options.Shape == LolcatsWindowShape.Sw)
+            if (!ctx.Prefill)
             {
-                if (pos >= _window)
-                    (foldFrom, foldTo) = (pos - _window, pos - _window + 1);
-            }
-            else if (pos % _window == 0 && pos >= 2L * _window)
-            {
-                (foldFrom, foldTo) = (pos - 2L * _window, pos - _window);
+                int b = unit / Heads;
+                Row(ctx, b, unit % Heads, b, ctx.Sequences[b].Position, scratch);
+                continue;
             }
 
-            for (long p = foldFrom; p < foldTo; p++)
-            {
-                FeatureMap(state.Key(kvHead, p), _mapK, _biasK[h], h, phi, pre);
-                float* v = state.Value(kvHead, p);
-                for (int f = 0; f < _features; f++)
-                {
-                    float* row = s + (long)f * (d + 1);
-                    VectorOps.Axpy(phi[f], v, row, d);
-                    row[d] += phi[f];
-                }
-            }
+            int segment = unit / Heads, first = ctx.SegmentStart[segment];
+            long origin = ctx.Sequences[first].Position;
+            for (int b = first; b < first + ctx.SegmentLength[segment]; b++)
+                Row(ctx, b, unit % Heads, first, origin, scratch);
+        }
+    }
 
-            // 2. Window: softmax scores with the stabilizer over the window only.
-            long from = _options.Shape == LolcatsWindowShape.Sw
-                ? Math.Max(0, pos - _window + 1)
-                : Math.Max(0, (pos / _window - 1) * _window);
-            float* q = ctx.QRotated(b) + h * d;
-            int n = 0;
-            for (long p = from; p < pos; p++)
-                scores[n++] = VectorOps.Dot(q, state.Key(kvHead, p), d) * scale;
-            scores[n++] = VectorOps.Dot(q, ctx.KRotated(b) + kvHead * d, d) * scale;
-            var (_, sum) = VectorOps.ExpShifted(scores, n);
-            new Span<float>(window, d).Clear();
-            int i = 0;
-            for (long p = from; p < pos; p++)
-                VectorOps.Axpy(scores[i++], state.Value(kvHead, p), window, d);
-            VectorOps.Axpy(scores[i], ctx.V(b) + kvHead * d, window, d);
+    /// <summary>Row <paramref name="b"/>, query head <paramref name="h"/>: positions from <paramref name="origin"/> on are
+    /// rows of the batch starting at row <paramref name="first"/>; earlier ones are in the state's ring.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Row(StepContext ctx, int b, int h, int first, long origin, float* scratch)
+    {
+        int d = HeadDim, kvHead = h / Group;
+        float scale = 1f / MathF.Sqrt(d);
+        var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
+        long pos = origin + (b - first);
+        float* scores = scratch, window = scores + 2 * _window, phi = window + d, pre = phi + _features;
+        float* s = state.LinearState(h);
+        float* Key(long p) => p >= origin ? ctx.KRotated(first + (int)(p - origin)) + kvHead * d : state.Key(kvHead, p);
+        float* Value(long p) => p >= origin ? ctx.V(first + (int)(p - origin)) + kvHead * d : state.Value(kvHead, p);
 
-            // 3. Linear: φq · S, whose last column is the denominator.
-            FeatureMap(q, _mapQ, _biasQ[h], h, phi, pre);
-            float* output = ctx.Output(b) + h * d;
-            float gamma = _gamma[h], lambda = _lambda[h];
-            for (int j = 0; j < d; j++)
-                output[j] = gamma * window[j];
-            float denominator = gamma * sum;
+        // 1. Fold the keys that leave the window at this position into S (reference: featurize on eviction).
+        long foldFrom = 0, foldTo = 0;
+        if (_options.Shape == LolcatsWindowShape.Sw)
+        {
+            if (pos >= _window)
+                (foldFrom, foldTo) = (pos - _window, pos - _window + 1);
+        }
+        else if (pos % _window == 0 && pos >= 2L * _window)
+        {
+            (foldFrom, foldTo) = (pos - 2L * _window, pos - _window);
+        }
+
+        for (long p = foldFrom; p < foldTo; p++)
+        {
+            FeatureMap(Key(p), _mapK, _biasK[h], h, phi, pre);
+            float* v = Value(p);
             for (int f = 0; f < _features; f++)
             {
                 float* row = s + (long)f * (d + 1);
-                VectorOps.Axpy(lambda * phi[f], row, output, d);
-                denominator += lambda * phi[f] * row[d];
+                VectorOps.Axpy(phi[f], v, row, d);
+                row[d] += phi[f];
             }
-
-            float inverse = 1f / denominator;
-            for (int j = 0; j < d; j++)
-                output[j] *= inverse;
         }
+
+        // 2. Window: softmax scores with the stabilizer over the window only.
+        long from = _options.Shape == LolcatsWindowShape.Sw
+            ? Math.Max(0, pos - _window + 1)
+            : Math.Max(0, (pos / _window - 1) * _window);
+        float* q = ctx.QRotated(b) + h * d;
+        int n = 0;
+        for (long p = from; p <= pos; p++)
+            scores[n++] = VectorOps.Dot(q, Key(p), d) * scale;
+        var (_, sum) = VectorOps.ExpShifted(scores, n);
+        new Span<float>(window, d).Clear();
+        int i = 0;
+        for (long p = from; p <= pos; p++)
+            VectorOps.Axpy(scores[i++], Value(p), window, d);
+
+        // 3. Linear: φq · S, whose last column is the denominator.
+        FeatureMap(q, _mapQ, _biasQ[h], h, phi, pre);
+        float* output = ctx.Output(b) + h * d;
+        float gamma = _gamma[h], lambda = _lambda[h];
+        for (int j = 0; j < d; j++)
+            output[j] = gamma * window[j];
+        float denominator = gamma * sum;
+        for (int f = 0; f < _features; f++)
+        {
+            float* row = s + (long)f * (d + 1);
+            VectorOps.Axpy(lambda * phi[f], row, output, d);
+            denominator += lambda * phi[f] * row[d];
+        }
+
+        float inverse = 1f / denominator;
+        for (int j = 0; j < d; j++)
+            output[j] *= inverse;
     }
 
     /// <summary>φ(x) for head <paramref name="h"/>: y = xW_h (+ b_h), then Hedgehog's two clamped softmaxes or T2R's ReLU.</summary>

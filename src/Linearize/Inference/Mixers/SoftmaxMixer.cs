@@ -18,8 +18,16 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     /// <summary>Positions below which one unit takes a whole (sequence, KV head) row.</summary>
     private const int MinSplitPositions = 256;
 
+    /// <summary>Prefill: query rows per unit (each unit streams its keys once for all of them and their group's heads).</summary>
+    private const int QueryTile = 16;
+
+    /// <summary>Prefill: keys per block of the online softmax (a block of keys and values stays in L1).</summary>
+    private const int KeyBlock = 64;
+
     private readonly int? _window;
     private StepContext? _ctx;
+    private bool _prefill;
+    private int[] _unitSegment = Array.Empty<int>(), _unitKvHead = Array.Empty<int>(), _unitRow = Array.Empty<int>();
     private int _splits;
     private int _maxSplitLength;
 
@@ -67,7 +75,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         int units = rows * _splits;
         ctx.EnsureScratch((long)units * UnitFloats);
         _ctx = ctx;
-        ctx.Pool.Run(this, units);
+        ctx.Run(this, units, 2L * Group * HeadDim * ((longest + _splits - 1) / _splits));
         _ctx = null;
         Merge(ctx, units);
     }
@@ -83,10 +91,143 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
 
     private float* UnitScratch(StepContext ctx, int unit) => ctx.Scratch.Pointer + unit * UnitFloats;
 
+    /// <summary>
+    /// Prefill: every row's key and value are appended first, then units (segment, KV head, tile of
+    /// <see cref="QueryTile"/> rows) run a causal online softmax over blocks of <see cref="KeyBlock"/> keys — the running
+    /// max, sum and weighted values per (row, head), flash-attention style, so no T × T score matrix exists.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Prefill(StepContext ctx)
+    {
+        ctx.RotateAll(1f / MathF.Sqrt(HeadDim));
+        int units = 0;
+        long work = 0;
+        for (int seg = 0; seg < ctx.SegmentCount; seg++)
+        {
+            int first = ctx.SegmentStart[seg], n = ctx.SegmentLength[seg];
+            var kv = (KvState)ctx.Sequences[first].Layers[ctx.Layer];
+            if (kv.Length != ctx.Sequences[first].Position)
+                throw new InvalidOperationException($"KV cache holds {kv.Length} positions at position {ctx.Sequences[first].Position}");
+            kv.EnsureCapacity(kv.Length + n);
+            for (int i = 0; i < n; i++)
+                for (int h = 0; h < KvHeads; h++)
+                {
+                    new ReadOnlySpan<float>(ctx.KRotated(first + i) + h * HeadDim, HeadDim).CopyTo(new Span<float>(kv.Key(h, kv.Length + i), HeadDim));
+                    new ReadOnlySpan<float>(ctx.V(first + i) + h * HeadDim, HeadDim).CopyTo(new Span<float>(kv.Value(h, kv.Length + i), HeadDim));
+                }
+
+            kv.Length += n;
+            units += KvHeads * ((n + QueryTile - 1) / QueryTile);
+            work += (long)n * Visible(kv.Length).Count;
+        }
+
+        if (_unitSegment.Length < units)
+        {
+            _unitSegment = new int[units];
+            _unitKvHead = new int[units];
+            _unitRow = new int[units];
+        }
+
+        int u = 0;
+        for (int seg = 0; seg < ctx.SegmentCount; seg++)
+            for (int h = 0; h < KvHeads; h++)
+                for (int i = 0; i < ctx.SegmentLength[seg]; i += QueryTile)
+                    (_unitSegment[u], _unitKvHead[u], _unitRow[u++]) = (seg, h, i);
+
+        ctx.EnsureScratch((long)units * PrefillUnitFloats);
+        _ctx = ctx;
+        _prefill = true;
+        ctx.Run(this, units, 2L * Heads * HeadDim * work / Math.Max(1, units));
+        _prefill = false;
+        _ctx = null;
+    }
+
+    /// <summary>Prefill scratch per unit: per (row, head) the running max, sum and weighted values [D], then scores.</summary>
+    private long PrefillUnitFloats => (long)QueryTile * Group * (2 + HeadDim + KeyBlock);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void PrefillUnit(StepContext ctx, int unit)
+    {
+        int d = HeadDim, g = Group, seg = _unitSegment[unit], kvHead = _unitKvHead[unit];
+        int first = ctx.SegmentStart[seg], r0 = first + _unitRow[unit], r1 = Math.Min(first + ctx.SegmentLength[seg], r0 + QueryTile);
+        var kv = (KvState)ctx.Sequences[first].Layers[ctx.Layer];
+        long origin = ctx.Sequences[first].Position;
+        float* state = ctx.Scratch.Pointer + unit * PrefillUnitFloats; // per (row, head): max, sum, acc[D]
+        float* scores = state + (long)QueryTile * g * (2 + d);
+        int slot = 2 + d;
+        for (int k = 0; k < (r1 - r0) * g; k++)
+        {
+            float* st = state + (long)k * slot;
+            st[0] = float.NegativeInfinity;
+            st[1] = 0;
+            new Span<float>(st + 2, d).Clear();
+        }
+
+        long lastPos = origin + (r1 - 1 - first);
+        int lo = Visible((int)(origin + (r0 - first)) + 1).Start;
+        lo -= lo % KeyBlock; // blocks at fixed positions: a row's arithmetic does not depend on its tile
+        for (int k0 = lo; k0 <= lastPos; k0 += KeyBlock)
+        {
+            int k1 = (int)Math.Min(lastPos + 1, k0 + KeyBlock);
+            for (int r = r0; r < r1; r++)
+            {
+                long pos = origin + (r - first);
+                int from = Math.Max(k0, Visible((int)pos + 1).Start), to = (int)Math.Min(k1, pos + 1);
+                if (from >= to)
+                    continue;
+                for (int j = 0; j < g; j++)
+                {
+                    float* q = ctx.QRotated(r) + (long)(kvHead * g + j) * d;
+                    float* st = state + (long)((r - r0) * g + j) * slot;
+                    float max = float.NegativeInfinity;
+                    for (int k = from; k < to; k++)
+                    {
+                        float sc = VectorOps.Dot(q, kv.Key(kvHead, k), d);
+                        scores[k - from] = sc;
+                        max = MathF.Max(max, sc);
+                    }
+
+                    float newMax = MathF.Max(st[0], max);
+                    float correction = MathF.Exp(st[0] - newMax); // 0 on the first block (e^{−∞})
+                    if (correction != 1f)
+                    {
+                        st[1] *= correction;
+                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(st + 2, d), correction, new Span<float>(st + 2, d));
+                    }
+
+                    float sum = 0;
+                    for (int k = from; k < to; k++)
+                    {
+                        float e = MathF.Exp(scores[k - from] - newMax);
+                        sum += e;
+                        VectorOps.Axpy(e, kv.Value(kvHead, k), st + 2, d);
+                    }
+
+                    st[0] = newMax;
+                    st[1] += sum;
+                }
+            }
+        }
+
+        for (int r = r0; r < r1; r++)
+            for (int j = 0; j < g; j++)
+            {
+                float* st = state + (long)((r - r0) * g + j) * slot;
+                TensorPrimitives.Multiply(new ReadOnlySpan<float>(st + 2, d), 1f / st[1], new Span<float>(ctx.Output(r) + (long)(kvHead * g + j) * d, d));
+            }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int start, int end)
     {
         var ctx = _ctx!;
+        if (_prefill)
+        {
+            for (int unit = start; unit < end; unit++)
+                PrefillUnit(ctx, unit);
+            return;
+        }
+
         int d = HeadDim, g = Group;
         for (int unit = start; unit < end; unit++)
         {

@@ -33,6 +33,53 @@ internal sealed unsafe class StepContext : IDisposable
 
     public int Layer { get; set; }
 
+    /// <summary>
+    /// Prefill: rows come in segments, each a run of consecutive positions of one sequence (row
+    /// <c>SegmentStart[s] + i</c> is position <c>Sequences[row].Position + i</c>; the sequence's position advances only
+    /// after the forward pass). A mixer reads a segment's earlier keys from its state and the segment's own from the rows,
+    /// and leaves the state exactly as stepping the rows one at a time would. When false, every row is its own sequence.
+    /// </summary>
+    public bool Prefill { get; set; }
+
+    public int SegmentCount { get; set; }
+
+    public int[] SegmentStart { get; private set; } = Array.Empty<int>();
+
+    public int[] SegmentLength { get; private set; } = Array.Empty<int>();
+
+    /// <summary>The segment of each row (prefill).</summary>
+    public int[] RowSegment { get; private set; } = Array.Empty<int>();
+
+    /// <summary>Position of row <paramref name="b"/>: its sequence's position plus its offset in its segment.</summary>
+    public long Position(int b) =>
+        Prefill ? Sequences[b].Position + (b - SegmentStart[RowSegment[b]]) : Sequences[b].Position;
+
+    /// <summary>Room for <paramref name="segments"/> segments over <paramref name="rows"/> rows.</summary>
+    public void EnsureSegments(int segments, int rows)
+    {
+        if (SegmentStart.Length < segments)
+        {
+            SegmentStart = new int[segments];
+            SegmentLength = new int[segments];
+        }
+
+        if (RowSegment.Length < rows)
+            RowSegment = new int[rows];
+    }
+
+    /// <summary>Runs <paramref name="job"/> over <paramref name="units"/> on the pool, or on this thread when the whole
+    /// region is too small to repay waking a second thread (<paramref name="workPerUnit"/>: multiply-adds, roughly).</summary>
+    public void Run(RangeJob job, int units, long workPerUnit)
+    {
+        if ((long)units * workPerUnit < MinParallelWork)
+            job.Execute(0, units);
+        else
+            Pool.Run(job, units);
+    }
+
+    /// <summary>Below this many multiply-adds a region runs on the calling thread (a hand-off costs a few microseconds).</summary>
+    public const long MinParallelWork = 32_768;
+
     /// <summary>Mixers must not let the batch change a sequence's arithmetic (<see cref="EngineOptions.BatchInvariant"/>).</summary>
     public bool BatchInvariant { get; set; }
 

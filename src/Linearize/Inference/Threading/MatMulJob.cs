@@ -15,6 +15,15 @@ internal sealed unsafe class MatMulJob : RangeJob
     public KernelIsa Isa;
     public bool BatchInvariant;
 
+    /// <summary>Use the tiled matrix × matrix kernel (prefill) instead of the streaming matrix × vectors one.</summary>
+    public bool Tiled;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void Execute(int start, int end) => MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa, BatchInvariant);
+    public override void Execute(int start, int end)
+    {
+        if (Tiled)
+            MatMat.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa);
+        else
+            MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa, BatchInvariant);
+    }
 }
