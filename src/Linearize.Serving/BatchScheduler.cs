@@ -6,12 +6,15 @@ using Linearize.Tokenization;
 namespace Linearize.Serving;
 
 /// <summary>
-/// Continuous batching on one thread that owns the model: requests join the running decode batch as soon as a slot is
-/// free and leave when they finish or their client goes away. A short prompt (up to
-/// <see cref="ServerOptions.EnginePrefillMaxTokens"/>) is fed through the batch one token per step; a longer one is
-/// prefilled by the TorchSharp model (batched GEMMs) and its state handed to the engine; every step advances all of them with one <see cref="DecodeEngine.Step(DecodeSequence[], int, ReadOnlySpan{int})"/>,
-/// which reads each weight once for the batch. The engine is batch-invariant, so a request's tokens are those it would
-/// get alone. A linear model's sequence holds a fixed-size state, which is what lets a batch stay full cheaply.
+/// Continuous batching on one thread that owns the model: requests join the running batch as soon as a slot is free
+/// and leave when they finish or their client goes away. Each iteration prefills up to
+/// <see cref="ServerOptions.PrefillSliceTokens"/> prompt tokens of the sequences still reading their prompts (one
+/// engine prefill over all of them: chunked prefill, so a long prompt never stalls the others for more than a slice),
+/// then advances every sequence that is generating with one
+/// <see cref="DecodeEngine.Step(DecodeSequence[], int, ReadOnlySpan{int})"/>, which reads each weight once for the batch.
+/// The engine is batch-invariant and its prefill gives the same bits however a prompt is sliced, so a request's tokens
+/// are those it would get alone. A linear model's sequence holds a fixed-size state, which is what lets a batch stay
+/// full cheaply.
 /// </summary>
 public sealed class BatchScheduler : IDisposable
 {
@@ -23,18 +26,18 @@ public sealed class BatchScheduler : IDisposable
         public StreamingDetokenizer Detok { get; } = detok;
         public StopSequenceMatcher Stop { get; } = stop;
 
-        /// <summary>The token the next step feeds: a prompt token while prefilling in the batch, then the last sampled one.</summary>
+        /// <summary>The token the next step feeds: the last sampled one.</summary>
         public int Next;
 
-        /// <summary>Prompt tokens still to feed before sampling starts (empty when TorchSharp prefilled the prompt).</summary>
-        public IReadOnlyList<int> Pending = Array.Empty<int>();
-        public int PendingIndex;
+        /// <summary>Prompt tokens prefilled so far; the sequence generates once all are.</summary>
+        public int Prefilled;
+
+        public bool Prefilling => Prefilled < Request.PromptIds.Count;
     }
 
     private readonly ServedModel _model;
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics;
-    private readonly EngineGenerator _generator;
     private readonly ConcurrentQueue<GenerationRequest> _waiting = new();
     private readonly SemaphoreSlim _signal = new(0);
     private readonly List<Active> _active = new();
@@ -42,13 +45,13 @@ public sealed class BatchScheduler : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private int _waitingCount;
     private int _activeCount;
+    private int _prefillingCount;
 
     public BatchScheduler(ServedModel model, ServerOptions options, ServerMetrics metrics)
     {
         _model = model;
         _options = options;
         _metrics = metrics;
-        _generator = new EngineGenerator(model.Model, model.Engine);
         _thread = new Thread(Loop) { Name = "linearize-scheduler", IsBackground = true };
         _thread.Start();
     }
@@ -56,8 +59,11 @@ public sealed class BatchScheduler : IDisposable
     /// <summary>Requests waiting for a slot.</summary>
     public int QueueDepth => Volatile.Read(ref _waitingCount);
 
-    /// <summary>Sequences in the running batch.</summary>
+    /// <summary>Sequences in the running batch, those still reading their prompts included.</summary>
     public int ActiveSequences => Volatile.Read(ref _activeCount);
+
+    /// <summary>Sequences of the batch still reading their prompts.</summary>
+    public int PrefillingSequences => Volatile.Read(ref _prefillingCount);
 
     /// <summary>Largest state one sequence has held so far (bytes): memory per active sequence.</summary>
     public long MaxStateBytesPerSequence { get; private set; }
@@ -108,13 +114,17 @@ public sealed class BatchScheduler : IDisposable
                 continue;
             }
 
-            int count = _active.Count;
-            for (int b = 0; b < count; b++)
-            {
-                sequences[b] = _active[b].Sequence;
-                tokens[b] = _active[b].Next;
-            }
+            PrefillSlice();
+            int count = 0;
+            foreach (var a in _active)
+                if (!a.Prefilling)
+                {
+                    sequences[count] = a.Sequence;
+                    tokens[count++] = a.Next;
+                }
 
+            if (count == 0)
+                continue;
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
@@ -125,26 +135,30 @@ public sealed class BatchScheduler : IDisposable
             catch (Exception e)
             {
                 // A failing step (it should not happen) ends the requests in it, never the server.
-                foreach (var a in _active)
+                _active.RemoveAll(a =>
+                {
+                    if (a.Prefilling)
+                        return false;
                     Fail(a, e);
-                _active.Clear();
+                    return true;
+                });
                 continue;
             }
 
-            for (int b = count - 1; b >= 0; b--)
+            // Rows of the step are the generating sequences in _active order.
+            int row = 0;
+            var finished = new List<Active>();
+            foreach (var a in _active)
             {
-                var a = _active[b];
-                if (a.PendingIndex < a.Pending.Count)
-                {
-                    a.Next = a.Pending[a.PendingIndex++]; // still prefilling in the batch: the logits are not needed
+                if (a.Prefilling)
                     continue;
-                }
-
-                a.Next = a.Sampler.Sample(_model.Engine.Logits(b));
+                a.Next = a.Sampler.Sample(_model.Engine.Logits(row++));
                 if (!Emit(a))
-                    _active.RemoveAt(b);
+                    finished.Add(a);
             }
 
+            foreach (var a in finished)
+                _active.Remove(a);
             Array.Clear(sequences);
         }
 
@@ -173,31 +187,71 @@ public sealed class BatchScheduler : IDisposable
                 _metrics.PromptTokens.Inc(request.PromptIds.Count);
                 var detok = _model.Tokenizer.CreateStreamingDetokenizer();
                 var stop = new StopSequenceMatcher(request.Stop);
-                if (request.PromptIds.Count <= _options.EnginePrefillMaxTokens)
-                {
-                    // A short prompt joins the batch at once and is fed one token per step beside the others' decoding:
-                    // its rows cost a fraction of a step, where a TorchSharp prefill would stall every other sequence.
-                    _active.Add(new Active(request, _model.Engine.CreateSequence(), sampler, detok, stop)
-                    {
-                        Pending = request.PromptIds,
-                        Next = request.PromptIds[0],
-                        PendingIndex = 1,
-                    });
-                    continue;
-                }
-
-                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                var (sequence, logits) = _generator.Prefill(request.PromptIds);
-                _metrics.PrefillSeconds.Inc(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
-                var a = new Active(request, sequence, sampler, detok, stop) { Next = sampler.Sample(logits) };
-                if (Emit(a))
-                    _active.Add(a);
+                // The prompt is prefilled by the loop, a slice per iteration, beside the others' decoding.
+                _active.Add(new Active(request, _model.Engine.CreateSequence(), sampler, detok, stop));
             }
             catch (Exception e)
             {
                 sampler?.Dispose();
                 request.Writer.TryComplete(e);
             }
+        }
+    }
+
+    /// <summary>
+    /// Feeds up to <see cref="ServerOptions.PrefillSliceTokens"/> prompt tokens of the prefilling sequences in one engine
+    /// prefill, the fewest remaining tokens first (a short prompt arriving behind a long one starts answering at once;
+    /// the long one takes what budget is left); a sequence whose prompt is complete samples its first token.
+    /// </summary>
+    private void PrefillSlice()
+    {
+        var sequences = new List<DecodeSequence>();
+        var slices = new List<int[]>();
+        var owners = new List<Active>();
+        int budget = _options.PrefillSliceTokens;
+        foreach (var a in _active.Where(a => a.Prefilling).OrderBy(a => a.Request.PromptIds.Count - a.Prefilled))
+        {
+            if (budget == 0)
+                break;
+            int n = Math.Min(budget, a.Request.PromptIds.Count - a.Prefilled);
+            var slice = new int[n];
+            for (int i = 0; i < n; i++)
+                slice[i] = a.Request.PromptIds[a.Prefilled + i];
+            sequences.Add(a.Sequence);
+            slices.Add(slice);
+            owners.Add(a);
+            budget -= n;
+        }
+
+        if (owners.Count == 0)
+            return;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        float[][] logits;
+        try
+        {
+            logits = _model.Engine.Prefill(sequences, slices);
+        }
+        catch (Exception e)
+        {
+            foreach (var a in owners)
+            {
+                Fail(a, e);
+                _active.Remove(a);
+            }
+
+            return;
+        }
+
+        _metrics.PrefillSeconds.Inc(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        for (int k = 0; k < owners.Count; k++)
+        {
+            var a = owners[k];
+            a.Prefilled += slices[k].Length;
+            if (a.Prefilling)
+                continue;
+            a.Next = a.Sampler.Sample(logits[k]);
+            if (!Emit(a))
+                _active.Remove(a);
         }
     }
 
@@ -260,6 +314,7 @@ public sealed class BatchScheduler : IDisposable
     private void Publish()
     {
         Volatile.Write(ref _activeCount, _active.Count);
+        Volatile.Write(ref _prefillingCount, _active.Count(a => a.Prefilling));
         long bytes = 0;
         foreach (var a in _active)
             bytes += a.Sequence.StateBytes;

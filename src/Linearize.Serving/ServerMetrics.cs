@@ -17,7 +17,7 @@ public sealed class ServerMetrics
         PromptTokens = f.CreateCounter("linearize_prompt_tokens_total", "Prompt tokens prefilled");
         GeneratedTokens = f.CreateCounter("linearize_generated_tokens_total", "Tokens generated");
         Disconnected = f.CreateCounter("linearize_disconnected_requests_total", "Requests whose client went away before the end");
-        PrefillSeconds = f.CreateCounter("linearize_prefill_seconds_total", "Time the scheduler spent prefilling prompts (TorchSharp)");
+        PrefillSeconds = f.CreateCounter("linearize_prefill_seconds_total", "Time the scheduler spent prefilling prompts (engine, in slices between decode steps)");
         StepSeconds = f.CreateCounter("linearize_decode_step_seconds_total", "Time the scheduler spent in batched decode steps (engine)");
         Steps = f.CreateCounter("linearize_decode_steps_total", "Batched decode steps");
         QueueDepth = f.CreateGauge("linearize_queue_depth", "Requests waiting for a batch slot");

@@ -18,10 +18,17 @@ public sealed record ServerOptions
     /// <summary><c>max_tokens</c> when a request gives none: 16 for completions (OpenAI's default), this for chat.</summary>
     public int DefaultChatMaxTokens { get; init; } = 256;
 
-    /// <summary>Prompts up to this many tokens are prefilled inside the decode batch (one engine row per token per
-    /// step); longer ones by a TorchSharp forward pass before they join. 0: always TorchSharp. The choice depends on
-    /// the prompt's length only, so a request's output never depends on its neighbours.</summary>
-    public int EnginePrefillMaxTokens { get; init; } = 32;
+    /// <summary>Prompt tokens prefilled per scheduler iteration, between two decode steps of the running batch (chunked
+    /// prefill): a long prompt delays the others' next token by one slice, never by the whole prompt. How a prompt is
+    /// sliced does not change its arithmetic (the engine's prefill is bit-identical however it is cut).</summary>
+    public int PrefillSliceTokens { get; init; } = 256;
+
+    /// <summary>Longest prompt accepted (400 beyond it). Null: the model's context for a model with softmax layers,
+    /// <see cref="LinearModelPromptTokens"/> for a fully linear one.</summary>
+    public int? MaxPromptTokens { get; init; }
+
+    /// <summary>The default prompt bound of a fully linear model: its state does not grow, but prefill time does.</summary>
+    public const int LinearModelPromptTokens = 65536;
 
     /// <summary>Largest request body accepted.</summary>
     public long MaxRequestBytes { get; init; } = 4 << 20;
@@ -34,8 +41,10 @@ public sealed record ServerOptions
             throw new LinearizeException($"--max-batch must be at least 1, got {MaxBatch}");
         if (MaxQueue < 0)
             throw new LinearizeException($"--max-queue must be at least 0, got {MaxQueue}");
-        if (EnginePrefillMaxTokens < 0)
-            throw new LinearizeException($"--engine-prefill-max must be at least 0, got {EnginePrefillMaxTokens}");
+        if (PrefillSliceTokens < 1)
+            throw new LinearizeException($"--prefill-slice must be at least 1, got {PrefillSliceTokens}");
+        if (MaxPromptTokens is < 1)
+            throw new LinearizeException($"--max-prompt-tokens must be at least 1, got {MaxPromptTokens}");
         if (DefaultChatMaxTokens < 1)
             throw new LinearizeException($"default max tokens must be at least 1, got {DefaultChatMaxTokens}");
     }

@@ -17,7 +17,7 @@ public static class BenchServeCommand
         var batches = new Option<int[]>("--max-batch") { Description = "Batch sizes to run, e.g. --max-batch 1 8 32", DefaultValueFactory = _ => new[] { 1, 8, 32 }, AllowMultipleArgumentsPerToken = true };
         var maxTokens = new Option<int>("--max-tokens") { Description = "max_tokens of every request (greedy; a reply may stop earlier at EOS)", DefaultValueFactory = _ => 64 };
         var malformed = new Option<int>("--malformed") { Description = "Malformed requests fired after the load, before one last good request", DefaultValueFactory = _ => 1000 };
-        var enginePrefill = new Option<int>("--engine-prefill-max") { Description = "Prompts up to N tokens are prefilled inside the decode batch, longer ones by TorchSharp (0: always TorchSharp)", DefaultValueFactory = _ => new ServerOptions().EnginePrefillMaxTokens };
+        var prefillSlice = new Option<int>("--prefill-slice") { Description = "Prompt tokens prefilled between two decode steps of the running batch", DefaultValueFactory = _ => new ServerOptions().PrefillSliceTokens };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Lengthen every prompt to at least N tokens with story sentences (long contexts: where a fixed-size state pays)", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var command = new Command("serve",
@@ -30,7 +30,7 @@ public static class BenchServeCommand
         command.Add(batches);
         command.Add(maxTokens);
         command.Add(malformed);
-        command.Add(enginePrefill);
+        command.Add(prefillSlice);
         command.Add(promptTokens);
         command.Add(json);
         command.SetAction(r => CliRunner.Run(() =>
@@ -53,7 +53,7 @@ public static class BenchServeCommand
                 var prompts = r.GetValue(promptTokens) > 0
                     ? ServeLoadTest.LongPrompts(n, r.GetValue(promptTokens), served.Tokenizer)
                     : ServeLoadTest.DefaultPrompts(n);
-                var test = new ServeLoadTest(served, prompts, tokens, new ServerOptions { EnginePrefillMaxTokens = r.GetValue(enginePrefill) });
+                var test = new ServeLoadTest(served, prompts, tokens, new ServerOptions { PrefillSliceTokens = r.GetValue(prefillSlice) });
                 err.WriteLine($"{served.Id}: {n} reference answers, one at a time…");
                 var reference = test.ReferenceAsync(CancellationToken.None).GetAwaiter().GetResult();
                 foreach (int b in sizes)
@@ -75,7 +75,7 @@ public static class BenchServeCommand
                 {
                     clients = n,
                     max_tokens = tokens,
-                    engine_prefill_max = r.GetValue(enginePrefill),
+                    prefill_slice = r.GetValue(prefillSlice),
                     prompt_tokens = r.GetValue(promptTokens),
                     rows = rows.Select(x => new
                     {
@@ -94,7 +94,7 @@ public static class BenchServeCommand
             }
             else
             {
-                var table = new Table().Title($"{n} concurrent streaming clients, greedy, max_tokens {tokens}{(r.GetValue(promptTokens) > 0 ? $", prompts ≥ {r.GetValue(promptTokens)} tokens" : "")}, prompts ≤ {r.GetValue(enginePrefill)} tokens prefilled in the batch")
+                var table = new Table().Title($"{n} concurrent streaming clients, greedy, max_tokens {tokens}{(r.GetValue(promptTokens) > 0 ? $", prompts ≥ {r.GetValue(promptTokens)} tokens" : "")}, prompts prefilled in slices of {r.GetValue(prefillSlice)} tokens")
                     .AddColumn("model").AddColumn(new TableColumn("batch").RightAligned()).AddColumn(new TableColumn("req/s").RightAligned())
                     .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("p50 ms").RightAligned())
                     .AddColumn(new TableColumn("p99 ms").RightAligned()).AddColumn(new TableColumn("1st tok p50").RightAligned())

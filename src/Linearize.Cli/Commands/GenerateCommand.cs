@@ -59,7 +59,7 @@ public static class GenerateCommand
             using var engine = engineOptions.Create(r, llama);
             var tokens = engine is null
                 ? new Generator(llama).Generate(ids, n, sampler, stops)
-                : new EngineGenerator(llama, engine).Generate(ids, n, sampler, stops);
+                : new EngineGenerator(engine).Generate(ids, n, sampler, stops);
             foreach (int id in tokens)
             {
                 stdout.Write(detok.Push(id));

@@ -13,7 +13,8 @@ public static class ServeCommand
         var port = new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 8080 };
         var maxBatch = new Option<int>("--max-batch") { Description = "Sequences decoded together in one step; more requests wait in the queue", DefaultValueFactory = _ => 8 };
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests allowed to wait for a slot; beyond that the server answers 429", DefaultValueFactory = _ => 64 };
-        var enginePrefill = new Option<int>("--engine-prefill-max") { Description = "Prompts up to N tokens are prefilled inside the decode batch (no stall for the others); longer ones by a TorchSharp forward pass (0: always TorchSharp)", DefaultValueFactory = _ => new ServerOptions().EnginePrefillMaxTokens };
+        var prefillSlice = new Option<int>("--prefill-slice") { Description = "Prompt tokens prefilled between two decode steps of the running batch: a long prompt delays the others by one slice, never by its whole length", DefaultValueFactory = _ => new ServerOptions().PrefillSliceTokens };
+        var maxPrompt = new Option<int?>("--max-prompt-tokens") { Description = $"Longest prompt accepted (default: the context of a model with softmax layers, {ServerOptions.LinearModelPromptTokens} for a fully linear one)" };
         var modelId = new Option<string?>("--model-id") { Description = "Name reported in /v1/models and responses (default: the model's file or directory name)" };
         var command = new Command("serve",
             "Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions with streaming, /health, /metrics). " +
@@ -23,7 +24,8 @@ public static class ServeCommand
         command.Add(port);
         command.Add(maxBatch);
         command.Add(maxQueue);
-        command.Add(enginePrefill);
+        command.Add(prefillSlice);
+        command.Add(maxPrompt);
         command.Add(modelId);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -33,7 +35,8 @@ public static class ServeCommand
                 Port = r.GetValue(port),
                 MaxBatch = r.GetValue(maxBatch),
                 MaxQueue = r.GetValue(maxQueue),
-                EnginePrefillMaxTokens = r.GetValue(enginePrefill),
+                PrefillSliceTokens = r.GetValue(prefillSlice),
+                MaxPromptTokens = r.GetValue(maxPrompt),
             };
             options.Validate();
             var served = loader.Load(r, r.GetValue(modelId));

@@ -36,6 +36,7 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
         ["status"] = "ok",
         ["model"] = model.Id,
         ["active_sequences"] = scheduler.ActiveSequences,
+        ["prefilling_sequences"] = scheduler.PrefillingSequences,
         ["queue_depth"] = scheduler.QueueDepth,
     }, Compact);
 
@@ -59,6 +60,11 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
             if (model.ContextLimit is int limit && ids.Count > limit)
                 throw ApiException.BadRequest(
                     $"the prompt has {ids.Count} tokens; this model's context is {limit} positions (it has softmax attention layers)",
+                    chat ? "messages" : "prompt");
+            int maxPrompt = options.MaxPromptTokens ?? model.ContextLimit ?? ServerOptions.LinearModelPromptTokens;
+            if (ids.Count > maxPrompt)
+                throw ApiException.BadRequest(
+                    $"the prompt has {ids.Count} tokens; this server accepts at most {maxPrompt} (--max-prompt-tokens)",
                     chat ? "messages" : "prompt");
             var request = new GenerationRequest(ids, p.MaxTokens, p.Sampling, p.Stop, ctx.RequestAborted);
             if (!scheduler.TryEnqueue(request))

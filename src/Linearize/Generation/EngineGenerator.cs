@@ -1,39 +1,35 @@
 using Linearize.Inference;
-using Linearize.Modeling.Llama;
-using static TorchSharp.torch;
 
 namespace Linearize.Generation;
 
 /// <summary>
-/// Generation on the <see cref="DecodeEngine"/>: the prompt is prefilled by the TorchSharp model in chunks (batched
-/// matrix products beat one-token steps by far there), its cache is handed to the engine, and every new token is one
-/// engine step. Yields the same tokens as <see cref="Generator"/> up to float32 rounding of the logits.
+/// Generation on the <see cref="DecodeEngine"/>: the prompt is prefilled on the engine in blocks (matrix × matrix
+/// products), then every new token is one engine step. Yields the same tokens as the TorchSharp <see cref="Generator"/>
+/// up to float32 rounding of the logits.
 /// </summary>
 public sealed class EngineGenerator
 {
-    private readonly LlamaForCausalLM _model;
     private readonly DecodeEngine _engine;
 
-    public EngineGenerator(LlamaForCausalLM model, DecodeEngine engine, int prefillChunk = 512)
-    {
-        _model = model;
-        _engine = engine;
-        PrefillChunk = prefillChunk;
-    }
+    public EngineGenerator(DecodeEngine engine) => _engine = engine;
 
-    public int PrefillChunk { get; }
-
-    /// <summary>Prefills <paramref name="promptIds"/> with TorchSharp and hands the state to the engine; returns the
-    /// sequence and the logits after the last prompt token.</summary>
+    /// <summary>Prefills <paramref name="promptIds"/> into a fresh sequence; returns it and the logits after the last
+    /// prompt token.</summary>
     public (DecodeSequence Sequence, float[] Logits) Prefill(IReadOnlyList<int> promptIds)
     {
         if (promptIds.Count == 0)
             throw new LinearizeException("the prompt has no tokens (not even BOS); nothing to condition on");
-        using var noGrad = no_grad();
-        using var cache = _model.CreateCache();
-        using var scope = NewDisposeScope();
-        var logits = Generator.Prefill(_model, promptIds, cache, PrefillChunk).data<float>().ToArray();
-        return (_engine.Import(cache), logits);
+        var sequence = _engine.CreateSequence();
+        try
+        {
+            var logits = _engine.Prefill(sequence, promptIds as int[] ?? promptIds.ToArray()).ToArray();
+            return (sequence, logits);
+        }
+        catch
+        {
+            sequence.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Yields up to <paramref name="maxNewTokens"/> tokens; stops after yielding one in <paramref name="stopIds"/>.</summary>

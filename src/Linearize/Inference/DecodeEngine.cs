@@ -31,6 +31,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly WorkerPool _pool;
     private readonly StepContext _ctx;
     private readonly MatMulJob _matmul = new();
+    private readonly RowsJob _rows = new();
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
     private readonly double _eps;
@@ -435,8 +436,7 @@ public sealed unsafe class DecodeEngine : IDisposable
             var layer = _layers[l];
             fixed (float* attnNorm = layer.AttentionNorm, mlpNorm = layer.MlpNorm)
             {
-                for (int b = 0; b < count; b++)
-                    VectorOps.RmsNorm(_x.Pointer + (long)b * c, attnNorm, _normed.Pointer + (long)b * c, c, _eps);
+                Rows(RowsJob.Kind.RmsNorm, _x.Pointer, c, _normed.Pointer, c, c, count, attnNorm);
                 MatMul(layer.Qkv, _normed.Pointer, c, count, _ctx.Qkv.Pointer, _ctx.QkvStride, layer.QkvBias);
                 _ctx.Layer = l;
                 if (prefill)
@@ -445,17 +445,14 @@ public sealed unsafe class DecodeEngine : IDisposable
                     layer.Mixer.Step(_ctx);
                 int attnWidth = _heads * _headDim;
                 MatMul(layer.Output, _ctx.Attention.Pointer, attnWidth, count, _tmp.Pointer, c, layer.OutputBias);
-                AddInPlace(_x.Pointer, _tmp.Pointer, count * c);
+                Rows(RowsJob.Kind.Add, _tmp.Pointer, c, _x.Pointer, c, c, count, null);
 
-                for (int b = 0; b < count; b++)
-                    VectorOps.RmsNorm(_x.Pointer + (long)b * c, mlpNorm, _normed.Pointer + (long)b * c, c, _eps);
+                Rows(RowsJob.Kind.RmsNorm, _x.Pointer, c, _normed.Pointer, c, c, count, mlpNorm);
                 int i2 = 2 * _intermediate;
                 MatMul(layer.GateUp, _normed.Pointer, c, count, _hidden.Pointer, i2, layer.GateUpBias);
-                for (int b = 0; b < count; b++)
-                    VectorOps.SwiGlu(_hidden.Pointer + (long)b * i2, _hidden.Pointer + (long)b * i2 + _intermediate,
-                        _act.Pointer + (long)b * _intermediate, _intermediate);
+                Rows(RowsJob.Kind.SwiGlu, _hidden.Pointer, i2, _act.Pointer, _intermediate, _intermediate, count, null);
                 MatMul(layer.Down, _act.Pointer, _intermediate, count, _tmp.Pointer, c, layer.DownBias);
-                AddInPlace(_x.Pointer, _tmp.Pointer, count * c);
+                Rows(RowsJob.Kind.Add, _tmp.Pointer, c, _x.Pointer, c, c, count, null);
             }
         }
 
@@ -523,6 +520,24 @@ public sealed unsafe class DecodeEngine : IDisposable
         fixed (float* bp = bias)
             for (int b = 0; b < count; b++)
                 AddInPlace(y + (long)b * yStride, bp, bias.Length);
+    }
+
+    /// <summary>A row-wise operation over <paramref name="count"/> rows: on this thread for a decoding batch, across the
+    /// pool for a prefill block (where a block's norms and activations are worth splitting).</summary>
+    private void Rows(RowsJob.Kind op, float* x, int xStride, float* y, int yStride, int width, int count, float* weight)
+    {
+        _rows.Op = op;
+        _rows.X = x;
+        _rows.XStride = xStride;
+        _rows.Y = y;
+        _rows.YStride = yStride;
+        _rows.Width = width;
+        _rows.Weight = weight;
+        _rows.Eps = _eps;
+        if (count < 32)
+            _rows.Execute(0, count);
+        else
+            _pool.Run(_rows, count, grain: 8);
     }
 
     private static void AddInPlace(float* x, float* y, int n)

@@ -33,7 +33,7 @@ public sealed class ChatSessionTests
 
         // The reference: regenerate reply 1 token by token, then prefill everything fresh.
         using (var s = new Sampler(SamplingOptions.Greedy))
-            reply1.AddRange(new EngineGenerator(model, engine).Generate(first, 12, s, stops).Where(t => !stops.Contains(t)));
+            reply1.AddRange(new EngineGenerator(engine).Generate(first, 12, s, stops).Where(t => !stops.Contains(t)));
         // ChatML closes the reply with <|im_end|>\n, then the new user turn and the assistant header.
         var closing = template.Encode(new[] { new ChatPromptPart("<|im_end|>\n", null) }, tok, atStart: false);
         var next = template.Encode(template.RenderNextTurn(session.Messages.Take(3).ToList(), 2, 2), tok, atStart: false);
@@ -44,7 +44,7 @@ public sealed class ChatSessionTests
         var detok = tok.CreateStreamingDetokenizer();
         string expected2;
         using (var s = new Sampler(SamplingOptions.Greedy))
-            expected2 = string.Concat(new EngineGenerator(model, engine).Generate(all, 12, s, stops).Where(t => !stops.Contains(t)).Select(detok.Push));
+            expected2 = string.Concat(new EngineGenerator(engine).Generate(all, 12, s, stops).Where(t => !stops.Contains(t)).Select(detok.Push));
         Assert.True(text1.Length > 0 && text2.Length > 0, "the tiny model answered nothing; the comparison would prove little");
         Assert.Equal(expected2, text2);
         Assert.Equal(text1, session.Messages[1].Content);

@@ -64,7 +64,7 @@ public sealed class GoldenGreedyTests
             if (engine)
             {
                 using var decode = Linearize.Inference.DecodeEngine.Create(llama);
-                generated = new EngineGenerator(llama, decode).Generate(promptIds, n, sampler, new HashSet<int> { 1 }).ToArray();
+                generated = new EngineGenerator(decode).Generate(promptIds, n, sampler, new HashSet<int> { 1 }).ToArray();
             }
             else
             {

@@ -38,12 +38,16 @@ internal sealed class TestServer : IAsyncDisposable
             return Converter.Convert(teacher, LigerConversionTests.Lin(method));
     }
 
-    public static async Task<TestServer> StartAsync(string method = "teacher", int maxBatch = 4, int maxQueue = 64, ChatTemplate? template = null)
+    public static async Task<TestServer> StartAsync(string method = "teacher", int maxBatch = 4, int maxQueue = 64, ChatTemplate? template = null,
+        int prefillSlice = 256, int? maxPromptTokens = null)
     {
         var model = CreateModel(method);
         var engine = DecodeEngine.Create(model, new EngineOptions { Threads = 2, BatchInvariant = true });
         var served = new ServedModel("tiny-" + method, model, engine, new CharTokenizer(model.Config.VocabSize), template ?? ChatTemplate.Alpaca());
-        var server = await LinearizeServer.StartAsync(served, new ServerOptions { Port = 0, MaxBatch = maxBatch, MaxQueue = maxQueue });
+        var server = await LinearizeServer.StartAsync(served, new ServerOptions
+        {
+            Port = 0, MaxBatch = maxBatch, MaxQueue = maxQueue, PrefillSliceTokens = prefillSlice, MaxPromptTokens = maxPromptTokens,
+        });
         return new TestServer(model, served, server);
     }
 
@@ -57,10 +61,8 @@ internal sealed class TestServer : IAsyncDisposable
         var matcher = new StopSequenceMatcher(stop ?? Array.Empty<string>());
         var text = new System.Text.StringBuilder();
         int n = 0;
-        // The server's own policy: short prompts are prefilled by engine steps, longer ones by TorchSharp.
-        IEnumerable<int> tokens = ids.Count <= new ServerOptions().EnginePrefillMaxTokens
-            ? EnginePrefilled(engine, ids, maxTokens, sampler)
-            : new EngineGenerator(Model, engine).Generate(ids, maxTokens, sampler, Served.StopIds);
+        // The server prefills every prompt on the engine (in slices between decode steps, which give the same bits).
+        IEnumerable<int> tokens = new EngineGenerator(engine).Generate(ids, maxTokens, sampler, Served.StopIds);
         foreach (int t in tokens)
         {
             if (Served.StopIds.Contains(t))
@@ -72,19 +74,6 @@ internal sealed class TestServer : IAsyncDisposable
         }
 
         return (text + matcher.Push(detok.Flush()) + matcher.Flush(), "length", n);
-    }
-
-    private IEnumerable<int> EnginePrefilled(DecodeEngine engine, IReadOnlyList<int> ids, int maxTokens, Sampler sampler)
-    {
-        using var seq = engine.CreateSequence();
-        int next = sampler.Sample(engine.Prefill(seq, ids.ToArray()));
-        for (int produced = 0; produced < maxTokens; produced++)
-        {
-            yield return next;
-            if (Served.StopIds.Contains(next) || produced + 1 == maxTokens)
-                yield break;
-            next = sampler.Sample(engine.Step(seq, next));
-        }
     }
 
     public async ValueTask DisposeAsync()

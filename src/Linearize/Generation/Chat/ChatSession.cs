@@ -5,7 +5,7 @@ using Linearize.Tokenization;
 namespace Linearize.Generation.Chat;
 
 /// <summary>
-/// A conversation kept in one <see cref="DecodeSequence"/>: the first turn is prefilled by the TorchSharp model, and
+/// A conversation kept in one <see cref="DecodeSequence"/>: the first turn is prefilled on the engine, and
 /// every later turn feeds only what is new — the closing of the last reply and the new user message — so a linear
 /// model never re-reads the conversation (its state is all the history it needs; a softmax model's KV cache grows
 /// instead, up to its context).
@@ -22,7 +22,7 @@ public sealed class ChatSession : IDisposable
     public ChatSession(LlamaForCausalLM model, DecodeEngine engine, TextTokenizer tokenizer, ChatTemplate template, IReadOnlySet<int> stopIds,
         long? contextLimit)
     {
-        _generator = new EngineGenerator(model, engine);
+        _generator = new EngineGenerator(engine);
         _engine = engine;
         _tokenizer = tokenizer;
         Template = template;

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 using Linearize.Caching;
 using Linearize.Inference.Kernels;
@@ -21,7 +22,8 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     /// <summary>Prefill: query rows per unit (each unit streams its keys once for all of them and their group's heads).</summary>
     private const int QueryTile = 16;
 
-    /// <summary>Prefill: keys per block of the online softmax (a block of keys and values stays in L1).</summary>
+    /// <summary>Prefill: keys per block of the online softmax (a block of keys and values stays in L1); <see cref="BlockScores"/>
+    /// holds one block in four 16-lane registers.</summary>
     private const int KeyBlock = 64;
 
     private readonly int? _window;
@@ -142,8 +144,12 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         _ctx = null;
     }
 
-    /// <summary>Prefill scratch per unit: per (row, head) the running max, sum and weighted values [D], then scores.</summary>
-    private long PrefillUnitFloats => (long)QueryTile * Group * (2 + HeadDim + KeyBlock);
+    /// <summary>Prefill scratch per unit: per (row, head) the running max, sum and weighted values [D], then the scores
+    /// of one key block, then the block's keys transposed <c>[D, KeyBlock]</c>.</summary>
+    private long PrefillUnitFloats => (long)QueryTile * Group * (2 + HeadDim) + KeyBlock + (long)HeadDim * KeyBlock + 16;
+
+    /// <summary>Whether the vectorized prefill tile applies (head dims in whole 512-bit vectors).</summary>
+    private bool WideTile => Vector512.IsHardwareAccelerated && HeadDim % 16 == 0;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PrefillUnit(StepContext ctx, int unit)
@@ -166,9 +172,23 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         long lastPos = origin + (r1 - 1 - first);
         int lo = Visible((int)(origin + (r0 - first)) + 1).Start;
         lo -= lo % KeyBlock; // blocks at fixed positions: a row's arithmetic does not depend on its tile
+        float* keysT = scores + KeyBlock;
+        bool wide = WideTile;
         for (int k0 = lo; k0 <= lastPos; k0 += KeyBlock)
         {
             int k1 = (int)Math.Min(lastPos + 1, k0 + KeyBlock);
+            if (wide)
+            {
+                // The block's keys as [D, KeyBlock]: a query's scores are then D broadcast-FMAs over KeyBlock lanes.
+                new Span<float>(keysT, d * KeyBlock).Clear();
+                for (int k = k0; k < k1; k++)
+                {
+                    float* key = kv.Key(kvHead, k);
+                    for (int c = 0; c < d; c++)
+                        keysT[c * KeyBlock + (k - k0)] = key[c];
+                }
+            }
+
             for (int r = r0; r < r1; r++)
             {
                 long pos = origin + (r - first);
@@ -179,15 +199,15 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                 {
                     float* q = ctx.QRotated(r) + (long)(kvHead * g + j) * d;
                     float* st = state + (long)((r - r0) * g + j) * slot;
-                    float max = float.NegativeInfinity;
-                    for (int k = from; k < to; k++)
-                    {
-                        float sc = VectorOps.Dot(q, kv.Key(kvHead, k), d);
-                        scores[k - from] = sc;
-                        max = MathF.Max(max, sc);
-                    }
-
-                    float newMax = MathF.Max(st[0], max);
+                    float* sc = scores + (from - k0);
+                    int n = to - from;
+                    if (wide)
+                        BlockScores(q, keysT, d, scores);
+                    else
+                        for (int k = from; k < to; k++)
+                            sc[k - from] = VectorOps.Dot(q, kv.Key(kvHead, k), d);
+                    var span = new Span<float>(sc, n);
+                    float newMax = MathF.Max(st[0], TensorPrimitives.Max((ReadOnlySpan<float>)span));
                     float correction = MathF.Exp(st[0] - newMax); // 0 on the first block (e^{−∞})
                     if (correction != 1f)
                     {
@@ -195,16 +215,15 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                         TensorPrimitives.Multiply(new ReadOnlySpan<float>(st + 2, d), correction, new Span<float>(st + 2, d));
                     }
 
-                    float sum = 0;
-                    for (int k = from; k < to; k++)
-                    {
-                        float e = MathF.Exp(scores[k - from] - newMax);
-                        sum += e;
-                        VectorOps.Axpy(e, kv.Value(kvHead, k), st + 2, d);
-                    }
-
+                    TensorPrimitives.Subtract(span, newMax, span);
+                    TensorPrimitives.Exp(span, span);
                     st[0] = newMax;
-                    st[1] += sum;
+                    st[1] += TensorPrimitives.Sum((ReadOnlySpan<float>)span);
+                    if (wide)
+                        WeightedValues(sc, kv.Value(kvHead, from), n, d, st + 2);
+                    else
+                        for (int k = 0; k < n; k++)
+                            VectorOps.Axpy(sc[k], kv.Value(kvHead, from + k), st + 2, d);
                 }
             }
         }
@@ -215,6 +234,41 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                 float* st = state + (long)((r - r0) * g + j) * slot;
                 TensorPrimitives.Multiply(new ReadOnlySpan<float>(st + 2, d), 1f / st[1], new Span<float>(ctx.Output(r) + (long)(kvHead * g + j) * d, d));
             }
+    }
+
+    /// <summary><c>scores[k] = q · keysT[:, k]</c> for the <see cref="KeyBlock"/> keys of a transposed block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockScores(float* q, float* keysT, int d, float* scores)
+    {
+        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        for (int c = 0; c < d; c++)
+        {
+            var qc = Vector512.Create(q[c]);
+            float* row = keysT + c * KeyBlock;
+            s0 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row), s0);
+            s1 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row + 16), s1);
+            s2 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row + 32), s2);
+            s3 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row + 48), s3);
+        }
+
+        s0.Store(scores);
+        s1.Store(scores + 16);
+        s2.Store(scores + 32);
+        s3.Store(scores + 48);
+    }
+
+    /// <summary><c>acc += Σ_k p[k] · values[k]</c> over <paramref name="n"/> consecutive value rows of <paramref name="d"/>
+    /// floats, 16 columns at a time held in a register across all keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WeightedValues(float* p, float* values, int n, int d, float* acc)
+    {
+        for (int c = 0; c < d; c += 16)
+        {
+            var a = Vector512.Load(acc + c);
+            for (int k = 0; k < n; k++)
+                a = Vector512.FusedMultiplyAdd(Vector512.Create(p[k]), Vector512.Load(values + (long)k * d + c), a);
+            a.Store(acc + c);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
