@@ -17,6 +17,7 @@ public static class TrainCommand
         var output = new Option<string>("--out", "-o") { Description = "Run directory: checkpoints/, metrics.jsonl, loss.png, adapter/", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (same options and data)" };
         var full = new Option<bool>("--full") { Description = "Train every parameter, no LoRA (training from scratch, full fine-tuning); the result is --out/model" };
+        var overwrite = OutputDirectory.OverwriteOption();
         var trainModules = new Option<string?>("--train-modules") { Description = "Also train these parameters in full beside LoRA, by name fragment (e.g. embed_tokens,lm_head); the merged result is --out/model" };
         var command = new Command("train",
             "Fine-tune LoRA adapters on next-token prediction (Liger's recovery recipe by default), or every parameter (--full), or LoRA plus chosen modules in full (--train-modules). " +
@@ -25,6 +26,7 @@ public static class TrainCommand
         training.AddTo(command);
         command.Add(output);
         command.Add(resume);
+        command.Add(overwrite);
         command.Add(full);
         command.Add(trainModules);
         command.SetAction(r => CliRunner.Run(() =>
@@ -33,8 +35,12 @@ public static class TrainCommand
             if (File.Exists(outDir))
                 throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
             bool isResume = r.GetValue(resume);
-            if (!isResume && File.Exists(Path.Combine(outDir, "checkpoints", Trainer.LastCheckpointName)))
+            // The more helpful message first: a finished or interrupted run is most likely meant to be resumed.
+            if (!isResume && !r.GetValue(overwrite) && File.Exists(Path.Combine(outDir, "checkpoints", Trainer.LastCheckpointName)))
                 throw new LinearizeException($"{outDir}: already holds a training run; pass --resume to continue it, or choose another --out");
+            // A resume continues the run already in --out, so only there may a non-empty --out be reused as it is.
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: isResume,
+                r.GetValue(model.Model), r.GetValue(model.Tokenizer), r.GetValue(training.Data), r.GetValue(training.ValData));
             bool fullOnly = r.GetValue(full);
             string? modules = r.GetValue(trainModules);
             if (fullOnly && modules is not null)

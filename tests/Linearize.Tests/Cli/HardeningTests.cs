@@ -71,6 +71,74 @@ public sealed class HardeningTests
         Assert.True(File.Exists(Path.Combine(converted, "config.json")));
     }
 
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin", "data/tinystories/val.txt")]
+    public void TrainFollowsTheOutRuleAndResumeStillReusesItsRun()
+    {
+        using var dir = new TempDir();
+        string teacher = dir.File("teacher"), run = dir.File("run"), full = dir.File("full");
+        Assert.Equal(0, CliHarness.Run("import-llama2c", "--checkpoint", Path.Combine(SharedData.Stories260KDir, "stories260K.bin"),
+            "--tokenizer", Path.Combine(SharedData.Stories260KDir, "tok512.bin"), "--out", teacher).Exit);
+        string before = Snapshot(teacher);
+        string[] Train(string model, string output, params string[] extra) => new[]
+        {
+            "train", "--model", model, "--data", SharedData.TinyStoriesVal, "--seq-len", "64", "--grad-accum", "1", "--max-steps", "1",
+            "--val-records", "0", "--out", output,
+        }.Concat(extra).ToArray();
+
+        // --out equal to, inside, or containing the model (or the data) is refused even with --overwrite or --resume.
+        foreach (var target in new[] { teacher, Path.Combine(teacher, "run"), dir.Path })
+            foreach (var extra in new[] { Array.Empty<string>(), new[] { "--overwrite" }, new[] { "--resume" } })
+            {
+                var (exit, _, err) = CliHarness.Run(Train(teacher, target, extra));
+                Assert.Equal(1, exit);
+                Assert.Contains("--out must not be, contain or be inside the input", err);
+            }
+
+        Assert.Equal(before, Snapshot(teacher));
+
+        // A non-empty --out that is no run is refused; --overwrite replaces it.
+        Directory.CreateDirectory(full);
+        File.WriteAllText(Path.Combine(full, "foreign.txt"), "x");
+        var refused = CliHarness.Run(Train(teacher, full));
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains("is not empty", refused.Err);
+        Assert.True(File.Exists(Path.Combine(full, "foreign.txt")));
+        var replaced = CliHarness.Run(Train(teacher, full, "--overwrite"));
+        Assert.True(replaced.Exit == 0, replaced.Err);
+        Assert.False(File.Exists(Path.Combine(full, "foreign.txt")));
+
+        // A run's own --out is reused by --resume (and only by it).
+        Assert.Equal(0, CliHarness.Run(Train(teacher, run)).Exit);
+        var again = CliHarness.Run(Train(teacher, run));
+        Assert.Equal(1, again.Exit);
+        Assert.Contains("pass --resume", again.Err);
+        var resumed = CliHarness.Run(Train(teacher, run, "--resume"));
+        Assert.True(resumed.Exit == 0, resumed.Err);
+    }
+
+    [SharedFact("models/stories260K/stories260K.bin")]
+    public void DemoScriptRefusesANonEmptyDirectoryWithoutOverwrite()
+    {
+        string? repo = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && repo is null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "demo.sh")))
+                repo = d.FullName;
+        Assert.NotNull(repo);
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("keep.txt"), "mine");
+        var start = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
+        start.ArgumentList.Add(Path.Combine(repo!, "demo.sh"));
+        start.ArgumentList.Add(dir.Path);
+        start.Environment["LINEARIZE_SHARED"] = SharedData.Root;
+        using var process = System.Diagnostics.Process.Start(start)!;
+        string err = process.StandardError.ReadToEnd();
+        process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(60_000), "demo.sh went on instead of refusing");
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains($"{dir.Path}: is not empty", err);
+        Assert.Equal("mine", File.ReadAllText(dir.File("keep.txt")));
+    }
+
     [Theory]
     [InlineData("convert --model m --methd liger-gla --out o", "Unrecognized command or argument '--methd'", "linearize convert --help")]
     [InlineData("convert --model m --method zz --out o", "Argument 'zz' not recognized", "linearize convert --help")]
