@@ -53,6 +53,7 @@ public static class ChatCommand
             err.WriteLine($"chatting with {served.Id} ({served.Template.Source}); /reset starts over, /exit quits, Ctrl-C stops a reply");
             string? systemText = r.GetValue(system);
             bool first = true;
+            bool noted = false; // the context note is said once per conversation
             while (true)
             {
                 Console.Out.Write("\n> ");
@@ -66,6 +67,7 @@ public static class ChatCommand
                 {
                     session.Reset();
                     first = true;
+                    noted = false;
                     err.WriteLine("(conversation cleared)");
                     continue;
                 }
@@ -99,6 +101,14 @@ public static class ChatCommand
                 Console.Out.Flush();
                 if (session.LastFinishReason == "cancelled")
                     err.WriteLine("(reply stopped)");
+                // A softmax model is stopped at its context by the session; a linear one goes on, with the note every
+                // command gives beyond the teacher's positions.
+                if (!noted && session.Position > served.Model.Config.MaxPositionEmbeddings)
+                {
+                    ContextLimit.Check(served.Model.Config, session.Position, "the conversation (tokens)");
+                    noted = true;
+                }
+
                 if (r.GetValue(stats))
                     err.WriteLine($"[fed {session.LastFedTokens} tokens, generated {session.LastReplyTokens} ({session.LastFinishReason}); " +
                                   $"{session.Position} tokens in the conversation, state {session.StateBytes / 1024.0:F1} KiB]");

@@ -222,6 +222,42 @@ public sealed class HardeningTests
     }
 
     [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
+    public void BenchDecodeAndChatFollowTheContextRule()
+    {
+        // bench decode: a softmax model past its 512 positions is refused (naming --contexts) unless --beyond-context.
+        var (exit, output, err) = CliHarness.Run("bench", "decode", "--model", SharedData.Stories260KDir, "--contexts", "256,4096", "--no-bandwidth");
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("--contexts 4096 + ", err);
+        Assert.Contains("exceeds the context of 512 positions", err);
+        (exit, output, err) = CliHarness.Run("bench", "decode", "--model", SharedData.Stories260KDir, "--contexts", "600", "--new-tokens", "2",
+            "--no-bandwidth", "--beyond-context", "--json");
+        Assert.True(exit == 0, err);
+        Assert.Contains("--beyond-context", err);
+        Assert.Contains("\"context\":600", output);
+
+        // chat: a linear model passing 512 positions says what generate and eval ppl say.
+        using var dir = new TempDir();
+        string swa = dir.File("swa");
+        Assert.Equal(0, CliHarness.Run("convert", "--model", SharedData.Stories260KDir, "--method", "swa", "--out", swa).Exit);
+        string longMessage = string.Join(" ", Enumerable.Repeat("The little dog ran to the park and played with a red ball.", 60));
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader(longMessage + "\n/exit\n"));
+        try
+        {
+            (exit, _, err) = CliHarness.Run("chat", "--model", swa, "--max-new-tokens", "3", "--temperature", "0");
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+
+        Assert.True(exit == 0, err);
+        Assert.Contains("goes beyond the teacher's 512 positions; this linear model has no hard limit", err);
+    }
+
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
     public void PerplexityOfBinaryBytesWarnsThatTheTextIsNotUtf8()
     {
         using var dir = new TempDir();
