@@ -26,7 +26,7 @@ public static class EvalTasksCommand
         var fewshot = new Option<int?>("--num-fewshot") { Description = "Shots (mmlu: the first N dev items of each subject; the other tasks are zero-shot only). Default 0, as lm-eval" };
         var limit = new Option<int?>("--limit") { Description = "Only the first N documents of each task (mmlu: of each subject), as lm-eval's --limit" };
         var batch = new Option<int>("--batch-size") { Description = "Contexts per forward pass (each shared by its choices)", DefaultValueFactory = _ => 16 };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Directory holding piqa/, arc/, hellaswag/, winogrande/, lambada/, mmlu/ (default: ../shared/data or $LINEARIZE_SHARED/data)" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Directory holding piqa/, arc/, hellaswag/, winogrande/, lambada/, mmlu/ (default: $LINEARIZE_SHARED/data, or ../shared/data beside the repository this executable was built in)" };
         var maxLength = new Option<int?>("--max-length") { Description = "Tokens the model sees per request (default: its max_position_embeddings, as lm-eval); longer requests are left-truncated" };
         var json = new Option<bool>("--json") { Description = "Print lm-eval's results JSON instead of a table" };
         var output = new Option<string?>("--output") { Description = "Also write the results JSON to this file" };
@@ -102,21 +102,10 @@ public static class EvalTasksCommand
         return command;
     }
 
-    /// <summary><c>../shared/data</c> next to the repository, or <c>$LINEARIZE_SHARED/data</c>.</summary>
-    public static string DefaultDataDirectory()
-    {
-        string? shared = Environment.GetEnvironmentVariable("LINEARIZE_SHARED");
-        if (!string.IsNullOrEmpty(shared))
-            return Path.Combine(shared, "data");
-        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "..", "shared", "data");
-            if (File.Exists(Path.Combine(dir.FullName, "Linearize.slnx")) && Directory.Exists(candidate))
-                return Path.GetFullPath(candidate);
-        }
-
-        return Path.GetFullPath(Path.Combine("..", "shared", "data"));
-    }
+    /// <summary><c>data/</c> of the shared folder (<see cref="SharedFolder"/>); without one, a path that the task
+    /// reader's error will name together with --data-dir and LINEARIZE_SHARED.</summary>
+    public static string DefaultDataDirectory() =>
+        SharedFolder.Find() is string shared ? Path.Combine(shared, "data") : Path.GetFullPath(Path.Combine("..", "shared", "data"));
 
     private static TaskEvaluator.Result RunWithProgress(TaskEvaluator evaluator, IReadOnlyList<EvalTask> tasks, string data, int? fewshot, int? limit)
     {

@@ -257,6 +257,61 @@ public sealed class HardeningTests
         Assert.Contains("goes beyond the teacher's 512 positions; this linear model has no hard limit", err);
     }
 
+    [Fact]
+    public void TheReadmeTourRunsInOrder()
+    {
+        // Every /tmp path a tour command reads (--model, --adapter, --data, --vs) was written by an earlier --out.
+        string? repo = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && repo is null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Linearize.slnx")))
+                repo = d.FullName;
+        string readme = File.ReadAllText(Path.Combine(repo!, "README.md"));
+        int start = readme.IndexOf("```bash", readme.IndexOf("## A tour of the CLI", StringComparison.Ordinal), StringComparison.Ordinal);
+        string tour = readme[start..readme.IndexOf("```", start + 7, StringComparison.Ordinal)];
+        var written = new List<string>();
+        int checkedReads = 0;
+        foreach (string line in tour.Split('\n').Select(l => l.Split('#')[0]))
+            foreach (string command in line.Split(';'))
+            {
+                var words = command.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                for (int i = 0; i + 1 < words.Length; i++)
+                {
+                    string value = words[i + 1];
+                    if (!value.StartsWith("/tmp/", StringComparison.Ordinal) || words[i] is not ("--model" or "--adapter" or "--data" or "--vs"))
+                        continue;
+                    checkedReads++;
+                    Assert.True(written.Any(w => value == w || value.StartsWith(w + "/", StringComparison.Ordinal)),
+                        $"the tour reads {value} before any step writes it: {command.Trim()}");
+                }
+
+                for (int i = 0; i + 1 < words.Length; i++)
+                    if (words[i] == "--out")
+                        written.Add(words[i + 1]);
+            }
+
+        Assert.True(checkedReads > 10, $"only {checkedReads} reads found: the tour's format changed");
+    }
+
+    [SharedFact("data")]
+    public void EvalTasksFindsTheSharedDataFromTheExecutableWhereverItRuns()
+    {
+        // Not ../shared/data of the current directory: run from elsewhere, without LINEARIZE_SHARED, it is still found.
+        using var dir = new TempDir();
+        string? env = Environment.GetEnvironmentVariable("LINEARIZE_SHARED");
+        string cwd = Directory.GetCurrentDirectory();
+        try
+        {
+            Environment.SetEnvironmentVariable("LINEARIZE_SHARED", null);
+            Directory.SetCurrentDirectory(dir.Path);
+            Assert.Equal(Path.GetFullPath(SharedData.PathOf("data")), Path.GetFullPath(Linearize.Cli.Commands.EvalTasksCommand.DefaultDataDirectory()));
+        }
+        finally
+        {
+            Directory.SetCurrentDirectory(cwd);
+            Environment.SetEnvironmentVariable("LINEARIZE_SHARED", env);
+        }
+    }
+
     [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
     public void PerplexityOfBinaryBytesWarnsThatTheTextIsNotUtf8()
     {
