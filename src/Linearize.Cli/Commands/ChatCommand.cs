@@ -42,12 +42,20 @@ public static class ChatCommand
             CancellationTokenSource? reply = null;
             Console.CancelKeyPress += (_, e) =>
             {
-                // Ctrl-C during a reply stops the reply; at the prompt it quits.
+                // Ctrl-C during a reply stops the reply; at the prompt it quits, saying so, with the shell's 130 for SIGINT
+                // (ReadLine cannot be interrupted, so the process ends here rather than by a return).
                 if (reply is { } c && !c.IsCancellationRequested)
                 {
                     e.Cancel = true;
                     c.Cancel();
+                    return;
                 }
+
+                e.Cancel = true;
+                Console.Out.WriteLine();
+                Console.Out.Flush();
+                Console.Error.WriteLine("(interrupted; bye)");
+                Environment.Exit(130);
             };
             var err = Console.Error;
             err.WriteLine($"chatting with {served.Id} ({served.Template.Source}); /reset starts over, /exit quits, Ctrl-C stops a reply");
@@ -59,7 +67,13 @@ public static class ChatCommand
                 Console.Out.Write("\n> ");
                 Console.Out.Flush();
                 string? line = Console.In.ReadLine();
-                if (line is null || line.Trim() == "/exit")
+                if (line is null)
+                {
+                    Console.Out.WriteLine(); // Ctrl-D: end the prompt's line so the shell's prompt starts on its own
+                    break;
+                }
+
+                if (line.Trim() == "/exit")
                     break;
                 if (Console.IsInputRedirected)
                     Console.Out.WriteLine(line); // a transcript reads as a conversation

@@ -55,12 +55,12 @@ public static class TrainCommand
             var data = TrainingData.Prepare(dataPath, r.GetValue(training.ValData), tokenizer, training.DataOptions(r));
             var report = fullOnly ? null : LoraInjector.Inject(llama, options.Lora, (ulong)options.Seed);
             var unfrozen = FullTraining.Unfreeze(llama, fragments);
-            Console.Error.WriteLine($"data: {data.Records} records{(data.SkippedRecords > 0 ? $" ({data.SkippedRecords} malformed, skipped)" : "")} → " +
+            Console.Error.WriteLine($"data: {Plural.Of(data.Records, "record")}{(data.SkippedRecords > 0 ? $" ({data.SkippedRecords} malformed, skipped)" : "")} → " +
                                     $"{data.Train.Count} training / {data.Validation.Count} validation sequences of {options.SequenceLength} tokens");
             if (report is not null)
-                Console.Error.WriteLine($"LoRA: {report.Modules} modules, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
+                Console.Error.WriteLine($"LoRA: {Plural.Of(report.Modules, "module")}, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
             if (unfrozen.Tensors > 0)
-                Console.Error.WriteLine($"full training: {unfrozen.Tensors} tensors, {unfrozen.Values:N0} parameters{(fullOnly ? " (all)" : $" matching {string.Join(", ", fragments)}")}");
+                Console.Error.WriteLine($"full training: {Plural.Of(unfrozen.Tensors, "tensor")}, {unfrozen.Values:N0} parameters{(fullOnly ? " (all)" : $" matching {string.Join(", ", fragments)}")}");
             // Everything that can refuse the run does so before --out is touched (issue 9 item 13).
             var trainer = new Trainer(llama, data.Train, data.Validation, options, outDir);
             Directory.CreateDirectory(outDir);
@@ -94,7 +94,7 @@ public static class TrainCommand
             }
             else
                 written = $"adapter in {Path.Combine(outDir, "adapter")}";
-            Console.Error.WriteLine($"done: {result.Steps} steps, {result.Tokens:N0} labelled tokens, {result.TokensPerSecond:F0} tokens/s; " +
+            Console.Out.WriteLine($"done: {Plural.Of(result.Steps, "step")}, {result.Tokens:N0} labelled tokens, {result.TokensPerSecond:F0} tokens/s; " +
                                     $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}; {Path.GetFileNameWithoutExtension(adapterFrom)} {written}");
             return 0;
         }));

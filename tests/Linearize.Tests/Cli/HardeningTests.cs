@@ -105,6 +105,8 @@ public sealed class HardeningTests
         Assert.True(File.Exists(Path.Combine(full, "foreign.txt")));
         var replaced = CliHarness.Run(Train(teacher, full, "--overwrite"));
         Assert.True(replaced.Exit == 0, replaced.Err);
+        Assert.StartsWith("done: 1 step, ", replaced.Out); // the result on stdout, its count in the right number
+        Assert.DoesNotContain("done:", replaced.Err);
         Assert.False(File.Exists(Path.Combine(full, "foreign.txt")));
 
         // A run's own --out is reused by --resume (and only by it).
