@@ -2,14 +2,30 @@
 # The main job on the shared stories260K model: teacher → Liger-GLA → LoRA recovery → merged model, with
 # perplexity of every stage under both golden protocols (report.md / report.json), then text from the result.
 # Needs only the .NET 10 SDK and ../shared (or LINEARIZE_SHARED). About 5 minutes on two CPU cores.
+# Usage: ./demo.sh [--overwrite] [DIR]   (DIR defaults to runs/demo; a non-empty DIR needs --overwrite, as --out does)
 set -euo pipefail
 cd "$(dirname "$0")"
+OVERWRITE=()
+OUT=""
+for arg in "$@"; do
+  case "$arg" in
+    --overwrite) OVERWRITE=(--overwrite) ;;
+    -*) echo "error: unknown option $arg (usage: ./demo.sh [--overwrite] [DIR])" >&2; exit 2 ;;
+    *) if [ -n "$OUT" ]; then echo "error: one DIR only (usage: ./demo.sh [--overwrite] [DIR])" >&2; exit 2; fi; OUT="$arg" ;;
+  esac
+done
+OUT="${OUT:-runs/demo}"
+# Checked before the build so a mistaken DIR costs nothing; the pipeline makes the same check (and empties DIR only
+# with --overwrite), so nothing here ever deletes a directory by itself.
+if [ -e "$OUT" ] && { [ ! -d "$OUT" ] || [ -n "$(ls -A "$OUT")" ]; } && [ ${#OVERWRITE[@]} -eq 0 ]; then
+  echo "error: $OUT: is not empty; choose another DIR, or pass --overwrite to replace its contents" >&2
+  exit 1
+fi
 SHARED="${LINEARIZE_SHARED:-../shared}"
 if [ ! -d "$SHARED/models/stories260K" ]; then
   echo "error: $SHARED/models/stories260K not found (set LINEARIZE_SHARED to the shared material)" >&2
   exit 1
 fi
-OUT="${1:-runs/demo}"
 dotnet build src/Linearize.Cli -c Release -v quiet -nologo >&2
 L=src/Linearize.Cli/bin/Release/net10.0/linux-x64/linearize
 MODEL="$SHARED/models/stories260K"
@@ -24,9 +40,8 @@ echo "== the teacher"
 # overlap. Recipe: Liger's (LoRA r 8 / alpha 8, AdamW, constant lr, 1024 × 8 tokens per step) with o_proj added,
 # lr 1e-2 and 4 epochs — what recovered this 8-dim-head model best (see README, "Recovery").
 echo "== pipeline: convert (liger-gla) → LoRA on q,k,v,o → merge → evaluate (output in $OUT)"
-rm -rf "$OUT"
 "$L" pipeline --model "$MODEL" --method liger-gla --data "$TEXT" --skip-docs 1000 --text-split stream \
-  --eval-text "$TEXT" --eval-docs 200 --targets q,k,v,o --lr 1e-2 --epochs 4 --out "$OUT"
+  --eval-text "$TEXT" --eval-docs 200 --targets q,k,v,o --lr 1e-2 --epochs 4 --out "$OUT" "${OVERWRITE[@]}"
 
 echo "== the recovered linear model (constant-memory decoding)"
 "$L" inspect --model "$OUT/merged"

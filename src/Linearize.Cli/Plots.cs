@@ -8,10 +8,23 @@ public static class Plots
     /// series such as validation loss, which a dense training line would otherwise hide).</param>
     public sealed record Series(string Label, double[] Xs, double[] Ys, bool RightAxis = false, bool Markers = false);
 
+    /// <param name="integerX">The x values are counts (optimizer steps): ticks only at whole numbers, even for a short run.</param>
     public static void Line(string path, string title, string xLabel, string yLabel, IReadOnlyList<Series> series,
-        bool logX = false, string? rightYLabel = null, bool zeroBased = false)
+        bool logX = false, string? rightYLabel = null, bool zeroBased = false, bool integerX = false)
+    {
+        var plot = Build(title, xLabel, yLabel, series, logX, rightYLabel, zeroBased, integerX);
+        string tmp = path + ".tmp.png";
+        plot.SavePng(tmp, 800, 500);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>The figure <see cref="Line"/> saves.</summary>
+    public static ScottPlot.Plot Build(string title, string xLabel, string yLabel, IReadOnlyList<Series> series,
+        bool logX = false, string? rightYLabel = null, bool zeroBased = false, bool integerX = false)
     {
         var plot = new ScottPlot.Plot();
+        var axisColours = new Dictionary<bool, HashSet<ScottPlot.Color>> { [false] = new(), [true] = new() };
+        bool twoAxes = series.Any(x => x.RightAxis);
         foreach (var s in series.OrderBy(x => x.Markers)) // marked series last: drawn on top
         {
             var xs = logX ? s.Xs.Select(Math.Log2).ToArray() : s.Xs;
@@ -30,11 +43,18 @@ public static class Plots
             {
                 scatter.Axes.YAxis = plot.Axes.Right;
                 plot.Axes.Right.Label.Text = rightYLabel ?? "";
-                plot.Axes.Right.Label.ForeColor = scatter.Color;
+                scatter.LinePattern = ScottPlot.LinePattern.Dashed; // which axis a line belongs to, whatever its colour
             }
-            else if (series.Any(x => x.RightAxis))
-                plot.Axes.Left.Label.ForeColor = scatter.Color;
+
+            axisColours[s.RightAxis].Add(scatter.Color);
         }
+
+        // An axis title takes its line's colour only when one colour is drawn against it: with several models each
+        // axis has several colours, and the title in any one of them would claim the others' lines.
+        if (twoAxes)
+            foreach (var (onRight, colours) in axisColours)
+                if (colours.Count == 1)
+                    (onRight ? plot.Axes.Right.Label : plot.Axes.Left.Label).ForeColor = colours.Single();
 
         // zeroBased: quantities like times and bytes start at zero, so that a flat line looks flat and ratios read true.
         foreach (var (axis, onRight) in new[] { (plot.Axes.Left, false), ((ScottPlot.IYAxis)plot.Axes.Right, true) })
@@ -53,11 +73,11 @@ public static class Plots
             var ticks = series.SelectMany(s => s.Xs).Distinct().Order().ToArray();
             plot.Axes.Bottom.SetTicks(ticks.Select(Math.Log2).ToArray(), ticks.Select(x => x.ToString("N0")).ToArray());
         }
+        else if (integerX)
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
 
         // Outside the data area: whatever the curves do, the legend never hides a point.
         plot.ShowLegend(ScottPlot.Edge.Bottom);
-        string tmp = path + ".tmp.png";
-        plot.SavePng(tmp, 800, 500);
-        File.Move(tmp, path, overwrite: true);
+        return plot;
     }
 }

@@ -69,6 +69,6 @@ public static class TrainingUi
         if (evals.Count > 0)
             series.Add(new("validation loss", evals.Select(r => (double)r["step"]!.GetValue<long>()).ToArray(),
                 evals.Select(r => r["eval_loss"]!.GetValue<double>()).ToArray(), Markers: true));
-        Plots.Line(pngPath, title, "optimizer step", yLabel, series);
+        Plots.Line(pngPath, title, "optimizer step", yLabel, series, integerX: true);
     }
 }

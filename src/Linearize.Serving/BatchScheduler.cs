@@ -172,6 +172,9 @@ public sealed class BatchScheduler : IDisposable
     {
         while (_active.Count < _options.MaxBatch && _waiting.TryDequeue(out var request))
         {
+            // The slot is taken before the request stops counting as waiting: otherwise, until the next Publish,
+            // TryEnqueue saw the slot as free and let one request too many wait.
+            Interlocked.Increment(ref _activeCount);
             Interlocked.Decrement(ref _waitingCount);
             if (request.Cancellation.IsCancellationRequested)
             {

@@ -55,16 +55,19 @@ public sealed class LinearizeServer : IAsyncDisposable
         var api = new OpenAiEndpoints(model, options, scheduler, metrics);
         app.Use(async (ctx, next) =>
         {
+            // Every answer carries x-request-id: the client's own (so its logs and ours meet) or a fresh one.
+            ctx.Response.Headers[RequestIdHeader] = RequestId(ctx.Request.Headers[RequestIdHeader].ToString());
             await next(ctx);
             metrics.Requests.WithLabels(OpenAiEndpoints.Label(ctx), ctx.Response.StatusCode.ToString()).Inc();
         });
         app.MapGet("/v1/models", api.Models);
+        app.MapGet("/v1/models/{**id}", (HttpContext ctx, string id) => api.Model(ctx, id));
         app.MapPost("/v1/completions", api.Completions);
         app.MapPost("/v1/chat/completions", api.ChatCompletions);
         app.MapGet("/health", api.Health);
         app.MapMetrics("/metrics", metrics.Registry);
         app.MapFallback(ctx => api.WriteError(ctx, new ApiException(HttpStatusCode.NotFound,
-            $"no route {ctx.Request.Method} {ctx.Request.Path}; this server has GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /health, GET /metrics",
+            $"no route {ctx.Request.Method} {ctx.Request.Path}; this server has GET /v1/models, GET /v1/models/{{id}}, POST /v1/completions, POST /v1/chat/completions, GET /health, GET /metrics",
             type: "not_found")));
         try
         {
@@ -81,6 +84,15 @@ public sealed class LinearizeServer : IAsyncDisposable
         var uri = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).TrimEnd('/') + "/");
         return new LinearizeServer(app, scheduler, metrics, uri);
     }
+
+    public const string RequestIdHeader = "x-request-id";
+
+    /// <summary>The client's request id when it is a sane header value (printable ASCII, at most 128 characters — it is
+    /// echoed, so nothing that could split or bloat a header line), otherwise a new one.</summary>
+    public static string RequestId(string? fromClient) =>
+        !string.IsNullOrEmpty(fromClient) && fromClient.Length <= 128 && fromClient.All(c => c is >= '!' and <= '~')
+            ? fromClient
+            : "req-" + Guid.NewGuid().ToString("N");
 
     /// <summary>Runs until <paramref name="cancel"/> fires.</summary>
     public Task WaitAsync(CancellationToken cancel) => Task.Delay(Timeout.Infinite, cancel).ContinueWith(_ => { }, TaskScheduler.Default);

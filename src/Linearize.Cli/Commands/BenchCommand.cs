@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Linearize.Checkpoints;
 using Linearize.Generation;
 using Linearize.Inference;
+using Linearize.LinearAttention.Conversion;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using Spectre.Console;
@@ -78,6 +80,10 @@ public static class BenchCommand
         var contend = new Option<int>("--contend") { Description = "Run N busy processes beside the measurement (a shared machine); the memory probe runs before them", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var plot = new Option<string?>("--plot") { Description = "Also write a PNG: ms/token and decoding state against context, every model in one figure" };
+        var beyond = new Option<bool>("--beyond-context")
+        {
+            Description = "Time models with softmax layers past their max_position_embeddings too (speed only: what such a model computes there is meaningless)",
+        };
         var command = new Command("decode",
             "Per context length: time greedy single-token decoding after that many tokens. Reports ms/token, tokens/s, the bytes of decoding state, the bytes a step reads (weights + state) and the GB/s that makes, as a fraction of this machine's read bandwidth (the floor).");
         command.Add(models);
@@ -93,6 +99,7 @@ public static class BenchCommand
         command.Add(contend);
         command.Add(json);
         command.Add(plot);
+        command.Add(beyond);
         command.SetAction(r => CliRunner.Run(() =>
         {
             var lengths = r.GetValue(contexts)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -100,6 +107,9 @@ public static class BenchCommand
             int n = r.GetValue(newTokens), chunk = r.GetValue(prefillChunk), batchSize = r.GetValue(batch);
             if (n < 1 || chunk < 1 || batchSize < 1)
                 throw new LinearizeException("--new-tokens, --prefill-chunk and --batch must be at least 1");
+            // The context rule, checked for every model before anything is measured.
+            foreach (string path in r.GetValue(models)!)
+                CheckContexts(ModelSource.Resolve(path, r.GetValue(tokenizer)).LoadConfig(), path, lengths.Max(), n, r.GetValue(beyond));
             bool useEngine = engineOptions.UseEngine(r), synthetic = r.GetValue(fill) == "synthetic";
             if (!useEngine && (synthetic || batchSize > 1))
             {
@@ -234,6 +244,27 @@ public static class BenchCommand
     private static string Short(long bytes) => bytes >= 100L << 20 ? $"{bytes / (double)(1 << 20):F0} MiB" : ConsoleUi.Bytes(bytes);
 
     /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), 4 warm-up steps, then timed greedy steps.</summary>
+    /// <summary>Warm-up steps <see cref="MeasureEngine"/> takes after the context, before the timed ones.</summary>
+    private const int WarmUpSteps = 4;
+
+    /// <summary>The one context rule for a benchmark: a model with softmax layers is not run past its positions unless
+    /// <c>--beyond-context</c> says its speed there is wanted; a linear model may, with the usual note.</summary>
+    private static void CheckContexts(LlamaConfig config, string path, int context, int steps, bool beyond)
+    {
+        long positions = (long)context + WarmUpSteps + steps;
+        int limit = config.MaxPositionEmbeddings;
+        if (positions <= limit || !MixerFactory.HasGrowingCache(config))
+        {
+            ContextLimit.Check(config, positions, $"--contexts {context} + {WarmUpSteps + steps} steps");
+            return;
+        }
+
+        if (!beyond)
+            throw new LinearizeException($"--contexts {context} + {WarmUpSteps + steps} steps = {positions} exceeds the context of {limit} positions of {path} " +
+                                         "(it has softmax attention layers); give smaller --contexts, or --beyond-context to time it anyway");
+        Console.Error.WriteLine($"note: {path} runs {positions} positions, past its {limit} (--beyond-context): timings only, its outputs there mean nothing");
+    }
+
     private static DecodeRow MeasureEngine(LlamaForCausalLM llama, DecodeEngine engine, int context, int steps, int batch, bool synthetic, int chunk)
     {
         DecodeSequence first;
@@ -255,7 +286,7 @@ public static class BenchCommand
         var tokens = Enumerable.Range(0, batch).Select(b => 1 + b).ToArray();
         try
         {
-            for (int s = 0; s < 4; s++)
+            for (int s = 0; s < WarmUpSteps; s++)
                 Advance();
             long stateBytes = seqs.Sum(x => x.StateBytes);
             var watch = Stopwatch.StartNew();

@@ -42,23 +42,38 @@ public static class ChatCommand
             CancellationTokenSource? reply = null;
             Console.CancelKeyPress += (_, e) =>
             {
-                // Ctrl-C during a reply stops the reply; at the prompt it quits.
+                // Ctrl-C during a reply stops the reply; at the prompt it quits, saying so, with the shell's 130 for SIGINT
+                // (ReadLine cannot be interrupted, so the process ends here rather than by a return).
                 if (reply is { } c && !c.IsCancellationRequested)
                 {
                     e.Cancel = true;
                     c.Cancel();
+                    return;
                 }
+
+                e.Cancel = true;
+                Console.Out.WriteLine();
+                Console.Out.Flush();
+                Console.Error.WriteLine("(interrupted; bye)");
+                Environment.Exit(130);
             };
             var err = Console.Error;
             err.WriteLine($"chatting with {served.Id} ({served.Template.Source}); /reset starts over, /exit quits, Ctrl-C stops a reply");
             string? systemText = r.GetValue(system);
             bool first = true;
+            bool noted = false; // the context note is said once per conversation
             while (true)
             {
                 Console.Out.Write("\n> ");
                 Console.Out.Flush();
                 string? line = Console.In.ReadLine();
-                if (line is null || line.Trim() == "/exit")
+                if (line is null)
+                {
+                    Console.Out.WriteLine(); // Ctrl-D: end the prompt's line so the shell's prompt starts on its own
+                    break;
+                }
+
+                if (line.Trim() == "/exit")
                     break;
                 if (Console.IsInputRedirected)
                     Console.Out.WriteLine(line); // a transcript reads as a conversation
@@ -66,6 +81,7 @@ public static class ChatCommand
                 {
                     session.Reset();
                     first = true;
+                    noted = false;
                     err.WriteLine("(conversation cleared)");
                     continue;
                 }
@@ -99,6 +115,14 @@ public static class ChatCommand
                 Console.Out.Flush();
                 if (session.LastFinishReason == "cancelled")
                     err.WriteLine("(reply stopped)");
+                // A softmax model is stopped at its context by the session; a linear one goes on, with the note every
+                // command gives beyond the teacher's positions.
+                if (!noted && session.Position > served.Model.Config.MaxPositionEmbeddings)
+                {
+                    ContextLimit.Check(served.Model.Config, session.Position, "the conversation (tokens)");
+                    noted = true;
+                }
+
                 if (r.GetValue(stats))
                     err.WriteLine($"[fed {session.LastFedTokens} tokens, generated {session.LastReplyTokens} ({session.LastFinishReason}); " +
                                   $"{session.Position} tokens in the conversation, state {session.StateBytes / 1024.0:F1} KiB]");

@@ -36,7 +36,7 @@ public static class ConvertCommand
             using var student = Converter.ConvertToDirectory(teacher, lin, outDir, source.TokenizerPath);
             var mixers = student.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x)
                 .Select(g => $"{g.Key} × {g.Count()}");
-            Console.Error.WriteLine($"wrote {outDir}: {string.Join("; ", mixers)} ({watch.Elapsed.TotalSeconds:F1} s)");
+            Console.Out.WriteLine($"wrote {outDir}: {string.Join("; ", mixers)} ({watch.Elapsed.TotalSeconds:F1} s)");
             return 0;
         }));
         return command;

@@ -50,7 +50,7 @@ public static class CreateRandomCommand
                 Linearize.Checkpoints.Llama2cWriter.Write(model, outPath);
             else
                 ModelLoader.SaveHuggingFace(model, config, outPath, r.GetValue(tokenizer));
-            Console.Error.WriteLine($"wrote {outPath} ({model.ParameterCount():N0} parameters)");
+            Console.Out.WriteLine($"wrote {outPath} ({model.ParameterCount():N0} parameters)");
             return 0;
         }));
         return command;

@@ -66,7 +66,7 @@ public static class DataCommand
             var examples = RecallGenerator.Generate(o, n, r.GetValue(seed));
             RecallGenerator.Write(path, examples, o);
             var d = examples.SelectMany(e => e.Distances).ToArray();
-            Console.Error.WriteLine($"wrote {path}: {n} sequences of {o.SequenceLength} tokens, {d.Length} answers " +
+            Console.Error.WriteLine($"wrote {path}: {Plural.Of(n, "sequence")} of {o.SequenceLength} tokens, {d.Length} answers " +
                                     $"(distance min {d.Min()}, median {d.Order().ElementAt(d.Length / 2)}, max {d.Max()}; {d.Count(x => x > 64) * 100.0 / d.Length:F0} % beyond 64); vocabulary {o.VocabularySize}");
             return 0;
         }));

@@ -62,70 +62,85 @@ public static class DistillCommand
                 Resume = r.GetValue(resume),
                 BlockSize = k,
             });
+            // A run that fails before it writes anything (empty data, a bad model) leaves no --out behind it.
+            bool created = !Directory.Exists(outDir);
             Directory.CreateDirectory(outDir);
-            var log = (string m) => Console.Error.WriteLine("• " + m);
-            using var cts = TrainingUi.CancelOnCtrlC();
-
-            if (k is null)
+            try
             {
-                var result = TrainingUi.WithTrainingProgress(0, onStep => run.Run(cts.Token, log, onStep));
-                TrainingUi.PlotLoss(Path.Combine(outDir, "metrics.jsonl"), Path.Combine(outDir, "loss.png"), "attention transfer", "1000 × MSE");
-                return Report(result.Training, result.ModelDirectory, result.WallSeconds, r.GetValue(json));
+                return Distill();
+            }
+            catch when (created && !Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Any())
+            {
+                Directory.Delete(outDir, recursive: true);
+                throw;
             }
 
-            if (onlyPrepare)
+            int Distill()
             {
-                int blocks = run.PrepareBlocks(log);
-                Console.Error.WriteLine($"saved the inputs of {blocks} blocks in {Path.Combine(run.BlocksDirectory, "inputs")}; " +
-                                        $"now run --block 0 … --block {blocks - 1} (any order, any machine sharing {outDir}), then --gather");
-                return 0;
-            }
+                var log = (string m) => Console.Error.WriteLine("• " + m);
+                using var cts = TrainingUi.CancelOnCtrlC();
 
-            if (onlyBlock is int i)
-            {
-                var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(i, cts.Token, log, onStep));
-                TrainingUi.PlotLoss(Path.Combine(run.BlockDirectory(i), "metrics.jsonl"), Path.Combine(run.BlockDirectory(i), "loss.png"), $"attention transfer, block {i}", "1000 × MSE");
-                return Report(result.Training, null, result.WallSeconds, r.GetValue(json));
-            }
-
-            if (onlyGather)
-            {
-                string dir = run.Gather(log);
-                Console.Error.WriteLine($"wrote {dir}");
-                return 0;
-            }
-
-            // The whole block-wise run: prepare (unless already done), every block, gather.
-            var watch = Stopwatch.StartNew();
-            var modelConfig = Linearize.Modeling.ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer)).LoadConfig();
-            int count = run.BlockCount(modelConfig.NumHiddenLayers);
-            if (!Enumerable.Range(0, count).All(b => File.Exists(run.BoundaryPath(b))))
-                run.PrepareBlocks(log);
-            var pending = Enumerable.Range(0, count).Where(b => !run.BlockDone(b)).ToList();
-            if (r.GetValue(jobs) > 1)
-            {
-                int failed = BlockProcesses.Run(r.Tokens.Select(t => t.Value).ToList(), pending, r.GetValue(jobs), run, log, cts.Token);
-                if (failed > 0)
-                    throw new LinearizeException($"{failed} block process(es) failed; see {run.BlocksDirectory}/block-*/log.txt, then rerun with --resume");
-            }
-            else
-            {
-                foreach (int b in pending)
+                if (k is null)
                 {
-                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(b, cts.Token, log, onStep));
-                    if (!result.Training.Completed)
+                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.Run(cts.Token, log, onStep));
+                    TrainingUi.PlotLoss(Path.Combine(outDir, "metrics.jsonl"), Path.Combine(outDir, "loss.png"), "attention transfer", "1000 × MSE");
+                    return Report(result.Training, result.ModelDirectory, result.WallSeconds, r.GetValue(json));
+                }
+
+                if (onlyPrepare)
+                {
+                    int blocks = run.PrepareBlocks(log);
+                    Console.Error.WriteLine($"saved the inputs of {Plural.Of(blocks, "block")} in {Path.Combine(run.BlocksDirectory, "inputs")}; " +
+                                            $"now run --block 0 … --block {blocks - 1} (any order, any machine sharing {outDir}), then --gather");
+                    return 0;
+                }
+
+                if (onlyBlock is int i)
+                {
+                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(i, cts.Token, log, onStep));
+                    TrainingUi.PlotLoss(Path.Combine(run.BlockDirectory(i), "metrics.jsonl"), Path.Combine(run.BlockDirectory(i), "loss.png"), $"attention transfer, block {i}", "1000 × MSE");
+                    return Report(result.Training, null, result.WallSeconds, r.GetValue(json));
+                }
+
+                if (onlyGather)
+                {
+                    string dir = run.Gather(log);
+                    Console.Error.WriteLine($"wrote {dir}");
+                    return 0;
+                }
+
+                // The whole block-wise run: prepare (unless already done), every block, gather.
+                var watch = Stopwatch.StartNew();
+                var modelConfig = Linearize.Modeling.ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer)).LoadConfig();
+                int count = run.BlockCount(modelConfig.NumHiddenLayers);
+                if (!Enumerable.Range(0, count).All(b => File.Exists(run.BoundaryPath(b))))
+                    run.PrepareBlocks(log);
+                var pending = Enumerable.Range(0, count).Where(b => !run.BlockDone(b)).ToList();
+                if (r.GetValue(jobs) > 1)
+                {
+                    int failed = BlockProcesses.Run(r.Tokens.Select(t => t.Value).ToList(), pending, r.GetValue(jobs), run, log, cts.Token);
+                    if (failed > 0)
+                        throw new LinearizeException($"{failed} block process(es) failed; see {run.BlocksDirectory}/block-*/log.txt, then rerun with --resume");
+                }
+                else
+                {
+                    foreach (int b in pending)
                     {
-                        Console.Error.WriteLine($"interrupted in block {b}; continue with the same command plus --resume");
-                        return 130;
+                        var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(b, cts.Token, log, onStep));
+                        if (!result.Training.Completed)
+                        {
+                            Console.Error.WriteLine($"interrupted in block {b}; continue with the same command plus --resume");
+                            return 130;
+                        }
                     }
                 }
-            }
 
-            string gathered = run.Gather(log);
-            Console.Error.WriteLine($"block-wise attention transfer done in {watch.Elapsed.TotalSeconds:F0} s: {gathered}");
-            if (r.GetValue(json))
-                Console.Out.WriteLine(JsonSerializer.Serialize(new { model = gathered, blocks = count, seconds = watch.Elapsed.TotalSeconds }));
-            return 0;
+                string gathered = run.Gather(log);
+                Console.Error.WriteLine($"block-wise attention transfer done in {watch.Elapsed.TotalSeconds:F0} s: {gathered}");
+                if (r.GetValue(json))
+                    Console.Out.WriteLine(JsonSerializer.Serialize(new { model = gathered, blocks = count, seconds = watch.Elapsed.TotalSeconds }));
+                return 0;
+            }
         }));
         return command;
     }
@@ -144,7 +159,8 @@ public static class DistillCommand
                 model = modelDir, steps = result.Steps, tokens = result.Tokens, tokens_per_second = result.TokensPerSecond,
                 best_eval_loss = result.BestEvalLoss, final_eval_loss = result.FinalEvalLoss, seconds = wall,
             }));
-        Console.Error.WriteLine($"done: {result.Steps} steps, {result.Tokens:N0} tokens at {result.TokensPerSecond:F0} tokens/s; " +
+        // The result line goes to stdout, unless --json already put the result there.
+        (json ? Console.Error : Console.Out).WriteLine($"done: {Plural.Of(result.Steps, "step")}, {result.Tokens:N0} tokens at {result.TokensPerSecond:F0} tokens/s; " +
                                 $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}" +
                                 (modelDir is null ? "" : $"; model {modelDir}"));
         return 0;

@@ -34,7 +34,10 @@ public static class EvalRecallCommand
                 return 0;
             }
 
-            var table = new Table().Title(Markup.Escape($"{r.GetValue(model)}: {result.Answers} answers in {result.Sequences} sequences"))
+            // The heading goes on its own line: as the table's title it was wrapped to the (narrow) table's width,
+            // breaking the model path and the counts mid-phrase.
+            Console.Out.WriteLine(Heading(r.GetValue(model)!, result));
+            var table = new Table()
                 .AddColumn("distance").AddColumn(new TableColumn("answers").RightAligned()).AddColumn(new TableColumn("accuracy").RightAligned());
             foreach (var b in result.Buckets)
                 table.AddRow(Markup.Escape(b.Name), b.Count.ToString(), b.Count == 0 ? "–" : $"{b.Accuracy:P1}");
@@ -44,6 +47,9 @@ public static class EvalRecallCommand
         }));
         return command;
     }
+
+    public static string Heading(string model, RecallResult r) =>
+        $"{model}: {Plural.Of(r.Answers, "answer")} in {Plural.Of(r.Sequences, "sequence")}";
 
     public static object ToJson(string model, RecallResult r) => new
     {

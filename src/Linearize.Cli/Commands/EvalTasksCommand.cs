@@ -26,7 +26,7 @@ public static class EvalTasksCommand
         var fewshot = new Option<int?>("--num-fewshot") { Description = "Shots (mmlu: the first N dev items of each subject; the other tasks are zero-shot only). Default 0, as lm-eval" };
         var limit = new Option<int?>("--limit") { Description = "Only the first N documents of each task (mmlu: of each subject), as lm-eval's --limit" };
         var batch = new Option<int>("--batch-size") { Description = "Contexts per forward pass (each shared by its choices)", DefaultValueFactory = _ => 16 };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Directory holding piqa/, arc/, hellaswag/, winogrande/, lambada/, mmlu/ (default: ../shared/data or $LINEARIZE_SHARED/data)" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Directory holding piqa/, arc/, hellaswag/, winogrande/, lambada/, mmlu/ (default: $LINEARIZE_SHARED/data, or ../shared/data beside the repository this executable was built in)" };
         var maxLength = new Option<int?>("--max-length") { Description = "Tokens the model sees per request (default: its max_position_embeddings, as lm-eval); longer requests are left-truncated" };
         var json = new Option<bool>("--json") { Description = "Print lm-eval's results JSON instead of a table" };
         var output = new Option<string?>("--output") { Description = "Also write the results JSON to this file" };
@@ -62,7 +62,7 @@ public static class EvalTasksCommand
                 var evaluator = new TaskEvaluator(llama, tok, r.GetValue(maxLength), r.GetValue(batch));
                 Console.Error.WriteLine($"• {path}: {string.Join(", ", taskList.Select(t => t.Name))} (max length {evaluator.Scorer.MaxLength}, BOS {(evaluator.Scorer.AddsBos ? "added" : "not added")})");
                 var result = RunWithProgress(evaluator, taskList, data, r.GetValue(fewshot), r.GetValue(limit));
-                Console.Error.WriteLine($"• {path}: {result.Requests:N0} requests, {result.Tokens:N0} tokens in {result.Seconds:F1} s ({result.TokensPerSecond:F0} tokens/s)");
+                Console.Error.WriteLine($"• {path}: {Plural.Of(result.Requests, "request", "N0")}, {result.Tokens:N0} tokens in {result.Seconds:F1} s ({result.TokensPerSecond:F0} tokens/s)");
                 var config = new JsonObject
                 {
                     ["model"] = path,
@@ -96,27 +96,16 @@ public static class EvalTasksCommand
 
             ConsoleUi.Out.Write(Table(runs.Select(x => (x.Model, x.Result)).ToList()));
             foreach (var note in runs[0].Result.Tasks.Where(t => t.Note is not null || t.Skipped > 0))
-                Console.Out.WriteLine($"{note.Task}: {note.Note}{(note.Skipped > 0 ? $"{(note.Note is null ? "" : "; ")}{note.Skipped} document(s) skipped: a continuation longer than the model's context" : "")}");
+                Console.Out.WriteLine($"{note.Task}: {note.Note}{(note.Skipped > 0 ? $"{(note.Note is null ? "" : "; ")}{Plural.Of(note.Skipped, "document")} skipped: a continuation longer than the model's context" : "")}");
             return 0;
         }));
         return command;
     }
 
-    /// <summary><c>../shared/data</c> next to the repository, or <c>$LINEARIZE_SHARED/data</c>.</summary>
-    public static string DefaultDataDirectory()
-    {
-        string? shared = Environment.GetEnvironmentVariable("LINEARIZE_SHARED");
-        if (!string.IsNullOrEmpty(shared))
-            return Path.Combine(shared, "data");
-        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "..", "shared", "data");
-            if (File.Exists(Path.Combine(dir.FullName, "Linearize.slnx")) && Directory.Exists(candidate))
-                return Path.GetFullPath(candidate);
-        }
-
-        return Path.GetFullPath(Path.Combine("..", "shared", "data"));
-    }
+    /// <summary><c>data/</c> of the shared folder (<see cref="SharedFolder"/>); without one, a path that the task
+    /// reader's error will name together with --data-dir and LINEARIZE_SHARED.</summary>
+    public static string DefaultDataDirectory() =>
+        SharedFolder.Find() is string shared ? Path.Combine(shared, "data") : Path.GetFullPath(Path.Combine("..", "shared", "data"));
 
     private static TaskEvaluator.Result RunWithProgress(TaskEvaluator evaluator, IReadOnlyList<EvalTask> tasks, string data, int? fewshot, int? limit)
     {
@@ -129,7 +118,7 @@ public static class EvalTasksCommand
                     return;
                 last.Restart();
                 string eta = p.Done == 0 || p.Done == p.Total ? "" : $", task ETA {TimeSpan.FromSeconds(p.TaskElapsed.TotalSeconds * (p.Total - p.Done) / p.Done):hh\\:mm\\:ss}";
-                Console.Error.WriteLine($"  {p.Task}: {p.Done}/{p.Total} requests, {p.TokensPerSecond:F0} tokens/s, elapsed {p.Elapsed:hh\\:mm\\:ss}{eta}");
+                Console.Error.WriteLine($"  {p.Task}: {p.Done}/{Plural.Of(p.Total, "request")}, {p.TokensPerSecond:F0} tokens/s, elapsed {p.Elapsed:hh\\:mm\\:ss}{eta}");
             });
         }
 
@@ -175,7 +164,7 @@ public static class EvalTasksCommand
             results[t.Task] = Entry(t, t.Task);
             samples[t.Task] = new JsonObject { ["original"] = t.Documents + t.Skipped, ["effective"] = t.Documents };
             if (t.Note is not null || t.Skipped > 0)
-                results[t.Task]!["note"] = string.Join("; ", new[] { t.Note, t.Skipped > 0 ? $"{t.Skipped} documents skipped (continuation longer than the model's context)" : null }.Where(x => x is not null));
+                results[t.Task]!["note"] = string.Join("; ", new[] { t.Note, t.Skipped > 0 ? $"{Plural.Of(t.Skipped, "document")} skipped (continuation longer than the model's context)" : null }.Where(x => x is not null));
             if (t.Subtasks.Count == 0)
                 continue;
             groups[t.Task] = Entry(t, t.Task);
@@ -237,12 +226,25 @@ public static class EvalTasksCommand
                 }
 
                 foreach (var v in values.Skip(1))
-                    cells.Add(v is null || values[0] is null ? "" : (v.Value - values[0]!.Value).ToString("+0.0000;-0.0000", CultureInfo.InvariantCulture));
+                    cells.Add(v is null || values[0] is null ? "" : Delta(metric.Name, values[0]!.Value, v.Value));
                 table.AddRow(cells.ToArray());
             }
         }
 
         return table;
+    }
+
+    /// <summary>A model's change against the first. Perplexities span orders of magnitude (an untrained conversion's
+    /// LAMBADA perplexity can be 10^11), so theirs is a ratio (×); accuracies differ by a difference.</summary>
+    public static string Delta(string metric, double baseline, double value)
+    {
+        if (!metric.StartsWith("perplexity", StringComparison.Ordinal))
+            return (value - baseline).ToString("+0.0000;-0.0000", CultureInfo.InvariantCulture);
+        if (baseline <= 0 || !double.IsFinite(baseline) || !double.IsFinite(value))
+            return "";
+        double ratio = value / baseline;
+        return "×" + (ratio is >= 1e-3 and < 1e4 ? ratio.ToString(ratio >= 100 ? "F0" : "F3", CultureInfo.InvariantCulture)
+                                                : ratio.ToString("0.00e+0", CultureInfo.InvariantCulture));
     }
 
     private static string Format(double? v) => v is double x ? x.ToString(x >= 100 ? "F2" : "F4", CultureInfo.InvariantCulture) : "";

@@ -32,7 +32,7 @@ public static class ImportLlama2cCommand
             using var model = new LlamaForCausalLM(ckpt.Config);
             StateDictLoader.Load(model, ckpt.AsSource(bin), model.IgnorableCheckpointKeys);
             ModelLoader.SaveHuggingFace(model, ckpt.Config, outDir, tok);
-            Console.Error.WriteLine($"wrote {outDir} ({model.ParameterCount():N0} parameters)");
+            Console.Out.WriteLine($"wrote {outDir} ({model.ParameterCount():N0} parameters)");
             return 0;
         }));
         return command;

@@ -27,7 +27,7 @@ public static class MergeCommand
             var options = LoraAdapterFile.Load(llama, r.GetValue(adapter)!);
             int merged = LoraInjector.Merge(llama);
             ModelLoader.SaveHuggingFace(llama, llama.Config, outDir, source.TokenizerPath);
-            Console.Error.WriteLine($"merged {merged} adapters (rank {options.Rank}, alpha {options.Alpha}) into {outDir}");
+            Console.Out.WriteLine($"merged {merged} adapters (rank {options.Rank}, alpha {options.Alpha}) into {outDir}");
             return 0;
         }));
         return command;

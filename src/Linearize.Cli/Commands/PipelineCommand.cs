@@ -122,7 +122,7 @@ public static class PipelineCommand
             foreach (var s in result.Stages)
                 table.AddRow(s.Name, $"{s.PerLine?.MeanNll:F4}", $"{s.PerLine?.Perplexity:F3}", $"{s.Rolling?.MeanNll:F4}", $"{s.Rolling?.Perplexity:F3}");
             ConsoleUi.Out.Write(table);
-            Console.Out.WriteLine($"{result.Training.Steps} steps, {result.Training.Tokens:N0} labelled tokens at {result.Training.TokensPerSecond:F0} tokens/s; " +
+            Console.Out.WriteLine($"{Plural.Of(result.Training.Steps, "step")}, {result.Training.Tokens:N0} labelled tokens at {result.Training.TokensPerSecond:F0} tokens/s; " +
                                   $"wall {result.WallSeconds:F0} s; report {result.ReportPath}; model {result.MergedDirectory}");
             return 0;
         }));

@@ -17,6 +17,7 @@ public static class TrainCommand
         var output = new Option<string>("--out", "-o") { Description = "Run directory: checkpoints/, metrics.jsonl, loss.png, adapter/", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (same options and data)" };
         var full = new Option<bool>("--full") { Description = "Train every parameter, no LoRA (training from scratch, full fine-tuning); the result is --out/model" };
+        var overwrite = OutputDirectory.OverwriteOption();
         var trainModules = new Option<string?>("--train-modules") { Description = "Also train these parameters in full beside LoRA, by name fragment (e.g. embed_tokens,lm_head); the merged result is --out/model" };
         var command = new Command("train",
             "Fine-tune LoRA adapters on next-token prediction (Liger's recovery recipe by default), or every parameter (--full), or LoRA plus chosen modules in full (--train-modules). " +
@@ -25,6 +26,7 @@ public static class TrainCommand
         training.AddTo(command);
         command.Add(output);
         command.Add(resume);
+        command.Add(overwrite);
         command.Add(full);
         command.Add(trainModules);
         command.SetAction(r => CliRunner.Run(() =>
@@ -33,8 +35,12 @@ public static class TrainCommand
             if (File.Exists(outDir))
                 throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
             bool isResume = r.GetValue(resume);
-            if (!isResume && File.Exists(Path.Combine(outDir, "checkpoints", Trainer.LastCheckpointName)))
+            // The more helpful message first: a finished or interrupted run is most likely meant to be resumed.
+            if (!isResume && !r.GetValue(overwrite) && File.Exists(Path.Combine(outDir, "checkpoints", Trainer.LastCheckpointName)))
                 throw new LinearizeException($"{outDir}: already holds a training run; pass --resume to continue it, or choose another --out");
+            // A resume continues the run already in --out, so only there may a non-empty --out be reused as it is.
+            OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: isResume,
+                r.GetValue(model.Model), r.GetValue(model.Tokenizer), r.GetValue(training.Data), r.GetValue(training.ValData));
             bool fullOnly = r.GetValue(full);
             string? modules = r.GetValue(trainModules);
             if (fullOnly && modules is not null)
@@ -49,12 +55,12 @@ public static class TrainCommand
             var data = TrainingData.Prepare(dataPath, r.GetValue(training.ValData), tokenizer, training.DataOptions(r));
             var report = fullOnly ? null : LoraInjector.Inject(llama, options.Lora, (ulong)options.Seed);
             var unfrozen = FullTraining.Unfreeze(llama, fragments);
-            Console.Error.WriteLine($"data: {data.Records} records{(data.SkippedRecords > 0 ? $" ({data.SkippedRecords} malformed, skipped)" : "")} → " +
+            Console.Error.WriteLine($"data: {Plural.Of(data.Records, "record")}{(data.SkippedRecords > 0 ? $" ({data.SkippedRecords} malformed, skipped)" : "")} → " +
                                     $"{data.Train.Count} training / {data.Validation.Count} validation sequences of {options.SequenceLength} tokens");
             if (report is not null)
-                Console.Error.WriteLine($"LoRA: {report.Modules} modules, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
+                Console.Error.WriteLine($"LoRA: {Plural.Of(report.Modules, "module")}, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
             if (unfrozen.Tensors > 0)
-                Console.Error.WriteLine($"full training: {unfrozen.Tensors} tensors, {unfrozen.Values:N0} parameters{(fullOnly ? " (all)" : $" matching {string.Join(", ", fragments)}")}");
+                Console.Error.WriteLine($"full training: {Plural.Of(unfrozen.Tensors, "tensor")}, {unfrozen.Values:N0} parameters{(fullOnly ? " (all)" : $" matching {string.Join(", ", fragments)}")}");
             // Everything that can refuse the run does so before --out is touched (issue 9 item 13).
             var trainer = new Trainer(llama, data.Train, data.Validation, options, outDir);
             Directory.CreateDirectory(outDir);
@@ -88,7 +94,7 @@ public static class TrainCommand
             }
             else
                 written = $"adapter in {Path.Combine(outDir, "adapter")}";
-            Console.Error.WriteLine($"done: {result.Steps} steps, {result.Tokens:N0} labelled tokens, {result.TokensPerSecond:F0} tokens/s; " +
+            Console.Out.WriteLine($"done: {Plural.Of(result.Steps, "step")}, {result.Tokens:N0} labelled tokens, {result.TokensPerSecond:F0} tokens/s; " +
                                     $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}; {Path.GetFileNameWithoutExtension(adapterFrom)} {written}");
             return 0;
         }));

@@ -19,26 +19,39 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
     private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-    public IResult Models() => Results.Json<JsonObject>(new JsonObject
+    /// <summary>The one Content-Type of every JSON answer (success or error), so clients that compare it see one value.</summary>
+    public const string JsonContentType = "application/json; charset=utf-8";
+
+    public Task Models(HttpContext ctx) => WriteJson(ctx, HttpStatusCode.OK, new JsonObject
     {
         ["object"] = "list",
-        ["data"] = new JsonArray(new JsonObject
-        {
-            ["id"] = model.Id,
-            ["object"] = "model",
-            ["created"] = _created,
-            ["owned_by"] = "linearize",
-        }),
-    }, Compact);
+        ["data"] = new JsonArray(ModelObject()),
+    });
 
-    public IResult Health() => Results.Json<JsonObject>(new JsonObject
+    /// <summary><c>GET /v1/models/{id}</c> (the SDKs' <c>models.retrieve</c>): the served model, or 404.</summary>
+    public Task Model(HttpContext ctx, string id) => id == model.Id
+        ? WriteJson(ctx, HttpStatusCode.OK, ModelObject())
+        : WriteError(ctx, UnknownModel(id));
+
+    private JsonObject ModelObject() => new()
+    {
+        ["id"] = model.Id,
+        ["object"] = "model",
+        ["created"] = _created,
+        ["owned_by"] = "linearize",
+    };
+
+    private ApiException UnknownModel(string id) => new(HttpStatusCode.NotFound,
+        $"the model '{id}' does not exist; this server serves '{model.Id}' (GET /v1/models)", "model", code: "model_not_found");
+
+    public Task Health(HttpContext ctx) => WriteJson(ctx, HttpStatusCode.OK, new JsonObject
     {
         ["status"] = "ok",
         ["model"] = model.Id,
         ["active_sequences"] = scheduler.ActiveSequences,
         ["prefilling_sequences"] = scheduler.PrefillingSequences,
         ["queue_depth"] = scheduler.QueueDepth,
-    }, Compact);
+    });
 
     public Task Completions(HttpContext ctx) => Handle(ctx, chat: false);
 
@@ -52,25 +65,43 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw ApiException.BadRequest($"the request body must be a JSON object, got {RequestFields.Kind(root)}");
-            RequestFields.String(root, "model"); // type-checked; any name is served by the one model
+            // Absent is accepted (one model is served); a name that is not it is refused, as OpenAI refuses it.
+            if (RequestFields.String(root, "model") is string name && name != model.Id)
+                throw UnknownModel(name);
+            RefuseUnsupported(root);
             var ids = chat ? ChatPrompt(root) : CompletionPrompt(root);
             var p = chat
                 ? GenerationParameters.Read(root, options.DefaultChatMaxTokens, "max_completion_tokens", "max_tokens")
                 : GenerationParameters.Read(root, 16, "max_tokens");
-            if (model.ContextLimit is int limit && ids.Count > limit)
-                throw ApiException.BadRequest(
-                    $"the prompt has {ids.Count} tokens; this model's context is {limit} positions (it has softmax attention layers)",
-                    chat ? "messages" : "prompt");
+            int maxTokens = p.MaxTokens;
+            if (model.ContextLimit is int limit)
+            {
+                // The context rule of every command: a softmax model never reads past its positions. A max_tokens the
+                // client chose is refused like generate's --max-new-tokens; the default only means "up to the context".
+                if (ids.Count >= limit)
+                    throw ApiException.BadRequest(
+                        $"the prompt has {ids.Count} tokens; this model's context is {limit} positions (it has softmax attention layers), " +
+                        "which leaves no room for a reply", chat ? "messages" : "prompt");
+                if (ids.Count + (long)maxTokens > limit)
+                {
+                    if (p.MaxTokensField is string field)
+                        throw ApiException.BadRequest(
+                            $"the prompt ({ids.Count} tokens) + '{field}' ({maxTokens}) exceeds this model's context of {limit} positions " +
+                            $"(it has softmax attention layers); ask for at most {limit - ids.Count}", field);
+                    maxTokens = limit - ids.Count;
+                }
+            }
+
             int maxPrompt = options.MaxPromptTokens ?? model.ContextLimit ?? ServerOptions.LinearModelPromptTokens;
             if (ids.Count > maxPrompt)
                 throw ApiException.BadRequest(
                     $"the prompt has {ids.Count} tokens; this server accepts at most {maxPrompt} (--max-prompt-tokens)",
                     chat ? "messages" : "prompt");
-            var request = new GenerationRequest(ids, p.MaxTokens, p.Sampling, p.Stop, ctx.RequestAborted);
+            var request = new GenerationRequest(ids, maxTokens, p.Sampling, p.Stop, ctx.RequestAborted);
             if (!scheduler.TryEnqueue(request))
                 throw new ApiException(HttpStatusCode.TooManyRequests,
                     $"the server is busy: {scheduler.ActiveSequences} sequences running and {scheduler.QueueDepth} waiting (--max-queue); retry later",
-                    type: "server_busy");
+                    type: "server_busy") { RetryAfterSeconds = 1 };
             string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
             if (p.Stream)
                 await Stream(ctx, request, id, chat, p.IncludeUsage);
@@ -93,6 +124,26 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
         catch (Exception e)
         {
             await WriteError(ctx, new ApiException(HttpStatusCode.InternalServerError, e.Message, type: "server_error"));
+        }
+    }
+
+    /// <summary>Fields that change what OpenAI's API returns but that this server does not implement: refused by name,
+    /// never silently ignored (a client asking for JSON mode or a tool call must not get free text as if it had worked).</summary>
+    private static void RefuseUnsupported(JsonElement root)
+    {
+        foreach (var name in new[] { "tools", "functions", "function_call", "logit_bias", "audio", "modalities", "prediction" })
+            if (RequestFields.Get(root, name) is JsonElement v && !(v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0)
+                                                                && !(v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()))
+                throw ApiException.BadRequest($"'{name}' is not supported by this server (plain text generation only)", name);
+        if (RequestFields.Get(root, "tool_choice") is JsonElement tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() == "none"))
+            throw ApiException.BadRequest("'tool_choice' is not supported by this server (no tools); only \"none\" is accepted", "tool_choice");
+        if (RequestFields.Get(root, "response_format") is JsonElement rf)
+        {
+            string? type = rf.ValueKind == JsonValueKind.Object ? RequestFields.String(rf, "type") : null;
+            if (type != "text")
+                throw ApiException.BadRequest(
+                    $"'response_format' {(type is null ? "must be an object with a type" : $"type '{type}' is not supported")}; only {{\"type\": \"text\"}} is (no JSON mode)",
+                    "response_format");
         }
     }
 
@@ -162,6 +213,8 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
                 role = "system"; // OpenAI's newer name for system instructions
             if (!ChatMessage.Roles.Contains(role))
                 throw ApiException.BadRequest($"'{where}.role' must be system, user or assistant, got '{role}'", "messages");
+            if (RequestFields.Get(m, "tool_calls") is not null || RequestFields.Get(m, "function_call") is not null)
+                throw ApiException.BadRequest($"'{where}' has tool calls; this server does not support tools", "messages");
             messages.Add(new ChatMessage(role, Content(m, where)));
         }
 
@@ -173,11 +226,12 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
         return ids;
     }
 
-    /// <summary>A message's content: a string, or an array of <c>{type: "text", text}</c> parts.</summary>
+    /// <summary>A message's content: a string, or an array of <c>{type: "text", text}</c> parts. Required: without tool
+    /// calls (unsupported) a message without content has nothing to say, and rendering it as empty would hide a client bug.</summary>
     private static string Content(JsonElement m, string where)
     {
         if (RequestFields.Get(m, "content") is not JsonElement c)
-            return "";
+            throw ApiException.BadRequest($"'{where}.content' is required", "messages");
         if (c.ValueKind == JsonValueKind.String)
             return c.GetString()!;
         if (c.ValueKind != JsonValueKind.Array)
@@ -289,7 +343,7 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
             ["message"] = e.Message,
             ["type"] = e.Type,
             ["param"] = e.Param,
-            ["code"] = null,
+            ["code"] = e.Code,
         },
     };
 
@@ -297,13 +351,15 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
     {
         if (ctx.Response.HasStarted)
             return;
+        if (e.RetryAfterSeconds is int seconds)
+            ctx.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         await WriteJson(ctx, e.Status, ErrorBody(e));
     }
 
-    private async Task WriteJson(HttpContext ctx, HttpStatusCode status, JsonObject body)
+    private static async Task WriteJson(HttpContext ctx, HttpStatusCode status, JsonObject body)
     {
         ctx.Response.StatusCode = (int)status;
-        ctx.Response.ContentType = "application/json";
+        ctx.Response.ContentType = JsonContentType;
         try
         {
             await ctx.Response.WriteAsync(body.ToJsonString(Compact), ctx.RequestAborted);
@@ -317,6 +373,7 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
     public static string Label(HttpContext ctx) => ctx.Request.Path.Value switch
     {
         "/v1/completions" or "/v1/chat/completions" or "/v1/models" or "/health" or "/metrics" => ctx.Request.Path.Value,
+        string p when p.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
         _ => "other",
     };
 }

@@ -152,6 +152,7 @@ public sealed class LlamaConfig
         Positive("num_attention_heads", NumAttentionHeads);
         Positive("num_key_value_heads", NumKeyValueHeads);
         Positive("head_dim", HeadDim);
+        Positive("max_position_embeddings", MaxPositionEmbeddings);
         if (NumAttentionHeads % NumKeyValueHeads != 0)
             throw new LinearizeException(
                 $"{Source}: num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads})");

@@ -11,14 +11,15 @@ public static class ModelPresets
 {
     public static readonly IReadOnlyDictionary<string, Func<JsonObject>> All = new Dictionary<string, Func<JsonObject>>
     {
-        // HuggingFaceTB/SmolLM2-135M config.json
+        // HuggingFaceTB/SmolLM2-135M config.json (its BOS and EOS are both <|endoftext|>, id 0)
         ["smollm2-135m"] = () => Llama(hidden: 576, intermediate: 1536, layers: 30, heads: 9, kvHeads: 3, vocab: 49152,
-            context: 8192, theta: 100000, tied: true, eps: 1e-5),
+            context: 8192, theta: 100000, tied: true, eps: 1e-5, bos: 0, eos: 0),
         // meta-llama/Llama-3.2-1B config.json
         ["llama-3.2-1b"] = () =>
         {
+            // <|begin_of_text|> and <|end_of_text|> of the Llama 3 tokenizer
             var j = Llama(hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256,
-                context: 131072, theta: 500000, tied: true, eps: 1e-5);
+                context: 131072, theta: 500000, tied: true, eps: 1e-5, bos: 128000, eos: 128001);
             j["rope_scaling"] = new JsonObject
             {
                 ["rope_type"] = "llama3", ["factor"] = 32.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0,
@@ -44,7 +45,7 @@ public static class ModelPresets
             : throw new LinearizeException($"unknown preset '{name}' (available: {string.Join(", ", All.Keys)})");
 
     public static JsonObject Llama(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab, int context,
-        double theta, bool tied, double eps) => new()
+        double theta, bool tied, double eps, int bos = 1, int eos = 2) => new()
     {
         ["architectures"] = new JsonArray("LlamaForCausalLM"),
         ["model_type"] = "llama",
@@ -59,8 +60,8 @@ public static class ModelPresets
         ["rope_theta"] = theta,
         ["hidden_act"] = "silu",
         ["tie_word_embeddings"] = tied,
-        ["bos_token_id"] = 1,
-        ["eos_token_id"] = 2,
+        ["bos_token_id"] = bos,
+        ["eos_token_id"] = eos,
         ["torch_dtype"] = "float32",
     };
 }

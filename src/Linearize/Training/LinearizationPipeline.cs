@@ -149,7 +149,7 @@ public sealed class LinearizationPipeline
             _o.Data with { SequenceLength = _o.Training.SequenceLength, Seed = _o.Training.Seed });
         var skip = _o.Linearization.SoftmaxLayers.ToHashSet();
         var lora = LoraInjector.Inject(student, _o.Training.Lora, (ulong)_o.Training.Seed, skip); // as LoLCATs: softmax layers keep their weights
-        log?.Invoke($"training {lora.TrainableParameters:N0} LoRA parameters ({lora.TrainableFraction:P3}) on {data.Train.Count} sequences");
+        log?.Invoke($"training {lora.TrainableParameters:N0} LoRA parameters ({lora.TrainableFraction:P3}) on {Plural.Of(data.Train.Count, "sequence")}");
         string trainDir = Path.Combine(outDir, "train");
         var trainer = new Trainer(student, data.Train, data.Validation, _o.Training, trainDir);
         var training = trainer.Run(_o.Resume, cancel, onStep);
@@ -207,7 +207,7 @@ public sealed class LinearizationPipeline
 
     /// <summary>How the training text was cut from its file, so "trained on X, evaluated on X" cannot read as training on
     /// the test text (issue 9 item 11).</summary>
-    private string DataCut()
+    private string DataCut(TrainingData.Result data)
     {
         bool plain = !Data.AlpacaDataset.IsAlpacaPath(_o.DataPath);
         string split = _o.Data.TextSplit.ToString().ToLowerInvariant();
@@ -217,10 +217,17 @@ public sealed class LinearizationPipeline
                Path.GetFullPath(_o.EvalTextPath) == Path.GetFullPath(_o.DataPath)
                   ? _o.Data.SkipDocuments >= (_o.EvalDocuments ?? int.MaxValue)
                       ? $" (the evaluation reads only the first {_o.EvalDocuments}, so the two do not overlap)"
-                      : $" — **the evaluation's first {_o.EvalDocuments} documents overlap the training text**"
+                      : $" — **the evaluation's {(_o.EvalDocuments is int n ? $"first {Plural.Of(n, "document")}" : "documents")} overlap the training text**"
                   : "")
             : $"Training data: Alpaca records from `{_o.DataPath}`";
-        return cut + $"; validation: {(_o.ValidationDataPath is null ? $"{_o.Data.ValidationRecords} records held out" : $"`{_o.ValidationDataPath}`")}.";
+        // What was used, not what was asked for: --val-records is capped at 10 % of the records, and a text with too few
+        // documents holds out packed sequences instead.
+        string sequences = $"{Plural.Of(data.Validation.Count, "sequence")} of {_o.Training.SequenceLength} tokens";
+        string validation = data.Validation.Count == 0 ? "none (nothing held out)"
+            : _o.ValidationDataPath is not null ? $"`{_o.ValidationDataPath}` ({sequences})"
+            : data.HeldOutSequences ? $"{sequences} held out of the packed training text (too few documents to hold out whole ones)"
+            : $"{Plural.Of(data.HeldOutRecords, data.Validation.Count > 0 && plain ? "document" : "record")} held out ({sequences})";
+        return cut + $"; validation: {validation}.";
     }
 
     private void WriteReports(Result r)
@@ -296,9 +303,9 @@ public sealed class LinearizationPipeline
         md.AppendLine();
         md.AppendLine(_o.EvalTextPath is null
             ? $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`; no evaluation text was given, so nothing was evaluated."
-            : $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` (first {_o.EvalDocuments} documents).");
+            : $"Teacher `{_o.TeacherPath}`, trained on `{_o.DataPath}`, evaluated on `{_o.EvalTextPath}` ({(_o.EvalDocuments is int docs ? $"first {Plural.Of(docs, "document")}" : "every document")}).");
         md.AppendLine();
-        md.AppendLine(DataCut());
+        md.AppendLine(DataCut(r.Data));
         md.AppendLine();
         md.AppendLine("| stage | per-line NLL | per-line PPL | rolling-512 NLL | rolling-512 PPL | steps | tokens trained | training time |");
         md.AppendLine("|---|---|---|---|---|---:|---:|---:|");
@@ -309,7 +316,7 @@ public sealed class LinearizationPipeline
         var withTasks = r.Stages.Where(s => s.Tasks is not null).ToList();
         if (withTasks.Count > 0)
         {
-            md.AppendLine($"lm-eval tasks ({(_o.EvalTasksLimit is int lim ? $"first {lim} documents per task" : "full files")}" +
+            md.AppendLine($"lm-eval tasks ({(_o.EvalTasksLimit is int lim ? $"first {Plural.Of(lim, "document")} per task" : "full files")}" +
                           $"{(_o.EvalTasksFewshot is int f ? $", {f}-shot" : ", zero-shot")}; at this model size every task but LAMBADA is near chance):");
             md.AppendLine();
             md.AppendLine("| task | metric | " + string.Join(" | ", withTasks.Select(s => s.Name)) + " |");
@@ -323,7 +330,7 @@ public sealed class LinearizationPipeline
 
         md.AppendLine($"- LoRA: rank {_o.Training.Lora.Rank}, alpha {_o.Training.Lora.Alpha} on {string.Join(", ", _o.Training.Lora.Targets)} — " +
                       $"{r.Lora.TrainableParameters:N0} trainable of {r.Lora.TotalParameters:N0} parameters ({r.Lora.TrainableFraction:P3})");
-        md.AppendLine($"- Training: {r.Training.Steps} steps × {_o.Training.BatchSize}×{_o.Training.GradientAccumulation} sequences of {_o.Training.SequenceLength}; " +
+        md.AppendLine($"- Training: {Plural.Of(r.Training.Steps, "step")} × {_o.Training.BatchSize}×{Plural.Of(_o.Training.GradientAccumulation, "sequence")} of {_o.Training.SequenceLength}; " +
                       $"{r.Training.Tokens:N0} labelled tokens; AdamW lr {_o.Training.LearningRate} ({_o.Training.Schedule}); " +
                       $"{r.Training.Seconds:F1} s in training steps, {r.Training.TokensPerSecond:F0} labelled tokens/s");
         md.AppendLine($"- Validation loss: best {r.Training.BestEvalLoss:F4}, final {r.Training.FinalEvalLoss:F4}");

@@ -71,6 +71,76 @@ public sealed class HardeningTests
         Assert.True(File.Exists(Path.Combine(converted, "config.json")));
     }
 
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin", "data/tinystories/val.txt")]
+    public void TrainFollowsTheOutRuleAndResumeStillReusesItsRun()
+    {
+        using var dir = new TempDir();
+        string teacher = dir.File("teacher"), run = dir.File("run"), full = dir.File("full");
+        Assert.Equal(0, CliHarness.Run("import-llama2c", "--checkpoint", Path.Combine(SharedData.Stories260KDir, "stories260K.bin"),
+            "--tokenizer", Path.Combine(SharedData.Stories260KDir, "tok512.bin"), "--out", teacher).Exit);
+        string before = Snapshot(teacher);
+        string[] Train(string model, string output, params string[] extra) => new[]
+        {
+            "train", "--model", model, "--data", SharedData.TinyStoriesVal, "--seq-len", "64", "--grad-accum", "1", "--max-steps", "1",
+            "--val-records", "0", "--out", output,
+        }.Concat(extra).ToArray();
+
+        // --out equal to, inside, or containing the model (or the data) is refused even with --overwrite or --resume.
+        foreach (var target in new[] { teacher, Path.Combine(teacher, "run"), dir.Path })
+            foreach (var extra in new[] { Array.Empty<string>(), new[] { "--overwrite" }, new[] { "--resume" } })
+            {
+                var (exit, _, err) = CliHarness.Run(Train(teacher, target, extra));
+                Assert.Equal(1, exit);
+                Assert.Contains("--out must not be, contain or be inside the input", err);
+            }
+
+        Assert.Equal(before, Snapshot(teacher));
+
+        // A non-empty --out that is no run is refused; --overwrite replaces it.
+        Directory.CreateDirectory(full);
+        File.WriteAllText(Path.Combine(full, "foreign.txt"), "x");
+        var refused = CliHarness.Run(Train(teacher, full));
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains("is not empty", refused.Err);
+        Assert.True(File.Exists(Path.Combine(full, "foreign.txt")));
+        var replaced = CliHarness.Run(Train(teacher, full, "--overwrite"));
+        Assert.True(replaced.Exit == 0, replaced.Err);
+        Assert.StartsWith("done: 1 step, ", replaced.Out); // the result on stdout, its count in the right number
+        Assert.DoesNotContain("done:", replaced.Err);
+        Assert.False(File.Exists(Path.Combine(full, "foreign.txt")));
+
+        // A run's own --out is reused by --resume (and only by it).
+        Assert.Equal(0, CliHarness.Run(Train(teacher, run)).Exit);
+        var again = CliHarness.Run(Train(teacher, run));
+        Assert.Equal(1, again.Exit);
+        Assert.Contains("pass --resume", again.Err);
+        var resumed = CliHarness.Run(Train(teacher, run, "--resume"));
+        Assert.True(resumed.Exit == 0, resumed.Err);
+    }
+
+    [SharedFact("models/stories260K/stories260K.bin")]
+    public void DemoScriptRefusesANonEmptyDirectoryWithoutOverwrite()
+    {
+        string? repo = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && repo is null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "demo.sh")))
+                repo = d.FullName;
+        Assert.NotNull(repo);
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("keep.txt"), "mine");
+        var start = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
+        start.ArgumentList.Add(Path.Combine(repo!, "demo.sh"));
+        start.ArgumentList.Add(dir.Path);
+        start.Environment["LINEARIZE_SHARED"] = SharedData.Root;
+        using var process = System.Diagnostics.Process.Start(start)!;
+        string err = process.StandardError.ReadToEnd();
+        process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(60_000), "demo.sh went on instead of refusing");
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains($"{dir.Path}: is not empty", err);
+        Assert.Equal("mine", File.ReadAllText(dir.File("keep.txt")));
+    }
+
     [Theory]
     [InlineData("convert --model m --methd liger-gla --out o", "Unrecognized command or argument '--methd'", "linearize convert --help")]
     [InlineData("convert --model m --method zz --out o", "Argument 'zz' not recognized", "linearize convert --help")]
@@ -151,6 +221,97 @@ public sealed class HardeningTests
         Assert.True(exit == 0, err);
         Assert.Contains("note: --max-length = 1024 goes beyond the teacher's 512 positions", err);
         Assert.Contains("\"max_length\":1024", output);
+    }
+
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
+    public void BenchDecodeAndChatFollowTheContextRule()
+    {
+        // bench decode: a softmax model past its 512 positions is refused (naming --contexts) unless --beyond-context.
+        var (exit, output, err) = CliHarness.Run("bench", "decode", "--model", SharedData.Stories260KDir, "--contexts", "256,4096", "--no-bandwidth");
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("--contexts 4096 + ", err);
+        Assert.Contains("exceeds the context of 512 positions", err);
+        (exit, output, err) = CliHarness.Run("bench", "decode", "--model", SharedData.Stories260KDir, "--contexts", "600", "--new-tokens", "2",
+            "--no-bandwidth", "--beyond-context", "--json");
+        Assert.True(exit == 0, err);
+        Assert.Contains("--beyond-context", err);
+        Assert.Contains("\"context\":600", output);
+
+        // chat: a linear model passing 512 positions says what generate and eval ppl say.
+        using var dir = new TempDir();
+        string swa = dir.File("swa");
+        Assert.Equal(0, CliHarness.Run("convert", "--model", SharedData.Stories260KDir, "--method", "swa", "--out", swa).Exit);
+        string longMessage = string.Join(" ", Enumerable.Repeat("The little dog ran to the park and played with a red ball.", 60));
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader(longMessage + "\n/exit\n"));
+        try
+        {
+            (exit, _, err) = CliHarness.Run("chat", "--model", swa, "--max-new-tokens", "3", "--temperature", "0");
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+
+        Assert.True(exit == 0, err);
+        Assert.Contains("goes beyond the teacher's 512 positions; this linear model has no hard limit", err);
+    }
+
+    [Fact]
+    public void TheReadmeTourRunsInOrder()
+    {
+        // Every /tmp path a tour command reads (--model, --adapter, --data, --vs) was written by an earlier --out.
+        string? repo = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && repo is null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Linearize.slnx")))
+                repo = d.FullName;
+        string readme = File.ReadAllText(Path.Combine(repo!, "README.md"));
+        int start = readme.IndexOf("```bash", readme.IndexOf("## A tour of the CLI", StringComparison.Ordinal), StringComparison.Ordinal);
+        string tour = readme[start..readme.IndexOf("```", start + 7, StringComparison.Ordinal)];
+        var written = new List<string>();
+        int checkedReads = 0;
+        foreach (string line in tour.Split('\n').Select(l => l.Split('#')[0]))
+            foreach (string command in line.Split(';'))
+            {
+                var words = command.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                for (int i = 0; i + 1 < words.Length; i++)
+                {
+                    string value = words[i + 1];
+                    if (!value.StartsWith("/tmp/", StringComparison.Ordinal) || words[i] is not ("--model" or "--adapter" or "--data" or "--vs"))
+                        continue;
+                    checkedReads++;
+                    Assert.True(written.Any(w => value == w || value.StartsWith(w + "/", StringComparison.Ordinal)),
+                        $"the tour reads {value} before any step writes it: {command.Trim()}");
+                }
+
+                for (int i = 0; i + 1 < words.Length; i++)
+                    if (words[i] == "--out")
+                        written.Add(words[i + 1]);
+            }
+
+        Assert.True(checkedReads > 10, $"only {checkedReads} reads found: the tour's format changed");
+    }
+
+    [SharedFact("data")]
+    public void EvalTasksFindsTheSharedDataFromTheExecutableWhereverItRuns()
+    {
+        // Not ../shared/data of the current directory: run from elsewhere, without LINEARIZE_SHARED, it is still found.
+        using var dir = new TempDir();
+        string? env = Environment.GetEnvironmentVariable("LINEARIZE_SHARED");
+        string cwd = Directory.GetCurrentDirectory();
+        try
+        {
+            Environment.SetEnvironmentVariable("LINEARIZE_SHARED", null);
+            Directory.SetCurrentDirectory(dir.Path);
+            Assert.Equal(Path.GetFullPath(SharedData.PathOf("data")), Path.GetFullPath(Linearize.Cli.Commands.EvalTasksCommand.DefaultDataDirectory()));
+        }
+        finally
+        {
+            Directory.SetCurrentDirectory(cwd);
+            Environment.SetEnvironmentVariable("LINEARIZE_SHARED", env);
+        }
     }
 
     [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]

@@ -45,6 +45,10 @@ public sealed class TrainingCliTests
         foreach (var stage in report.RootElement.GetProperty("stages").EnumerateArray())
             Assert.InRange(stage.GetProperty("tasks").GetProperty("piqa/acc").GetDouble(), 0, 1);
         Assert.Contains("| lambada_openai | perplexity |", File.ReadAllText(Path.Combine(pipe, "report.md")));
+        // The report says what validation was used: the documents held out and the sequences they packed into.
+        var validation = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(Path.Combine(pipe, "report.md")),
+            @"validation: 10 documents held out \((\d+) sequences? of 128 tokens\)");
+        Assert.True(validation.Success, "report.md does not say which validation was used");
         Assert.True(File.Exists(Path.Combine(pipe, "merged", "config.json")));
     }
 

@@ -6,24 +6,8 @@ namespace Linearize.Tests.Fixtures;
 /// </summary>
 public static class SharedData
 {
-    public static readonly string? Root = Find();
-
-    private static string? Find()
-    {
-        var env = Environment.GetEnvironmentVariable("LINEARIZE_SHARED");
-        if (!string.IsNullOrEmpty(env))
-            return Directory.Exists(env) ? Path.GetFullPath(env) : null;
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Linearize.slnx")))
-            {
-                string shared = Path.Combine(dir.FullName, "..", "shared");
-                return Directory.Exists(shared) ? Path.GetFullPath(shared) : null;
-            }
-        }
-
-        return null;
-    }
+    /// <summary>Found as the CLI finds it, so the tests and the commands agree on one folder.</summary>
+    public static readonly string? Root = Linearize.Cli.SharedFolder.Find();
 
     public static string PathOf(string relative) =>
         Path.Combine(Root ?? throw new InvalidOperationException("../shared is not available"), relative);

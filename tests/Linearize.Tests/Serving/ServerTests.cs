@@ -21,7 +21,7 @@ public sealed class ServerTests
 {
     private static OpenAIClientOptions Options(TestServer s) => new() { Endpoint = new Uri(s.Server.BaseAddress, "v1") };
 
-    private static ChatClient Chat(TestServer s) => new("tiny", new ApiKeyCredential("unused"), Options(s));
+    private static ChatClient Chat(TestServer s) => new(s.Served.Id, new ApiKeyCredential("unused"), Options(s));
 
     private List<int> ChatIds(TestServer s, params (string Role, string Content)[] messages) =>
         s.Served.Template.Encode(s.Served.Template.Render(messages.Select(m => new Linearize.Generation.Chat.ChatMessage(m.Role, m.Content)).ToList(), true,
@@ -70,7 +70,7 @@ public sealed class ServerTests
         Assert.True(alone.Text.Length >= 6, $"too little text to cut: '{alone.Text}'");
 
         // The OpenAI .NET SDK keeps its legacy completions client internal, so /v1/completions is spoken raw.
-        var json = (await Post(s, "/v1/completions", new JsonObject { ["model"] = "tiny", ["prompt"] = "Once upon a time", ["max_tokens"] = 30, ["temperature"] = 0 })).Json!;
+        var json = (await Post(s, "/v1/completions", new JsonObject { ["model"] = s.Served.Id, ["prompt"] = "Once upon a time", ["max_tokens"] = 30, ["temperature"] = 0 })).Json!;
         Assert.Equal(alone.Text, (string?)json["choices"]![0]!["text"]);
         Assert.Equal(ids.Count, (int)json["usage"]!["prompt_tokens"]!);
         Assert.Equal(alone.Tokens, (int)json["usage"]!["completion_tokens"]!);
@@ -137,6 +137,17 @@ public sealed class ServerTests
         new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": 5}]}""", "messages" },
         new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}""", "messages" },
         new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": -5}""", "max_completion_tokens" },
+        // What is not implemented is refused by name, never ignored.
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user"}]}""", "messages" },
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": null}]}""", "messages" },
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}""", "tools" },
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}""", "tool_choice" },
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}""", "response_format" },
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {}}}""", "response_format" },
+        new object[] { "/v1/completions", """{"prompt": "hi", "logit_bias": {"5": 100}}""", "logit_bias" },
+        // One context rule: a max_tokens that would pass the softmax model's 256 positions is refused, as generate refuses it.
+        new object[] { "/v1/completions", """{"prompt": "hi", "max_tokens": 300}""", "max_tokens" },
+        new object[] { "/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1000}""", "max_completion_tokens" },
     };
 
     [Fact]
@@ -236,6 +247,116 @@ public sealed class ServerTests
         var ok = await Post(s, "/v1/completions", new JsonObject { ["prompt"] = "hi", ["max_tokens"] = 2, ["temperature"] = 0 });
         Assert.Equal(HttpStatusCode.OK, ok.Status);
         Assert.Contains("linearize_disconnected_requests_total 1", await s.Http.GetStringAsync("/metrics"));
+    }
+
+    [Fact]
+    public async Task ModelsAreCheckedAndRetrievableAndEveryAnswerHasOneContentTypeAndARequestId()
+    {
+        await using var s = await TestServer.StartAsync("teacher");
+
+        // An unknown model is a 404 with OpenAI's code; the served one (or none) is answered.
+        var unknown = await Post(s, "/v1/completions", new JsonObject { ["model"] = "gpt-4o", ["prompt"] = "hi", ["max_tokens"] = 2 });
+        Assert.Equal(HttpStatusCode.NotFound, unknown.Status);
+        Assert.Equal("model_not_found", (string?)unknown.Json!["error"]!["code"]);
+        Assert.Equal("model", (string?)unknown.Json!["error"]!["param"]);
+        var chatUnknown = await Post(s, "/v1/chat/completions", new JsonObject
+        {
+            ["model"] = "nope", ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "x" }),
+        });
+        Assert.Equal(HttpStatusCode.NotFound, chatUnknown.Status);
+        Assert.Equal(HttpStatusCode.OK, (await Post(s, "/v1/completions", new JsonObject { ["prompt"] = "hi", ["max_tokens"] = 2 })).Status);
+
+        // GET /v1/models/{id}, through the SDK's models.retrieve and raw.
+        var retrieved = await new OpenAI.Models.OpenAIModelClient(new ApiKeyCredential("unused"), Options(s)).GetModelAsync(s.Served.Id);
+        Assert.Equal(s.Served.Id, retrieved.Value.Id);
+        using (var missing = await s.Http.GetAsync("/v1/models/nope"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+            Assert.Equal("model_not_found", (string?)JsonNode.Parse(await missing.Content.ReadAsStringAsync())!["error"]!["code"]);
+        }
+
+        // Without max_tokens a prompt near the context gets what room is left (the default is "up to the context").
+        var near = await Post(s, "/v1/completions", new JsonObject { ["prompt"] = new string('a', 250), ["temperature"] = 0 });
+        Assert.Equal(HttpStatusCode.OK, near.Status);
+        Assert.InRange((int)near.Json!["usage"]!["total_tokens"]!, 1, s.Model.Config.MaxPositionEmbeddings);
+
+        // One Content-Type for every JSON answer, success or error; x-request-id on everything, the client's echoed.
+        var contentTypes = new HashSet<string>();
+        var requests = new Func<HttpRequestMessage>[]
+        {
+            () => new(HttpMethod.Get, "/v1/models"),
+            () => new(HttpMethod.Get, "/v1/models/" + s.Served.Id),
+            () => new(HttpMethod.Get, "/v1/models/nope"),
+            () => new(HttpMethod.Get, "/health"),
+            () => new(HttpMethod.Get, "/v2/nothing"),
+            () => new(HttpMethod.Post, "/v1/completions") { Content = new StringContent("""{"prompt": "hi", "max_tokens": 2}""", Encoding.UTF8, "application/json") },
+            () => new(HttpMethod.Post, "/v1/completions") { Content = new StringContent("{bad", Encoding.UTF8, "application/json") },
+        };
+        foreach (var make in requests)
+        {
+            using var generated = make();
+            using var response = await s.Http.SendAsync(generated);
+            contentTypes.Add(response.Content.Headers.ContentType!.ToString());
+            Assert.True(response.Headers.TryGetValues("x-request-id", out var ids), $"{generated.RequestUri}: no x-request-id");
+            Assert.False(string.IsNullOrWhiteSpace(ids!.Single()));
+
+            using var mine = make();
+            mine.Headers.Add("x-request-id", "client-42");
+            using var echoed = await s.Http.SendAsync(mine);
+            Assert.Equal("client-42", echoed.Headers.GetValues("x-request-id").Single());
+        }
+
+        Assert.Equal(new[] { Linearize.Serving.Api.OpenAiEndpoints.JsonContentType }, contentTypes.ToArray());
+        using (var metrics = await s.Http.GetAsync("/metrics"))
+            Assert.True(metrics.Headers.Contains("x-request-id"));
+    }
+
+    [Fact]
+    public async Task TheQueueHoldsAtMostMaxQueueWaitingRequestsEvenWhileASlotIsBeingFilled()
+    {
+        // One slot, one waiting place. The hog's long prompt is prefilled by TorchSharp (seconds): while that runs the
+        // slot is taken though the hog is not yet in the running batch, and requests arriving then must see it taken.
+        await using var s = await TestServer.StartAsync("liger-gla", maxBatch: 1, maxQueue: 1);
+        using var hog = new CancellationTokenSource();
+        const int hogPrompt = 6000;
+        var hogResponse = s.Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = JsonContent.Create(new JsonObject { ["prompt"] = new string('q', hogPrompt), ["max_tokens"] = 10_000_000, ["temperature"] = 0, ["stream"] = true }),
+        }, HttpCompletionOption.ResponseHeadersRead, hog.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (s.Server.Metrics.PromptTokens.Value < hogPrompt && DateTime.UtcNow < deadline)
+            await Task.Delay(1); // the scheduler has taken the hog and started its prefill
+        Assert.False(hogResponse.IsCompleted, "the hog's prefill ended before the test could fill the queue");
+
+        var others = new List<Task<HttpResponseMessage>>();
+        while (!hogResponse.IsCompleted || others.Count < 3)
+        {
+            others.Add(s.Http.PostAsync("/v1/completions",
+                new StringContent("""{"prompt": "hi", "max_tokens": 2, "temperature": 0}""", Encoding.UTF8, "application/json")));
+            await Task.Delay(5);
+        }
+
+        var response = await hogResponse;
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(hog.Token));
+        Assert.StartsWith("data: ", await reader.ReadLineAsync(hog.Token));
+        Assert.True(s.Server.Scheduler.QueueDepth <= 1, $"{s.Server.Scheduler.QueueDepth} requests waiting with --max-queue 1");
+
+        // Every other request was refused with a Retry-After, except the one waiting place.
+        while (others.Count(t => !t.IsCompleted) > 1 && DateTime.UtcNow < deadline.AddSeconds(30))
+            await Task.Delay(20);
+        Assert.Equal(1, others.Count(t => !t.IsCompleted));
+        foreach (var t in others.Where(t => t.IsCompleted))
+        {
+            using var answer = await t;
+            Assert.Equal(HttpStatusCode.TooManyRequests, answer.StatusCode);
+            Assert.Equal(TimeSpan.FromSeconds(1), answer.Headers.RetryAfter?.Delta);
+        }
+
+        hog.Cancel();
+        response.Dispose();
+        var waiting = await others.Single(t => !t.IsCompleted);
+        Assert.Equal(HttpStatusCode.OK, waiting.StatusCode); // served once the slot came free
+        waiting.Dispose();
     }
 
     internal static async Task<(HttpStatusCode Status, JsonNode? Json)> Post(TestServer s, string path, JsonObject body)

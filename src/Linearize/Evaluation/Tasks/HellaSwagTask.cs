@@ -24,7 +24,7 @@ public sealed class HellaSwagTask : EvalTask
         string path = RequireFile(dataDirectory, Files[0]);
         var lines = File.ReadAllLines(path);
         if (lines.Length % 6 != 0)
-            throw new LinearizeException($"{path}: {lines.Length} lines is not a multiple of 6 (context, gold, 4 endings)");
+            throw new LinearizeException($"{path}: {Plural.Of(lines.Length, "line")} is not a multiple of 6 (context, gold, 4 endings)");
         var result = new List<TaskDocument>();
         for (int i = 0; i * 6 < lines.Length && result.Count != limit; i++)
         {

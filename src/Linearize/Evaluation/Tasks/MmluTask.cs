@@ -59,7 +59,7 @@ public sealed class MmluTask : EvalTask
             var dev = Read(RequireFile(dataDirectory, $"mmlu/dev/{subject}_dev.csv"));
             var test = Read(RequireFile(dataDirectory, $"mmlu/test/{subject}_test.csv"));
             if (dev.Count < numFewshot)
-                throw new LinearizeException($"{Path.Combine(dataDirectory, $"mmlu/dev/{subject}_dev.csv")}: {dev.Count} items, fewer than --num-fewshot {numFewshot}");
+                throw new LinearizeException($"{Path.Combine(dataDirectory, $"mmlu/dev/{subject}_dev.csv")}: {Plural.Of(dev.Count, "item")}, fewer than --num-fewshot {numFewshot}");
             string prefix = Prefix(subject, dev.Take(numFewshot));
             int count = 0;
             foreach (var item in test)

@@ -19,7 +19,7 @@ public sealed class PiqaTask : EvalTask
         var docs = ReadLines(RequireFile(dataDirectory, Files[0])).ToList();
         var labels = ReadLines(RequireFile(dataDirectory, Files[1])).Select(l => int.Parse(l.Trim())).ToList();
         if (docs.Count != labels.Count)
-            throw new LinearizeException($"{Path.Combine(dataDirectory, Files[0])}: {docs.Count} documents but {labels.Count} labels");
+            throw new LinearizeException($"{Path.Combine(dataDirectory, Files[0])}: {Plural.Of(docs.Count, "document")} but {labels.Count} labels");
         var result = new List<TaskDocument>();
         for (int i = 0; i < docs.Count && result.Count != limit; i++)
         {

@@ -118,62 +118,72 @@ public sealed record LinearizationConfig
         ["softmax_layers"] = new JsonArray(SoftmaxLayers.Select(i => (JsonNode)i).ToArray()),
     };
 
-    private static LolcatsOptions ReadLolcats(JsonObject j, string method, string where) => new()
-    {
-        Shape = ShapeOf(method),
-        Window = j["window"]?.GetValue<int>() ?? 64,
-        FeatureMap = (j["feature_map"]?.GetValue<string>() ?? "hedgehog") switch
-        {
-            "hedgehog" => LolcatsFeatureMapKind.Hedgehog,
-            "t2r" => LolcatsFeatureMapKind.T2r,
-            var other => throw new LinearizeException($"{where}: unknown feature_map '{other}' (supported: hedgehog, t2r)"),
-        },
-        FeatureDim = j["feature_dim"]?.GetValue<int?>(),
-        InitWindowFactor = j["init_window_factor"]?.GetValue<double>() ?? new LolcatsOptions().InitWindowFactor,
-        AffineAttentionFactors = j["affine_attention_factors"]?.GetValue<bool>() ?? false,
-        FeatureEps = j["feature_eps"]?.GetValue<double>() ?? 1e-12,
-        QueryBlock = j["query_block"]?.GetValue<int>() ?? 64,
-    };
-
-    /// <summary>Reads the section from a model config; null when the model is not linearized.</summary>
+    /// <summary>Reads the section from a model config; null when the model is not linearized. Every error names the
+    /// file and the field (<c>linearization.window</c>), since a hand-edited config is where these come from.</summary>
     public static LinearizationConfig? FromModel(LlamaConfig model)
     {
         if (model.Raw[SectionName] is not JsonObject j)
             return null;
-        string where = $"{model.Source} ({SectionName})";
-        try
+        var f = new SectionReader(j, model.Source);
+        string method = f.String("method") ?? throw f.Error("method", "is missing");
+        bool lolcats = method.StartsWith("lolcats-", StringComparison.Ordinal);
+        if (!Methods.Contains(method))
+            throw f.Error("method", $"'{method}' is not a linearization method (supported: {string.Join(", ", Methods)})");
+        var family = method == "swa" || lolcats ? LigerFamily.Gla : FamilyOf(method);
+        int window = f.Int("window", min: 1) ?? 64;
+        var softmaxLayers = f.IntArray("softmax_layers");
+        foreach (int l in softmaxLayers)
+            if (l < 0 || l >= model.NumHiddenLayers)
+                throw f.Error("softmax_layers", $"holds {l}, which is not a layer in 0..{model.NumHiddenLayers - 1}");
+        LolcatsOptions lolcatsOptions = new();
+        if (lolcats)
         {
-            string method = j["method"]?.GetValue<string>() ?? throw new LinearizeException($"{where}: missing 'method'");
-            bool lolcats = method.StartsWith("lolcats-", StringComparison.Ordinal);
-            if (!Methods.Contains(method))
-                throw new LinearizeException($"{where}: unknown linearization method '{method}' (supported: {string.Join(", ", Methods)})");
-            var family = method == "swa" || lolcats ? LigerFamily.Gla : FamilyOf(method);
-            var config = new LinearizationConfig
+            string featureMap = f.String("feature_map") ?? "hedgehog";
+            lolcatsOptions = new LolcatsOptions
             {
-                Method = method,
-                Sinks = j["sinks"]?.GetValue<int>() ?? 0,
-                SoftmaxLayers = j["softmax_layers"] is JsonArray arr ? arr.Select(n => n!.GetValue<int>()).ToArray() : Array.Empty<int>(),
-                Lolcats = lolcats ? ReadLolcats(j, method, where) : new LolcatsOptions(),
-                Liger = new LigerOptions
+                Shape = ShapeOf(method),
+                Window = window,
+                FeatureMap = featureMap switch
                 {
-                    Family = family,
-                    Window = j["window"]?.GetValue<int>() ?? 64,
-                    Alpha = j["alpha"]?.GetValue<double>() ?? 0.5,
-                    Beta = j["beta"]?.GetValue<double>() ?? 0.5,
-                    GateNormalizer = j["gate_normalizer"]?.GetValue<double>(),
-                    Slots = j["slots"]?.GetValue<int?>(),
-                    RecurrentScale = j["recurrent_scale"]?.GetValue<double>() ?? 1.0,
-                    NormalizeRecurrent = j["normalize_recurrent"]?.GetValue<bool>() ?? false,
-                    ChunkSize = j["chunk_size"]?.GetValue<int>() ?? 64,
-                    SubChunkSize = j["sub_chunk_size"]?.GetValue<int>() ?? 16,
+                    "hedgehog" => LolcatsFeatureMapKind.Hedgehog,
+                    "t2r" => LolcatsFeatureMapKind.T2r,
+                    _ => throw f.Error("feature_map", $"'{featureMap}' is not a feature map (supported: hedgehog, t2r)"),
                 },
+                FeatureDim = f.Int("feature_dim", min: 1),
+                InitWindowFactor = f.Double("init_window_factor") ?? new LolcatsOptions().InitWindowFactor,
+                AffineAttentionFactors = f.Bool("affine_attention_factors") ?? false,
+                FeatureEps = f.Double("feature_eps", min: 0) ?? 1e-12,
+                QueryBlock = f.Int("query_block", min: 1) ?? 64,
             };
-            config.Validate(model);
-            return config;
         }
-        catch (Exception e) when (e is InvalidOperationException or FormatException)
+
+        int chunk = f.Int("chunk_size", min: 1) ?? 64, subChunk = f.Int("sub_chunk_size", min: 1) ?? 16;
+        if (chunk % subChunk != 0)
+            throw f.Error("chunk_size", $"({chunk}) must be a multiple of sub_chunk_size ({subChunk})");
+        double? normalizer = f.Double("gate_normalizer");
+        if (normalizer is <= 0)
+            throw f.Error("gate_normalizer", $"must be positive, got {normalizer}");
+        var config = new LinearizationConfig
         {
-            throw new LinearizeException($"{where}: a value has the wrong type ({e.Message})");
-        }
+            Method = method,
+            Sinks = f.Int("sinks", min: 0) ?? 0,
+            SoftmaxLayers = softmaxLayers,
+            Lolcats = lolcatsOptions,
+            Liger = new LigerOptions
+            {
+                Family = family,
+                Window = window,
+                Alpha = f.Double("alpha") ?? 0.5,
+                Beta = f.Double("beta") ?? 0.5,
+                GateNormalizer = normalizer,
+                Slots = f.Int("slots", min: 1),
+                RecurrentScale = f.Double("recurrent_scale") ?? 1.0,
+                NormalizeRecurrent = f.Bool("normalize_recurrent") ?? false,
+                ChunkSize = chunk,
+                SubChunkSize = subChunk,
+            },
+        };
+        config.Validate(model);
+        return config;
     }
 }

@@ -27,14 +27,17 @@ public static class TrainingData
         public int Seed { get; init; }
     }
 
+    /// <param name="HeldOutRecords">Records of the training file held out for validation (0 with a validation file).</param>
+    /// <param name="HeldOutSequences">True when, with too few records to hold some out, packed sequences were held out instead.</param>
     public sealed record Result(List<TrainingExample> Train, List<TrainingExample> Validation, int Records, int SkippedRecords,
-        long TrainTokens, long LabelledTrainTokens);
+        long TrainTokens, long LabelledTrainTokens, int HeldOutRecords = 0, bool HeldOutSequences = false);
 
     public static Result Prepare(string path, string? validationPath, TextTokenizer tokenizer, Options options)
     {
         var (examples, skipped) = Load(path, tokenizer, options);
         List<TrainingExample> trainExamples, valExamples;
-        int skippedVal = 0;
+        int skippedVal = 0, heldRecords = 0;
+        bool heldSequences = false;
         if (validationPath is not null)
         {
             trainExamples = examples;
@@ -44,6 +47,7 @@ public static class TrainingData
         {
             var order = SequencePacker.Shuffle(examples.Count, options.Seed);
             int held = Math.Min(options.ValidationRecords, examples.Count / 10);
+            heldRecords = held;
             valExamples = order.Take(held).Select(i => examples[i]).ToList();
             trainExamples = order.Skip(held).Select(i => examples[i]).ToList();
         }
@@ -55,12 +59,13 @@ public static class TrainingData
             // Too few documents to hold some out (e.g. one text stream): hold out 5 % of the packed sequences.
             var order = SequencePacker.Shuffle(train.Count, options.Seed);
             int held = Math.Max(1, train.Count / 20);
+            heldSequences = true;
             validation = order.Take(held).Select(i => train[i]).ToList();
             train = order.Skip(held).Order().Select(i => train[i]).ToList();
         }
 
         return new Result(train, validation, examples.Count, skipped + skippedVal, train.Sum(e => (long)e.InputIds.Length),
-            train.Sum(e => (long)e.LabelledTokens));
+            train.Sum(e => (long)e.LabelledTokens), heldRecords, heldSequences);
     }
 
     private static (List<TrainingExample>, int) Load(string path, TextTokenizer tokenizer, Options options)

@@ -84,7 +84,7 @@ public sealed class AttentionTransferRun
         using var _ = model;
         var data = PrepareData(tokenizer);
         long trainable = Unfreeze(model, 0, model.Config.NumHiddenLayers);
-        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (feature maps, window factors) on {data.Train.Count} sequences");
+        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (feature maps, window factors) on {Plural.Of(data.Train.Count, "sequence")}");
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, _o.OutputDirectory,
             new AttentionTransferObjective(_o.MseFactor, _o.XentFactor));
         var result = trainer.Run(_o.Resume, cancel, onStep);
@@ -110,7 +110,7 @@ public sealed class AttentionTransferRun
         var data = PrepareData(tokenizer);
         int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
         var sequences = data.Train.Select((e, i) => ($"train.{i}", e)).Concat(data.Validation.Select((e, i) => ($"validation.{i}", e))).ToList();
-        log?.Invoke($"saving the residual stream at {blocks} block boundaries for {sequences.Count} sequences " +
+        log?.Invoke($"saving the residual stream at {blocks} block boundaries for {Plural.Of(sequences.Count, "sequence")} " +
                     $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * model.Config.HiddenSize * 4 / (1 << 20):F0} MiB)");
         Directory.CreateDirectory(Path.GetDirectoryName(BoundaryPath(0))!);
         using var recorder = new AttentionTransferRecorder(layers: new HashSet<int>()); // pass the teacher's attention on, record nothing
@@ -160,7 +160,7 @@ public sealed class AttentionTransferRun
         using var _m = model;
         int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
         if (block < 0 || block >= blocks)
-            throw new LinearizeException($"--block {block}: the model has {blocks} blocks of {BlockSize} layers (0..{blocks - 1})");
+            throw new LinearizeException($"--block {block}: the model has {Plural.Of(blocks, "block")} of {BlockSize} layers (0..{blocks - 1})");
         string inputs = BoundaryPath(block);
         if (!File.Exists(inputs))
             throw new LinearizeException($"{inputs}: not found; save the block inputs first (linearize distill ... --block-size {BlockSize} --prepare)");
@@ -176,7 +176,7 @@ public sealed class AttentionTransferRun
         long trainable = Unfreeze(model, from, to);
         if (trainable == 0)
             throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no LoLCATs layer to train");
-        log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {data.Train.Count} sequences");
+        log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {Plural.Of(data.Train.Count, "sequence")}");
         using var objective = new BlockTransferObjective(inputs, data.Train, data.Validation, from, to, _o.MseFactor, _o.XentFactor);
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, BlockDirectory(block), objective);
         var result = trainer.Run(_o.Resume, cancel, onStep);
@@ -217,7 +217,7 @@ public sealed class AttentionTransferRun
             }
         }
 
-        log?.Invoke($"gathered {blocks} blocks");
+        log?.Invoke($"gathered {Plural.Of(blocks, "block")}");
         SaveModel(model, source.TokenizerPath);
         return ModelDirectory;
     }
