@@ -22,7 +22,7 @@ public static unsafe class MatMat
     public const int TokenTile = 8;
 
     /// <summary>Largest depth slice (columns) accumulated in registers before the partial sums go to memory.</summary>
-    public const int MaxDepth = 1024;
+    public const int MaxDepth = 512;
 
     [ThreadStatic]
     private static float[]? t_widened;
