@@ -26,6 +26,9 @@ public sealed record ServerOptions
     /// <summary>Largest request body accepted.</summary>
     public long MaxRequestBytes { get; init; } = 4 << 20;
 
+    /// <summary>How long a shutdown lets requests in flight finish before it ends them (<see cref="LinearizeServer.ShutdownAsync"/>).</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     public void Validate()
     {
         if (Port is < 0 or > 65535)
@@ -36,6 +39,8 @@ public sealed record ServerOptions
             throw new LinearizeException($"--max-queue must be at least 0, got {MaxQueue}");
         if (EnginePrefillMaxTokens < 0)
             throw new LinearizeException($"--engine-prefill-max must be at least 0, got {EnginePrefillMaxTokens}");
+        if (ShutdownTimeout < TimeSpan.Zero || ShutdownTimeout > TimeSpan.FromDays(1))
+            throw new LinearizeException($"--shutdown-timeout must be in [0, 86400] seconds, got {ShutdownTimeout.TotalSeconds}");
         if (DefaultChatMaxTokens < 1)
             throw new LinearizeException($"default max tokens must be at least 1, got {DefaultChatMaxTokens}");
     }
