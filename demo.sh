@@ -2,7 +2,7 @@
 # The main job on stories260K: teacher → Liger-GLA → LoRA recovery → merged model, with perplexity of every stage
 # under both golden protocols (report.md / report.json), then text from the result. Runs from a clean clone: the
 # model, its tokenizer and a TinyStories excerpt ship in samples/ (see samples/README.md). Needs only the .NET 10
-# SDK. About 2 minutes on two CPU cores. Usage: ./demo.sh [OUT] (default runs/demo).
+# SDK. About 3 minutes on two CPU cores. Usage: ./demo.sh [OUT] (default runs/demo).
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT="${1:-runs/demo}"
@@ -15,10 +15,11 @@ echo "== the teacher"
 "$L" inspect --model "$MODEL"
 "$L" generate --model "$MODEL" --prompt "Once upon a time" --max-new-tokens 60
 
-# Evaluation set: the first 200 non-empty lines (the excerpt is the start of ../shared's val.txt, so these are the
-# golden protocols' lines); training data: the text from the 1,001st non-empty line on (647 lines), read as one stream like the rolling protocol reads its text, so the two never
-# overlap. Recipe: Liger's (LoRA r 8 / alpha 8, AdamW, constant lr, 1024 × 8 tokens per step) with o_proj added,
-# lr 1e-2 and 4 epochs — what recovered this 8-dim-head model best (see README, "Recovery").
+# Evaluation set: the first 200 non-empty lines (the excerpt is the start of the shared val.txt, so these are the
+# golden protocols' lines); training data: the text from the 1,001st non-empty line on (1,827 lines), read as one
+# stream like the rolling protocol reads its text, so the two never overlap. Recipe: Liger's (LoRA r 8 / alpha 8,
+# AdamW, constant lr, 1024 × 8 tokens per step) with o_proj added, lr 1e-2 and 4 epochs — what recovered this
+# 8-dim-head model best (see README, "Recovery").
 echo "== pipeline: convert (liger-gla) → LoRA on q,k,v,o → merge → evaluate (output in $OUT)"
 rm -rf "$OUT"
 "$L" pipeline --model "$MODEL" --method liger-gla --data "$TEXT" --skip-docs 1000 --text-split stream \
