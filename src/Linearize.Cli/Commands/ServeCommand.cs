@@ -66,7 +66,7 @@ public static class ServeCommand
             o.WriteLine($"try: curl {server.BaseAddress}v1/completions -H 'Content-Type: application/json' -d '{{\"prompt\": \"Once upon a time\", \"max_tokens\": 32, \"temperature\": 0}}'");
             o.WriteLine($"Ctrl-C or SIGTERM stops the server (requests in flight get up to {options.ShutdownTimeout.TotalSeconds:0.#} s to finish).");
             server.WaitAsync(stop.Token).GetAwaiter().GetResult();
-            o.WriteLine($"draining: {Requests(server.InFlightRequests)} in flight, new ones get 503 (up to {options.ShutdownTimeout.TotalSeconds:0.#} s; Ctrl-C again ends them now)");
+            o.WriteLine($"draining: {Requests(server.InFlightRequests)} in flight, new ones get 503 (up to {options.ShutdownTimeout.TotalSeconds:0.#} s; a second Ctrl-C or SIGTERM ends them now)");
             int cut = server.ShutdownAsync(options.ShutdownTimeout, hurry.Token).GetAwaiter().GetResult();
             o.WriteLine(cut == 0 ? "stopped: every request finished" : $"stopped: {Requests(cut)} ended early with finish_reason length");
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
