@@ -46,6 +46,7 @@ public sealed class BatchScheduler : IDisposable
     private int _waitingCount;
     private int _activeCount;
     private int _prefillingCount;
+    private volatile string? _finishAllReason;
 
     public BatchScheduler(ServedModel model, ServerOptions options, ServerMetrics metrics)
     {
@@ -84,12 +85,34 @@ public sealed class BatchScheduler : IDisposable
         return true;
     }
 
+    /// <summary>Ends every running and waiting request at the next step with <paramref name="reason"/> as its finish
+    /// reason (text produced so far is kept), and every request queued later at once: the end of a server's grace
+    /// period, where failing the streams would lose their final chunk.</summary>
+    public void FinishAll(string reason)
+    {
+        _finishAllReason = reason;
+        _signal.Release();
+    }
+
     private void Loop()
     {
         var sequences = new DecodeSequence[_options.MaxBatch];
         var tokens = new int[_options.MaxBatch];
         while (!_stop.IsCancellationRequested)
         {
+            if (_finishAllReason is string reason)
+            {
+                foreach (var a in _active)
+                    Finish(a, reason);
+                _active.Clear();
+                while (_waiting.TryDequeue(out var r))
+                {
+                    Interlocked.Decrement(ref _waitingCount);
+                    r.Writer.TryWrite(new GenerationEvent("", reason));
+                    r.Writer.TryComplete();
+                }
+            }
+
             Admit();
             _active.RemoveAll(a =>
             {

@@ -33,6 +33,9 @@ public sealed record ServerOptions
     /// <summary>Largest request body accepted.</summary>
     public long MaxRequestBytes { get; init; } = 4 << 20;
 
+    /// <summary>How long a shutdown lets requests in flight finish before it ends them (<see cref="LinearizeServer.ShutdownAsync"/>).</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     public void Validate()
     {
         if (Port is < 0 or > 65535)
@@ -45,6 +48,8 @@ public sealed record ServerOptions
             throw new LinearizeException($"--prefill-slice must be at least 1, got {PrefillSliceTokens}");
         if (MaxPromptTokens is < 1)
             throw new LinearizeException($"--max-prompt-tokens must be at least 1, got {MaxPromptTokens}");
+        if (ShutdownTimeout < TimeSpan.Zero || ShutdownTimeout > TimeSpan.FromDays(1))
+            throw new LinearizeException($"--shutdown-timeout must be in [0, 86400] seconds, got {ShutdownTimeout.TotalSeconds}");
         if (DefaultChatMaxTokens < 1)
             throw new LinearizeException($"default max tokens must be at least 1, got {DefaultChatMaxTokens}");
     }

@@ -7,7 +7,7 @@ public sealed class SharedFactAttribute : FactAttribute
     {
         var missing = paths.Where(p => !SharedData.Has(p)).ToList();
         if (SharedData.Root is null)
-            Skip = "../shared is not available (set LINEARIZE_SHARED to its path to run this test)";
+            Skip = $"../shared is not available; this test needs {string.Join(", ", paths)} from it (set LINEARIZE_SHARED to its path to run it)";
         else if (missing.Count > 0)
             Skip = $"missing from ../shared: {string.Join(", ", missing)}";
     }
