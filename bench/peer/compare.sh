@@ -5,8 +5,13 @@
 #   prefill tok/s and decode ms/token at each context, then a markdown table with the ratios.
 #   GGUF_DIR holds NAME-F32.gguf, NAME-BF16.gguf, NAME-Q8_0.gguf as bench/peer/llamacpp.sh writes them.
 #   env: LINEARIZE (the CLI), LLAMA_CPP_DIR (/work/peer/llama.cpp), THREADS=2, PREFILL=512,4096, DEPTHS="256 4096",
-#        FORMATS="float32 bfloat16 q8", CONTEND=0 (busy processes beside every measurement, both engines)
+#        FORMATS="float32 bfloat16 q8", CONTEND=0 (busy processes beside every measurement, both engines),
+#        BOOST=1: run in a new session whose autogroup has nice -20 (root; other sessions' work on a shared machine
+#        otherwise takes most of the CPU, in turn, from both engines)
 set -euo pipefail
+if [ "${BOOST:-0}" = 1 ] && [ -z "${BOOSTED:-}" ]; then
+  exec env BOOSTED=1 setsid -w bash -c 'echo -20 > /proc/$$/autogroup && exec nice -n -20 "$@"' _ "$0" "$@"
+fi
 [ $# -ge 3 ] || { sed -n 2,8p "$0"; exit 2; }
 MODEL=$(realpath "$1"); TOK=$(realpath "$2"); GGUF=$(realpath "$3"); OUT=$(realpath -m "${4:-bench-compare-out}")
 HERE=$(cd "$(dirname "$0")" && pwd)
