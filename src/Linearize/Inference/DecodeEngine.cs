@@ -30,6 +30,11 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly float[] _inverseFrequencies;
     private readonly WorkerPool _pool;
     private readonly StepContext _ctx;
+    /// <summary>Weight bytes a thread claims at once when decoding: large enough that each thread streams long runs
+    /// (the hardware prefetchers restart at every jump), small enough that a descheduled thread holds little of a
+    /// matrix.</summary>
+    private const int DecodeChunkBytes = 128 * 1024;
+
     private readonly MatMulJob _matmul = new();
     private readonly RowsJob _rows = new();
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
@@ -509,7 +514,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         // Prefill: the compute-bound tiled product, in blocks a thread claims whole. Always tiled, however few the rows,
         // so a row's arithmetic does not depend on how a prompt was cut into blocks or what else shared its block.
         _matmul.Tiled = _ctx.Prefill;
-        int grain = _matmul.Tiled ? MatMat.BlockRows : Math.Max(8, 16384 / (int)Math.Max(1, w.Bytes / w.Rows)) & ~1;
+        int grain = _matmul.Tiled ? MatMat.BlockRows : Math.Max(8, DecodeChunkBytes / (int)Math.Max(1, w.Bytes / w.Rows)) & ~1;
         if (w.Bytes * Math.Min(count, 16) < Options.ParallelMinBytes)
             _matmul.Execute(0, w.Rows);
         else
