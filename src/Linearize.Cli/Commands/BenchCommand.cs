@@ -57,13 +57,8 @@ public static class BenchCommand
 
     private static Command CreateDecode()
     {
-        var models = new Option<string[]>("--model", "-m")
-        {
-            Description = "Model(s) to measure; repeat --model to compare (e.g. a teacher and its conversion) in one table and plot",
-            Required = true,
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (only needed to resolve a llama2.c directory)" };
+        var models = BenchModelOptions.Models();
+        var tokenizer = BenchModelOptions.Tokenizer();
         var engineOptions = new EngineCliOptions();
         var contexts = new Option<string>("--contexts") { Description = "Comma-separated context lengths", DefaultValueFactory = _ => "256,1024,4096,16384" };
         var newTokens = new Option<int>("--new-tokens") { Description = "Steps timed after each context (after 4 warm-up steps)", DefaultValueFactory = _ => 32 };
@@ -143,7 +138,7 @@ public static class BenchCommand
                         progress.Report((runs.Count * lengths.Length + rows.Count, paths.Length * lengths.Length));
                     }
 
-                    runs.Add(new DecodeRun(Path.GetFileName(Path.TrimEndingDirectorySeparator(path)), mixers, path,
+                    runs.Add(new DecodeRun(BenchModelOptions.Name(path), mixers, path,
                         engine is null ? llama.DType.ToString().ToLowerInvariant() : EngineOptions.FormatName(engine.Options.Weights),
                         engine?.WeightBytesPerStep ?? llama.parameters().Sum(p => p.numel() * p.element_size()), rows));
                 }

@@ -17,13 +17,8 @@ public static class BenchPrefillCommand
 
     public static Command Create()
     {
-        var models = new Option<string[]>("--model", "-m")
-        {
-            Description = "Model(s) to measure; repeat --model to compare (e.g. a teacher and its conversion) in one table and plot",
-            Required = true,
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (only needed to resolve a llama2.c directory)" };
+        var models = BenchModelOptions.Models();
+        var tokenizer = BenchModelOptions.Tokenizer();
         var engineOptions = new EngineCliOptions();
         var lengths = new Option<string>("--prompt-tokens") { Description = "Comma-separated prompt lengths", DefaultValueFactory = _ => "512,4096,16384" };
         var repeat = new Option<int>("--repeat") { Description = "Timed runs per length (after one warm-up prefill); the best is reported", DefaultValueFactory = _ => 2 };
@@ -86,7 +81,7 @@ public static class BenchPrefillCommand
                         progress.Report((runs.Count * prompts.Length + rows.Count, paths.Length * prompts.Length));
                     }
 
-                    runs.Add(new Run(Path.GetFileName(Path.TrimEndingDirectorySeparator(path)), path, mixers, EngineOptions.FormatName(options.Weights), rows));
+                    runs.Add(new Run(BenchModelOptions.Name(path), path, mixers, EngineOptions.FormatName(options.Weights), rows));
                 }
 
                 return 0;

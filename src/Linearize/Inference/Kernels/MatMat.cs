@@ -10,7 +10,7 @@ namespace Linearize.Inference.Kernels;
 /// expanded once per block and reused for every token — the arithmetic stays float32, as in decoding), then tiles of
 /// 2 rows × <see cref="TokenTile"/> tokens keep 16 accumulators in registers: per 16 columns, 2 weight loads and 8
 /// activation loads feed 16 FMAs. The depth is cut into slices of at most <see cref="MaxDepth"/> columns so a tile's
-/// activations (8 × 4 KiB) stay in L1 while the block's rows are revisited. AVX-512 only; other ISAs fall back to
+/// activations (8 × 2 KiB) stay in a 32 KiB L1 (Zen 4's) beside the two rows streaming through it. AVX-512 only; other ISAs fall back to
 /// <see cref="MatVec"/>. The naive twin is <see cref="NaiveMatVec"/>.
 /// </summary>
 public static unsafe class MatMat
