@@ -15,7 +15,7 @@ namespace Linearize.Tests.Cli;
 [Collection("Torch")]
 public sealed class SignalTests
 {
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(45), StopTimeout = TimeSpan.FromSeconds(45);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(90), StopTimeout = TimeSpan.FromSeconds(60); // only a failure waits this long; a loaded machine is slow
 
     /// <summary>Options shared by both runs of a command: steps enough never to finish, and no evaluation (so the only
     /// checkpoint is the one the signal makes).</summary>
@@ -91,6 +91,28 @@ public sealed class SignalTests
         Assert.True(resumed > saved[0], $"block 0 checkpoint at step {resumed}, not past {saved[0]}");
         Assert.Equal(Enumerable.Range(1, (int)resumed).Select(s => (long)s), Steps(Block(0, "metrics.jsonl")));
         Assert.True(Marked(Block(0, "metrics.jsonl")), "block 0 started afresh instead of resuming");
+    }
+
+    /// <summary>Ctrl-C in a terminal reaches a block process twice (from the terminal, and passed on by its parent);
+    /// that must not count as "Ctrl-C again to kill".</summary>
+    [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin", "data/tinystories/val.txt")]
+    public void ASupervisedProcessCountsOnlyTheFirstSignal()
+    {
+        Assert.False(Ignored(PosixSignals.SigInt), "this test process ignores SIGINT, so the CLI it starts would too (run the tests without SIG_IGN for SIGINT)");
+        using var dir = new TempDir();
+        string converted = dir.File("converted"), run = dir.File("run");
+        var (exit, _, err) = CliHarness.Run("convert", "--model", SharedData.Stories260KDir, "--method", "liger-gla", "--out", converted);
+        Assert.True(exit == 0, err);
+        var child = Child.Start(new[] { "train", "--model", converted, "--data", Text(dir) }.Concat(Training).Concat(new[] { "--out", run }).ToArray(),
+            supervised: true);
+        child.WaitFor(() => Lines(Path.Combine(run, "metrics.jsonl")) >= 1, "a first training step");
+        // The second only once the first has been handled: two pending signals of one kind are delivered as one.
+        child.Signal(PosixSignals.SigInt);
+        child.WaitFor(() => child.Err.Contains("interrupt: saving a checkpoint"), "the first signal handled");
+        var (code, log) = child.Stop(PosixSignals.SigInt);
+        Assert.True(code == 130, $"exit {code}, expected 130:\n{log}");
+        Assert.Contains("interrupted at step", log); // saved and stopped, not killed by the second signal
+        Assert.True(Step(Path.Combine(run, "checkpoints", "last.safetensors")) > 0, log);
     }
 
     [Fact]
@@ -171,10 +193,13 @@ public sealed class SignalTests
 
         private Child(Process process) => _process = process;
 
-        public static Child Start(string[] args)
+        /// <param name="supervised">Started as <see cref="BlockProcesses"/> starts a block.</param>
+        public static Child Start(string[] args, bool supervised = false)
         {
             var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
                 { RedirectStandardError = true, RedirectStandardOutput = true };
+            if (supervised)
+                info.Environment[Interruption.SupervisedVariable] = "1";
             info.ArgumentList.Add(typeof(Linearize.Cli.Program).Assembly.Location);
             foreach (var a in args)
                 info.ArgumentList.Add(a);
@@ -186,7 +211,7 @@ public sealed class SignalTests
             return child;
         }
 
-        private string Err { get { lock (_err) return _err.ToString(); } }
+        public string Err { get { lock (_err) return _err.ToString(); } }
 
         public void WaitFor(Func<bool> condition, string what)
         {
@@ -199,14 +224,16 @@ public sealed class SignalTests
                     Assert.Fail($"no {what} within {StartTimeout.TotalSeconds:F0} s (exited: {_process.HasExited}):\n{Err}");
                 }
 
-                Thread.Sleep(100);
+                Thread.Sleep(10);
             }
         }
+
+        public void Signal(int signal) => Assert.True(PosixSignals.Send(_process.Id, signal), "the process was already gone");
 
         /// <summary>Sends <paramref name="signal"/> and waits for the exit; returns the exit code and stderr.</summary>
         public (int Exit, string Err) Stop(int signal)
         {
-            Assert.True(PosixSignals.Send(_process.Id, signal), "the process was already gone");
+            Signal(signal);
             if (!_process.WaitForExit(StopTimeout))
             {
                 KillTree();
