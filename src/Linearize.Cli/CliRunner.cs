@@ -2,7 +2,7 @@ namespace Linearize.Cli;
 
 /// <summary>
 /// Runs a command body and turns failures into one line on stderr and a non-zero exit code:
-/// 1 for bad input (files, flags, configs), 130 for Ctrl-C, 70 for bugs.
+/// 1 for bad input (files, flags, configs), 130 for Ctrl-C (143 for SIGTERM), 70 for bugs.
 /// </summary>
 public static class CliRunner
 {
@@ -22,7 +22,7 @@ public static class CliRunner
         }
         catch (OperationCanceledException)
         {
-            return Fail("cancelled", 130);
+            return Fail("cancelled", Interruption.LastExitCode);
         }
         catch (Exception e)
         {

@@ -4,24 +4,9 @@ using Spectre.Console;
 
 namespace Linearize.Cli;
 
-/// <summary>Progress display, Ctrl-C handling and the loss-curve plot for training commands.</summary>
+/// <summary>Progress display and the loss-curve plot for training commands (stopping them: <see cref="Interruption"/>).</summary>
 public static class TrainingUi
 {
-    /// <summary>A token cancelled by the first Ctrl-C (the trainer then saves a checkpoint and stops); a second Ctrl-C kills.</summary>
-    public static CancellationTokenSource CancelOnCtrlC()
-    {
-        var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            if (cts.IsCancellationRequested)
-                return;
-            e.Cancel = true;
-            cts.Cancel();
-            Console.Error.WriteLine("interrupt: saving a checkpoint after this step (Ctrl-C again to kill)");
-        };
-        return cts;
-    }
-
     /// <summary>Runs <paramref name="run"/> with a progress bar (step, loss, lr, tokens/s, ETA) or plain log lines.</summary>
     public static T WithTrainingProgress<T>(long totalSteps, Func<Action<TrainingMetrics>, T> run)
     {

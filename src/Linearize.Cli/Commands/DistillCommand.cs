@@ -78,13 +78,13 @@ public static class DistillCommand
             int Distill()
             {
                 var log = (string m) => Console.Error.WriteLine("• " + m);
-                using var cts = TrainingUi.CancelOnCtrlC();
+                using var interruption = Interruption.Listen();
 
                 if (k is null)
                 {
-                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.Run(cts.Token, log, onStep));
+                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.Run(interruption.Token, log, onStep));
                     TrainingUi.PlotLoss(Path.Combine(outDir, "metrics.jsonl"), Path.Combine(outDir, "loss.png"), "attention transfer", "1000 × MSE");
-                    return Report(result.Training, result.ModelDirectory, result.WallSeconds, r.GetValue(json));
+                    return Report(result.Training, result.ModelDirectory, result.WallSeconds, r.GetValue(json), interruption);
                 }
 
                 if (onlyPrepare)
@@ -97,9 +97,9 @@ public static class DistillCommand
 
                 if (onlyBlock is int i)
                 {
-                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(i, cts.Token, log, onStep));
+                    var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(i, interruption.Token, log, onStep));
                     TrainingUi.PlotLoss(Path.Combine(run.BlockDirectory(i), "metrics.jsonl"), Path.Combine(run.BlockDirectory(i), "loss.png"), $"attention transfer, block {i}", "1000 × MSE");
-                    return Report(result.Training, null, result.WallSeconds, r.GetValue(json));
+                    return Report(result.Training, null, result.WallSeconds, r.GetValue(json), interruption);
                 }
 
                 if (onlyGather)
@@ -118,7 +118,13 @@ public static class DistillCommand
                 var pending = Enumerable.Range(0, count).Where(b => !run.BlockDone(b)).ToList();
                 if (r.GetValue(jobs) > 1)
                 {
-                    int failed = BlockProcesses.Run(r.Tokens.Select(t => t.Value).ToList(), pending, r.GetValue(jobs), run, log, cts.Token);
+                    int failed = BlockProcesses.Run(r.Tokens.Select(t => t.Value).ToList(), pending, r.GetValue(jobs), run, log, interruption);
+                    if (interruption.Requested)
+                    {
+                        Console.Error.WriteLine("interrupted; each block that started kept its last checkpoint; continue with the same command plus --resume");
+                        return interruption.ExitCode;
+                    }
+
                     if (failed > 0)
                         throw new LinearizeException($"{failed} block process(es) failed; see {run.BlocksDirectory}/block-*/log.txt, then rerun with --resume");
                 }
@@ -126,11 +132,11 @@ public static class DistillCommand
                 {
                     foreach (int b in pending)
                     {
-                        var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(b, cts.Token, log, onStep));
+                        var result = TrainingUi.WithTrainingProgress(0, onStep => run.RunBlock(b, interruption.Token, log, onStep));
                         if (!result.Training.Completed)
                         {
                             Console.Error.WriteLine($"interrupted in block {b}; continue with the same command plus --resume");
-                            return 130;
+                            return interruption.ExitCode;
                         }
                     }
                 }
@@ -145,12 +151,12 @@ public static class DistillCommand
         return command;
     }
 
-    private static int Report(TrainingResult result, string? modelDir, double wall, bool json)
+    private static int Report(TrainingResult result, string? modelDir, double wall, bool json, Interruption interruption)
     {
         if (!result.Completed)
         {
             Console.Error.WriteLine($"interrupted at step {result.Steps}; checkpoint {result.LastCheckpoint}; continue with --resume");
-            return 130;
+            return interruption.ExitCode;
         }
 
         if (json)

@@ -70,18 +70,18 @@ public static class LabCommand
             if (File.Exists(outDir))
                 throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");
             Directory.CreateDirectory(outDir);
-            using var cts = TrainingUi.CancelOnCtrlC();
+            using var interruption = Interruption.Listen();
             var err = Console.Error;
             var result = new RecallLab(options).Run(outDir, line => err.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"), (stage, m) =>
             {
                 if (m.EvalLoss is double ev)
                     err.WriteLine($"[{DateTime.Now:HH:mm:ss}] {stage}: step {m.Step}, loss {m.Loss:F3}, validation {ev:F3}");
-            }, cts.Token);
+            }, interruption.Token);
             Write(outDir, result);
             if (!result.Completed)
             {
                 err.WriteLine($"interrupted; rerun the same command to continue ({outDir})");
-                return 130;
+                return interruption.ExitCode;
             }
 
             err.WriteLine($"done in {result.Seconds / 60:F1} min: {Path.Combine(outDir, "report.md")}");

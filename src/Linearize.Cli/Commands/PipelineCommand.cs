@@ -103,9 +103,9 @@ public static class PipelineCommand
                 Resume = r.GetValue(resume),
             };
             options.Training.Validate();
-            using var cts = TrainingUi.CancelOnCtrlC();
+            using var interruption = Interruption.Listen();
             var pipeline = new LinearizationPipeline(options);
-            var result = TrainingUi.WithTrainingProgress(0, onStep => pipeline.Run(cts.Token, msg => Console.Error.WriteLine("• " + msg), onStep));
+            var result = TrainingUi.WithTrainingProgress(0, onStep => pipeline.Run(interruption.Token, msg => Console.Error.WriteLine("• " + msg), onStep));
             string trainDir = Path.Combine(outDir, "train");
             TrainingUi.PlotLoss(Path.Combine(trainDir, "metrics.jsonl"), Path.Combine(trainDir, "loss.png"));
             string distillDir = Path.Combine(outDir, "distill");
@@ -113,7 +113,7 @@ public static class PipelineCommand
             if (!result.Training.Completed)
             {
                 Console.Error.WriteLine($"interrupted at step {result.Training.Steps}; continue with the same command plus --resume");
-                return 130;
+                return interruption.ExitCode;
             }
 
             var table = new Table().AddColumn("stage").AddColumn(new TableColumn("per-line NLL").RightAligned())

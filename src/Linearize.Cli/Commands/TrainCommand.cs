@@ -70,13 +70,13 @@ public static class TrainCommand
                 text_split = r.GetValue(training.TextSplit), skip_docs = r.GetValue(training.SkipDocs), options,
             }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
 
-            using var cts = TrainingUi.CancelOnCtrlC();
-            var result = TrainingUi.WithTrainingProgress(trainer.TotalSteps, onStep => trainer.Run(isResume, cts.Token, onStep));
+            using var interruption = Interruption.Listen();
+            var result = TrainingUi.WithTrainingProgress(trainer.TotalSteps, onStep => trainer.Run(isResume, interruption.Token, onStep));
             TrainingUi.PlotLoss(trainer.MetricsPath, Path.Combine(outDir, "loss.png"));
             if (!result.Completed)
             {
                 Console.Error.WriteLine($"interrupted at step {result.Steps}; checkpoint {result.LastCheckpoint}; continue with --resume");
-                return 130;
+                return interruption.ExitCode;
             }
 
             string adapterFrom = result.BestCheckpoint ?? result.LastCheckpoint;
