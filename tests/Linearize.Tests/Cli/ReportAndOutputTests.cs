@@ -91,8 +91,9 @@ public sealed class ReportAndOutputTests
     public void CtrlCAtAnIdleChatPromptSaysSoAndExits130()
     {
         string cli = Path.Combine(AppContext.BaseDirectory, "Linearize.Cli.dll");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { cli, "chat", "--model", SharedData.Stories260KDir })
+        // Through env --default-signal: a test run started in the background ignores SIGINT, and chat would inherit it.
+        var start = new ProcessStartInfo("/usr/bin/env") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--default-signal=INT", "dotnet", cli, "chat", "--model", SharedData.Stories260KDir })
             start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
