@@ -126,6 +126,9 @@ public static class BlockProcesses
             }
         }
 
+        // A killed process is gone only once reaped: wait, so callers can read its exit code.
+        foreach (var p in killed)
+            p.WaitForExit(10_000);
         return killed;
     }
 

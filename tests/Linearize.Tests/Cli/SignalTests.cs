@@ -122,6 +122,7 @@ public sealed class SignalTests
         var killed = BlockProcesses.Stop(new[] { obeys, ignores }, PosixSignals.SigTerm, TimeSpan.FromSeconds(1));
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"took {watch.Elapsed}");
         Assert.Equal(new[] { ignores }, killed);
+        Assert.True(obeys.WaitForExit(10_000) && ignores.WaitForExit(10_000));
         Assert.Equal(143, obeys.ExitCode); // stopped by the signal itself
         Assert.Equal(137, ignores.ExitCode); // SIGKILL
     }
