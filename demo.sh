@@ -2,7 +2,7 @@
 # The main job on stories260K: teacher → Liger-GLA → LoRA recovery → merged model, with perplexity of every stage
 # under both golden protocols (report.md / report.json), then text from the result. Runs from a clean clone: the
 # model, its tokenizer and a TinyStories excerpt ship in samples/ (see samples/README.md). Needs only the .NET 10
-# SDK. Trains 72 steps, about half the 140 that took 272 s on the full shared text (README, "Recovery").
+# SDK. Trains 72 steps, about half the 140 that took 272 s on the full shared text (docs/RESULTS.md, "Recovery").
 # Usage: ./demo.sh [--overwrite] [DIR]   (DIR defaults to runs/demo; a non-empty DIR needs --overwrite, as --out does)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -35,7 +35,7 @@ echo "== the teacher"
 # golden protocols' lines); training data: the text from the 1,001st non-empty line on (1,827 lines), read as one
 # stream like the rolling protocol reads its text, so the two never overlap. Recipe: Liger's (LoRA r 8 / alpha 8,
 # AdamW, constant lr, 1024 × 8 tokens per step) with o_proj added, lr 1e-2 and 4 epochs — what recovered this
-# 8-dim-head model best (see README, "Recovery").
+# 8-dim-head model best (see docs/RESULTS.md, "Recovery").
 echo "== pipeline: convert (liger-gla) → LoRA on q,k,v,o → merge → evaluate (output in $OUT)"
 "$L" pipeline --model "$MODEL" --method liger-gla --data "$TEXT" --skip-docs 1000 --text-split stream \
   --eval-text "$TEXT" --eval-docs 200 --targets q,k,v,o --lr 1e-2 --epochs 4 --out "$OUT" "${OVERWRITE[@]}"

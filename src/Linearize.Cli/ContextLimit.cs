@@ -4,7 +4,7 @@ using Linearize.LinearAttention.Conversion;
 namespace Linearize.Cli;
 
 /// <summary>
-/// One rule for how far a command may read (issue 9 item 5). A model with any full softmax layer is bound by its
+/// One rule for how far a command may read. A model with any full softmax layer is bound by its
 /// <c>max_position_embeddings</c>: going beyond is an error, in every command. A model whose every layer keeps a
 /// fixed-size state has no hard limit — its recurrent state has none, and its window branch only ever sees the last
 /// w positions — but beyond the teacher's context it runs at RoPE positions the teacher never trained on, so quality

@@ -10,7 +10,7 @@ using Spectre.Console;
 
 namespace Linearize.Cli.Commands;
 
-/// <summary><c>linearize eval tasks</c>: lm-evaluation-harness tasks, scored by its rules (../shared/docs/EVAL.md).</summary>
+/// <summary><c>linearize eval tasks</c>: lm-evaluation-harness tasks, scored by its rules (lm-evaluation-harness's prompts, encoding and metrics).</summary>
 public static class EvalTasksCommand
 {
     public static Command Create()

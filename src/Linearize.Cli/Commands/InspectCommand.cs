@@ -73,7 +73,7 @@ public static class InspectCommand
     }
 
     /// <summary>Layer indices as ranges, <c>0–2, 4, 6–11</c>: short, and a narrow terminal wraps it only at spaces
-    /// (issue 9 item 14: "0,1,2,…" wrapped mid-number).</summary>
+    /// (a list "0,1,2,…" would wrap mid-number).</summary>
     public static string LayerRanges(IEnumerable<int> layers)
     {
         var sorted = layers.Order().ToList();

@@ -51,7 +51,7 @@ public static class PipelineCommand
             TrainingOptions? distill = null;
             if (lin.IsLolcats)
             {
-                // Stage 2 of LoLCATs (METHODS §2.6): LoRA r 8, alpha 16 on q,k,v,o, lr 1e-4, wd 0, plateau — unless given.
+                // Stage 2 of LoLCATs (the LoLCATs paper's recipe): LoRA r 8, alpha 16 on q,k,v,o, lr 1e-4, wd 0, plateau — unless given.
                 bool Given(Option o) => r.GetResult(o) is { Implicit: false };
                 trainingOptions = trainingOptions with
                 {

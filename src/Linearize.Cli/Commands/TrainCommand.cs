@@ -61,7 +61,7 @@ public static class TrainCommand
                 Console.Error.WriteLine($"LoRA: {Plural.Of(report.Modules, "module")}, {report.TrainableParameters:N0} trainable of {report.TotalParameters:N0} parameters ({report.TrainableFraction:P3})");
             if (unfrozen.Tensors > 0)
                 Console.Error.WriteLine($"full training: {Plural.Of(unfrozen.Tensors, "tensor")}, {unfrozen.Values:N0} parameters{(fullOnly ? " (all)" : $" matching {string.Join(", ", fragments)}")}");
-            // Everything that can refuse the run does so before --out is touched (issue 9 item 13).
+            // Everything that can refuse the run does so before --out is touched (a refused run leaves no half-made directory).
             var trainer = new Trainer(llama, data.Train, data.Validation, options, outDir);
             Directory.CreateDirectory(outDir);
             Linearize.Checkpoints.AtomicFile.WriteAllText(Path.Combine(outDir, "train_config.json"), JsonSerializer.Serialize(new

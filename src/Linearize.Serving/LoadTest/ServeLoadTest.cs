@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 namespace Linearize.Serving.LoadTest;
 
 /// <summary>
-/// A bounded loopback load test of <see cref="LinearizeServer"/> (issue 13's acceptance): every prompt is first
+/// A bounded loopback load test of <see cref="LinearizeServer"/>: every prompt is first
 /// answered alone (one request at a time — the reference), then for each batch size a fresh server takes all clients
 /// at once, streaming, greedy; each answer must equal its reference, none may be lost, and <c>/health</c> is polled
 /// throughout. Then a burst of malformed requests, after which the server must still answer correctly.

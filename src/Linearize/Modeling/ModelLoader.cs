@@ -55,7 +55,7 @@ public static class ModelLoader
     public static void SaveHuggingFace(LlamaForCausalLM model, LlamaConfig config, string directory, string? tokenizerPath,
         long maxShardBytes = 5L << 30)
     {
-        // Staged: the directory appears whole or not at all (issue 9 items 6 and 14).
+        // Staged: the directory appears whole or not at all (a killed write never leaves half a model).
         StagedDirectory.Write(directory, staging => SaveInto(model, config, staging, tokenizerPath, maxShardBytes));
     }
 

@@ -30,7 +30,7 @@ public static class ModelPresets
         // karpathy/tinyllamas stories110M (llama2.c's largest TinyStories model; run.c's usual benchmark)
         ["stories110m"] = () => Llama(hidden: 768, intermediate: 2048, layers: 12, heads: 12, kvHeads: 12, vocab: 32000,
             context: 1024, theta: 10000, tied: true, eps: 1e-5),
-        // The recall lab's teacher (issue 14): realistic 64-dimensional heads, small enough to train from scratch on
+        // The recall lab's teacher: realistic 64-dimensional heads, small enough to train from scratch on
         // two cores; the vocabulary fits RecallTaskOptions' defaults (filler + 64 keys + 64 values).
         ["recall"] = () => Llama(hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 4, vocab: 129,
             context: 512, theta: 10000, tied: false, eps: 1e-5),

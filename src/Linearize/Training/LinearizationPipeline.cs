@@ -206,7 +206,7 @@ public sealed class LinearizationPipeline
     }
 
     /// <summary>How the training text was cut from its file, so "trained on X, evaluated on X" cannot read as training on
-    /// the test text (issue 9 item 11).</summary>
+    /// the test text.</summary>
     private string DataCut(TrainingData.Result data)
     {
         bool plain = !Data.AlpacaDataset.IsAlpacaPath(_o.DataPath);

@@ -15,7 +15,7 @@ using Linearize.Training.Lora;
 namespace Linearize.Training.Recall;
 
 /// <summary>
-/// The recall lab (issue 14). Trains a teacher with 64-dimensional heads from scratch on MQAR, converts it with each
+/// The recall lab. Trains a teacher with 64-dimensional heads from scratch on MQAR, converts it with each
 /// method, and measures every model on held-out sequences by key-to-query distance, untrained and after the same
 /// recovery budget (LoRA; attention transfer first for LoLCATs). What only a recurrent state can do is recall pairs
 /// from beyond the window, so the buckets past 64 tokens are the ones that separate the methods. Each stage writes its

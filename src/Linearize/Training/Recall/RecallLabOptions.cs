@@ -3,7 +3,7 @@ using Linearize.Training.Lora;
 namespace Linearize.Training.Recall;
 
 /// <summary>
-/// The recall lab (issue 14): a teacher with 64-dimensional heads trained from scratch on MQAR, converted with every
+/// The recall lab: a teacher with 64-dimensional heads trained from scratch on MQAR, converted with every
 /// method, each evaluated untrained and after the same recovery budget. Every number the lab hard-codes is here.
 /// </summary>
 public sealed record RecallLabOptions
