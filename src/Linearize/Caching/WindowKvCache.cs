@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.Caching;
@@ -38,7 +39,7 @@ public sealed class WindowKvCache : IDisposable
         if (_sinkKeys is null)
             return (_keys, _values!, _positions!, _valid!);
         // A ring entry at a sink position is also in the sink buffer: count it once.
-        var ringValid = _valid!.logical_and(_positions! >= _sinks);
+        var ringValid = _valid!.logical_and(_positions!.Ge(_sinks));
         return (cat(new[] { _sinkKeys, _keys }, 2), cat(new[] { _sinkValues!, _values! }, 2),
             cat(new[] { _sinkPositions!, _positions! }, 1), cat(new[] { _sinkValid!, ringValid }, 1));
     }
@@ -79,7 +80,8 @@ public sealed class WindowKvCache : IDisposable
         {
             long keep = Math.Min(t, _capacity);
             long first = t - keep;
-            var slots = (arange(Written + first, Written + t, dtype: ScalarType.Int64, device: keys.device) % _capacity);
+            var slots = TorchArithmetic.Arange(Written + first, Written + t, ScalarType.Int64, keys.device).Mod(_capacity);
+
             _keys.index_copy_(2, slots, keys.narrow(2, first, keep));
             _values!.index_copy_(2, slots, values.narrow(2, first, keep));
             _positions!.index_copy_(1, slots, positions.narrow(1, first, keep));

@@ -1,4 +1,5 @@
 using Linearize.Modeling.Llama;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -45,8 +46,11 @@ public static class Llama2cWriter
             Put(Stack("mlp.up_proj.weight"));
             Put(Get("model.norm.weight"));
             // freq_cis_real / freq_cis_imag [seq_len, head_size / 2] (run.c recomputes them; written for completeness).
-            var freqs = 1.0f / torch.pow(10000f, torch.arange(0, c.HeadDim, 2, dtype: ScalarType.Float32) / c.HeadDim);
-            var angles = torch.outer(torch.arange(c.MaxPositionEmbeddings, dtype: ScalarType.Float32), freqs);
+            using var exponents = TorchArithmetic.Arange(0, c.HeadDim, 2, ScalarType.Float32).Over(c.HeadDim);
+            using var baseValue = torch.tensor(10000f);
+            var freqs = torch.pow(baseValue, exponents).reciprocal();
+            var angles = torch.outer(TorchArithmetic.Arange(c.MaxPositionEmbeddings, ScalarType.Float32), freqs);
+
             Put(angles.cos());
             Put(angles.sin());
             if (!c.TieWordEmbeddings)

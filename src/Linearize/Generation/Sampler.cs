@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -26,12 +27,12 @@ public sealed class Sampler : IDisposable
         if (_options.IsGreedy)
             return (int)logits.argmax().item<long>();
 
-        var scores = logits.to(ScalarType.Float32) / _options.Temperature;
+        var scores = logits.to(ScalarType.Float32).Over(_options.Temperature);
         if (_options.TopK > 0 && _options.TopK < scores.shape[0])
         {
             var (topValues, _) = scores.topk(_options.TopK, dim: 0, largest: true, sorted: true);
             var threshold = topValues[-1];
-            scores = scores.masked_fill(scores < threshold, float.NegativeInfinity);
+            scores = scores.MaskedFill(scores < threshold, float.NegativeInfinity);
         }
 
         if (_options.TopP < 1.0)
@@ -39,9 +40,10 @@ public sealed class Sampler : IDisposable
             var (sorted, order) = scores.sort(dim: 0, descending: true, stable: true);
             var cumulative = sorted.softmax(0).cumsum(0);
             // Drop a token when the tokens before it already reach P; the most likely token always stays.
-            var drop = (cumulative - sorted.softmax(0)) >= _options.TopP;
+            var drop = (cumulative - sorted.softmax(0)).Ge(_options.TopP);
             var dropOriginal = torch.zeros_like(drop).scatter(0, order, drop);
-            scores = scores.masked_fill(dropOriginal, float.NegativeInfinity);
+            scores = scores.MaskedFill(dropOriginal, float.NegativeInfinity);
+
         }
 
         var probs = scores.softmax(0);

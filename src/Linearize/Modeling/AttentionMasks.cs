@@ -14,11 +14,12 @@ public static class AttentionMasks
     public static Tensor Causal(long past, long queries, long keys, Tensor? keyPadding, int? window, Device device)
     {
         using var scope = NewDisposeScope();
-        var qPos = torch.arange(past, past + queries, dtype: ScalarType.Int64, device: device).unsqueeze(1); // [T, 1]
-        var kPos = torch.arange(keys, dtype: ScalarType.Int64, device: device).unsqueeze(0);                 // [1, S]
+        var qPos = TorchArithmetic.Arange(past, past + queries, ScalarType.Int64, device).unsqueeze(1); // [T, 1]
+        var kPos = TorchArithmetic.Arange(keys, ScalarType.Int64, device).unsqueeze(0);                 // [1, S]
         var allowed = kPos <= qPos;
         if (window is int w)
-            allowed = allowed.logical_and(kPos > qPos - w);
+            allowed = allowed.logical_and(kPos > qPos.Minus(w));
+
         var mask = allowed.unsqueeze(0).unsqueeze(0); // [1, 1, T, S]
         if (keyPadding is not null)
             mask = mask.logical_and(keyPadding.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));

@@ -16,7 +16,8 @@ public static class RandomWeights
         foreach (var (name, p) in model.named_parameters().OrderBy(kv => kv.name, StringComparer.Ordinal))
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.EndsWith("layernorm.weight", StringComparison.Ordinal))
-                p.fill_(1.0);
+                p.FillWith(1.0);
+
             else if (name.EndsWith(".bias", StringComparison.Ordinal))
                 p.normal_(0, std, generator);
             else

@@ -5,6 +5,7 @@ using Linearize.Checkpoints;
 using Linearize.Modeling.Llama;
 using Linearize.Training.Data;
 using Linearize.Training.Optim;
+using Linearize.Modeling;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using AdamW = Linearize.Training.Optim.AdamW;
@@ -132,7 +133,7 @@ public sealed class Trainer
                     throw new LinearizeException(
                         $"non-finite training loss ({value}) at step {step + 1}; stopped. The last good checkpoint is {(File.Exists(lastPath) ? lastPath : "none (no step was saved yet)")}; " +
                         "try a lower --lr or --max-grad-norm");
-                (loss / _options.GradientAccumulation).backward();
+                loss.Over(_options.GradientAccumulation).backward();
                 lossSum += value;
                 stepTokens += batch.Sum(b => _objective.TrainedTokens(b));
             }
@@ -212,13 +213,14 @@ public sealed class Trainer
         var grads = _trainable.Select(p => p.Parameter.grad).Where(g => g is not null).Select(g => g!).ToList();
         if (grads.Count == 0)
             return 0;
-        double norm = Math.Sqrt(grads.Sum(g => g.to(ScalarType.Float64).pow(2).sum().item<double>()));
+        double norm = Math.Sqrt(grads.Sum(g => g.to(ScalarType.Float64).square().sum().item<double>()));
         if (_options.MaxGradNorm > 0 && norm > _options.MaxGradNorm)
         {
             double factor = _options.MaxGradNorm / (norm + 1e-6); // torch.nn.utils.clip_grad_norm_
             using var noGrad = no_grad();
             foreach (var g in grads)
-                g.mul_(factor);
+                g.TimesInPlace(factor);
+
         }
 
         return norm;

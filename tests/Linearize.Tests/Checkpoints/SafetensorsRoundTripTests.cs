@@ -1,5 +1,6 @@
 using Linearize.Checkpoints;
 using Linearize.Tests.Fixtures;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,7 +17,8 @@ public sealed class SafetensorsRoundTripTests
 
     private static Tensor Random(ScalarType dtype, long[] shape, torch.Generator g) => dtype switch
     {
-        ScalarType.Bool => torch.rand(shape, generator: g) > 0.5,
+        ScalarType.Bool => torch.rand(shape, generator: g).Gt(0.5),
+
         ScalarType.Byte or ScalarType.Int8 or ScalarType.Int16 or ScalarType.Int32 or ScalarType.Int64 =>
             torch.randint(-100, 100, shape, generator: g).to(dtype == ScalarType.Byte ? ScalarType.Int64 : dtype).abs().to(dtype),
         _ => torch.randn(shape, generator: g).to(dtype),

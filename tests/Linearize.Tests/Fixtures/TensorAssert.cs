@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.Tests.Fixtures;
@@ -18,8 +19,9 @@ public static class TensorAssert
         Assert.Equal(expected.shape, actual.shape);
         var e = expected.to(ScalarType.Float64);
         var a = actual.to(ScalarType.Float64);
-        double num = (e - a).pow(2).mean().sqrt().item<double>();
-        double den = e.pow(2).mean().sqrt().item<double>();
+        double num = (e - a).square().mean().sqrt().item<double>();
+        double den = e.square().mean().sqrt().item<double>();
+
         double rel = num / Math.Max(den, 1e-30);
         Assert.True(rel <= ratio, $"{what}: relative RMSE {rel:E3} > {ratio:E1} (abs RMSE {num:E3})");
     }

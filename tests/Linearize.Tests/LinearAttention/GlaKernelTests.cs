@@ -1,5 +1,6 @@
 using Linearize.LinearAttention.Ops;
 using Linearize.Tests.Fixtures;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -35,9 +36,9 @@ public sealed class GlaKernelTests
         var raw = randn(new long[] { b, t, h, dk }, generator: gen);
         var g = gates switch
         {
-            "liger" => nn.functional.logsigmoid(raw) / 16,
-            "strong" => nn.functional.logsigmoid(raw * 4),
-            "tiny" => -20 * rand(new long[] { b, t, h, dk }, generator: gen),
+            "liger" => nn.functional.logsigmoid(raw).Over(16),
+            "strong" => nn.functional.logsigmoid(raw.Times(4)),
+            "tiny" => rand(new long[] { b, t, h, dk }, generator: gen).Times(-20),
             _ => throw new ArgumentException(gates),
         };
         return (q, k, v, g);
@@ -73,7 +74,8 @@ public sealed class GlaKernelTests
             foreach (var x in new[] { q, k, v, g, h0 })
                 x.requires_grad_(true);
             var (o, s) = chunked ? GlaChunked.Forward(q, k, v, g, 1.0, h0) : GlaRecurrent.Forward(q, k, v, g, 1.0, h0);
-            ((o * wo).sum() + (s * ws).sum()).backward();
+            (o * wo).sum().Plus((s * ws).sum()).backward();
+
             grads.Add(new[] { q.grad!, k.grad!, v.grad!, g.grad!, h0.grad! });
         }
 

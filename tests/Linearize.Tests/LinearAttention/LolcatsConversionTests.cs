@@ -36,7 +36,8 @@ public sealed class LolcatsConversionTests
         foreach (var layer in model.Model.Layers)
             if (layer.SelfAttention is LolcatsAttention a)
                 foreach (var p in a.TransferParameters)
-                    p.add_(randn(p.shape, generator: gen) * 0.5);
+                    p.PlusInPlace(randn(p.shape, generator: gen).Times(0.5));
+
         return model;
     }
 
@@ -120,7 +121,7 @@ public sealed class LolcatsConversionTests
         var w = a.FeatureMapQ.Mlp.Weight; // [H, D, d'] with d' = min(64, head_dim) = head_dim here
         Assert.Equal(new long[] { 4, 8, 8 }, w.shape);
         TensorAssert.Close("identity", eye(8).unsqueeze(0).expand(4, 8, 8), w, 0);
-        TensorAssert.Close("γ", full(4, 0.1f), a.Factors().Gamma, 1e-7);
+        TensorAssert.Close("γ", TorchArithmetic.Full(new long[] { 4 }, 0.1f, ScalarType.Float32), a.Factors().Gamma, 1e-7);
         using var noGrad = no_grad();
         var ids = Ids(model.Config.VocabSize, 60, 4);
         double diff = (teacher.Forward(ids) - model.Forward(ids)).abs().max().item<float>();

@@ -2,6 +2,7 @@ using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
 using Linearize.LinearAttention.Ops;
 using Linearize.Tests.Fixtures;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -46,20 +47,21 @@ public sealed class LolcatsKernelTests
         if (perturbMaps)
             using (no_grad())
             {
-                mapQ.Mlp.Weight.add_(randn(mapQ.Mlp.Weight.shape, generator: gen) * 0.3);
-                mapK.Mlp.Weight.add_(randn(mapK.Mlp.Weight.shape, generator: gen) * 0.3);
+                mapQ.Mlp.Weight.PlusInPlace(randn(mapQ.Mlp.Weight.shape, generator: gen).Times(0.3));
+                mapK.Mlp.Weight.PlusInPlace(randn(mapK.Mlp.Weight.shape, generator: gen).Times(0.3));
             }
 
         return new Inputs
         {
-            Q = (randn(new long[] { b, h, t, d }, generator: gen) * 1.5).requires_grad_(),
-            K = (randn(new long[] { b, h, t, d }, generator: gen) * 1.5).requires_grad_(),
+            Q = randn(new long[] { b, h, t, d }, generator: gen).Times(1.5).requires_grad_(),
+            K = randn(new long[] { b, h, t, d }, generator: gen).Times(1.5).requires_grad_(),
             V = randn(new long[] { b, h, t, d }, generator: gen).requires_grad_(),
-            Positions = arange(t, dtype: ScalarType.Int64).unsqueeze(0).expand(b, t).contiguous(),
+            Positions = TorchArithmetic.Arange(t, ScalarType.Int64).unsqueeze(0).expand(b, t).contiguous(),
             Valid = ones(b, t, dtype: ScalarType.Bool),
             MapQ = mapQ,
             MapK = mapK,
-            Factors = (randn(new long[] { h }, generator: gen) - 2).requires_grad_(),
+            Factors = randn(new long[] { h }, generator: gen).Minus(2).requires_grad_(),
+
         };
     }
 
@@ -127,14 +129,14 @@ public sealed class LolcatsKernelTests
             Q = cat(new[] { zeros(1, 3, 30, 16), x.Q.narrow(2, 30, 70) }, 2),
             K = cat(new[] { zeros(1, 3, 30, 16), x.K.narrow(2, 30, 70) }, 2),
             V = cat(new[] { zeros(1, 3, 30, 16), x.V.narrow(2, 30, 70) }, 2),
-            Positions = cat(new[] { zeros(1, 30, dtype: ScalarType.Int64), arange(70, dtype: ScalarType.Int64).unsqueeze(0) }, 1),
+            Positions = cat(new[] { zeros(1, 30, dtype: ScalarType.Int64), TorchArithmetic.Arange(70, ScalarType.Int64).unsqueeze(0) }, 1),
             Valid = cat(new[] { zeros(1, 30, dtype: ScalarType.Bool), ones(1, 70, dtype: ScalarType.Bool) }, 1),
             MapQ = x.MapQ, MapK = x.MapK, Factors = x.Factors,
         };
         var alone = new Inputs
         {
             Q = x.Q.narrow(2, 30, 70), K = x.K.narrow(2, 30, 70), V = x.V.narrow(2, 30, 70),
-            Positions = arange(70, dtype: ScalarType.Int64).unsqueeze(0), Valid = ones(1, 70, dtype: ScalarType.Bool),
+            Positions = TorchArithmetic.Arange(70, ScalarType.Int64).unsqueeze(0), Valid = ones(1, 70, dtype: ScalarType.Bool),
             MapQ = x.MapQ, MapK = x.MapK, Factors = x.Factors,
         };
         var expected = Quadratic(alone, 16, Shape(shape));
@@ -147,9 +149,9 @@ public sealed class LolcatsKernelTests
     {
         // METHODS §2.4.1: for T ≤ 64 the sw layer is the teacher's softmax attention exactly (L is empty).
         var x = Make(64, 11);
-        var scores = x.Q.matmul(x.K.transpose(-2, -1)) / 4.0;
+        var scores = x.Q.matmul(x.K.transpose(-2, -1)).Over(4.0);
         var mask = ones(64, 64, dtype: ScalarType.Bool).tril();
-        var softmax = scores.masked_fill(mask.logical_not(), float.NegativeInfinity).softmax(-1).matmul(x.V);
+        var softmax = scores.MaskedFill(mask.logical_not(), float.NegativeInfinity).softmax(-1).matmul(x.V);
         TensorAssert.RelClose("sw = softmax", softmax, Chunked(x, 64, LolcatsWindowShape.Sw), 1e-5);
     }
 
@@ -173,7 +175,7 @@ public sealed class LolcatsKernelTests
         var x = tensor(new float[] { 1, -2, 60, 5 }).view(1, 1, 1, 4); // the identity map keeps the first 3 coordinates
         var phi = map.forward(x).view(6);
         var kept = tensor(new float[] { 1, -2, 60 });
-        var expected = cat(new[] { kept.softmax(0), (-kept).softmax(0) }).clamp_min(1e-12);
+        var expected = cat(new[] { kept.softmax(0), (-kept).softmax(0) }).ClampMin(1e-12);
         TensorAssert.Close("φ", expected, phi, 1e-7);
         Assert.Equal(1e-12, phi[5].item<float>(), 1e-18); // softmax(−x) underflows at 60: the clamp fires
     }

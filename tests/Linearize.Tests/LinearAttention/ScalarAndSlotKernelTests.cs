@@ -1,5 +1,6 @@
 using Linearize.LinearAttention.Ops;
 using Linearize.Tests.Fixtures;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,7 +15,7 @@ public sealed class ScalarAndSlotKernelTests
     private static Tensor ScalarGate(int t, string kind, torch.Generator gen, int b = 2, int h = 3) => kind switch
     {
         "liger" => nn.functional.logsigmoid(randn(new long[] { b, t, h }, generator: gen)),
-        "tiny" => -20 * rand(new long[] { b, t, h }, generator: gen),
+        "tiny" => rand(new long[] { b, t, h }, generator: gen).Times(-20),
         _ => -nn.functional.softplus(randn(new long[] { b, t, h }, generator: gen)),
     };
 
@@ -50,7 +51,7 @@ public sealed class ScalarAndSlotKernelTests
             var g = ScalarGate(130, "mamba2", gen, 1, 2).requires_grad_(true);
             var w = randn(new long[] { 1, 130, 2, 8 }, generator: gen);
             var (o, s) = chunked ? ScalarGateChunked.Forward(q, k, v, g, 1.0) : ScalarGateRecurrent.Forward(q, k, v, g, 1.0);
-            ((o * w).sum() + s.sum()).backward();
+            (o * w).sum().Plus(s.sum()).backward();
             grads.Add(new[] { q.grad!, k.grad!, v.grad!, g.grad! });
         }
 
@@ -64,8 +65,8 @@ public sealed class ScalarAndSlotKernelTests
         var q = randn(new long[] { 2, t, 3, 8 }, generator: gen);
         var k = randn(new long[] { 2, t, 3, 8 }, generator: gen);
         var v = randn(new long[] { 2, t, 3, 8 }, generator: gen);
-        var g = nn.functional.logsigmoid(randn(new long[] { 2, t, 3, m }, generator: gen) * 3) / 4;
-        var s = 1 - g.exp(); // Liger-GSA ties the slot write to the forget gate
+        var g = nn.functional.logsigmoid(randn(new long[] { 2, t, 3, m }, generator: gen).Times(3)).Over(4);
+        var s = g.exp().OneMinus(); // Liger-GSA ties the slot write to the forget gate
         return (q, k, v, s, g);
     }
 
@@ -93,11 +94,12 @@ public sealed class ScalarAndSlotKernelTests
             var (q, k, v, s, g) = SlotInputs(97, 4, 2);
             foreach (var x in new[] { q, k, v, g })
                 x.requires_grad_(true);
-            var sTied = 1 - g.exp();
+            var sTied = g.exp().OneMinus();
+
             using var gen = new torch.Generator(5);
             var w = randn(new long[] { 2, 97, 3, 8 }, generator: gen);
             var (o, hk, hv) = chunked ? GsaChunked.Forward(q, k, v, sTied, g, 1.0) : GsaRecurrent.Forward(q, k, v, sTied, g, 1.0);
-            ((o * w).sum() + hk.sum() + hv.sum()).backward();
+            (o * w).sum().Plus(hk.sum()).Plus(hv.sum()).backward();
             grads.Add(new[] { q.grad!, k.grad!, v.grad!, g.grad! });
         }
 

@@ -2,6 +2,7 @@ using Linearize.Caching;
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,19 +19,20 @@ public sealed class SlidingWindowTests
             randn(new long[] { 2, 2, t, 8 }, generator: g));
     }
 
-    private static Tensor Positions(int t) => arange(t, dtype: ScalarType.Int64).unsqueeze(0).expand(2, t);
+    private static Tensor Positions(int t) => TorchArithmetic.Arange(t, ScalarType.Int64).unsqueeze(0).expand(2, t);
 
     /// <summary>Dense reference: a T×T mask (window, sinks, causality), plain softmax.</summary>
     private static Tensor Dense(Tensor q, Tensor k, Tensor v, int window, int sinks)
     {
         long t = q.shape[2];
-        var i = arange(t).unsqueeze(1);
-        var j = arange(t).unsqueeze(0);
-        var visible = (j <= i).logical_and((j > i - window).logical_or(j < sinks));
+        var i = TorchArithmetic.Arange(t, ScalarType.Int64).unsqueeze(1);
+        var j = TorchArithmetic.Arange(t, ScalarType.Int64).unsqueeze(0);
+        var visible = (j <= i).logical_and((j > i.Minus(window)).logical_or(j.Lt(sinks)));
         var kk = k.repeat_interleave(2, dim: 1);
         var vv = v.repeat_interleave(2, dim: 1);
-        var scores = q.matmul(kk.transpose(-2, -1)) / Math.Sqrt(q.shape[3]);
-        return scores.masked_fill(visible.logical_not(), float.NegativeInfinity).softmax(-1).matmul(vv);
+        var scores = q.matmul(kk.transpose(-2, -1)).Over(Math.Sqrt(q.shape[3]));
+        return scores.MaskedFill(visible.logical_not(), float.NegativeInfinity).softmax(-1).matmul(vv);
+
     }
 
     [Theory]

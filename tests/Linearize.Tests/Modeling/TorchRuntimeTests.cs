@@ -1,4 +1,5 @@
 using System.Text;
+using Linearize.Modeling;
 using TorchSharp;
 
 namespace Linearize.Tests.Modeling;
@@ -11,7 +12,8 @@ public sealed class TorchRuntimeTests
     public void TorchSharpInitialisesAndComputes()
     {
         Assert.StartsWith("2.10", torch.__version__);
-        using var a = torch.arange(6, dtype: torch.ScalarType.Float32).view(2, 3);
+        using var a = TorchArithmetic.Arange(6, torch.ScalarType.Float32).view(2, 3);
+
         using var p = a.matmul(a.T);
         Assert.Equal(new[] { 5f, 14f, 14f, 50f }, p.data<float>().ToArray());
     }

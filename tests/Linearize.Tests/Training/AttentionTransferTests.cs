@@ -81,8 +81,9 @@ public sealed class AttentionTransferTests
         using var noGrad = no_grad();
         var ids = tensor(val[0].InputIds.Select(i => (long)i).ToArray()).view(1, -1);
         var target = teacher.Forward(ids);
-        double errBefore = (untrained.Forward(ids) - target).pow(2).mean().item<float>();
-        double errAfter = (model.Forward(ids) - target).pow(2).mean().item<float>();
+        double errBefore = (untrained.Forward(ids) - target).square().mean().item<float>();
+        double errAfter = (model.Forward(ids) - target).square().mean().item<float>();
+
         Assert.True(errAfter < errBefore, $"logit MSE to the teacher {errBefore:E3} → {errAfter:E3}");
     }
 

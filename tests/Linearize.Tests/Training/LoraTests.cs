@@ -1,5 +1,6 @@
 using Linearize.Tests.Fixtures;
 using Linearize.Training.Lora;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -44,7 +45,7 @@ public sealed class LoraTests
         {
             using var g = new torch.Generator(9);
             foreach (var (name, p) in model.named_parameters().Where(p => p.name.Contains("lora_B")))
-                p.copy_(randn(p.shape, generator: g) * 0.3);
+                p.copy_(randn(p.shape, generator: g).Times(0.3));
         }
 
         using var noGrad = no_grad();
@@ -64,7 +65,8 @@ public sealed class LoraTests
         LoraInjector.Inject(model, options, 3);
         using (no_grad())
             foreach (var (_, p) in model.named_parameters().Where(p => p.name.Contains("lora_B")))
-                p.fill_(0.05);
+                p.FillWith(0.05);
+
         LoraAdapterFile.Save(model, options, dir.Path, "base");
         using var file = Linearize.Checkpoints.SafetensorsFile.Open(dir.File(LoraAdapterFile.WeightsName));
         Assert.Contains("base_model.model.model.layers.1.self_attn.o_proj.lora_A.weight", file.Names);

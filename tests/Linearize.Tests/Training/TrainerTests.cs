@@ -5,6 +5,7 @@ using Linearize.Tests.LinearAttention;
 using Linearize.Training;
 using Linearize.Training.Data;
 using Linearize.Training.Lora;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -157,7 +158,8 @@ public sealed class TrainerTests
         using var dir = new TempDir();
         using var model = Student();
         using (no_grad())
-            model.named_parameters().First(p => p.name.Contains("lora_B")).parameter.fill_(float.NaN);
+            model.named_parameters().First(p => p.name.Contains("lora_B")).parameter.FillWith(float.NaN);
+
         var (train, val) = Data(model.Config.VocabSize);
         var e = Assert.Throws<LinearizeException>(() => new Trainer(model, train, val, Options, dir.Path).Run(false, CancellationToken.None));
         Assert.Contains("non-finite training loss", e.Message);

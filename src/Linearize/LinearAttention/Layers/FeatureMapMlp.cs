@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -34,6 +35,7 @@ public sealed class FeatureMapMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var y = einsum("bhtd,hdf->bhtf", x.to(ScalarType.Float32), _layer.to(ScalarType.Float32));
-        return _bias is null ? y : y + _bias.to(ScalarType.Float32);
+        return _bias is null ? y : y.Plus(_bias.to(ScalarType.Float32));
+
     }
 }

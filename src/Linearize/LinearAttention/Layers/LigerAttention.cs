@@ -55,7 +55,7 @@ public sealed class LigerAttention : ProjectedMixer
         var valid = NewTokenValidity(ctx, b, t, x.device).to(ScalarType.Float32).view(b, t, 1, 1);
         var recurrent = Recurrent(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
 
-        var o = window * _options.Alpha + recurrent * _options.Beta;
+        var o = window.Times(_options.Alpha).Plus(recurrent.Times(_options.Beta));
         return Output(o, x.dtype).MoveToOuterDisposeScope();
     }
 
@@ -70,19 +70,19 @@ public sealed class LigerAttention : ProjectedMixer
         {
             case LigerFamily.Gla:
             {
-                var g = nn.functional.logsigmoid(k) / norm * valid;
+                var g = nn.functional.logsigmoid(k).Over(norm) * valid;
                 return Gla(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(v), Repeat(g), scale, cache, step);
             }
             case LigerFamily.Hgrn2:
             {
                 // HGRN2 ties the input gate to the forget gate: the "key" written is 1 − α (METHODS §1.3, §3.8).
-                var g = nn.functional.logsigmoid(k) / norm * valid;
-                return Gla(q.softmax(-1), Repeat(1 - g.exp()), Repeat(v), Repeat(g), scale, cache, step);
+                var g = nn.functional.logsigmoid(k).Over(norm) * valid;
+                return Gla(q.softmax(-1), Repeat(g.exp().OneMinus()), Repeat(v), Repeat(g), scale, cache, step);
             }
             case LigerFamily.Gsa:
             {
-                var g = nn.functional.logsigmoid(Pool(k, _slots)) / norm * valid; // [B, T, H_kv, M]
-                var s = 1 - g.exp();                                              // slot write weight
+                var g = nn.functional.logsigmoid(Pool(k, _slots)).Over(norm) * valid; // [B, T, H_kv, M]
+                var s = g.exp().OneMinus();                                          // slot write weight
                 return Gsa(q, Repeat(k), Repeat(v), Repeat(s), Repeat(g), scale, cache, step);
             }
             default:
@@ -90,7 +90,7 @@ public sealed class LigerAttention : ProjectedMixer
                 var pooled = Pool(k, 1).squeeze(-1); // one value per KV head: [B, T, H_kv]
                 var g = (_options.Family == LigerFamily.Mamba2
                     ? -nn.functional.softplus(pooled)
-                    : nn.functional.logsigmoid(pooled)) / norm * valid.view(valid.shape[0], valid.shape[1], 1);
+                    : nn.functional.logsigmoid(pooled)).Over(norm) * valid.view(valid.shape[0], valid.shape[1], 1);
                 var gh = group == 1 ? g : g.repeat_interleave(group, dim: 2);
                 return Scalar(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(v), gh, scale, cache, step);
             }
@@ -119,7 +119,8 @@ public sealed class LigerAttention : ProjectedMixer
         if (!_options.NormalizeRecurrent)
             return o;
         long d = o.shape[^1] - 1;
-        return o.narrow(-1, 0, d) / (o.narrow(-1, d, 1) + DenominatorEps);
+        return o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(DenominatorEps);
+
     }
 
     private delegate (Tensor Output, Tensor State) StepKernel(Tensor q, Tensor k, Tensor v, Tensor g, Tensor state, double scale);

@@ -37,7 +37,7 @@ public sealed class LolcatsAttention : ProjectedMixer
         _options = options;
         _featureMapQ = new LolcatsFeatureMap(Heads, HeadDim, options);
         _featureMapK = new LolcatsFeatureMap(Heads, HeadDim, options); // a copy of the q map at init (reference: deepcopy)
-        _windowFactors = new Parameter(full(1, Heads, 1, 1, options.InitWindowFactor, ScalarType.Float32));
+        _windowFactors = new Parameter(TorchArithmetic.Full(new long[] { 1, Heads, 1, 1 }, options.InitWindowFactor, ScalarType.Float32));
         _teacherWindow = config.SlidingWindow ?? 0;
         RegisterComponents();
     }
@@ -70,7 +70,7 @@ public sealed class LolcatsAttention : ProjectedMixer
     public (Tensor Gamma, Tensor Lambda) Factors()
     {
         var gamma = _windowFactors.to(ScalarType.Float32).sigmoid().view(Heads);
-        return (gamma, _options.AffineAttentionFactors ? 1 - gamma : ones_like(gamma));
+        return (gamma, _options.AffineAttentionFactors ? gamma.OneMinus() : ones_like(gamma));
     }
 
     public override Tensor forward(Tensor x, AttentionContext ctx)
@@ -133,12 +133,12 @@ public sealed class LolcatsAttention : ProjectedMixer
         // The next query (at last + 1) has every key at or below (last + 1) − w in L (sliding window), or every key
         // before the previous block (terrace); keys are folded no earlier than that.
         var frontier = _options.Shape == LolcatsWindowShape.Sw
-            ? last + 1 - w
-            : ((last.div(w, rounding_mode: RoundingMode.floor) - 1) * w).clamp_min(0);
+            ? last.Plus(1 - w)
+            : last.FloorDiv(w).Minus(1).Times(w).ClampMin(0);
         var fold = valid.logical_and(positions < frontier.unsqueeze(1)).to(ScalarType.Float32).view(b, 1, n, 1);
         var v1 = cat(new[] { vh.to(ScalarType.Float32), ones_like(vh.narrow(-1, 0, 1), dtype: ScalarType.Float32) }, -1) * fold;
         var added = (fk * fold).transpose(-2, -1).matmul(v1);              // [B, H, F, Dv+1]
-        var state = cache.State is null ? added : cache.State + added;
+        var state = cache.State is null ? added : cache.State.Plus(added);
         cache.Set(keys, values, positions, valid, state, frontier);
     }
 
@@ -147,9 +147,9 @@ public sealed class LolcatsAttention : ProjectedMixer
     private (Tensor Output, Tensor Weights) TeacherAttention(Tensor qr, Tensor kh, Tensor vh, AttentionContext ctx)
     {
         using var noGrad = no_grad();
-        var scores = qr.to(ScalarType.Float32).matmul(kh.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(HeadDim);
+        var scores = qr.to(ScalarType.Float32).matmul(kh.to(ScalarType.Float32).transpose(-2, -1)).Over(Math.Sqrt(HeadDim));
         var allowed = AttentionMasks.Causal(0, qr.shape[2], kh.shape[2], ctx.KeyPadding, _teacherWindow > 0 ? _teacherWindow : null, qr.device);
-        var weights = scores.masked_fill(allowed.logical_not(), float.MinValue).softmax(-1);
+        var weights = scores.MaskedFill(allowed.logical_not(), float.MinValue).softmax(-1);
         return (weights.matmul(vh.to(ScalarType.Float32)), weights);
     }
 
@@ -160,15 +160,16 @@ public sealed class LolcatsAttention : ProjectedMixer
 
         var rowValid = valid.to(ScalarType.Float32).view(valid.shape[0], 1, valid.shape[1], 1);
         long count = Math.Max(1, (long)rowValid.sum().item<float>()) * qr.shape[1] * qr.shape[3];
-        var mse = ((y - teacher).pow(2) * rowValid).sum() / count;
+        var mse = ((y - teacher).square() * rowValid).sum().Over(count);
         Tensor? xent = null;
         if (transfer.WithCrossEntropy)
         {
             var (_, weights) = HybridWindowLinearQuadratic.Forward(qr, kh, vh, fq, fk, positions, valid, gamma, lambda,
                 _options.Window, _options.Shape);
-            var rows = -(teacherWeights * weights.clamp_min(1e-12).log()).sum(-1, keepdim: true) * rowValid;
-            xent = rows.sum() / Math.Max(1, (long)rowValid.sum().item<float>() * qr.shape[1]);
+            var rows = -(teacherWeights * weights.ClampMin(1e-12).log()).sum(-1, keepdim: true) * rowValid;
+            xent = rows.sum().Over(Math.Max(1, (long)rowValid.sum().item<float>() * qr.shape[1]));
         }
+
 
         transfer.Record(LayerIndex, mse, xent);
         return teacher;

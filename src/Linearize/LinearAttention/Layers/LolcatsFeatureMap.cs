@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
@@ -34,6 +35,7 @@ public sealed class LolcatsFeatureMap : nn.Module<Tensor, Tensor>
         var phi = _kind == LolcatsFeatureMapKind.Hedgehog
             ? cat(new[] { y.softmax(-1), (-y).softmax(-1) }, -1)
             : nn.functional.relu(y);
-        return phi.clamp_min(_eps).MoveToOuterDisposeScope();
+        return phi.ClampMin(_eps).MoveToOuterDisposeScope();
+
     }
 }

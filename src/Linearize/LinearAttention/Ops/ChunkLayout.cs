@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -36,8 +37,9 @@ internal static class ChunkLayout
         var outputs = new List<Tensor>((int)n);
         for (long c = 0; c < n; c++)
         {
-            outputs.Add(qDecayed.select(2, c).matmul(state) + intra.select(2, c));
-            state = state * chunkDecay.select(2, c) + kToEnd.select(2, c).transpose(-2, -1).matmul(v.select(2, c));
+            outputs.Add(qDecayed.select(2, c).matmul(state).Plus(intra.select(2, c)));
+            state = (state * chunkDecay.select(2, c)).Plus(kToEnd.select(2, c).transpose(-2, -1).matmul(v.select(2, c)));
+
         }
 
         return (stack(outputs, 2), state);

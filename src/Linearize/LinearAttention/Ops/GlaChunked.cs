@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -32,7 +33,7 @@ public static class GlaChunked
         if (t == 0)
             return (zeros(b, 0, h, dv, device: q.device).MoveToOuterDisposeScope(), state.MoveToOuterDisposeScope());
 
-        var qc = ChunkLayout.Fold(q, chunkSize) * scale; // [B, H, N, C, K]
+        var qc = ChunkLayout.Fold(q, chunkSize).Times(scale); // [B, H, N, C, K]
         var kc = ChunkLayout.Fold(k, chunkSize);
         var vc = ChunkLayout.Fold(v, chunkSize);         // [B, H, N, C, V]
         var gamma = ChunkLayout.Fold(g, chunkSize).cumsum(3); // chunk-local inclusive cumsum, float32
@@ -84,7 +85,8 @@ public static class GlaChunked
 
                 // Diagonal block: element-wise decays; mask j > i before exp so no exponent is positive.
                 var diff = gi.unsqueeze(-2) - gj.unsqueeze(-3); // [B, H, N, sub(i), sub(j), K]
-                diff = diff.masked_fill(causal.logical_not().unsqueeze(-1), float.NegativeInfinity);
+                diff = diff.MaskedFill(causal.logical_not().unsqueeze(-1), float.NegativeInfinity);
+
                 row.Add((qi.unsqueeze(-2) * kj.unsqueeze(-3) * diff.exp()).sum(-1));
             }
 

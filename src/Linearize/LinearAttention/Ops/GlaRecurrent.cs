@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -17,8 +18,9 @@ public static class GlaRecurrent
     public static (Tensor Output, Tensor State) Step(Tensor q, Tensor k, Tensor v, Tensor g, Tensor state, double scale)
     {
         using var scope = NewDisposeScope();
-        var s = state * g.exp().unsqueeze(-1) + k.unsqueeze(-1) * v.unsqueeze(-2);
-        var o = (q.unsqueeze(-1) * s).sum(-2) * scale;
+        var s = (state * g.exp().unsqueeze(-1)).Plus(k.unsqueeze(-1) * v.unsqueeze(-2));
+        var o = (q.unsqueeze(-1) * s).sum(-2).Times(scale);
+
         return (o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
     }
 

@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -31,7 +32,7 @@ public static class GsaChunked
         if (t == 0)
             return (zeros(b, 0, h, m, device: q.device).MoveToOuterDisposeScope(), state.MoveToOuterDisposeScope());
 
-        var qc = ChunkLayout.Fold(q, chunkSize) * scale; // [B, H, N, C, K]
+        var qc = ChunkLayout.Fold(q, chunkSize).Times(scale); // [B, H, N, C, K]
         var kc = ChunkLayout.Fold(k, chunkSize);
         var sc = ChunkLayout.Fold(s, chunkSize);         // [B, H, N, C, M]
         var gamma = ChunkLayout.Fold(g, chunkSize).cumsum(3);
@@ -52,15 +53,15 @@ public static class GsaChunked
             {
                 var part = qk.narrow(3, bi * sub, sub).narrow(4, bj * sub, sub)
                     .matmul(sc.narrow(3, bj * sub, sub) * (reference - gamma.narrow(3, bj * sub, sub)).exp());
-                acc = acc is null ? part : acc + part;
+                acc = acc is null ? part : acc.Plus(part);
             }
 
             var offDiagonal = acc is null ? null : acc * (gi - reference).exp();
             var diff = gi.unsqueeze(-2) - gi.unsqueeze(-3); // [.., sub(i), sub(j), M]
-            diff = diff.masked_fill(causal.logical_not().unsqueeze(-1), float.NegativeInfinity);
+            diff = diff.MaskedFill(causal.logical_not().unsqueeze(-1), float.NegativeInfinity);
             var diag = (qk.narrow(3, bi * sub, sub).narrow(4, bi * sub, sub).unsqueeze(-1)
                         * sc.narrow(3, bi * sub, sub).unsqueeze(-3) * diff.exp()).sum(-2);
-            rows.Add(offDiagonal is null ? diag : diag + offDiagonal);
+            rows.Add(offDiagonal is null ? diag : diag.Plus(offDiagonal));
         }
 
         var intra = cat(rows, 3); // [B, H, N, C, M]
@@ -69,8 +70,9 @@ public static class GsaChunked
         var chunkDecay = gammaLast.exp(); // [B, H, N, 1, M]
         for (long c = 0; c < n; c++)
         {
-            outputs.Add(qc.select(2, c).matmul(state) * gamma.select(2, c).exp() + intra.select(2, c));
-            state = state * chunkDecay.select(2, c) + kc.select(2, c).transpose(-2, -1).matmul(sToEnd.select(2, c));
+            outputs.Add((qc.select(2, c).matmul(state) * gamma.select(2, c).exp()).Plus(intra.select(2, c)));
+            state = (state * chunkDecay.select(2, c)).Plus(kc.select(2, c).transpose(-2, -1).matmul(sToEnd.select(2, c)));
+
         }
 
         var u = ChunkLayout.Unfold(stack(outputs, 2), t);

@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -18,9 +19,10 @@ public static class GsaRecurrent
     {
         using var scope = NewDisposeScope();
         var alpha = g.exp();
-        var hk = keyState * alpha.unsqueeze(-2) + k.unsqueeze(-1) * s.unsqueeze(-2);
-        var p = ((q.unsqueeze(-1) * hk).sum(-2) * scale).softmax(-1);
-        var hv = valueState * alpha.unsqueeze(-1) + s.unsqueeze(-1) * v.unsqueeze(-2);
+        var hk = (keyState * alpha.unsqueeze(-2)).Plus(k.unsqueeze(-1) * s.unsqueeze(-2));
+        var p = (q.unsqueeze(-1) * hk).sum(-2).Times(scale).softmax(-1);
+        var hv = (valueState * alpha.unsqueeze(-1)).Plus(s.unsqueeze(-1) * v.unsqueeze(-2));
+
         var o = (p.unsqueeze(-1) * hv).sum(-2);
         return (o.MoveToOuterDisposeScope(), hk.MoveToOuterDisposeScope(), hv.MoveToOuterDisposeScope());
     }

@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -41,7 +42,7 @@ public static class HybridWindowLinear
         int lag = shape == LolcatsWindowShape.Sw ? window : 2 * window;
         double scale = 1.0 / Math.Sqrt(d);
         var validF = keyValid.to(ScalarType.Float32).view(b, 1, n, 1);
-        var qf = q.to(ScalarType.Float32) * scale;
+        var qf = q.to(ScalarType.Float32).Times(scale);
         var kf = k.to(ScalarType.Float32);
         var vf = v.to(ScalarType.Float32) * validF;
         var v1 = cat(new[] { vf, validF.expand(b, h, n, 1) }, -1);   // [B, H, N, Dv+1]: the ones column carries the denominator
@@ -58,27 +59,27 @@ public static class HybridWindowLinear
             long e = Math.Min(n, s + queryBlock), lo = Math.Max(0, s - lag + 1);
             if (lo > folded)
             {
-                running = running + fkf.narrow(2, folded, lo - folded).transpose(-2, -1).matmul(v1.narrow(2, folded, lo - folded));
+                running = running.Plus(fkf.narrow(2, folded, lo - folded).transpose(-2, -1).matmul(v1.narrow(2, folded, lo - folded)));
                 folded = lo;
             }
 
             long tb = e - s, kb = e - lo;
             var (windowMask, linearMask) = Masks(keyPositions, keyValid, s, e, lo, lag, window, shape); // [B, 1, Tb, Kb]
             var scores = qf.narrow(2, s - offset, tb).matmul(kf.narrow(2, lo, kb).transpose(-2, -1));  // [B, H, Tb, Kb]
-            var masked = scores.masked_fill(windowMask.logical_not(), float.MinValue);
+            var masked = scores.MaskedFill(windowMask.logical_not(), float.MinValue);
             // c_i over the window only; a row without window keys (a padded query) gets 0, so nothing is NaN.
             var c = masked.amax(new long[] { -1 }, keepdim: true); // not detached: c shifts the window/linear balance
-            c = c.masked_fill(windowMask.any(-1, keepdim: true).logical_not(), 0);
+            c = c.MaskedFill(windowMask.any(-1, keepdim: true).logical_not(), 0);
             var expw = (masked - c).exp() * windowMask.to(ScalarType.Float32);              // [B, H, Tb, Kb]
             var fqb = fqf.narrow(2, s - offset, tb);
             var lin = fqb.matmul(fkf.narrow(2, lo, kb).transpose(-2, -1)) * linearMask.to(ScalarType.Float32);
             var win = expw.matmul(vf.narrow(2, lo, kb));                                   // [B, H, Tb, Dv]
-            var linear = lin.matmul(v1.narrow(2, lo, kb)) + fqb.matmul(running);         // [B, H, Tb, Dv+1]
-            var numerator = g * win + l * linear.narrow(-1, 0, dv);
-            var denominator = g * expw.sum(-1, keepdim: true) + l * linear.narrow(-1, dv, 1);
+            var linear = lin.matmul(v1.narrow(2, lo, kb)).Plus(fqb.matmul(running));     // [B, H, Tb, Dv+1]
+            var numerator = (g * win).Plus(l * linear.narrow(-1, 0, dv));
+            var denominator = (g * expw.sum(-1, keepdim: true)).Plus(l * linear.narrow(-1, dv, 1));
             // Padded queries have an empty window and a zero denominator: give them 0 instead of 0/0.
-            var empty = denominator.eq(0).to(ScalarType.Float32).detach();
-            outputs.Add(numerator / (denominator + empty));
+            var empty = denominator.Eq(0).to(ScalarType.Float32).detach();
+            outputs.Add(numerator / denominator.Plus(empty));
         }
 
         return cat(outputs, 2).MoveToOuterDisposeScope();
@@ -90,18 +91,19 @@ public static class HybridWindowLinear
         int window, LolcatsWindowShape shape)
     {
         var device = positions.device;
-        var qi = arange(s, e, dtype: ScalarType.Int64, device: device).view(-1, 1);
-        var kj = arange(lo, e, dtype: ScalarType.Int64, device: device).view(1, -1);
+        var qi = TorchArithmetic.Arange(s, e, ScalarType.Int64, device).view(-1, 1);
+        var kj = TorchArithmetic.Arange(lo, e, ScalarType.Int64, device).view(1, -1);
         var distance = (qi - kj).unsqueeze(0);                                   // [1, Tb, Kb] index distance
         var qp = positions.narrow(1, s, e - s).unsqueeze(2);                     // [B, Tb, 1]
         var kp = positions.narrow(1, lo, e - lo).unsqueeze(1);                   // [B, 1, Kb]
         var kv = valid.narrow(1, lo, e - lo).unsqueeze(1);
-        var causal = (kp <= qp).logical_and(distance.ge(0)).logical_and(kv);
+        var causal = (kp <= qp).logical_and(distance.Ge(0)).logical_and(kv);
         var inWindow = shape == LolcatsWindowShape.Sw
-            ? kp > qp - window
-            : kp.div(window, rounding_mode: RoundingMode.floor) >= qp.div(window, rounding_mode: RoundingMode.floor) - 1;
-        var w = causal.logical_and(inWindow).logical_and(distance < lag);
-        var linear = causal.logical_and(inWindow.logical_not()).logical_or(distance.ge(lag).logical_and(kv));
+            ? kp > qp.Minus(window)
+            : kp.FloorDiv(window) >= qp.FloorDiv(window).Minus(1);
+        var w = causal.logical_and(inWindow).logical_and(distance.Lt(lag));
+        var linear = causal.logical_and(inWindow.logical_not()).logical_or(distance.Ge(lag).logical_and(kv));
+
         return (w.unsqueeze(1), linear.unsqueeze(1));
     }
 }

@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -22,15 +23,16 @@ public static class HybridWindowLinearQuadratic
         using var scope = NewDisposeScope();
         long h = q.shape[1], d = q.shape[3];
         var (w, l) = Masks(positions, valid, window, shape);
-        var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(d);
-        var masked = scores.masked_fill(w.logical_not(), float.MinValue);
+        var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)).Over(Math.Sqrt(d));
+        var masked = scores.MaskedFill(w.logical_not(), float.MinValue);
         var c = masked.amax(new long[] { -1 }, keepdim: true); // not detached: c shifts the window/linear balance
-        c = c.masked_fill(w.any(-1, keepdim: true).logical_not(), 0);
-        var a = gamma.to(ScalarType.Float32).view(1, h, 1, 1) * (masked - c).exp() * w.to(ScalarType.Float32) +
-                lambda.to(ScalarType.Float32).view(1, h, 1, 1) *
+        c = c.MaskedFill(w.any(-1, keepdim: true).logical_not(), 0);
+        var windowPart = gamma.to(ScalarType.Float32).view(1, h, 1, 1) * (masked - c).exp() * w.to(ScalarType.Float32);
+        var linearPart = lambda.to(ScalarType.Float32).view(1, h, 1, 1) *
                 fq.to(ScalarType.Float32).matmul(fk.to(ScalarType.Float32).transpose(-2, -1)) * l.to(ScalarType.Float32);
+        var a = windowPart.Plus(linearPart);
         var sum = a.sum(-1, keepdim: true);
-        var weights = a / (sum + sum.eq(0).to(ScalarType.Float32).detach());
+        var weights = a / sum.Plus(sum.Eq(0).to(ScalarType.Float32).detach());
         var output = weights.matmul(v.to(ScalarType.Float32));
         return (output.MoveToOuterDisposeScope(), weights.MoveToOuterDisposeScope());
     }
@@ -45,8 +47,9 @@ public static class HybridWindowLinearQuadratic
         long t = positions.shape[1];
         causal = causal.logical_and(ones(t, t, dtype: ScalarType.Bool, device: positions.device).tril().unsqueeze(0));
         var inWindow = shape == LolcatsWindowShape.Sw
-            ? kp > qp - window
-            : kp.div(window, rounding_mode: RoundingMode.floor) >= qp.div(window, rounding_mode: RoundingMode.floor) - 1;
+            ? kp > qp.Minus(window)
+            : kp.FloorDiv(window) >= qp.FloorDiv(window).Minus(1);
+
         return (causal.logical_and(inWindow).unsqueeze(1), causal.logical_and(inWindow.logical_not()).unsqueeze(1));
     }
 }

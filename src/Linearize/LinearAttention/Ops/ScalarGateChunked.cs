@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -20,7 +21,7 @@ public static class ScalarGateChunked
         if (t == 0)
             return (zeros(b, 0, h, dv, device: q.device).MoveToOuterDisposeScope(), state.MoveToOuterDisposeScope());
 
-        var qc = ChunkLayout.Fold(q, chunkSize) * scale;                 // [B, H, N, C, K]
+        var qc = ChunkLayout.Fold(q, chunkSize).Times(scale);            // [B, H, N, C, K]
         var kc = ChunkLayout.Fold(k, chunkSize);
         var vc = ChunkLayout.Fold(v, chunkSize);
         var gamma = ChunkLayout.Fold(g.unsqueeze(-1), chunkSize).cumsum(3); // [B, H, N, C, 1]
@@ -28,7 +29,8 @@ public static class ScalarGateChunked
 
         var logDecay = gamma - gamma.transpose(-2, -1);                     // [B, H, N, C, C]: Γ_i − Γ_j
         var causal = ChunkLayout.Causal(chunkSize, q.device);
-        var decay = logDecay.masked_fill(causal.logical_not(), float.NegativeInfinity).exp();
+        var decay = logDecay.MaskedFill(causal.logical_not(), float.NegativeInfinity).exp();
+
         var intraOut = (qc.matmul(kc.transpose(-2, -1)) * decay).matmul(vc);
 
         var qDecayed = qc * gamma.exp();

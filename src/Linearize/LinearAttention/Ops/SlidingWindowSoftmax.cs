@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;
@@ -28,7 +29,7 @@ public static class SlidingWindowSoftmax
         long group = h / hkv;
         double scale = 1.0 / Math.Sqrt(d);
         valid ??= ones(b, t, dtype: ScalarType.Bool, device: q.device);
-        var qf = q.to(ScalarType.Float32) * scale;
+        var qf = q.to(ScalarType.Float32).Times(scale);
         var kf = k.to(ScalarType.Float32);
         var vf = v.to(ScalarType.Float32);
         Tensor? ck = null, cv = null, cp = null, cvalid = null;
@@ -82,9 +83,10 @@ public static class SlidingWindowSoftmax
 
             var queryPos = positions.narrow(1, start, end - start).unsqueeze(2); // [B, Tb, 1]
             var visible = (keyPos <= queryPos).logical_and(keyValid)
-                .logical_and((keyPos > queryPos - window).logical_or(keyPos < sinks)); // [B, Tb, K]
+                .logical_and((keyPos > queryPos.Minus(window)).logical_or(keyPos.Lt(sinks))); // [B, Tb, K]
             var scores = qf.narrow(2, start, end - start).matmul(keys.transpose(-2, -1)); // [B, H, Tb, K]
-            scores = scores.masked_fill(visible.logical_not().unsqueeze(1), float.MinValue);
+            scores = scores.MaskedFill(visible.logical_not().unsqueeze(1), float.MinValue);
+
             outputs.Add(scores.softmax(-1).matmul(values));
         }
 

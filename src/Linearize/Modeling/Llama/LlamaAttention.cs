@@ -1,5 +1,6 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.Modeling.Llama;
@@ -79,9 +80,10 @@ public sealed class LlamaAttention : ProjectedMixer
             }
 
             var allowed = AttentionMasks.Causal(past, t, s, keyPadding, window, q.device);
-            var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)) / Math.Sqrt(d);
+            var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-2, -1)).Over(Math.Sqrt(d));
             // A fully padded query row would softmax to NaN; the finite minimum keeps it uniform (and it is never read).
-            scores = scores.masked_fill(allowed.logical_not(), float.MinValue);
+            scores = scores.MaskedFill(allowed.logical_not(), float.MinValue);
+
             o = scores.softmax(-1).to(v.dtype).matmul(v);
         }
 

@@ -1,5 +1,6 @@
 using Linearize.Checkpoints;
 using TorchSharp.Utils;
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.Modeling.Llama;
@@ -30,8 +31,9 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, AttentionContext, Tens
     public override Tensor forward(Tensor x, AttentionContext ctx)
     {
         using var scope = NewDisposeScope();
-        var h = x + _selfAttn.forward(_inputLayerNorm.forward(x), ctx);
-        var o = h + _mlp.forward(_postAttentionLayerNorm.forward(h));
+        var h = x.Plus(_selfAttn.forward(_inputLayerNorm.forward(x), ctx));
+        var o = h.Plus(_mlp.forward(_postAttentionLayerNorm.forward(h)));
+
         return o.MoveToOuterDisposeScope();
     }
 }

@@ -1,5 +1,6 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -62,13 +63,13 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
                 throw new ArgumentException(
                     $"attention mask has shape [{string.Join(", ", attentionMask.shape)}], expected [{b}, {past + t}]");
             var m = attentionMask.to(ScalarType.Int64);
-            positions = (m.cumsum(1) - 1).clamp_min(0).narrow(1, past, t);
+            positions = m.cumsum(1).Minus(1).ClampMin(0).narrow(1, past, t);
             if (m.min().item<long>() == 0)
                 keyPadding = m.to(ScalarType.Bool);
         }
         else
         {
-            positions = torch.arange(past, past + t, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0).expand(b, t);
+            positions = TorchArithmetic.Arange(past, past + t, ScalarType.Int64, inputIds.device).unsqueeze(0).expand(b, t);
         }
 
         var h = _embedTokens.forward(inputIds);
@@ -91,7 +92,8 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
             throw new ArgumentOutOfRangeException(nameof(from), $"layers [{from}, {to}) of {_layers.Count}");
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
-        var positions = torch.arange(t, dtype: ScalarType.Int64, device: hidden.device).unsqueeze(0).expand(b, t);
+        var positions = TorchArithmetic.Arange(t, ScalarType.Int64, hidden.device).unsqueeze(0).expand(b, t);
+
         var (cos, sin) = _rope.Get(positions, hidden.dtype);
         var ctx = new AttentionContext(positions, cos, sin, 0, null, null);
         var h = hidden;

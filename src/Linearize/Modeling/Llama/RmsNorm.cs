@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -26,8 +27,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x.to(ScalarType.Float32);
-        var variance = h.pow(2).mean(new long[] { -1 }, keepdim: true);
-        h = h * torch.rsqrt(variance + _eps);
+        var variance = h.square().mean(new long[] { -1 }, keepdim: true);
+        h = h * torch.rsqrt(variance.Plus(_eps));
+
         return (_weight * h.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }

@@ -1,4 +1,5 @@
 using Linearize.Checkpoints;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -24,12 +25,12 @@ public sealed class RotaryEmbedding : IDisposable
         using (var scope = NewDisposeScope())
         {
             // inv_freq = 1 / theta^(arange(0, d, 2) / d), in float32 as transformers computes it.
-            var exponents = torch.arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / headDim;
-            var invFreq = 1.0f / torch.pow(torch.tensor((float)theta), exponents);
+            var exponents = TorchArithmetic.Arange(0, headDim, 2, ScalarType.Int64).to(ScalarType.Float32).Over(headDim);
+            var invFreq = torch.pow(torch.tensor((float)theta), exponents).reciprocal();
             invFreq = scaling.Type switch
             {
                 RopeScalingType.None => invFreq,
-                RopeScalingType.Linear => invFreq / (float)scaling.Factor,
+                RopeScalingType.Linear => invFreq.Over((float)scaling.Factor),
                 RopeScalingType.Llama3 => Llama3(invFreq, scaling),
                 _ => throw new ArgumentOutOfRangeException(nameof(scaling)),
             };
@@ -48,11 +49,12 @@ public sealed class RotaryEmbedding : IDisposable
     {
         double lowWavelen = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
         double highWavelen = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
-        var wavelen = 2 * Math.PI / invFreq;
-        var scaled = torch.where(wavelen > lowWavelen, invFreq / (float)s.Factor, invFreq);
-        var smooth = (s.OriginalMaxPositionEmbeddings / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
-        var smoothed = (1 - smooth) * scaled / (float)s.Factor + smooth * scaled;
-        var isMedium = (wavelen >= highWavelen).logical_and(wavelen <= lowWavelen);
+        var wavelen = invFreq.reciprocal().Times(2 * Math.PI);
+        var scaled = torch.where(wavelen.Gt(lowWavelen), invFreq.Over((float)s.Factor), invFreq);
+        var smooth = wavelen.reciprocal().Times(s.OriginalMaxPositionEmbeddings).Minus(s.LowFreqFactor)
+            .Over(s.HighFreqFactor - s.LowFreqFactor);
+        var smoothed = (smooth.OneMinus() * scaled).Over((float)s.Factor).Plus(smooth * scaled);
+        var isMedium = wavelen.Ge(highWavelen).logical_and(wavelen.Le(lowWavelen));
         return torch.where(isMedium, smoothed, scaled).to(ScalarType.Float32);
     }
 
@@ -62,7 +64,7 @@ public sealed class RotaryEmbedding : IDisposable
             return;
         long capacity = Math.Max(length, Math.Max(1024, _cos.shape[0] * 2));
         using var scope = NewDisposeScope();
-        var positions = torch.arange(capacity, dtype: ScalarType.Float32);
+        var positions = TorchArithmetic.Arange(capacity, ScalarType.Float32);
         var freqs = positions.unsqueeze(1) * _invFreq.unsqueeze(0); // [capacity, d/2]
         var emb = torch.cat(new[] { freqs, freqs }, dim: 1);
         _cos.Dispose();
@@ -92,7 +94,8 @@ public sealed class RotaryEmbedding : IDisposable
         var x1 = x.narrow(-1, 0, half);
         var x2 = x.narrow(-1, half, half);
         var rotated = torch.cat(new[] { -x2, x1 }, dim: -1);
-        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
+        return (x * cos).Plus(rotated * sin).MoveToOuterDisposeScope();
+
     }
 
     public void Dispose()

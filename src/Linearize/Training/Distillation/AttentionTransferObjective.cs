@@ -3,6 +3,7 @@ using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
 using Linearize.Modeling.Llama;
 using Linearize.Training.Data;
+using Linearize.Modeling;
 using static TorchSharp.torch;
 
 namespace Linearize.Training.Distillation;
@@ -40,7 +41,8 @@ public sealed class AttentionTransferObjective(double mseFactor = AttentionTrans
         {
             forward(recorder);
             var (mse, xent) = recorder.Means();
-            return mse * mseFactor + xent * xentFactor;
+            return mse.Times(mseFactor).Plus(xent.Times(xentFactor));
+
         }
         finally
         {

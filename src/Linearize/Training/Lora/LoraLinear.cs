@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -52,8 +53,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var h = x.to(ScalarType.Float32);
         if (_dropout > 0 && training)
             h = nn.functional.dropout(h, _dropout, training: true);
-        var update = _loraB.forward(_loraA.forward(h)) * _scale;
-        return (y + update.to(y.dtype)).MoveToOuterDisposeScope();
+        var update = _loraB.forward(_loraA.forward(h)).Times(_scale);
+        return y.Plus(update.to(y.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>A plain linear layer with <c>W + scale · B A</c> folded in (float32 arithmetic, base dtype result).</summary>
@@ -63,8 +64,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var merged = nn.Linear(w.shape[1], w.shape[0], hasBias: _base.bias is not null, dtype: w.dtype);
         using (no_grad())
         {
-            var delta = _loraB.weight!.matmul(_loraA.weight!) * _scale;
-            merged.weight!.copy_((w.to(ScalarType.Float32) + delta).to(w.dtype));
+            var delta = _loraB.weight!.matmul(_loraA.weight!).Times(_scale);
+            merged.weight!.copy_(w.to(ScalarType.Float32).Plus(delta).to(w.dtype));
+
             if (_base.bias is not null)
                 merged.bias!.copy_(_base.bias);
         }

@@ -1,3 +1,4 @@
+using Linearize.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -63,11 +64,12 @@ public sealed class AdamW : IDisposable
             var m = _m[name];
             var v = _v[name];
             var p32 = p.to(ScalarType.Float32);
-            p32.mul_(1 - LearningRate * WeightDecay);
-            m.mul_(Beta1).add_(g, alpha: 1 - Beta1);
-            v.mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
-            var denom = (v / bc2).sqrt_().add_(Eps);
-            p32.addcdiv_(m, denom, value: -LearningRate / bc1);
+            p32.TimesInPlace(1 - LearningRate * WeightDecay);
+            m.TimesInPlace(Beta1).PlusScaledInPlace(g, 1 - Beta1);
+            v.TimesInPlace(Beta2).PlusProductInPlace(g, g, 1 - Beta2);
+            var denom = v.Over(bc2).sqrt_().PlusInPlace(Eps);
+            p32.PlusQuotientInPlace(m, denom, -LearningRate / bc1);
+
             p.copy_(p32);
         }
     }
