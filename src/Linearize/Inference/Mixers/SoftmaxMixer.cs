@@ -22,7 +22,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     /// <summary>Prefill: query rows per unit (each unit streams its keys once for all of them and their group's heads).</summary>
     private const int QueryTile = 16;
 
-    /// <summary>Prefill: keys per block of the online softmax (a block of keys and values stays in L1); <see cref="BlockScores"/>
+    /// <summary>Prefill: keys per block of the online softmax (a block of keys and values stays in L1); <see cref="BlockScores4"/>
     /// holds one block in four 16-lane registers.</summary>
     private const int KeyBlock = 64;
 
@@ -146,7 +146,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
 
     /// <summary>Prefill scratch per unit: per (row, head) the running max, sum and weighted values [D], then the scores
     /// of one key block, then the block's keys transposed <c>[D, KeyBlock]</c>.</summary>
-    private long PrefillUnitFloats => (long)QueryTile * Group * (2 + HeadDim) + KeyBlock + (long)HeadDim * KeyBlock + 16;
+    private long PrefillUnitFloats => (long)QueryTile * Group * (2 + HeadDim) + KeyBlock + (long)HeadDim * KeyBlock + (long)RowTile * KeyBlock + 16;
 
     /// <summary>Whether the vectorized prefill tile applies (head dims in whole 512-bit vectors).</summary>
     private bool WideTile => Vector512.IsHardwareAccelerated && HeadDim % 16 == 0;
@@ -189,6 +189,14 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                 }
             }
 
+            if (wide)
+            {
+                for (int j = 0; j < g; j++)
+                    for (int r = r0; r < r1; r += RowTile)
+                        WideRows(ctx, kv, kvHead, j, first, origin, r0, Math.Min(r1, r + RowTile) - r, r, k0, k1, state, scores, keysT);
+                continue;
+            }
+
             for (int r = r0; r < r1; r++)
             {
                 long pos = origin + (r - first);
@@ -201,29 +209,11 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                     float* st = state + (long)((r - r0) * g + j) * slot;
                     float* sc = scores + (from - k0);
                     int n = to - from;
-                    if (wide)
-                        BlockScores(q, keysT, d, scores);
-                    else
-                        for (int k = from; k < to; k++)
-                            sc[k - from] = VectorOps.Dot(q, kv.Key(kvHead, k), d);
-                    var span = new Span<float>(sc, n);
-                    float newMax = MathF.Max(st[0], TensorPrimitives.Max((ReadOnlySpan<float>)span));
-                    float correction = MathF.Exp(st[0] - newMax); // 0 on the first block (e^{−∞})
-                    if (correction != 1f)
-                    {
-                        st[1] *= correction;
-                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(st + 2, d), correction, new Span<float>(st + 2, d));
-                    }
-
-                    TensorPrimitives.Subtract(span, newMax, span);
-                    TensorPrimitives.Exp(span, span);
-                    st[0] = newMax;
-                    st[1] += TensorPrimitives.Sum((ReadOnlySpan<float>)span);
-                    if (wide)
-                        WeightedValues(sc, kv.Value(kvHead, from), n, d, st + 2);
-                    else
-                        for (int k = 0; k < n; k++)
-                            VectorOps.Axpy(sc[k], kv.Value(kvHead, from + k), st + 2, d);
+                    for (int k = from; k < to; k++)
+                        sc[k - from] = VectorOps.Dot(q, kv.Key(kvHead, k), d);
+                    Accumulate(st, sc, n, d);
+                    for (int k = 0; k < n; k++)
+                        VectorOps.Axpy(sc[k], kv.Value(kvHead, from + k), st + 2, d);
                 }
             }
         }
@@ -236,25 +226,155 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
             }
     }
 
-    /// <summary><c>scores[k] = q · keysT[:, k]</c> for the <see cref="KeyBlock"/> keys of a transposed block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BlockScores(float* q, float* keysT, int d, float* scores)
+    /// <summary>Prefill, wide path: query rows handled together per key block, sharing each load of the block's keys
+    /// and values (one row per register set; <see cref="RowTile"/> sets fit the 32 vector registers).</summary>
+    private const int RowTile = 4;
+
+    /// <summary>
+    /// One key block for <paramref name="count"/> (≤ <see cref="RowTile"/>) consecutive rows from <paramref name="r"/>
+    /// and one head of the group: scores of all four rows in one pass over the transposed keys, each row's online
+    /// softmax update, then the weighted values — together when the rows see the same keys (every block but the
+    /// diagonal and a window's edge), else row by row. Each row's arithmetic is the same whichever rows share its tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void WideRows(StepContext ctx, KvState kv, int kvHead, int j, int first, long origin, int r0, int count, int r,
+        int k0, int k1, float* state, float* scores, float* keysT)
     {
-        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-        for (int c = 0; c < d; c++)
+        int d = HeadDim, g = Group, slot = 2 + d;
+        var from = stackalloc int[RowTile];
+        var to = stackalloc int[RowTile];
+        var q = stackalloc nint[RowTile];
+        var sc = stackalloc nint[RowTile];
+        float* rowScores = scores + KeyBlock + (long)d * KeyBlock; // RowTile × KeyBlock after the transposed keys
+        bool same = true, any = false;
+        for (int i = 0; i < RowTile; i++)
         {
-            var qc = Vector512.Create(q[c]);
-            float* row = keysT + c * KeyBlock;
-            s0 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row), s0);
-            s1 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row + 16), s1);
-            s2 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row + 32), s2);
-            s3 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(row + 48), s3);
+            int row = r + Math.Min(i, count - 1); // a short tile repeats its last row; only `count` rows are used
+            long pos = origin + (row - first);
+            from[i] = Math.Max(k0, Visible((int)pos + 1).Start);
+            to[i] = (int)Math.Min(k1, pos + 1);
+            q[i] = (nint)(ctx.QRotated(row) + (long)(kvHead * g + j) * d);
+            sc[i] = (nint)(rowScores + i * KeyBlock);
+            if (i < count)
+            {
+                any |= from[i] < to[i];
+                same &= from[i] == from[0] && to[i] == to[0];
+            }
         }
 
-        s0.Store(scores);
-        s1.Store(scores + 16);
-        s2.Store(scores + 32);
-        s3.Store(scores + 48);
+        if (!any)
+            return;
+        BlockScores4((float*)q[0], (float*)q[1], (float*)q[2], (float*)q[3], keysT, d,
+            (float*)sc[0], (float*)sc[1], (float*)sc[2], (float*)sc[3]);
+        for (int i = 0; i < count; i++)
+            if (from[i] < to[i])
+                Accumulate(state + (long)((r + i - r0) * g + j) * slot, (float*)sc[i] + (from[i] - k0), to[i] - from[i], d);
+
+        if (same && count == RowTile && from[0] < to[0])
+        {
+            int n = to[0] - from[0], off = from[0] - k0;
+            float* st0 = state + (long)((r - r0) * g + j) * slot;
+            WeightedValues4((float*)sc[0] + off, (float*)sc[1] + off, (float*)sc[2] + off, (float*)sc[3] + off,
+                kv.Value(kvHead, from[0]), n, d, st0 + 2, st0 + g * slot + 2, st0 + 2 * g * slot + 2, st0 + 3 * g * slot + 2);
+            return;
+        }
+
+        for (int i = 0; i < count; i++)
+            if (from[i] < to[i])
+                WeightedValues((float*)sc[i] + (from[i] - k0), kv.Value(kvHead, from[i]), to[i] - from[i], d,
+                    state + (long)((r + i - r0) * g + j) * slot + 2);
+    }
+
+    /// <summary>The online-softmax update of one (row, head) state <c>[max, sum, acc[D]]</c> for the scores of one
+    /// key block: rescale by e^{old max − new max}, then turn the scores into weights e^{s − max} in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(float* st, float* sc, int n, int d)
+    {
+        var span = new Span<float>(sc, n);
+        float newMax = MathF.Max(st[0], TensorPrimitives.Max((ReadOnlySpan<float>)span));
+        float correction = MathF.Exp(st[0] - newMax); // 0 on the first block (e^{−∞})
+        if (correction != 1f)
+        {
+            st[1] *= correction;
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(st + 2, d), correction, new Span<float>(st + 2, d));
+        }
+
+        TensorPrimitives.Subtract(span, newMax, span);
+        TensorPrimitives.Exp(span, span);
+        st[0] = newMax;
+        st[1] += TensorPrimitives.Sum((ReadOnlySpan<float>)span);
+    }
+
+    /// <summary><c>s_i[k] = q_i · keysT[:, k]</c> for the <see cref="KeyBlock"/> keys of a transposed block and four
+    /// query rows: each load of the keys feeds four rows' FMAs; each row's chain runs over the head dim in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockScores4(float* q0, float* q1, float* q2, float* q3, float* keysT, int d,
+        float* s0, float* s1, float* s2, float* s3)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        for (int c = 0; c < d; c++)
+        {
+            float* row = keysT + c * KeyBlock;
+            var k0 = Vector512.Load(row);
+            var k1 = Vector512.Load(row + 16);
+            var k2 = Vector512.Load(row + 32);
+            var k3 = Vector512.Load(row + 48);
+            var x = Vector512.Create(q0[c]);
+            a0 = Vector512.FusedMultiplyAdd(x, k0, a0);
+            a1 = Vector512.FusedMultiplyAdd(x, k1, a1);
+            a2 = Vector512.FusedMultiplyAdd(x, k2, a2);
+            a3 = Vector512.FusedMultiplyAdd(x, k3, a3);
+            x = Vector512.Create(q1[c]);
+            b0 = Vector512.FusedMultiplyAdd(x, k0, b0);
+            b1 = Vector512.FusedMultiplyAdd(x, k1, b1);
+            b2 = Vector512.FusedMultiplyAdd(x, k2, b2);
+            b3 = Vector512.FusedMultiplyAdd(x, k3, b3);
+            x = Vector512.Create(q2[c]);
+            c0 = Vector512.FusedMultiplyAdd(x, k0, c0);
+            c1 = Vector512.FusedMultiplyAdd(x, k1, c1);
+            c2 = Vector512.FusedMultiplyAdd(x, k2, c2);
+            c3 = Vector512.FusedMultiplyAdd(x, k3, c3);
+            x = Vector512.Create(q3[c]);
+            e0 = Vector512.FusedMultiplyAdd(x, k0, e0);
+            e1 = Vector512.FusedMultiplyAdd(x, k1, e1);
+            e2 = Vector512.FusedMultiplyAdd(x, k2, e2);
+            e3 = Vector512.FusedMultiplyAdd(x, k3, e3);
+        }
+
+        a0.Store(s0); a1.Store(s0 + 16); a2.Store(s0 + 32); a3.Store(s0 + 48);
+        b0.Store(s1); b1.Store(s1 + 16); b2.Store(s1 + 32); b3.Store(s1 + 48);
+        c0.Store(s2); c1.Store(s2 + 16); c2.Store(s2 + 32); c3.Store(s2 + 48);
+        e0.Store(s3); e1.Store(s3 + 16); e2.Store(s3 + 32); e3.Store(s3 + 48);
+    }
+
+    /// <summary><see cref="WeightedValues"/> for four rows over the same keys: each value load feeds four rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WeightedValues4(float* p0, float* p1, float* p2, float* p3, float* values, int n, int d,
+        float* acc0, float* acc1, float* acc2, float* acc3)
+    {
+        for (int c = 0; c < d; c += 16)
+        {
+            var a0 = Vector512.Load(acc0 + c);
+            var a1 = Vector512.Load(acc1 + c);
+            var a2 = Vector512.Load(acc2 + c);
+            var a3 = Vector512.Load(acc3 + c);
+            for (int k = 0; k < n; k++)
+            {
+                var v = Vector512.Load(values + (long)k * d + c);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(p0[k]), v, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(p1[k]), v, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(p2[k]), v, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(p3[k]), v, a3);
+            }
+
+            a0.Store(acc0 + c);
+            a1.Store(acc1 + c);
+            a2.Store(acc2 + c);
+            a3.Store(acc3 + c);
+        }
     }
 
     /// <summary><c>acc += Σ_k p[k] · values[k]</c> over <paramref name="n"/> consecutive value rows of <paramref name="d"/>
