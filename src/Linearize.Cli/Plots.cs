@@ -4,8 +4,8 @@ namespace Linearize.Cli;
 public static class Plots
 {
     /// <summary>One line; <paramref name="RightAxis"/> draws it against the right-hand y axis (a second unit).</summary>
-    /// <param name="Markers">Draw a marker at every point, in a colour of its own, on top of the other lines (sparse
-    /// series such as validation loss, which a dense training line would otherwise hide).</param>
+    /// <param name="Markers">Draw a marker at every point, on top of the other lines (sparse series such as validation
+    /// loss, which a dense training line would otherwise hide; a single marked series gets a colour of its own).</param>
     public sealed record Series(string Label, double[] Xs, double[] Ys, bool RightAxis = false, bool Markers = false);
 
     /// <param name="integerX">The x values are counts (optimizer steps): ticks only at whole numbers, even for a short run.</param>
@@ -32,7 +32,10 @@ public static class Plots
             scatter.LegendText = s.Label;
             if (s.Markers)
             {
-                scatter.Color = ScottPlot.Colors.OrangeRed;
+                // One marked series over dense lines stands out in a colour of its own; several marked series (one per
+                // model) keep the palette's, or every model would be drawn in the same colour.
+                if (series.Count(x => x.Markers) == 1)
+                    scatter.Color = ScottPlot.Colors.OrangeRed;
                 scatter.MarkerSize = 9;
                 scatter.MarkerShape = ScottPlot.MarkerShape.FilledCircle;
                 scatter.LineWidth = 2;

@@ -50,6 +50,16 @@ public sealed class ReportAndOutputTests
     }
 
     [Fact]
+    public void EveryModelsMarkedLineHasItsOwnColour()
+    {
+        double[] xs = { 512, 4096 };
+        var plot = Linearize.Cli.Plots.Build("prefill", "prompt tokens", "tok/s",
+            new[] { "teacher", "liger-gla", "lolcats" }.Select((m, i) => new Linearize.Cli.Plots.Series(m, xs, new double[] { i, i + 1 }, Markers: true)).ToList(),
+            logX: true);
+        Assert.Equal(3, plot.GetPlottables<ScottPlot.Plottables.Scatter>().Select(s => s.Color).Distinct().Count());
+    }
+
+    [Fact]
     public void AShortRunsLossPlotHasWholeStepTicks()
     {
         var plot = Linearize.Cli.Plots.Build("loss", "optimizer step", "loss",
