@@ -1,4 +1,5 @@
 using System.CommandLine;
+using TorchSharp;
 using Linearize.Training;
 using Linearize.Training.Data;
 using Linearize.Training.Lora;
@@ -31,6 +32,10 @@ public sealed class TrainingCliOptions
     public Option<double> MaxGradNorm { get; } = new("--max-grad-norm") { Description = "Clip the global gradient norm (0 = off)", DefaultValueFactory = _ => 1.0 };
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed for LoRA init, data order and dropout", DefaultValueFactory = _ => 0 };
 
+    /// <summary>libtorch's intra-op threads; by default one per core that other work leaves idle when the run starts
+    /// (<see cref="FreeCores"/>).</summary>
+    public Option<int?> Threads { get; } = new("--threads") { Description = "libtorch threads (default: the cores other work leaves idle when the run starts)" };
+
     private readonly bool _lora;
 
     public TrainingCliOptions() : this(null)
@@ -62,9 +67,28 @@ public sealed class TrainingCliOptions
     public void AddTo(Command command)
     {
         foreach (var o in new Option[] { Data, ValData, TextSplit, SkipDocs, ValRecords, SkipBad, Targets, Rank, Alpha, Dropout, Lr, WeightDecay,
-                     Schedule, Warmup, SeqLen, BatchSize, GradAccum, Epochs, MaxSteps, EvalEvery, MaxGradNorm, Seed })
+                     Schedule, Warmup, SeqLen, BatchSize, GradAccum, Epochs, MaxSteps, EvalEvery, MaxGradNorm, Seed, Threads })
             if (_lora || (o != Targets && o != Rank && o != Alpha && o != Dropout))
                 command.Add(o);
+    }
+
+    /// <summary>Sets libtorch's threads (process-wide): <c>--threads</c>, or else the cores idle over a quarter of a
+    /// second, when fewer than libtorch's default; says so on stderr when it leaves cores out.</summary>
+    public void ApplyThreads(ParseResult r)
+    {
+        if (r.GetValue(Threads) is int threads)
+        {
+            if (threads < 1)
+                throw new LinearizeException($"--threads must be at least 1, got {threads}");
+            torch.set_num_threads(threads);
+            return;
+        }
+
+        int free = FreeCores.Measure(TimeSpan.FromMilliseconds(250)), current = torch.get_num_threads();
+        if (free >= current)
+            return;
+        torch.set_num_threads(free);
+        Console.Error.WriteLine($"threads: {free} (other work keeps {Plural.Of(Environment.ProcessorCount - free, "core")} busy; --threads N to choose)");
     }
 
     public TrainingOptions Training(ParseResult r) => new()

@@ -35,6 +35,7 @@ public static class DistillCommand
             command.Add(o);
         command.SetAction(r => CliRunner.Run(() =>
         {
+            training.ApplyThreads(r);
             string outDir = r.GetValue(output)!;
             int? k = r.GetValue(blockSize);
             bool onlyPrepare = r.GetValue(prepare), onlyGather = r.GetValue(gather);

@@ -39,6 +39,7 @@ public static class PipelineCommand
         training.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
         {
+            training.ApplyThreads(r);
             string outDir = r.GetValue(output)!;
             conversion.Validate(r);
             OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: r.GetValue(resume), r.GetValue(model.Model), r.GetValue(model.Tokenizer),

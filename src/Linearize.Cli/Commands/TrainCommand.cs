@@ -31,6 +31,7 @@ public static class TrainCommand
         command.Add(trainModules);
         command.SetAction(r => CliRunner.Run(() =>
         {
+            training.ApplyThreads(r);
             string outDir = r.GetValue(output)!;
             if (File.Exists(outDir))
                 throw new LinearizeException($"{outDir}: exists and is a file; --out must be a directory");

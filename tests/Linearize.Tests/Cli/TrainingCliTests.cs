@@ -61,4 +61,29 @@ public sealed class TrainingCliTests
         Assert.Equal(1, exit);
         Assert.Contains("--targets: unknown module 'zz'", err);
     }
+
+    [Fact]
+    public void ThreadsSetsLibtorchsThreadsAndRefusesZero()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run");
+        int before = TorchSharp.torch.get_num_threads();
+        int wanted = before == 1 ? 2 : 1; // a value the run has to change
+        try
+        {
+            var (exit, _, err) = CliHarness.Run("train", "--model", SampleData.Stories260KDir, "--data", SampleData.TinyStoriesExcerpt, "--skip-docs", "1000",
+                "--seq-len", "32", "--grad-accum", "1", "--max-steps", "1", "--val-records", "2", "--threads", wanted.ToString(), "--out", run);
+            Assert.True(exit == 0, err);
+            Assert.Equal(wanted, TorchSharp.torch.get_num_threads());
+        }
+        finally
+        {
+            TorchSharp.torch.set_num_threads(before);
+        }
+
+        var refused = CliHarness.Run("train", "--model", SampleData.Stories260KDir, "--data", SampleData.TinyStoriesExcerpt, "--threads", "0", "--out", dir.File("o"));
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains("--threads must be at least 1, got 0", refused.Err);
+        Assert.False(Directory.Exists(dir.File("o")));
+    }
 }
