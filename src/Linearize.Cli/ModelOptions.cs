@@ -8,7 +8,7 @@ public sealed class ModelOptions
 {
     public Option<string> Model { get; } = new("--model", "-m")
     {
-        Description = "Model: a Hugging Face directory (config.json + safetensors), a llama2.c .bin, or a directory holding one .bin and its tok*.bin",
+        Description = "Model: a Hugging Face directory (config.json + safetensors; the Liger authors' liger_* directories too), a llama2.c .bin, or a directory holding one .bin and its tok*.bin",
         Required = true,
     };
 

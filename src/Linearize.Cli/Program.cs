@@ -42,6 +42,8 @@ public static class Program
         MergeCommand.Create(),
         PipelineCommand.Create(),
         ImportLlama2cCommand.Create(),
+        ImportLolcatsCommand.Create(),
+        ExportCommand.Create(),
         BenchCommand.Create(),
         CreateRandomCommand.Create(),
         DataCommand.Create(),

@@ -45,6 +45,7 @@ public static class InspectCommand
                 tokenizer = tokenizer?.Description,
                 tokenizer_path = source.TokenizerPath,
                 mixers,
+                notes = Linearize.Checkpoints.Authors.LigerFormat.Notes(c),
             };
             if (r.GetValue(json))
             {
@@ -66,6 +67,8 @@ public static class InspectCommand
             var groups = mixers.Select((m, i) => (m, i)).GroupBy(x => x.m)
                 .Select(g => $"{g.Key} × {g.Count()} (layers {LayerRanges(g.Select(x => x.i))})");
             table.AddRow("mixers", Markup.Escape(string.Join("; ", groups)));
+            if (info.notes.Count > 0)
+                table.AddRow("authors' format", Markup.Escape(string.Join("\n", info.notes)));
             ConsoleUi.Out.Write(table);
             return 0;
         }));

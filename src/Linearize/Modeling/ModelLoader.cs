@@ -65,6 +65,13 @@ public static class ModelLoader
         SafetensorsWriter.WriteCheckpoint(directory, tensors, maxShardBytes);
         string dtypeName = model.DType == ScalarType.BFloat16 ? "bfloat16" : model.DType == ScalarType.Float16 ? "float16" : "float32";
         config.With(j => j["torch_dtype"] = dtypeName).Save(Path.Combine(directory, "config.json"));
+        CopyTokenizer(tokenizerPath, directory);
+    }
+
+    /// <summary>Copies a tokenizer file (and, for <c>tokenizer.json</c>, its config and special-tokens map) into a
+    /// model directory, so the directory is self-contained.</summary>
+    public static void CopyTokenizer(string? tokenizerPath, string directory)
+    {
         if (tokenizerPath is null)
             return;
         string tokDir = Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!;

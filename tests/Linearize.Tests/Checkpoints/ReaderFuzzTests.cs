@@ -17,7 +17,7 @@ public sealed class ReaderFuzzTests
 {
     private const int Mutations = 1000;
 
-    private static byte[] Mutate(byte[] original, Random rng)
+    internal static byte[] Mutate(byte[] original, Random rng)
     {
         var bytes = original.ToList();
         int edits = 1 + rng.Next(3);
@@ -83,7 +83,7 @@ public sealed class ReaderFuzzTests
 
     /// <summary>Runs <paramref name="load"/> on <see cref="Mutations"/> mutations of <paramref name="file"/> (restored
     /// after); returns how many loaded and how many were refused.</summary>
-    private static (int Loaded, int Refused) Fuzz(string file, int seed, Action load)
+    internal static (int Loaded, int Refused) Fuzz(string file, int seed, Action load)
     {
         byte[] original = File.ReadAllBytes(file);
         var failures = new List<string>();

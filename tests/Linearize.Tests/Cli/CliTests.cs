@@ -31,7 +31,7 @@ public sealed class CliTests
         var (exit, output, _) = CliHarness.Run("--help");
         Assert.Equal(0, exit);
         Assert.Contains("linearize [command] [options]", output);
-        foreach (var command in new[] { "generate", "eval", "inspect", "convert", "train", "merge", "pipeline", "import-llama2c", "bench", "create-random", "chat", "serve", "distill", "data", "lab" })
+        foreach (var command in new[] { "generate", "eval", "inspect", "convert", "train", "merge", "pipeline", "import-llama2c", "import-lolcats", "export", "bench", "create-random", "chat", "serve", "distill", "data", "lab" })
             Assert.Contains($"  {command} ", output);
         var (subExit, subOutput, _) = CliHarness.Run("eval", "ppl", "--help");
         Assert.Equal(0, subExit);

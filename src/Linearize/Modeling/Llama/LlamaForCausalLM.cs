@@ -37,9 +37,18 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, ModelCache?, Tensor?, T
     /// <summary>The dtype of the weights (float32 or bfloat16).</summary>
     public ScalarType DType => _model.EmbedTokens.weight!.dtype;
 
-    /// <summary>State-dict keys that a checkpoint may contain but this model does not hold (the tied head).</summary>
-    public IReadOnlySet<string> IgnorableCheckpointKeys =>
-        Config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : new HashSet<string>();
+    /// <summary>State-dict keys that a checkpoint may contain but this model does not hold (the tied head; tensors an
+    /// authors' format carries that their layer never reads).</summary>
+    public IReadOnlySet<string> IgnorableCheckpointKeys
+    {
+        get
+        {
+            var keys = new HashSet<string>(Checkpoints.Authors.LigerFormat.IgnoredTensors(Config), StringComparer.Ordinal);
+            if (Config.TieWordEmbeddings)
+                keys.Add("lm_head.weight");
+            return keys;
+        }
+    }
 
     public override Tensor forward(Tensor inputIds, ModelCache? cache, Tensor? attentionMask)
     {
