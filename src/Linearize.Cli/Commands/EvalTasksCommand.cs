@@ -30,13 +30,16 @@ public static class EvalTasksCommand
         var maxLength = new Option<int?>("--max-length") { Description = "Tokens the model sees per request (default: its max_position_embeddings, as lm-eval); longer requests are left-truncated" };
         var json = new Option<bool>("--json") { Description = "Print lm-eval's results JSON instead of a table" };
         var output = new Option<string?>("--output") { Description = "Also write the results JSON to this file" };
+        var engineOptions = new EngineCliOptions();
         var logSamples = new Option<string?>("--log-samples") { Description = "Write one JSONL per task and model into this directory: each document's per-choice log-likelihoods and is_greedy" };
         var command = new Command("tasks",
             "Zero-/few-shot tasks exactly as lm-evaluation-harness scores them (piqa, arc_easy, arc_challenge, hellaswag, winogrande, lambada_openai, mmlu): " +
             "same prompts, choices, context/continuation split, truncation and metrics; BOS is added when the tokenizer adds it. Each context is computed " +
-            "once and its state (KV cache, or recurrent state and window) is shared by its choices.");
+            "once and its state (KV cache, or recurrent state and window) is shared by its choices. The decode engine scores by default; " +
+            "--engine torch scores with the TorchSharp model (the reference; --batch-size applies to it).");
         foreach (var o in new Option[] { models, tokenizer, tasks, fewshot, limit, batch, dataDir, maxLength, json, output, logSamples })
             command.Add(o);
+        engineOptions.AddTo(command);
         command.SetAction(r => CliRunner.Run(() =>
         {
             var taskList = TaskRegistry.Parse(r.GetValue(tasks)!);
@@ -59,7 +62,11 @@ public static class EvalTasksCommand
                 using var _m = llama;
                 if (r.GetValue(maxLength) is int ml)
                     ContextLimit.Check(llama.Config, ml, "--max-length");
-                var evaluator = new TaskEvaluator(llama, tok, r.GetValue(maxLength), r.GetValue(batch));
+                using var engine = engineOptions.Create(r, llama);
+                int contextLength = r.GetValue(maxLength) ?? llama.Config.MaxPositionEmbeddings;
+                var evaluator = engine is null
+                    ? new TaskEvaluator(llama, tok, contextLength, r.GetValue(batch))
+                    : new TaskEvaluator(new EngineLoglikelihoodScorer(engine, tok, contextLength));
                 Console.Error.WriteLine($"• {path}: {string.Join(", ", taskList.Select(t => t.Name))} (max length {evaluator.Scorer.MaxLength}, BOS {(evaluator.Scorer.AddsBos ? "added" : "not added")})");
                 var result = RunWithProgress(evaluator, taskList, data, r.GetValue(fewshot), r.GetValue(limit));
                 Console.Error.WriteLine($"• {path}: {Plural.Of(result.Requests, "request", "N0")}, {result.Tokens:N0} tokens in {result.Seconds:F1} s ({result.TokensPerSecond:F0} tokens/s)");
@@ -70,6 +77,7 @@ public static class EvalTasksCommand
                     ["num_fewshot"] = r.GetValue(fewshot),
                     ["limit"] = r.GetValue(limit),
                     ["batch_size"] = r.GetValue(batch),
+                    ["engine"] = engine is null ? "torch" : engine.Describe(),
                     ["max_length"] = evaluator.Scorer.MaxLength,
                     ["add_bos_token"] = evaluator.Scorer.AddsBos,
                     ["data_dir"] = data,

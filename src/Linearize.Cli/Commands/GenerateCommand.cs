@@ -19,7 +19,7 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "Random seed for sampling", DefaultValueFactory = _ => 0UL };
         var noBos = new Option<bool>("--no-bos") { Description = "Do not prepend the BOS token" };
 
-        var command = new Command("generate", "Generate text from a prompt, streaming it to stdout: TorchSharp prefills the prompt, the decode engine produces each new token (--engine torch: TorchSharp throughout).");
+        var command = new Command("generate", "Generate text from a prompt, streaming it to stdout: the decode engine prefills the prompt and produces each new token (--engine torch: the TorchSharp model throughout, the reference).");
         model.AddTo(command);
         engineOptions.AddTo(command);
         command.Add(prompt);

@@ -87,6 +87,37 @@ public static class TorchArithmetic
         return a.div(s, RoundingMode.floor);
     }
 
+    // Integer overloads keep an integer tensor integer (a double Scalar would promote it to float), as position
+    // arithmetic needs; C# prefers them for integer arguments.
+
+    /// <summary><c>a + b</c> for an integer b.</summary>
+    public static Tensor Plus(this Tensor a, long b)
+    {
+        using var s = b.ToScalar();
+        return a.add(s, One);
+    }
+
+    /// <summary><c>a − b</c> for an integer b.</summary>
+    public static Tensor Minus(this Tensor a, long b)
+    {
+        using var s = b.ToScalar();
+        return a.sub(s);
+    }
+
+    /// <summary><c>a · b</c> for an integer b.</summary>
+    public static Tensor Times(this Tensor a, long b)
+    {
+        using var s = b.ToScalar();
+        return a.mul(s);
+    }
+
+    /// <summary><c>max(a, min)</c> for an integer min.</summary>
+    public static Tensor ClampMin(this Tensor a, long min)
+    {
+        using var s = min.ToScalar();
+        return a.clamp_min(s);
+    }
+
     /// <summary><c>a mod b</c> (sign of b, like Python's %).</summary>
     public static Tensor Mod(this Tensor a, long b)
     {

@@ -15,10 +15,10 @@ namespace Linearize.Evaluation.Tasks;
 /// every continuation then costs only its own tokens. Requests longer than <c>max_length + 1</c> are left-truncated as
 /// lm-eval does and scored in one pass each. Log-softmax in float32; sums in float64.
 /// </summary>
-public sealed class LoglikelihoodScorer
+public sealed class LoglikelihoodScorer : ILoglikelihoodScorer
 {
     private readonly LlamaForCausalLM _model;
-    private readonly TextTokenizer _tokenizer;
+    private readonly RequestEncoder _encoder;
 
     /// <param name="maxLength">The model's context (lm-eval: <c>max_position_embeddings</c>).</param>
     /// <param name="batchSize">Context groups per forward pass.</param>
@@ -30,7 +30,7 @@ public sealed class LoglikelihoodScorer
         if (batchSize < 1)
             throw new LinearizeException($"--batch-size must be at least 1, got {batchSize}");
         _model = model;
-        _tokenizer = tokenizer;
+        _encoder = new RequestEncoder(tokenizer);
         MaxLength = maxLength;
         BatchSize = batchSize;
         BatchTokens = Math.Max(batchTokens, maxLength + 1);
@@ -42,36 +42,14 @@ public sealed class LoglikelihoodScorer
 
     public int BatchTokens { get; }
 
-    /// <summary>Whether BOS starts every context (the project's choice, EVAL.md §2: when the tokenizer adds it).</summary>
-    public bool AddsBos => _tokenizer.AddBosByDefault && _tokenizer.BosId is not null;
+    /// <summary>Whether BOS starts every context (when the tokenizer adds it by default, as lm-eval's HF models do).</summary>
+    public bool AddsBos => _encoder.AddsBos;
 
-    /// <summary>lm-eval's <c>_encode_pair</c>: trailing whitespace of the context moves to the continuation; the
-    /// continuation's tokens are those of <c>encode(context + continuation)</c> after the context's.</summary>
-    public EncodedRequest Encode(TaskRequest request)
-    {
-        string context = request.Context, continuation = request.Continuation;
-        int n = context.Length - RStrip(context).Length;
-        if (n > 0)
-        {
-            continuation = context[^n..] + continuation;
-            context = context[..^n];
-        }
+    /// <summary>lm-eval's <c>_encode_pair</c> (<see cref="RequestEncoder"/>).</summary>
+    public EncodedRequest Encode(TaskRequest request) => _encoder.Encode(request);
 
-        var whole = _tokenizer.Encode(context + continuation, AddsBos);
-        var ctx = _tokenizer.Encode(context, AddsBos);
-        if (ctx.Count == 0)
-            throw new LinearizeException("empty context without a BOS token is not supported");
-        return new EncodedRequest(ctx.ToArray(), whole.Skip(ctx.Count).ToArray());
-    }
-
-    /// <summary>Python's <c>str.rstrip()</c> (every <c>str.isspace</c> character, which adds U+001C–U+001F to .NET's).</summary>
-    internal static string RStrip(string s)
-    {
-        int end = s.Length;
-        while (end > 0 && (char.IsWhiteSpace(s[end - 1]) || s[end - 1] is >= '\u001c' and <= '\u001f'))
-            end--;
-        return s[..end];
-    }
+    /// <summary>Python's <c>str.rstrip()</c>.</summary>
+    internal static string RStrip(string s) => RequestEncoder.RStrip(s);
 
     /// <summary>Scores every request; <paramref name="progress"/> gets (requests done, tokens done).</summary>
     public RequestScore[] Score(IReadOnlyList<EncodedRequest> requests, Action<int, long>? progress = null, CancellationToken cancel = default)
@@ -154,7 +132,7 @@ public sealed class LoglikelihoodScorer
     /// every context has a remainder whose last logits predict its continuations.</summary>
     private List<(int[] Prefix, List<int[]> Members)> Families(IReadOnlyList<EncodedRequest> requests, List<int[]> groups)
     {
-        var sorted = groups.OrderBy(g => requests[g[0]].Context, TokenOrder.Instance).ToList();
+        var sorted = groups.OrderBy(g => requests[g[0]].Context, TokenSequenceComparer.Instance).ToList();
         var families = new List<(int[], List<int[]>)>();
         int start = 0;
         while (start < sorted.Count)
@@ -179,19 +157,6 @@ public sealed class LoglikelihoodScorer
         }
 
         return families;
-    }
-
-    private sealed class TokenOrder : IComparer<int[]>
-    {
-        public static readonly TokenOrder Instance = new();
-
-        public int Compare(int[]? a, int[]? b)
-        {
-            for (int i = 0; i < Math.Min(a!.Length, b!.Length); i++)
-                if (a[i] != b[i])
-                    return a[i].CompareTo(b[i]);
-            return a.Length.CompareTo(b.Length);
-        }
     }
 
     /// <summary>Runs a family's prefix once, then each context's remainder — batched with others of the same length, so no

@@ -5,20 +5,23 @@ using Linearize.Tokenization;
 namespace Linearize.Evaluation.Tasks;
 
 /// <summary>
-/// Runs lm-eval tasks on one model: builds each document's requests, encodes them (<see cref="LoglikelihoodScorer.Encode"/>),
+/// Runs lm-eval tasks on one model: builds each document's requests, encodes them (<see cref="ILoglikelihoodScorer.Encode"/>),
 /// scores them all in one sorted, batched, prefix-sharing pass, and turns the scores into lm-eval's metrics
 /// (EVAL.md §1: acc, acc_norm by character length, LAMBADA's per-document perplexity, MMLU's size-weighted groups).
 /// </summary>
 public sealed class TaskEvaluator
 {
-    private readonly LoglikelihoodScorer _scorer;
+    private readonly ILoglikelihoodScorer _scorer;
 
+    /// <summary>Scores with the TorchSharp model (<see cref="LoglikelihoodScorer"/>).</summary>
     public TaskEvaluator(LlamaForCausalLM model, TextTokenizer tokenizer, int? maxLength = null, int batchSize = 16)
+        : this(new LoglikelihoodScorer(model, tokenizer, maxLength ?? model.Config.MaxPositionEmbeddings, batchSize))
     {
-        _scorer = new LoglikelihoodScorer(model, tokenizer, maxLength ?? model.Config.MaxPositionEmbeddings, batchSize);
     }
 
-    public LoglikelihoodScorer Scorer => _scorer;
+    public TaskEvaluator(ILoglikelihoodScorer scorer) => _scorer = scorer;
+
+    public ILoglikelihoodScorer Scorer => _scorer;
 
     /// <summary>Requests done of the task's total, the task's token rate and time so far, and the whole run's time.</summary>
     public sealed record Progress(string Task, int Done, int Total, double TokensPerSecond, TimeSpan Elapsed, TimeSpan TaskElapsed);
