@@ -44,6 +44,8 @@ public sealed class ConversionCliOptions
 
     public Option<bool> NormalizeRecurrent { get; } = new("--normalize-recurrent") { Description = "liger-*: divide the recurrent branch by φ(q)·Σφ(k) (not in Liger; for small heads)" };
 
+    public Option<bool> NegativeEigenvalues { get; } = new("--negative-eigenvalues") { Description = "liger-gdn, liger-deltanet: β = 2σ(W_β x) ∈ (0, 2) (Grazzi et al. 2025: negative eigenvalues for state tracking)" };
+
     public Option<int> Sinks { get; } = new("--sinks") { Description = "swa: always-visible first tokens", DefaultValueFactory = _ => 0 };
 
     public Option<string> FeatureMap { get; } = new("--feature-map") { Description = "lolcats-*: hedgehog (softmax ⊕ softmax(−)) or t2r (ReLU(xW + b))", DefaultValueFactory = _ => "hedgehog" };
@@ -57,19 +59,22 @@ public sealed class ConversionCliOptions
     private IEnumerable<(Option Option, Func<string, bool> AppliesTo, string Methods)> MethodSpecific => new (Option, Func<string, bool>, string)[]
     {
         (Alpha, IsLiger, "liger-*"), (Beta, IsLiger, "liger-*"), (GateNormalizer, IsLiger, "liger-*"),
-        (NormalizeRecurrent, IsLiger, "liger-*"), (Slots, m => m == "liger-gsa", "liger-gsa"), (Sinks, m => m == "swa", "swa"),
+        (NormalizeRecurrent, IsLiger, "liger-*"), (Slots, m => m == "liger-gsa", "liger-gsa"),
+        (NegativeEigenvalues, IsDeltaRule, "liger-gdn, liger-deltanet"), (Sinks, m => m == "swa", "swa"),
         (FeatureMap, IsLolcats, "lolcats-*"), (FeatureDim, IsLolcats, "lolcats-*"), (WindowFactor, IsLolcats, "lolcats-*"),
         (AffineFactors, IsLolcats, "lolcats-*"),
     };
 
     private static bool IsLiger(string m) => m.StartsWith("liger-", StringComparison.Ordinal);
 
+    private static bool IsDeltaRule(string m) => m is "liger-gdn" or "liger-deltanet";
+
     private static bool IsLolcats(string m) => m.StartsWith("lolcats-", StringComparison.Ordinal);
 
     public void AddTo(Command command)
     {
         FeatureMap.AcceptOnlyFromAmong("hedgehog", "t2r");
-        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, Sinks,
+        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, NegativeEigenvalues, Sinks,
                      FeatureMap, FeatureDim, WindowFactor, AffineFactors })
             command.Add(o);
     }
@@ -77,7 +82,8 @@ public sealed class ConversionCliOptions
     /// <summary>The methods, one per line, for a command's description.</summary>
     public static string MethodList =>
         "Methods: liger-gla, liger-hgrn2, liger-gsa, liger-mamba2, liger-mlstm, liger-retention (Liger: gates from the key projection, " +
-        "no new parameters); lolcats-sw, lolcats-tk (LoLCATs: learnable feature maps, train them with 'linearize distill'); " +
+        "no new parameters); liger-gdn, liger-deltanet (the delta rule: Gated DeltaNet with the key-built gate, DeltaNet without; " +
+        "adds b_proj for the write strength β); lolcats-sw, lolcats-tk (LoLCATs: learnable feature maps, train them with 'linearize distill'); " +
         "swa (the training-free sliding-window baseline).";
 
     /// <summary>Refuses options that do nothing for the chosen method, and contradictory ones — before any file is read.</summary>
@@ -115,6 +121,7 @@ public sealed class ConversionCliOptions
                 GateNormalizer = r.GetValue(GateNormalizer),
                 Slots = r.GetValue(Slots),
                 NormalizeRecurrent = r.GetValue(NormalizeRecurrent),
+                NegativeEigenvalues = r.GetValue(NegativeEigenvalues),
             },
             Lolcats = new LolcatsOptions
             {

@@ -123,6 +123,9 @@ public sealed unsafe class DecodeEngine : IDisposable
         {
             LlamaAttention a => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, a.SlidingWindow),
             SlidingWindowAttention s => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, s.Window, s.Sinks, 1, 0, null),
+            // The engine's recurrent branch knows the gated families only; a delta-rule layer must not fall into them.
+            LigerAttention l when l.Options.IsDeltaRule =>
+                throw new LinearizeException($"layer {i}: the decode engine has no delta-rule step yet ({l.Describe()}); use --engine torch"),
             LigerAttention l => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l.Options.Window, 0, l.Options.Alpha,
                 l.Options.Beta, new RecurrentBranch(l.Options, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)),
             LolcatsAttention l => new LolcatsMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l),

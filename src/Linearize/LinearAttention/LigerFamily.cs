@@ -20,4 +20,13 @@ public enum LigerFamily
 
     /// <summary>Gated Retention (YOCO) scalar gate <c>logsigmoid(pool(k))</c> per head; φ = softmax on q and k.</summary>
     Retention,
+
+    /// <summary>Gated DeltaNet (Yang et al. 2025): the delta rule <c>S_t = α_t (I − β_t k_t k_tᵀ) S_{t−1} + β_t k_t v_tᵀ</c>
+    /// with the scalar gate <c>log α = logsigmoid(pool(k))</c> per head; φ = L2 normalization of q and k; β from the
+    /// layer's one new projection <c>b_proj</c>.</summary>
+    Gdn,
+
+    /// <summary>DeltaNet (Yang et al. 2024): the delta rule without decay (α = 1); φ = L2 normalization of q and k; β from
+    /// <c>b_proj</c>.</summary>
+    DeltaNet,
 }

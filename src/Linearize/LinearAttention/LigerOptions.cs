@@ -33,6 +33,14 @@ public sealed record LigerOptions
     /// option for models whose unnormalized recurrent branch swamps the window branch.</summary>
     public bool NormalizeRecurrent { get; init; }
 
+    /// <summary>Delta-rule families: β = 2σ(W_β x) ∈ (0, 2) instead of σ(W_β x) ∈ (0, 1), so a write can flip the sign of
+    /// what the state holds along k (transition eigenvalue 1 − β ∈ (−1, 1)): Grazzi et al. 2025, "Unlocking
+    /// State-Tracking in Linear RNNs Through Negative Eigenvalues" (fla's <c>allow_neg_eigval</c>).</summary>
+    public bool NegativeEigenvalues { get; init; }
+
+    /// <summary>True for the delta-rule families (<see cref="LigerFamily.Gdn"/>, <see cref="LigerFamily.DeltaNet"/>).</summary>
+    public bool IsDeltaRule => Family is LigerFamily.Gdn or LigerFamily.DeltaNet;
+
     /// <summary>Chunk length of the chunked kernels (fla BT = 64).</summary>
     public int ChunkSize { get; init; } = 64;
 
@@ -58,6 +66,11 @@ public sealed record LigerOptions
             throw new LinearizeException($"slots must be at least 1, got {Slots}");
         if (ChunkSize < 1 || SubChunkSize < 1 || ChunkSize % SubChunkSize != 0)
             throw new LinearizeException($"chunk size {ChunkSize} must be a positive multiple of the sub-chunk size {SubChunkSize}");
+        if (NegativeEigenvalues && !IsDeltaRule)
+            throw new LinearizeException($"negative eigenvalues apply to the delta-rule families (liger-gdn, liger-deltanet), not {Family}");
+        // A ones column appended to v would be delta-updated like any value column, so it would not count the keys.
+        if (NormalizeRecurrent && IsDeltaRule)
+            throw new LinearizeException("normalize_recurrent does not apply to the delta rule: its state is not a sum of keys");
         if (headDim < 1)
             throw new LinearizeException($"head_dim must be positive, got {headDim}");
     }

@@ -6,9 +6,11 @@ using TorchSharp;
 namespace Linearize.LinearAttention.Conversion;
 
 /// <summary>
-/// Converts a teacher into a linearized model. Liger adds no parameters, so conversion is: validate, write the
-/// teacher's weights under the same names, and a config with a <c>linearization</c> section; loading that directory
-/// builds the converted layers. Deterministic and as fast as copying the weights.
+/// Converts a teacher into a linearized model. Liger's gated families add no parameters, so conversion is: validate,
+/// write the teacher's weights under the same names, and a config with a <c>linearization</c> section; loading that
+/// directory builds the converted layers. The parameters some methods add (LoLCATs' feature maps and window factors,
+/// the delta-rule families' <c>b_proj</c>) have fixed initialisations, so conversion stays deterministic and as fast as
+/// copying the weights.
 /// </summary>
 public static class Converter
 {
@@ -21,7 +23,7 @@ public static class Converter
     }
 
     /// <summary>Builds the converted model in memory from a loaded teacher (weights are copied). Parameters the method
-    /// adds (LoLCATs' feature maps and window factors) keep their initialisation; every other one must come from the
+    /// adds (LoLCATs' feature maps and window factors, the delta rule's <c>b_proj</c>) keep their initialisation; every other one must come from the
     /// teacher.</summary>
     public static LlamaForCausalLM Convert(LlamaForCausalLM teacher, LinearizationConfig linearization)
     {
@@ -39,7 +41,8 @@ public static class Converter
 
     /// <summary>Names of parameters that conversion adds rather than copies from the teacher.</summary>
     public static bool IsAddedParameter(string name) =>
-        name.Contains(".self_attn.feature_map_", StringComparison.Ordinal) || name.EndsWith(".self_attn.window_factors", StringComparison.Ordinal);
+        name.Contains(".self_attn.feature_map_", StringComparison.Ordinal) || name.EndsWith(".self_attn.window_factors", StringComparison.Ordinal) ||
+        name.Contains(".self_attn.b_proj.", StringComparison.Ordinal);
 
     /// <summary>Converts and writes <paramref name="outDir"/> (config, safetensors, tokenizer files).</summary>
     public static LlamaForCausalLM ConvertToDirectory(LlamaForCausalLM teacher, LinearizationConfig linearization, string outDir,

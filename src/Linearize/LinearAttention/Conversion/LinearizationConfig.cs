@@ -14,7 +14,7 @@ public sealed record LinearizationConfig
     public const string SectionName = "linearization";
 
     public static readonly string[] Methods =
-        { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "swa", "lolcats-sw", "lolcats-tk" };
+        { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "liger-gdn", "liger-deltanet", "swa", "lolcats-sw", "lolcats-tk" };
 
     /// <summary>One of <see cref="Methods"/>.</summary>
     public string Method { get; init; } = "liger-gla";
@@ -49,6 +49,8 @@ public sealed record LinearizationConfig
         "liger-mamba2" => LigerFamily.Mamba2,
         "liger-mlstm" => LigerFamily.Mlstm,
         "liger-retention" => LigerFamily.Retention,
+        "liger-gdn" => LigerFamily.Gdn,
+        "liger-deltanet" => LigerFamily.DeltaNet,
         _ => throw new LinearizeException($"unknown method '{method}' (supported: {string.Join(", ", Methods)})"),
     };
 
@@ -99,6 +101,7 @@ public sealed record LinearizationConfig
         ["slots"] = Liger.Slots,
         ["recurrent_scale"] = Liger.RecurrentScale,
         ["normalize_recurrent"] = Liger.NormalizeRecurrent,
+        ["negative_eigenvalues"] = Liger.NegativeEigenvalues,
         ["chunk_size"] = Liger.ChunkSize,
         ["sub_chunk_size"] = Liger.SubChunkSize,
         ["sinks"] = Sinks,
@@ -179,6 +182,7 @@ public sealed record LinearizationConfig
                 Slots = f.Int("slots", min: 1),
                 RecurrentScale = f.Double("recurrent_scale") ?? 1.0,
                 NormalizeRecurrent = f.Bool("normalize_recurrent") ?? false,
+                NegativeEigenvalues = f.Bool("negative_eigenvalues") ?? false,
                 ChunkSize = chunk,
                 SubChunkSize = subChunk,
             },

@@ -3,6 +3,7 @@ using Linearize.Checkpoints;
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling;
 using TorchSharp;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Layers;
@@ -15,11 +16,23 @@ namespace Linearize.LinearAttention.Layers;
 /// ring buffer — unlike the reference code, whose window branch has no cache and collapses to <c>y_t = v_t</c>
 /// when decoding — so token-by-token decoding equals the full forward pass.
 /// </summary>
+/// <remarks>
+/// The delta-rule families (<c>liger-gdn</c>: Gated DeltaNet, Yang et al. 2025; <c>liger-deltanet</c>: DeltaNet, Yang
+/// et al. 2024) add exactly one parameter per layer, <c>b_proj</c> <c>[H, C]</c> without bias (fla's
+/// <c>GatedDeltaNet.b_proj</c>): the write strength β = σ(W_β x) per query head and token, which nothing in the teacher
+/// can supply. It is initialised to zero, so an untrained conversion writes with β = ½ everywhere (1 with
+/// <see cref="LigerOptions.NegativeEigenvalues"/>, where β = 2σ(W_β x), Grazzi et al. 2025) and is deterministic;
+/// training moves it. The delta rule needs ‖k‖ = 1 for its transitions to stay contractions, so φ is L2
+/// normalization of q and k per head instead of a softmax.
+/// </remarks>
 public sealed class LigerAttention : ProjectedMixer
 {
     private const double DenominatorEps = 1e-6;
+    private const double L2NormEps = 1e-6; // fla l2norm: x / sqrt(Σx² + eps)
     private readonly LigerOptions _options;
     private readonly int _slots;
+    [ComponentName(Name = "b_proj")]
+    private readonly nn.Module<Tensor, Tensor>? _betaProj;
 
     public LigerAttention(LlamaConfig config, int layerIndex, LigerOptions options)
         : base(nameof(LigerAttention), config, layerIndex)
@@ -27,6 +40,14 @@ public sealed class LigerAttention : ProjectedMixer
         options.Validate(config.HeadDim);
         _options = options;
         _slots = options.Slots ?? config.HeadDim;
+        if (options.IsDeltaRule)
+        {
+            var betaProj = nn.Linear(config.HiddenSize, Heads, hasBias: false);
+            using (no_grad())
+                betaProj.weight.zero_(); // β = σ(0) = ½ until trained (see remarks)
+            _betaProj = betaProj;
+        }
+
         RegisterComponents();
     }
 
@@ -35,7 +56,8 @@ public sealed class LigerAttention : ProjectedMixer
     public override string Describe()
     {
         string family = "liger-" + _options.Family.ToString().ToLowerInvariant();
-        string extra = _options.Family == LigerFamily.Gsa ? $", slots={_slots}" : "";
+        string extra = _options.Family == LigerFamily.Gsa ? $", slots={_slots}"
+            : _options.NegativeEigenvalues ? ", β∈(0,2)" : "";
         return $"{family}(window={_options.Window}, α={_options.Alpha}, β={_options.Beta}, norm={_options.EffectiveNormalizer}{extra}" +
                (_options.NormalizeRecurrent ? ", normalized" : "") + ")";
     }
@@ -53,7 +75,9 @@ public sealed class LigerAttention : ProjectedMixer
 
         // Recurrent branch, float32; padded positions neither write (v = 0, slot write 0) nor decay (g = 0).
         var valid = NewTokenValidity(ctx, b, t, x.device).to(ScalarType.Float32).view(b, t, 1, 1);
-        var recurrent = Recurrent(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
+        var recurrent = _options.IsDeltaRule
+            ? DeltaRule(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache)
+            : Recurrent(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
 
         var o = window.Times(_options.Alpha).Plus(recurrent.Times(_options.Beta));
         return Output(o, x.dtype).MoveToOuterDisposeScope();
@@ -96,6 +120,48 @@ public sealed class LigerAttention : ProjectedMixer
             }
         }
     }
+
+    /// <summary>
+    /// The delta-rule branch: q, k L2-normalized per head, <c>log α = logsigmoid(pool(k))/normalizer</c> per KV head
+    /// (Gated DeltaNet; none for DeltaNet) as the scalar-gate families build it, β from <c>b_proj</c>. Padded positions
+    /// neither write (β = 0) nor decay (log α = 0). Returns <c>[B, T, H, D]</c> float32.
+    /// </summary>
+    private Tensor DeltaRule(Tensor x, Tensor q, Tensor k, Tensor v, Tensor valid, LinearLayerCache? cache)
+    {
+        long b = q.shape[0], t = q.shape[1];
+        int group = Heads / KvHeads;
+        Tensor Repeat(Tensor y) => group == 1 ? y : y.repeat_interleave(group, dim: 2); // repeat_kv: H_kv → H
+        var validBt = valid.view(b, t, 1);
+        Tensor? g = null;
+        if (_options.Family == LigerFamily.Gdn)
+            g = Repeat(nn.functional.logsigmoid(Pool(k, 1).squeeze(-1)).Over(_options.EffectiveNormalizer) * validBt);
+        var beta = _betaProj!.forward(x).to(ScalarType.Float32).sigmoid();        // [B, T, H]
+        if (_options.NegativeEigenvalues)
+            beta = beta.Times(2);
+        beta = beta * validBt;
+        var qn = L2Normalize(q);
+        var kn = Repeat(L2Normalize(k));
+        v = Repeat(v);
+        double scale = _options.RecurrentScale;
+
+        Tensor o, state;
+        if (q.shape[1] == 1 && cache is not null)
+        {
+            var s0 = cache.State ?? zeros(b, Heads, HeadDim, v.shape[3], device: q.device);
+            (o, state) = DeltaRuleRecurrent.Step(qn.select(1, 0), kn.select(1, 0), v.select(1, 0), beta.select(1, 0),
+                g?.select(1, 0), s0, scale);
+            o = o.unsqueeze(1);
+        }
+        else
+        {
+            (o, state) = DeltaRuleChunked.Forward(qn, kn, v, beta, g, scale, cache?.State, _options.ChunkSize);
+        }
+
+        cache?.SetState(state);
+        return o;
+    }
+
+    private static Tensor L2Normalize(Tensor x) => x * x.square().sum(-1, keepdim: true).Plus(L2NormEps).rsqrt();
 
     /// <summary>
     /// Liger's parameter-free <c>AdaptiveAvgPool1d(size · H_kv)</c> over the flattened key projection
