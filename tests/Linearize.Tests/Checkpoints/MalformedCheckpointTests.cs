@@ -114,7 +114,8 @@ public sealed class MalformedCheckpointTests : IDisposable
         var j = TinyModels.BaseJson();
         j["model_type"] = "gpt2";
         var msg = Error(() => LlamaConfig.FromJson(j, "cfg.json"));
-        Assert.Equal("cfg.json: unsupported model_type 'gpt2' (supported: llama, mistral, qwen2)", msg);
+        Assert.Equal("cfg.json: unsupported model_type 'gpt2' (supported: llama, mistral, qwen2, and the Liger authors' " +
+            "liger_gla, liger_gsa, liger_hgrn2, liger_mistral_gla, liger_qwen2_gla, liger_qwen3_gla)", msg);
     }
 
     [Fact]
