@@ -133,30 +133,10 @@ public sealed class LoglikelihoodScorer : ILoglikelihoodScorer
     private List<(int[] Prefix, List<int[]> Members)> Families(IReadOnlyList<EncodedRequest> requests, List<int[]> groups)
     {
         var sorted = groups.OrderBy(g => requests[g[0]].Context, TokenSequenceComparer.Instance).ToList();
-        var families = new List<(int[], List<int[]>)>();
-        int start = 0;
-        while (start < sorted.Count)
-        {
-            var first = requests[sorted[start][0]].Context;
-            int common = first.Length - 1, end = start + 1;
-            while (end < sorted.Count)
-            {
-                var next = requests[sorted[end][0]].Context;
-                int lcp = 0, limit = Math.Min(common, next.Length - 1);
-                while (lcp < limit && next[lcp] == first[lcp])
-                    lcp++;
-                if (lcp < MinSharedPrefix)
-                    break;
-                common = lcp;
-                end++;
-            }
-
-            if (end - start >= 2 && common >= MinSharedPrefix)
-                families.Add((first[..common], sorted.GetRange(start, end - start)));
-            start = end;
-        }
-
-        return families;
+        return SharedPrefixes.Families(sorted.Select(g => requests[g[0]].Context).ToList(), MinSharedPrefix)
+            .Where(f => f.PrefixLength > 0)
+            .Select(f => (requests[sorted[f.Members[0]][0]].Context[..f.PrefixLength], f.Members.Select(m => sorted[m]).ToList()))
+            .ToList();
     }
 
     /// <summary>Runs a family's prefix once, then each context's remainder — batched with others of the same length, so no
