@@ -62,7 +62,9 @@ public sealed unsafe class DecodeEngine : IDisposable
         _headDim = config.HeadDim;
         _eps = config.RmsNormEps;
         _pool = new WorkerPool(options.Threads);
-        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool) { BatchInvariant = options.BatchInvariant };
+        // Delta-rule layers append their β logits to the fused projection: the context's rows make room for the widest.
+        int betaColumns = layers.Max(l => l.Qkv.Rows) - (_heads + 2 * _kvHeads) * _headDim;
+        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool, betaColumns) { BatchInvariant = options.BatchInvariant };
     }
 
     public LlamaConfig Config { get; }
@@ -123,19 +125,27 @@ public sealed unsafe class DecodeEngine : IDisposable
         {
             LlamaAttention a => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, a.SlidingWindow),
             SlidingWindowAttention s => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, s.Window, s.Sinks, 1, 0, null),
-            // The engine's recurrent branch knows the gated families only; a delta-rule layer must not fall into them.
-            LigerAttention l when l.Options.IsDeltaRule =>
-                throw new LinearizeException($"layer {i}: the decode engine has no delta-rule step yet ({l.Describe()}); use --engine torch"),
             LigerAttention l => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l.Options.Window, 0, l.Options.Alpha,
                 l.Options.Beta, new RecurrentBranch(l.Options, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)),
             LolcatsAttention l => new LolcatsMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l),
             var other => throw new LinearizeException($"layer {i}: the decode engine has no step for {other.Describe()}; use --engine torch"),
         };
+        // A delta-rule layer's b_proj [H, C] reads the same normed input as q/k/v: its rows join the fused matrix, so
+        // the β logits come out of the same pass after v (StepContext.BetaLogits); b_proj has no bias.
+        bool delta = model.Model.Layers[i].SelfAttention is LigerAttention { Options.IsDeltaRule: true };
+        var qkv = new[] { p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight" };
+        var qkvBias = Concat(state, p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias");
+        if (delta)
+        {
+            qkv = qkv.Append(p + "self_attn.b_proj.weight").ToArray();
+            qkvBias = qkvBias?.Concat(new float[c.NumAttentionHeads]).ToArray();
+        }
+
         return new EngineLayer
         {
             AttentionNorm = Vector(state, p + "input_layernorm.weight")!,
-            Qkv = Pack(state, new[] { p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight" }, format),
-            QkvBias = Concat(state, p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"),
+            Qkv = Pack(state, qkv, format),
+            QkvBias = qkvBias,
             Output = Pack(state, p + "self_attn.o_proj.weight", format),
             OutputBias = Vector(state, p + "self_attn.o_proj.bias", optional: true),
             MlpNorm = Vector(state, p + "post_attention_layernorm.weight")!,

@@ -70,6 +70,8 @@ public sealed class EngineEqualsTorchTests
         new object[] { "liger-mlstm", "qwen2-bias", false, false },
         new object[] { "liger-retention", "llama3-rope", false, false },
         new object[] { "swa", "gqa-untied", false, false },
+        new object[] { "liger-gdn", "qwen2-bias", false, false },
+        new object[] { "liger-deltanet", "gqa-untied", false, true },
         new object[] { "liger-gla", "mha-tied", true, false },
         new object[] { "liger-gsa", "linear-rope-headdim", false, true },
         new object[] { "liger-mamba2", "qwen2-bias", true, true },

@@ -39,7 +39,7 @@ public sealed class EnginePrefillTests
     {
         foreach (var variant in TinyModels.Variants())
             yield return new object[] { "teacher", variant[0] };
-        foreach (var method in new[] { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "swa", "lolcats-sw", "lolcats-tk" })
+        foreach (var method in new[] { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "liger-gdn", "liger-deltanet", "swa", "lolcats-sw", "lolcats-tk" })
             yield return new object[] { method, method.EndsWith("mlstm", StringComparison.Ordinal) ? "qwen2-bias" : "gqa-untied" };
     }
 
@@ -86,6 +86,7 @@ public sealed class EnginePrefillTests
     [InlineData("teacher")]
     [InlineData("liger-gla")]
     [InlineData("liger-gsa")]
+    [InlineData("liger-gdn")]
     [InlineData("lolcats-tk")]
     [InlineData("swa")]
     public void UnevenBlocksAndBatchedPromptsAreBitIdenticalToOneBlock(string method)

@@ -10,11 +10,15 @@ namespace Linearize.Inference.Mixers;
 /// <c>LigerAttention.Recurrent</c> with <c>GlaRecurrent.Step</c> / <c>GsaRecurrent.Step</c> (same gates, feature maps
 /// and update order). GLA: <c>S = Diag(e^g) S + φ(k)ᵀv</c>, <c>o = scale · φ(q) S</c>, <c>g = logsigmoid(k)/n</c>;
 /// HGRN2 writes the key <c>1 − e^g</c>; Mamba2 / mLSTM / Retention use one gate per head from the mean of the key;
-/// GSA keeps a key→slot state and a slot→value state joined by a softmax over M slots.
+/// GSA keeps a key→slot state and a slot→value state joined by a softmax over M slots. The delta-rule families
+/// (<c>LigerAttention.DeltaRule</c> with <c>DeltaRuleRecurrent.Step</c>) L2-normalize q and k, take β from the row's
+/// <c>b_proj</c> logits and, for Gated DeltaNet, α from the pooled key: <c>S ← αS; S ← S + k (β (v − Sᵀk))ᵀ</c>,
+/// <c>o = scale · Sᵀq</c>, with the same <c>[H, K, V]</c> state.
 /// </summary>
 internal sealed unsafe class RecurrentBranch
 {
     private const float DenominatorEps = 1e-6f; // LigerAttention.DenominatorEps
+    private const float L2NormEps = 1e-6f; // LigerAttention.L2NormEps (fla l2norm: x / sqrt(Σx² + eps))
     private readonly LigerOptions _options;
     private readonly int _heads, _kvHeads, _d, _slots;
     private readonly float _normalizer, _scale;
@@ -55,6 +59,8 @@ internal sealed unsafe class RecurrentBranch
         float* q = ctx.Q(b) + h * _d, k = ctx.K(b) + kvHead * _d, v = ctx.V(b) + kvHead * _d;
         if (IsGsa)
             Gsa(ctx, b, kvHead, q, k, v, state.Recurrent.Pointer + (long)h * _d * _slots, state.SlotValues.Pointer + (long)h * _slots * _d, scratch, output);
+        else if (_options.IsDeltaRule)
+            DeltaRule(q, k, v, ctx.BetaLogits(b)[h], state.Recurrent.Pointer + (long)h * _d * _d, scratch, output);
         else
             Gated(q, k, v, state.Recurrent.Pointer + (long)h * _d * ValueColumns, scratch, output);
     }
@@ -118,6 +124,75 @@ internal sealed unsafe class RecurrentBranch
             for (int j = 0; j < d; j++)
                 output[j] = o[j] * _scale;
         }
+    }
+
+    /// <summary>
+    /// One delta-rule step of one head, in <c>DeltaRuleRecurrent.Step</c>'s order: decay (Gated DeltaNet), recall
+    /// <c>Sᵀk</c> from the decayed state, write <c>k νᵀ</c> with <c>ν = β (v − Sᵀk)</c>, read <c>Sᵀq</c> from the new
+    /// state. Two passes over the <c>[K, V]</c> state: the write needs the whole recall first.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DeltaRule(float* q, float* k, float* v, float betaLogit, float* s, float* scratch, float* output)
+    {
+        int d = _d;
+        float* qn = scratch, kn = scratch + d, error = scratch + 2 * d, o = scratch + 3 * d;
+        L2Normalize(q, qn, d);
+        L2Normalize(k, kn, d);
+        float beta = 1f / (1f + MathF.Exp(-betaLogit));
+        if (_options.NegativeEigenvalues)
+            beta *= 2; // β ∈ (0, 2): the eigenvalue along k may turn negative (Grazzi et al. 2025)
+        float alpha = 1;
+        bool gated = _options.Family == LigerFamily.Gdn;
+        if (gated)
+        {
+            // As the scalar-gate families: one gate per KV head from the mean of its raw key (Liger's pooling).
+            float sum = 0;
+            for (int c = 0; c < d; c++)
+                sum += k[c];
+            alpha = MathF.Exp(VectorOps.LogSigmoid(sum / d) / _normalizer);
+        }
+
+        // Pass 1: S ← αS, and the value the decayed state recalls for k.
+        new Span<float>(error, d).Clear();
+        for (int c = 0; c < d; c++)
+        {
+            float* row = s + (long)c * d;
+            if (gated)
+                Scale(row, alpha, d);
+            VectorOps.Axpy(kn[c], row, error, d);
+        }
+
+        for (int j = 0; j < d; j++)
+            error[j] = (v[j] - error[j]) * beta;
+
+        // Pass 2: S ← S + k νᵀ, and the read-out from the new state.
+        new Span<float>(o, d).Clear();
+        for (int c = 0; c < d; c++)
+        {
+            float* row = s + (long)c * d;
+            VectorOps.Axpy(kn[c], error, row, d);
+            VectorOps.Axpy(qn[c], row, o, d);
+        }
+
+        for (int j = 0; j < d; j++)
+            output[j] = o[j] * _scale;
+    }
+
+    /// <summary><c>y = x / √(Σx² + eps)</c> over one head (x · rsqrt, as the TorchSharp layer).</summary>
+    private static void L2Normalize(float* x, float* y, int n)
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += x[i] * x[i];
+        float r = 1f / MathF.Sqrt(sum + L2NormEps);
+        for (int i = 0; i < n; i++)
+            y[i] = x[i] * r;
+    }
+
+    private static void Scale(float* x, float a, int n)
+    {
+        var xs = new Span<float>(x, n);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(xs, a, xs);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -4,7 +4,7 @@ namespace Linearize.Inference.Mixers;
 /// A sliding-window layer's state for one sequence: a ring of the last <c>window − 1</c> post-RoPE keys/values
 /// (position p in slot <c>p mod (window − 1)</c>; the window's last key is the current token's, which the step
 /// holds), the first <c>sinks</c> keys/values kept for good, and, for Liger layers, the recurrent state(s) in float32:
-/// GLA / scalar families <c>S [H, K, V]</c> (V + 1 columns with a denominator), GSA <c>Hk [H, K, M]</c> and
+/// GLA / scalar / delta-rule families <c>S [H, K, V]</c> (V + 1 columns with a denominator), GSA <c>Hk [H, K, M]</c> and
 /// <c>Hv [H, M, V]</c>. Fixed size: it does not grow with the context.
 /// </summary>
 internal sealed unsafe class WindowState : LayerState
