@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention;
 
 /// <summary>
-/// Collects each LoLCATs layer's attention-transfer losses during one forward pass (METHODS §2.5). While a layer holds
+/// Collects each LoLCATs layer's attention-transfer losses during one forward pass (docs/METHODS.md §2.5). While a layer holds
 /// a recorder it computes the teacher's softmax attention (float32, no grad) from the same q/k/v, records
 /// <c>MSE(hybrid, teacher)</c> over the per-head outputs before <c>o_proj</c> (and, when <see cref="WithCrossEntropy"/>,
 /// the cross-entropy between the teacher's and the hybrid's attention rows), and passes the <b>teacher's</b> output

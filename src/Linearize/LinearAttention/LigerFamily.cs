@@ -1,6 +1,6 @@
 namespace Linearize.LinearAttention;
 
-/// <summary>The gated recurrent families a Liger layer can build from the key projection (Liger Table 1, METHODS §1.3).</summary>
+/// <summary>The gated recurrent families a Liger layer can build from the key projection (Liger Table 1, docs/METHODS.md §1.3).</summary>
 public enum LigerFamily
 {
     /// <summary>Gated linear attention: per-channel gate <c>logsigmoid(k)/normalizer</c>; φ = softmax on q and k.</summary>

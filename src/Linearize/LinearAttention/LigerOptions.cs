@@ -2,7 +2,7 @@ namespace Linearize.LinearAttention;
 
 /// <summary>
 /// Every constant of a Liger layer, named, with the reference's defaults (Liger paper §3, code
-/// <c>liger/models/liger_gla/modeling_liger_gla.py</c>; METHODS §1.2–1.3).
+/// <c>liger/models/liger_gla/modeling_liger_gla.py</c>; docs/METHODS.md §1.2–1.3).
 /// </summary>
 public sealed record LigerOptions
 {

@@ -1,6 +1,6 @@
 namespace Linearize.LinearAttention;
 
-/// <summary>The learnable feature map φ of a LoLCATs layer (METHODS §2.3).</summary>
+/// <summary>The learnable feature map φ of a LoLCATs layer (docs/METHODS.md §2.3).</summary>
 public enum LolcatsFeatureMapKind
 {
     /// <summary>Hedgehog: <c>φ(x) = clamp_min([softmax(xW) ⊕ softmax(−xW)], eps)</c>, 2·d' features per head.</summary>

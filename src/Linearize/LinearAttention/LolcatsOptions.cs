@@ -2,7 +2,7 @@ namespace Linearize.LinearAttention;
 
 /// <summary>
 /// Every constant of a LoLCATs layer, named, with the headline configuration's defaults
-/// (<c>configs/model/distill_llama3_8b_lk_smd_wtk64_fd64_w01.yaml</c> run with <c>--lk_zero_init</c>; METHODS §2.1–2.4).
+/// (<c>configs/model/distill_llama3_8b_lk_smd_wtk64_fd64_w01.yaml</c> run with <c>--lk_zero_init</c>; docs/METHODS.md §2.1–2.4).
 /// </summary>
 public sealed record LolcatsOptions
 {
@@ -23,7 +23,7 @@ public sealed record LolcatsOptions
     /// <summary>λ = 1 − γ instead of λ = 1 for the linear term (<c>affine_attention_factors</c>; off in the paper).</summary>
     public bool AffineAttentionFactors { get; init; }
 
-    /// <summary>The feature map's clamp floor (<c>eps: 1e-12</c>); it really fires on trained weights (METHODS §2.4.1).</summary>
+    /// <summary>The feature map's clamp floor (<c>eps: 1e-12</c>); it really fires on trained weights (docs/METHODS.md §2.4.1).</summary>
     public double FeatureEps { get; init; } = 1e-12;
 
     /// <summary>Queries per block of the chunked layer: memory and time per block are O(block · (block + 2w)).</summary>

@@ -2,7 +2,7 @@ using Linearize.Training.Lora;
 
 namespace Linearize.Training;
 
-/// <summary>Everything that determines a training run. Defaults are Liger's recipe (METHODS §1.5).</summary>
+/// <summary>Everything that determines a training run. Defaults are Liger's recipe (docs/METHODS.md §1.5).</summary>
 public sealed record TrainingOptions
 {
     public LoraOptions Lora { get; init; } = new();

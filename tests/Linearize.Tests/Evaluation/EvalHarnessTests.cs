@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 
 namespace Linearize.Tests.Evaluation;
 
-/// <summary>lm-eval's rules (../shared/docs/EVAL.md) and the fast scorer: the context/continuation split, left
+/// <summary>lm-eval's rules (docs/EVALUATION.md) and the fast scorer: the context/continuation split, left
 /// truncation, acc_norm's length rule, MMLU's prompt, and prefix sharing and batching equal to one pass per request.</summary>
 [Collection("Torch")]
 public sealed class EvalHarnessTests
@@ -173,7 +173,7 @@ public sealed class EvalHarnessTests
         var arc = new ArcTask(challenge: false);
         var docs = arc.Load(SharedData.PathOf("data"), 0, null);
         Assert.Equal(2376, docs.Count);
-        Assert.Equal(7, arc.Depadded); // EVAL.md §3: easy idx 93, 328, 560, 648, 1447, 1677, 1992
+        Assert.Equal(7, arc.Depadded); // docs/EVALUATION.md §3: easy idx 93, 328, 560, 648, 1447, 1677, 1992
         Assert.Equal(3, docs[93].Requests.Count);
         Assert.StartsWith("Question: ", docs[0].Requests[0].Context);
         Assert.EndsWith("\nAnswer:", docs[0].Requests[0].Context);

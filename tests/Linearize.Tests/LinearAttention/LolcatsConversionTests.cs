@@ -126,7 +126,7 @@ public sealed class LolcatsConversionTests
         var ids = Ids(model.Config.VocabSize, 60, 4);
         double diff = (teacher.Forward(ids) - model.Forward(ids)).abs().max().item<float>();
         Assert.True(diff > 1e-2, "with T > window the untrained hybrid differs from the teacher");
-        // ... and equals it while every key is inside the window (METHODS §2.4.1).
+        // ... and equals it while every key is inside the window (docs/METHODS.md §2.4.1).
         TensorAssert.Close("T ≤ window", teacher.Forward(ids.narrow(1, 0, 8)), model.Forward(ids.narrow(1, 0, 8)), 1e-5);
     }
 

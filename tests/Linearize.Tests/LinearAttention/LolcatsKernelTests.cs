@@ -147,7 +147,7 @@ public sealed class LolcatsKernelTests
     [Fact]
     public void SlidingWindowEqualsSoftmaxWhileTheSequenceFitsInTheWindow()
     {
-        // METHODS §2.4.1: for T ≤ 64 the sw layer is the teacher's softmax attention exactly (L is empty).
+        // docs/METHODS.md §2.4.1: for T ≤ 64 the sw layer is the teacher's softmax attention exactly (L is empty).
         var x = Make(64, 11);
         var scores = x.Q.matmul(x.K.transpose(-2, -1)).Over(4.0);
         var mask = ones(64, 64, dtype: ScalarType.Bool).tril();

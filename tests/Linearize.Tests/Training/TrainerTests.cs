@@ -180,6 +180,6 @@ public sealed class TrainerTests
         var (t2, v2) = Data(other.Config.VocabSize);
         var e = Assert.Throws<LinearizeException>(() => new Trainer(other, t2, v2, Options with { MaxSteps = 2, LearningRate = 0.5 }, dir.Path).Run(true, CancellationToken.None));
         Assert.Contains("different options", e.Message);
-        Assert.Contains("--lr 0.01 → 0.5", e.Message); // issue 9 item 12: the option that differs, by name
+        Assert.Contains("--lr 0.01 → 0.5", e.Message); // a resume with changed options names the option that differs
     }
 }

@@ -5,7 +5,7 @@ namespace Linearize.Evaluation.Tasks;
 /// <summary>
 /// ARC-Easy / ARC-Challenge (<c>tasks/arc/arc_easy.yaml</c>): <c>"Question: {question}\nAnswer:"</c>, the answer texts
 /// as choices, acc and acc_norm. The shared llmfoundry files pad 3-choice items with a copy of a wrong choice at index 0
-/// (EVAL.md §3); those are restored to 3 choices (drop index 0, gold − 1).
+/// (docs/EVALUATION.md §3); those are restored to 3 choices (drop index 0, gold − 1).
 /// </summary>
 public sealed class ArcTask(bool challenge) : EvalTask
 {

@@ -1,8 +1,8 @@
 namespace Linearize.Evaluation.Tasks;
 
 /// <summary>
-/// A zero-/few-shot task with lm-evaluation-harness's rules (EVAL.md): how its documents become requests, which
-/// metrics it reports. Documents are read from the shared data files, which differ from lm-eval's in ways EVAL.md §3
+/// A zero-/few-shot task with lm-evaluation-harness's rules (docs/EVALUATION.md): how its documents become requests, which
+/// metrics it reports. Documents are read from the shared data files, which differ from lm-eval's in ways docs/EVALUATION.md §3
 /// states and each task undoes where it can.
 /// </summary>
 public abstract class EvalTask

@@ -2,7 +2,7 @@ namespace Linearize.Evaluation.Tasks;
 
 /// <summary>
 /// HellaSwag from the llama.cpp text format (6 lines per item: context, gold index, 4 endings). The text is scored as
-/// given (EVAL.md §3: it is not lm-eval's <c>process_docs</c> output and cannot be turned back into it — the case of
+/// given (docs/EVALUATION.md §3: it is not lm-eval's <c>process_docs</c> output and cannot be turned back into it — the case of
 /// <c>ctx_b</c>'s first letter differs), with lm-eval's request and metric rules: continuation <c>" " + ending</c>,
 /// acc and acc_norm.
 /// </summary>

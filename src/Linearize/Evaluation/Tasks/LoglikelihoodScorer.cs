@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Linearize.Evaluation.Tasks;
 
 /// <summary>
-/// Scores log-likelihood requests exactly as lm-evaluation-harness's <c>HFLM._loglikelihood_tokens</c> (EVAL.md §2),
+/// Scores log-likelihood requests exactly as lm-evaluation-harness's <c>HFLM._loglikelihood_tokens</c> (docs/EVALUATION.md §2),
 /// but computes each shared context once: requests with the same context tokens form a group; a batch of groups runs
 /// its (left-padded) contexts through the model with a cache, the cache's rows are repeated once per continuation
 /// (<see cref="ModelCache.SelectRows"/> — the teacher's KV cache, or a linear model's recurrent state and window), and

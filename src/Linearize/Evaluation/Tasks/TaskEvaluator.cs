@@ -7,7 +7,7 @@ namespace Linearize.Evaluation.Tasks;
 /// <summary>
 /// Runs lm-eval tasks on one model: builds each document's requests, encodes them (<see cref="ILoglikelihoodScorer.Encode"/>),
 /// scores them all in one sorted, batched, prefix-sharing pass, and turns the scores into lm-eval's metrics
-/// (EVAL.md §1: acc, acc_norm by character length, LAMBADA's per-document perplexity, MMLU's size-weighted groups).
+/// (docs/EVALUATION.md §1: acc, acc_norm by character length, LAMBADA's per-document perplexity, MMLU's size-weighted groups).
 /// </summary>
 public sealed class TaskEvaluator
 {
@@ -69,7 +69,7 @@ public sealed class TaskEvaluator
         return new Result(scores, requests, tokens, watch.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Per-document metrics (EVAL.md §1): acc = argmax(lls) == gold; acc_norm = argmax(lls / len(choice)) == gold,
+    /// <summary>Per-document metrics (docs/EVALUATION.md §1): acc = argmax(lls) == gold; acc_norm = argmax(lls / len(choice)) == gold,
     /// len in code points; ties go to the first index (np.argmax). LAMBADA: ll and is_greedy.</summary>
     public static Dictionary<string, double> DocumentMetrics(EvalTask task, TaskDocument doc, IReadOnlyList<RequestScore> scores)
     {

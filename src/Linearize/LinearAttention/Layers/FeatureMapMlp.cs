@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Layers;
 
 /// <summary>
-/// The learned projection of a LoLCATs feature map (reference <c>FeatureMapMLP</c>, METHODS §2.3): one <c>d × d'</c>
+/// The learned projection of a LoLCATs feature map (reference <c>FeatureMapMLP</c>, docs/METHODS.md §2.3): one <c>d × d'</c>
 /// matrix per head, <c>layer [H, D, F]</c>, and for T2R a scalar bias per head <c>bias [1, H, 1, 1]</c>. Initialised as
 /// the reference's <c>zero_init_</c> (what its README commands run): each head's rectangular identity
 /// <c>eye(d, d')</c>, which keeps the first d' coordinates. <c>[B, H, T, D] → [B, H, T, F]</c>, float32.

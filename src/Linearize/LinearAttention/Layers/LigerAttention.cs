@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Layers;
 
 /// <summary>
-/// Liger attention (Lan et al., ICML 2025, §3; METHODS §1.2): the teacher's own q/k/v/o projections, no new
+/// Liger attention (Lan et al., ICML 2025, §3; docs/METHODS.md §1.2): the teacher's own q/k/v/o projections, no new
 /// parameters. The gate of a gated recurrent branch is built from the raw key projection (after LoRA, before RoPE);
 /// a sliding-window softmax branch with the teacher's RoPE runs beside it; <c>o = α·window + β·recurrent</c>, then
 /// <c>o_proj</c>. The recurrent math runs in float32. Decoding keeps the recurrent state and the window's key/value
@@ -99,7 +99,7 @@ public sealed class LigerAttention : ProjectedMixer
             }
             case LigerFamily.Hgrn2:
             {
-                // HGRN2 ties the input gate to the forget gate: the "key" written is 1 − α (METHODS §1.3, §3.8).
+                // HGRN2 ties the input gate to the forget gate: the "key" written is 1 − α (docs/METHODS.md §1.3, §3.8).
                 var g = nn.functional.logsigmoid(k).Over(norm) * valid;
                 return Gla(q.softmax(-1), Repeat(g.exp().OneMinus()), Repeat(v), Repeat(g), scale, cache, step);
             }

@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Layers;
 
 /// <summary>
-/// LoLCATs attention (Zhang et al., ICLR 2025; reference <c>linear_window_attention_{sw,tk}.py</c>, METHODS §2.2–2.4):
+/// LoLCATs attention (Zhang et al., ICLR 2025; reference <c>linear_window_attention_{sw,tk}.py</c>, docs/METHODS.md §2.2–2.4):
 /// the teacher's q/k/v/o under their HF names, RoPE on q and k, <c>repeat_kv</c>, then learnable feature maps
 /// (untied for q and k, <c>feature_map_q</c> / <c>feature_map_k</c>) and a per-head window factor
 /// <c>γ = σ(window_factors)</c> <c>[1, H, 1, 1]</c>: softmax over the window plus linear attention over every older key,

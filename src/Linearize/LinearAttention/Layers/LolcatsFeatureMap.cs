@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Layers;
 
 /// <summary>
-/// A LoLCATs feature map φ (reference <c>FeatureMap</c> with a <c>FeatureMapMLP</c>, METHODS §2.3), applied per head to
+/// A LoLCATs feature map φ (reference <c>FeatureMap</c> with a <c>FeatureMapMLP</c>, docs/METHODS.md §2.3), applied per head to
 /// post-RoPE queries or keys. Hedgehog: <c>clamp_min([softmax(xW) ⊕ softmax(−xW)], eps)</c> (2·d' features, both
 /// softmaxes over the feature dimension); T2R: <c>clamp_min(ReLU(xW + b), eps)</c>. The state-dict name of the weight is
 /// the reference's, <c>feature_map_q.mlp.layer</c>. <c>[B, H, T, D] → [B, H, T, F']</c>, float32.

@@ -6,7 +6,7 @@ namespace Linearize.LinearAttention.Ops;
 /// <summary>
 /// Chunked gated linear attention (per-channel gate), the training/prefill kernel: the same function as
 /// <see cref="GlaRecurrent"/>, computed chunk by chunk with plain differentiable ops (autograd gives the gradients).
-/// Follows fla <c>fla/ops/gla/chunk.py</c> (METHODS §3.3): chunk-local inclusive cumulative log gates Γ in float32;
+/// Follows fla <c>fla/ops/gla/chunk.py</c> (docs/METHODS.md §3.3): chunk-local inclusive cumulative log gates Γ in float32;
 /// inter-chunk states <c>S ← Diag(exp Γ_last) S + (K ⊙ exp(Γ_last − Γ))ᵀ V</c>; intra-chunk scores built by
 /// sub-chunk blocks — off-diagonal blocks as one matmul around a reference row Γ_ref (the first row of the query
 /// block) so that both factors <c>exp(Γ_i − Γ_ref)</c> and <c>exp(Γ_ref − Γ_j)</c> have non-positive exponents, and

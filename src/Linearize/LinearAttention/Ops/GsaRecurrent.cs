@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Ops;
 
 /// <summary>
-/// Gated slot attention (fla <c>fla/ops/gsa/naive.py</c> <c>naive_recurrent_gsa</c>, METHODS §3.9): two gated
+/// Gated slot attention (fla <c>fla/ops/gsa/naive.py</c> <c>naive_recurrent_gsa</c>, docs/METHODS.md §3.9): two gated
 /// linear recurrences joined by a softmax over M slots.
 /// Pass 1 (keys → slots, gate on the slot side): <c>Hk_t = Hk_{t−1} ⊙ (1 α_tᵀ) + k_tᵀ s_t</c>,
 /// <c>p_t = softmax(scale · q_t Hk_t)</c>. Pass 2 (slots → values): <c>Hv_t = Diag(α_t) Hv_{t−1} + s_tᵀ v_t</c>,

@@ -5,12 +5,12 @@ namespace Linearize.LinearAttention.Ops;
 
 /// <summary>
 /// The LoLCATs hybrid of softmax attention over a window and linear attention over every older key, sharing one
-/// normalizer (paper Eq. 7, METHODS §2.4), computed in O(T·(block + lag)) time and memory — never a T×T matrix:
+/// normalizer (paper Eq. 7, docs/METHODS.md §2.4), computed in O(T·(block + lag)) time and memory — never a T×T matrix:
 /// <code>
 /// ŷ_i = ( γ Σ_{j∈W(i)} e^{s_ij − c_i} v_j + λ Σ_{j∈L(i)} φq_i·φk_j v_j ) / ( γ Σ_{j∈W(i)} e^{s_ij − c_i} + λ Σ_{j∈L(i)} φq_i·φk_j )
 /// </code>
 /// with <c>s_ij = q_i·k_j/√d</c>, the stabilizer <c>c_i</c> the maximum over the window scores only, no 1/√d and no
-/// eps on the linear part (METHODS §2.4.1). <see cref="HybridWindowLinearQuadratic"/> is the naive twin.
+/// eps on the linear part (docs/METHODS.md §2.4.1). <see cref="HybridWindowLinearQuadratic"/> is the naive twin.
 /// </summary>
 /// <remarks>
 /// How it stays linear: a key at least <c>lag</c> tokens behind a query (<see cref="LolcatsOptions.Lag"/>: w for the

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Ops;
 
 /// <summary>
-/// The naive twin of <see cref="HybridWindowLinear"/>: LoLCATs' <c>hybrid_attention_quadratic</c> (METHODS §2.4) with
+/// The naive twin of <see cref="HybridWindowLinear"/>: LoLCATs' <c>hybrid_attention_quadratic</c> (docs/METHODS.md §2.4) with
 /// full T×T masks built from positions — a window mask W and a disjoint linear mask L covering every causal key —
 /// the stabilizer over the window scores only, no 1/√d and no eps on the linear part. The terrace's blocks are counted
 /// from position 0 (the paper's description, not the reference code's end-aligned blocks, §2.4.1).

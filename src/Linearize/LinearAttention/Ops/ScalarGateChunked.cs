@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Linearize.LinearAttention.Ops;
 
 /// <summary>
-/// Chunked scalar-gate linear attention (fla <c>chunk_simple_gla</c>, METHODS §3.7). With one decay per head the
+/// Chunked scalar-gate linear attention (fla <c>chunk_simple_gla</c>, docs/METHODS.md §3.7). With one decay per head the
 /// intra-chunk decay is a matrix <c>D_ij = exp(Γ_i − Γ_j)</c> (j ≤ i, exponent ≤ 0, masked before exp), so
 /// <c>O_intra = ((Q Kᵀ) ⊙ D) V</c> is two matmuls; the inter-chunk state follows the same rule as
 /// <see cref="GlaChunked"/> with scalar exponents.

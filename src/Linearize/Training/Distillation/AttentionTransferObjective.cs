@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Linearize.Training.Distillation;
 
 /// <summary>
-/// LoLCATs stage 1 (METHODS §2.5, reference <c>distill_attention_xent_mse.py</c>): every LoLCATs layer computes the
+/// LoLCATs stage 1 (docs/METHODS.md §2.5, reference <c>distill_attention_xent_mse.py</c>): every LoLCATs layer computes the
 /// teacher's softmax attention from the same q/k/v and passes the teacher's output on, so layers train independently;
 /// the loss is <c>mse_factor × mean over layers of MSE(hybrid, teacher)</c> on the per-head outputs before
 /// <c>o_proj</c>, plus <c>xent_factor ×</c> the attention-row cross-entropy. Every token counts (labels are not used).

@@ -14,7 +14,7 @@ using static TorchSharp.torch;
 namespace Linearize.Training.Distillation;
 
 /// <summary>
-/// LoLCATs stage 1, attention transfer (METHODS §2.5): only the feature maps and window factors train, against the
+/// LoLCATs stage 1, attention transfer (docs/METHODS.md §2.5): only the feature maps and window factors train, against the
 /// teacher's attention outputs, with the reference recipe by default (AdamW lr 1e-2, no weight decay, reduce-on-plateau,
 /// MSE × 1000). Joint (every layer in one run) or block-wise (§2.7): the residual stream at each block boundary is
 /// saved once (<see cref="PrepareBlocks"/>), each block then trains alone from its file (<see cref="RunBlock"/>, in any

@@ -7,7 +7,7 @@ namespace Linearize.Training.Distillation;
 
 /// <summary>
 /// Attention transfer of one block of layers <c>[From, To)</c> from the residual stream saved at its input boundary
-/// (LoLCATs paper §3.3.2, reference <c>distill_mini_train.py</c>; METHODS §2.7): each training example is looked up in
+/// (LoLCATs paper §3.3.2, reference <c>distill_mini_train.py</c>; docs/METHODS.md §2.7): each training example is looked up in
 /// the boundary file by its index, the block's layers run on it in transfer mode, and the loss is the mean of the
 /// block's layer MSEs (Eq. 8) times <c>mse_factor</c>. Nothing outside the block runs.
 /// </summary>

@@ -2,7 +2,7 @@ namespace Linearize.Training.Lora;
 
 /// <summary>
 /// LoRA hyper-parameters (Hu et al. 2021; PEFT <c>LoraConfig</c>). Liger's recipe: r 8, alpha 8 (PEFT's default
-/// alpha equals r when left unset: scale 1), dropout 0, on q/k/v (METHODS §1.5); LoLCATs stage 2: r 8, alpha 16,
+/// alpha equals r when left unset: scale 1), dropout 0, on q/k/v (docs/METHODS.md §1.5); LoLCATs stage 2: r 8, alpha 16,
 /// on q/k/v/o (§2.6).
 /// </summary>
 public sealed record LoraOptions

@@ -5,7 +5,7 @@ namespace Linearize.Training.Optim;
 /// <summary>
 /// Learning-rate schedules: <c>constant</c>; <c>cosine</c> with linear warm-up (transformers
 /// <c>get_cosine_schedule_with_warmup</c>); <c>plateau</c> (<c>torch.optim.lr_scheduler.ReduceLROnPlateau</c>, mode min,
-/// threshold 1e-4 relative, stepped on each evaluation loss — Liger's and LoLCATs' schedule, METHODS §1.5).
+/// threshold 1e-4 relative, stepped on each evaluation loss — Liger's and LoLCATs' schedule, docs/METHODS.md §1.5).
 /// The whole state is a few numbers, saved in checkpoints.
 /// </summary>
 public sealed class LearningRateSchedule
