@@ -1,9 +1,6 @@
 using Linearize.Evaluation.Tasks;
 using Linearize.Inference;
-using Linearize.LinearAttention.Conversion;
-using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
-using Linearize.Tests.LinearAttention;
 using TorchSharp;
 
 namespace Linearize.Tests.Evaluation;
@@ -13,19 +10,7 @@ namespace Linearize.Tests.Evaluation;
 [Collection("Torch")]
 public sealed class EngineScorerTests
 {
-    public static IEnumerable<object[]> Kinds() =>
-        new[] { "teacher", "liger-gla", "liger-gsa", "swa", "lolcats-tk" }.Select(k => new object[] { k });
-
-    private static LlamaForCausalLM Model(string kind)
-    {
-        using var teacher = TinyModels.Create("gqa-untied");
-        return kind switch
-        {
-            "teacher" => TinyModels.Create("gqa-untied"),
-            "lolcats-tk" => LolcatsConversionTests.Converted(teacher, LolcatsConversionTests.Lin("lolcats-tk", window: 4)),
-            _ => Converter.Convert(teacher, LigerConversionTests.Lin(kind, window: 4)),
-        };
-    }
+    public static IEnumerable<object[]> Kinds() => EvalHarnessTests.Kinds();
 
     /// <summary>Contexts with 1–4 choices of 1–8 tokens; a family of contexts sharing a 23-token prefix (remainders of
     /// equal and different lengths); a few requests longer than max_length + 1.</summary>
@@ -59,7 +44,7 @@ public sealed class EngineScorerTests
     public void EngineScoresEqualTorchSharpOnePassPerRequest(string kind)
     {
         const int maxLength = 48;
-        using var model = Model(kind);
+        using var model = EvalHarnessTests.Model(kind);
         using var engine = DecodeEngine.Create(model);
         var requests = Requests(maxLength);
         // Continuations that are the model's own greedy choice, so is_greedy is exercised both ways.

@@ -15,7 +15,8 @@ namespace Linearize.Tests.Evaluation;
 [Collection("Torch")]
 public sealed class EvalHarnessTests
 {
-    private static LlamaForCausalLM Model(string kind)
+    /// <summary>A tiny teacher, or its conversion by <paramref name="kind"/> (window 4).</summary>
+    internal static LlamaForCausalLM Model(string kind)
     {
         using var teacher = TinyModels.Create("gqa-untied");
         return kind switch
