@@ -1,5 +1,6 @@
 using Linearize.Checkpoints;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 
 namespace Linearize.Cli;
 

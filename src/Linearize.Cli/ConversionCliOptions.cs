@@ -1,6 +1,6 @@
 using System.CommandLine;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
 
 namespace Linearize.Cli;
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Linearize.Generation.Chat;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Serving;
 

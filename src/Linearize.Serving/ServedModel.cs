@@ -1,6 +1,6 @@
 using Linearize.Generation.Chat;
 using Linearize.Inference;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Tokenization;
 

@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Linearize.Inference;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Spectre.Console;
 

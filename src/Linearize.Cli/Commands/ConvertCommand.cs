@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling;
 
 namespace Linearize.Cli.Commands;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Linearize.Evaluation;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Spectre.Console;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Linearize.Evaluation.Recall;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Training.Recall;
 using Spectre.Console;

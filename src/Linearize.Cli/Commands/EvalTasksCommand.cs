@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.Evaluation.Tasks;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Spectre.Console;
 

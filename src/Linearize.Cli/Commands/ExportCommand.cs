@@ -1,5 +1,7 @@
 using System.CommandLine;
 using Linearize.Checkpoints.Authors;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 using Linearize.Modeling;
 
 namespace Linearize.Cli.Commands;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Linearize.Generation;
+using Linearize.Methods;
 using Linearize.Modeling;
 
 namespace Linearize.Cli.Commands;

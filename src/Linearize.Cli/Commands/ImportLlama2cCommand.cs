@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Linearize.Checkpoints;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Spectre.Console;
 
@@ -45,7 +47,7 @@ public static class InspectCommand
                 tokenizer = tokenizer?.Description,
                 tokenizer_path = source.TokenizerPath,
                 mixers,
-                notes = Linearize.Checkpoints.Authors.LigerFormat.Notes(c),
+                notes = Linearize.Checkpoints.Configuration.LigerFormat.Notes(c),
             };
             if (r.GetValue(json))
             {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Training.Lora;
 

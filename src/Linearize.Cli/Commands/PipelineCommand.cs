@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
 using Linearize.Training;
 using Spectre.Console;
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Training;
 using Linearize.Training.Data;

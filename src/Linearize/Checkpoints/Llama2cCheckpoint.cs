@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
+using Linearize.Checkpoints.Configuration;
 using static TorchSharp.torch;
 
 namespace Linearize.Checkpoints;

@@ -1,5 +1,7 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling.Llama;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,7 +19,7 @@ public static class Llama2cWriter
     {
         var c = model.Config;
         if (c.QkvBias || c.OutputBias || c.MlpBias || c.RopeScaling.Type != RopeScalingType.None || Math.Abs(c.RopeTheta - 10000.0) > 1e-9 ||
-            c.HeadDim * c.NumAttentionHeads != c.HiddenSize || Linearize.LinearAttention.Conversion.LinearizationConfig.FromModel(c) is not null)
+            c.HeadDim * c.NumAttentionHeads != c.HiddenSize || Linearize.Checkpoints.Configuration.LinearizationConfig.FromModel(c) is not null)
             throw new LinearizeException(
                 $"{path}: llama2.c's format holds only plain Llama models (no biases, RoPE θ = 10000 without scaling, head_dim = dim / heads, not converted)");
         var state = model.state_dict();

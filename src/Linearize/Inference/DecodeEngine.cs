@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Inference.Kernels;
 using Linearize.Inference.Mixers;
 using Linearize.Inference.Threading;

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Linearize.Tensors;
 using static TorchSharp.torch;
 
 namespace Linearize.Modeling;

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 
 namespace Linearize.Modeling;
 

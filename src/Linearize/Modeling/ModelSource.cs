@@ -1,4 +1,5 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Tokenization;
 
 namespace Linearize.Modeling;

@@ -1,4 +1,5 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling.Llama;
 using TorchSharp.Utils;
 using static TorchSharp.torch;

@@ -1,4 +1,5 @@
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 

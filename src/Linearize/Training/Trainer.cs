@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Training.Data;
 using Linearize.Training.Optim;
 using Linearize.Modeling;

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Tests.Fixtures;
 
 namespace Linearize.Tests.Checkpoints;

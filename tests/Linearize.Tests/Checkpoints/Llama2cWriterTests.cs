@@ -1,4 +1,6 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using TorchSharp;
@@ -17,7 +19,7 @@ public sealed class Llama2cWriterTests
     {
         var j = TinyModels.BaseJson(hidden: 32, heads: 4, kvHeads: 2);
         j["tie_word_embeddings"] = tied;
-        var config = Linearize.Checkpoints.LlamaConfig.FromJson(j, "tiny");
+        var config = Linearize.Checkpoints.Configuration.LlamaConfig.FromJson(j, "tiny");
         using var model = TinyModels.Create(config);
         using var dir = TinyModels.TempDirectory();
         string path = Path.Combine(dir.Path, "tiny.bin");

@@ -1,8 +1,10 @@
 using Linearize.Checkpoints.Authors;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Tests.Cli;
 using Linearize.Tests.Fixtures;
 using Linearize.Training.Lora;

@@ -1,5 +1,6 @@
 using System.Text;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
 using TorchSharp;

@@ -1,4 +1,6 @@
 using Linearize.Checkpoints;
+using Linearize.Methods;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Modeling;
 using TorchSharp;
@@ -95,8 +97,8 @@ public sealed class SafetensorsRoundTripTests
             using var model = TinyModels.Create(variant);
             model.to(dtype);
             string outDir = System.IO.Path.Combine(dir.Path, variant);
-            Linearize.Modeling.ModelLoader.SaveHuggingFace(model, model.Config, outDir, null);
-            using var loaded = Linearize.Modeling.ModelLoader.Load(new Linearize.Modeling.ModelSource(
+            Linearize.Methods.ModelLoader.SaveHuggingFace(model, model.Config, outDir, null);
+            using var loaded = Linearize.Methods.ModelLoader.Load(new Linearize.Modeling.ModelSource(
                 Linearize.Modeling.ModelSourceKind.HuggingFaceDirectory, outDir, null), dtype);
             var saved = model.state_dict();
             foreach (var (name, t) in loaded.state_dict())

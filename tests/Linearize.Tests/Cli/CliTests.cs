@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using TorchSharp;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 

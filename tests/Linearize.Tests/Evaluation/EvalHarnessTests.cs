@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Linearize.Evaluation.Tasks;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Cli;
 using Linearize.Tests.Fixtures;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Linearize.Evaluation;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 

@@ -1,3 +1,4 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Evaluation;
 using Linearize.Tests.Fixtures;
 using Linearize.Tokenization;
@@ -10,7 +11,7 @@ public sealed class PerplexityProtocolTests
     [SharedFact("models/stories260K/tok512.bin", "data/tinystories/val.txt")]
     public void StridedRollingScoresEveryTokenButTheFirstOnce()
     {
-        using var model = TinyModels.Create(Linearize.Checkpoints.LlamaConfig.FromJson(TinyModels.BaseJson(vocab: 512), "tiny-512"));
+        using var model = TinyModels.Create(Linearize.Checkpoints.Configuration.LlamaConfig.FromJson(TinyModels.BaseJson(vocab: 512), "tiny-512"));
         var tok = Llama2cTokenizer.Load(SharedData.Tok512);
         var text = PerplexityEvaluator.ReadPrefix(SharedData.TinyStoriesVal, 3);
         int n = tok.Encode(text, addBos: true).Count;

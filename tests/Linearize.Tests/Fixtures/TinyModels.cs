@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 

@@ -1,4 +1,5 @@
 using Linearize.Generation;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 

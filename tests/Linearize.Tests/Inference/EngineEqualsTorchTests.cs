@@ -1,6 +1,7 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Inference;
 using Linearize.Inference.Kernels;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;
@@ -125,7 +126,7 @@ public sealed class EngineEqualsTorchTests
         // or every 8 steps (tk); after a prefill, the engine continues from the TorchSharp cache.
         using var teacher = TinyModels.Create(variant);
         var lin = LolcatsConversionTests.Lin(method, window: 8,
-            map: map == "t2r" ? Linearize.LinearAttention.LolcatsFeatureMapKind.T2r : Linearize.LinearAttention.LolcatsFeatureMapKind.Hedgehog);
+            map: map == "t2r" ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog);
         using var model = LolcatsConversionTests.Converted(teacher, lin);
         using var engine = DecodeEngine.Create(model);
         double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, prefill + 1000, 4), prefill);

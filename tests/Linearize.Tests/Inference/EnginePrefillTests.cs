@@ -1,7 +1,7 @@
 using Linearize.Inference;
 using Linearize.Inference.Kernels;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;

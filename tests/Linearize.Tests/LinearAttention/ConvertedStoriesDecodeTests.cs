@@ -1,4 +1,5 @@
-using Linearize.LinearAttention.Conversion;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using TorchSharp;

@@ -1,5 +1,6 @@
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using TorchSharp;
 using Xunit.Abstractions;

@@ -1,4 +1,5 @@
 using Linearize.LinearAttention.Ops;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Modeling;
 using TorchSharp;

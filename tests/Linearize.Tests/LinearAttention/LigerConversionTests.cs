@@ -1,5 +1,6 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
 using TorchSharp;
@@ -138,7 +139,7 @@ public sealed class LigerConversionTests
         using var dir = new TempDir();
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = Converter.ConvertToDirectory(teacher, Lin("liger-hgrn2", softmaxLayers: new[] { 0 }), dir.Path, null);
-        using var loaded = Linearize.Modeling.ModelLoader.Load(new Linearize.Modeling.ModelSource(
+        using var loaded = Linearize.Methods.ModelLoader.Load(new Linearize.Modeling.ModelSource(
             Linearize.Modeling.ModelSourceKind.HuggingFaceDirectory, dir.Path, null));
         Assert.Equal(new[] { "softmax", model.Model.Layers[1].SelfAttention.Describe() },
             loaded.Model.Layers.Select(l => l.SelfAttention.Describe()).ToArray());

@@ -1,8 +1,10 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Inference;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Tests.Inference;
 using Linearize.Tests.Fixtures;
 using TorchSharp;

@@ -1,9 +1,11 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
 using Linearize.LinearAttention.Layers;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,6 +1,8 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
 using Linearize.LinearAttention.Ops;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Modeling;
 using TorchSharp;

@@ -1,6 +1,7 @@
 using Linearize.Caching;
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Modeling;
 using TorchSharp;

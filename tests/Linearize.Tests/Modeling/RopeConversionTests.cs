@@ -1,4 +1,5 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Fixtures;
 using TorchSharp;

@@ -1,5 +1,6 @@
 using System.Text;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using TorchSharp;
 
 namespace Linearize.Tests.Modeling;

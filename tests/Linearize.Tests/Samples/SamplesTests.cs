@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Linearize.Generation;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using Linearize.Training.Data;

@@ -1,7 +1,7 @@
 using Linearize.Generation;
 using Linearize.Generation.Chat;
 using Linearize.Inference;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Serving;
 using Linearize.Tests.Fixtures;

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Linearize.Checkpoints;
-using Linearize.LinearAttention.Conversion;
 using Linearize.LinearAttention.Layers;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using Linearize.Tests.Cli;

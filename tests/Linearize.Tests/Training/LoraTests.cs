@@ -1,3 +1,4 @@
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Training.Lora;
 using Linearize.Modeling;

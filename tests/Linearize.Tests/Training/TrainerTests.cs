@@ -1,5 +1,6 @@
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;
 using Linearize.Training;

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using TorchSharp;

@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Linearize.Caching;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Inference.Kernels;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Inference.Kernels;
 using Linearize.LinearAttention;
 

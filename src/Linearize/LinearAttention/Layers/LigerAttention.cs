@@ -1,7 +1,9 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;

@@ -1,8 +1,10 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;

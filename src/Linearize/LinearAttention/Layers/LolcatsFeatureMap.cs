@@ -1,4 +1,6 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;

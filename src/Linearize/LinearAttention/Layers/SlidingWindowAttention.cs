@@ -1,5 +1,6 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention.Ops;
 using Linearize.Modeling;
 using static TorchSharp.torch;

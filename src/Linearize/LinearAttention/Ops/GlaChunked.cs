@@ -1,4 +1,5 @@
 using Linearize.Modeling;
+using Linearize.Tensors;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;

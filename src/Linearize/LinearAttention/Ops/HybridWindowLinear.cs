@@ -1,4 +1,6 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using static TorchSharp.torch;
 
 namespace Linearize.LinearAttention.Ops;

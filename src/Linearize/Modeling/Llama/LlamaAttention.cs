@@ -1,6 +1,8 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using static TorchSharp.torch;
 
 namespace Linearize.Modeling.Llama;

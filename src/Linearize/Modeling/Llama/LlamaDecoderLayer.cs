@@ -1,6 +1,8 @@
 using Linearize.Checkpoints;
 using TorchSharp.Utils;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using static TorchSharp.torch;
 
 namespace Linearize.Modeling.Llama;

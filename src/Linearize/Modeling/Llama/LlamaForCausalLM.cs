@@ -1,5 +1,6 @@
 using Linearize.Caching;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -43,7 +44,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, ModelCache?, Tensor?, T
     {
         get
         {
-            var keys = new HashSet<string>(Checkpoints.Authors.LigerFormat.IgnoredTensors(Config), StringComparer.Ordinal);
+            var keys = new HashSet<string>(Checkpoints.Configuration.LigerFormat.IgnoredTensors(Config), StringComparer.Ordinal);
             if (Config.TieWordEmbeddings)
                 keys.Add("lm_head.weight");
             return keys;

@@ -1,5 +1,7 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
+using Linearize.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using Linearize.Tokenization;

@@ -1,4 +1,5 @@
 using Linearize.Modeling;
+using Linearize.Tensors;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;

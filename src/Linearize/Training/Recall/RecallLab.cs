@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Evaluation.Recall;
 using Linearize.Inference;
 using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
 using Linearize.LinearAttention.Layers;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using Linearize.Training.Data;

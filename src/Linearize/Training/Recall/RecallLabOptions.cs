@@ -1,3 +1,4 @@
+using Linearize.Checkpoints.Configuration;
 using Linearize.Training.Lora;
 
 namespace Linearize.Training.Recall;
@@ -105,7 +106,7 @@ public sealed record RecallLabOptions
         if (TrainSequences < 10 || TestSequences < 1)
             throw new LinearizeException("lab: at least 10 training and 1 held-out sequences");
         foreach (var m in Methods)
-            if (!Linearize.LinearAttention.Conversion.LinearizationConfig.Methods.Contains(m))
-                throw new LinearizeException($"lab: unknown method '{m}' (known: {string.Join(", ", Linearize.LinearAttention.Conversion.LinearizationConfig.Methods)})");
+            if (!Linearize.Checkpoints.Configuration.LinearizationConfig.Methods.Contains(m))
+                throw new LinearizeException($"lab: unknown method '{m}' (known: {string.Join(", ", Linearize.Checkpoints.Configuration.LinearizationConfig.Methods)})");
     }
 }

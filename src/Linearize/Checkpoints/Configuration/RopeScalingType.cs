@@ -1,4 +1,4 @@
-namespace Linearize.Checkpoints;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>The kinds of RoPE frequency scaling this project implements.</summary>
 public enum RopeScalingType

@@ -1,4 +1,4 @@
-namespace Linearize.LinearAttention;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>Which keys a LoLCATs query attends to with softmax; every older key goes to the linear term (docs/METHODS.md §2.4).</summary>
 public enum LolcatsWindowShape

@@ -1,9 +1,10 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using TorchSharp;
 
-namespace Linearize.LinearAttention.Conversion;
+namespace Linearize.Methods;
 
 /// <summary>
 /// Converts a teacher into a linearized model. Liger's gated families add no parameters, so conversion is: validate,

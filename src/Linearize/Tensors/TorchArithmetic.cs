@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Linearize.Modeling;
+namespace Linearize.Tensors;
 
 /// <summary>
 /// Tensor arithmetic with numbers whose libtorch <see cref="Scalar"/>s stay alive for the whole native call.

@@ -1,4 +1,4 @@
-namespace Linearize.LinearAttention;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// Every constant of a Liger layer, named, with the reference's defaults (Liger paper §3, code

@@ -1,8 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using Linearize.Checkpoints;
 
-namespace Linearize.LinearAttention.Conversion;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// The <c>linearization</c> section of a converted model's <c>config.json</c>: which method replaces the attention

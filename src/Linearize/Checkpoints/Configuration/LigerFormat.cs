@@ -1,10 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Linearize.LinearAttention;
-using Linearize.LinearAttention.Conversion;
 
-namespace Linearize.Checkpoints.Authors;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// The Liger authors' Hugging Face directories (<c>OpenSparseLLMs/Linearization</c>, <c>liger/models/liger_*</c>): a

@@ -1,9 +1,10 @@
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.LinearAttention.Layers;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 
-namespace Linearize.LinearAttention.Conversion;
+namespace Linearize.Methods;
 
 /// <summary>Chooses each layer's token mixer from a model config: the teacher's attention, or what its
 /// <c>linearization</c> section asks for.</summary>

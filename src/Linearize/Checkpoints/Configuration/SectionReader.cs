@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Linearize.LinearAttention.Conversion;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// Typed reads of the <c>linearization</c> section of a <c>config.json</c>: an absent or null key gives null (the

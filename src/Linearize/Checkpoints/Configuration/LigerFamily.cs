@@ -1,4 +1,4 @@
-namespace Linearize.LinearAttention;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>The gated recurrent families a Liger layer can build from the key projection (Liger Table 1, docs/METHODS.md §1.3).</summary>
 public enum LigerFamily

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Linearize.Checkpoints;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// A Hugging Face <c>config.json</c> for the Llama family (<c>llama</c>, <c>mistral</c>, <c>qwen2</c>), parsed into
@@ -93,14 +93,14 @@ public sealed class LlamaConfig
     {
         // The Liger authors' directories name their own model_type; they load as the layer their code computes.
         if (raw["model_type"] is JsonValue authors && authors.GetValueKind() == JsonValueKind.String &&
-            Authors.LigerFormat.Find(authors.GetValue<string>()) is not null)
-            raw = Authors.LigerFormat.ToLinearized(raw, source);
+            LigerFormat.Find(authors.GetValue<string>()) is not null)
+            raw = LigerFormat.ToLinearized(raw, source);
         var r = new Reader(raw, source);
         string modelType = r.String("model_type", "llama");
         if (!SupportedModelTypes.Contains(modelType))
             throw new LinearizeException(
                 $"{source}: unsupported model_type '{modelType}' (supported: {string.Join(", ", SupportedModelTypes)}, " +
-                $"and the Liger authors' {string.Join(", ", Authors.LigerFormat.Types.Select(t => t.ModelType))})");
+                $"and the Liger authors' {string.Join(", ", LigerFormat.Types.Select(t => t.ModelType))})");
         string act = r.String("hidden_act", "silu");
         if (act != "silu")
             throw new LinearizeException($"{source}: unsupported hidden_act '{act}' (only silu is implemented)");

@@ -1,11 +1,12 @@
 using Linearize.Checkpoints;
-using Linearize.LinearAttention.Conversion;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Modeling.Llama;
+using Linearize.Modeling;
 using Linearize.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Linearize.Modeling;
+namespace Linearize.Methods;
 
 /// <summary>Builds a <see cref="LlamaForCausalLM"/> from a resolved <see cref="ModelSource"/> and loads its weights strictly.</summary>
 public static class ModelLoader

@@ -1,4 +1,4 @@
-namespace Linearize.Checkpoints.Authors;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// One <c>model_type</c> of the Liger authors' code (<c>liger/models/liger_*</c>): the teacher architecture its

@@ -1,4 +1,4 @@
-namespace Linearize.LinearAttention;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>The learnable feature map φ of a LoLCATs layer (docs/METHODS.md §2.3).</summary>
 public enum LolcatsFeatureMapKind

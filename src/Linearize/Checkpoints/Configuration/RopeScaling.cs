@@ -1,4 +1,4 @@
-namespace Linearize.Checkpoints;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>The <c>rope_scaling</c> block of a Hugging Face config.</summary>
 public sealed record RopeScaling(

@@ -1,4 +1,4 @@
-namespace Linearize.LinearAttention;
+namespace Linearize.Checkpoints.Configuration;
 
 /// <summary>
 /// Every constant of a LoLCATs layer, named, with the headline configuration's defaults
