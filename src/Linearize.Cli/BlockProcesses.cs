@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Linearize.Training.Distillation;
+using Linearize.Workflows;
 
 namespace Linearize.Cli;
 

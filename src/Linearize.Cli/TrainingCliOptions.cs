@@ -1,7 +1,7 @@
 using System.CommandLine;
 using TorchSharp;
+using Linearize.Data;
 using Linearize.Training;
-using Linearize.Training.Data;
 using Linearize.Training.Lora;
 
 namespace Linearize.Cli;

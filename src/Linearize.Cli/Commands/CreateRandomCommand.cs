@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Linearize.Interchange;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
@@ -48,7 +49,7 @@ public static class CreateRandomCommand
             using var model = new LlamaForCausalLM(config);
             RandomWeights.Initialize(model, r.GetValue(seed));
             if (llama2c)
-                Linearize.Checkpoints.Llama2cWriter.Write(model, outPath);
+                Linearize.Interchange.Llama2cWriter.Write(model, outPath);
             else
                 ModelLoader.SaveHuggingFace(model, config, outPath, r.GetValue(tokenizer));
             Console.Out.WriteLine($"wrote {outPath} ({model.ParameterCount():N0} parameters)");

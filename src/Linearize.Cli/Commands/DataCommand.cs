@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Linearize.Training.Recall;
+using Linearize.Data;
 
 namespace Linearize.Cli.Commands;
 

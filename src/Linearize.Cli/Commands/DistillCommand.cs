@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Linearize.Training;
 using Linearize.Training.Distillation;
+using Linearize.Workflows;
 
 namespace Linearize.Cli.Commands;
 

@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Text.Json;
+using Linearize.Data;
 using Linearize.Evaluation.Recall;
 using Linearize.Methods;
 using Linearize.Modeling;
-using Linearize.Training.Recall;
 using Spectre.Console;
 
 namespace Linearize.Cli.Commands;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Linearize.Checkpoints.Authors;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Interchange;
 using Linearize.Methods;
 using Linearize.Modeling;
 

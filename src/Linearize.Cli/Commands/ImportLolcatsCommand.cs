@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Linearize.Checkpoints.Authors;
+using Linearize.Interchange;
 using Linearize.Methods;
 using Linearize.Modeling;
 

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Linearize.Evaluation.Recall;
-using Linearize.Training.Recall;
+using Linearize.Workflows;
 
 namespace Linearize.Cli.Commands;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Linearize.LinearAttention;
 using Linearize.Training;
+using Linearize.Workflows;
 using Spectre.Console;
 
 namespace Linearize.Cli.Commands;
@@ -65,7 +66,7 @@ public static class PipelineCommand
                     Schedule = Given(training.Schedule) ? trainingOptions.Schedule : "plateau",
                 };
                 if (!r.GetValue(noDistill))
-                    distill = Linearize.Training.Distillation.AttentionTransferRun.Recipe with
+                    distill = Linearize.Workflows.AttentionTransferRun.Recipe with
                     {
                         LearningRate = r.GetValue(distillLr),
                         SequenceLength = trainingOptions.SequenceLength,

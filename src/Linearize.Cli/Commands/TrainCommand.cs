@@ -1,10 +1,11 @@
 using System.CommandLine;
 using System.Text.Json;
+using Linearize.Data;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Training;
-using Linearize.Training.Data;
 using Linearize.Training.Lora;
+using Linearize.Workflows;
 
 namespace Linearize.Cli.Commands;
 

@@ -1,5 +1,5 @@
+using Linearize.Data;
 using Linearize.Modeling.Llama;
-using Linearize.Training.Data;
 using static TorchSharp.torch;
 
 namespace Linearize.Training;

@@ -1,5 +1,6 @@
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Interchange;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;

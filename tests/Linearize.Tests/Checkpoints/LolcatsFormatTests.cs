@@ -1,5 +1,6 @@
 using Linearize.Checkpoints.Authors;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Interchange;
 using Linearize.LinearAttention;
 using Linearize.Methods;
 using Linearize.Modeling;

@@ -1,5 +1,6 @@
 using System.Text;
 using Linearize.Checkpoints;
+using Linearize.Interchange;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;

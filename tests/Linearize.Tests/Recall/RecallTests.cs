@@ -1,9 +1,8 @@
 using System.Text.Json;
 using Linearize.Checkpoints;
+using Linearize.Data;
 using Linearize.Tests.Cli;
 using Linearize.Tests.Fixtures;
-using Linearize.Training.Data;
-using Linearize.Training.Recall;
 
 namespace Linearize.Tests.Recall;
 

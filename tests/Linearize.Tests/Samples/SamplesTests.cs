@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
+using Linearize.Data;
 using Linearize.Generation;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
-using Linearize.Training.Data;
 
 namespace Linearize.Tests.Samples;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Linearize.Checkpoints;
+using Linearize.Data;
 using Linearize.LinearAttention.Layers;
 using Linearize.Methods;
 using Linearize.Modeling;
@@ -8,8 +9,8 @@ using Linearize.Tests.Cli;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;
 using Linearize.Training;
-using Linearize.Training.Data;
 using Linearize.Training.Distillation;
+using Linearize.Workflows;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,5 +1,5 @@
+using Linearize.Data;
 using Linearize.Tests.Fixtures;
-using Linearize.Training.Data;
 using Linearize.Tokenization;
 
 namespace Linearize.Tests.Training;

@@ -1,10 +1,10 @@
+using Linearize.Data;
 using Linearize.Methods;
 using Linearize.Modeling.Llama;
 using Linearize.Tensors;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;
 using Linearize.Training;
-using Linearize.Training.Data;
 using Linearize.Training.Lora;
 using Linearize.Modeling;
 using TorchSharp;

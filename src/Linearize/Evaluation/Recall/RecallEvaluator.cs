@@ -1,5 +1,5 @@
+using Linearize.Data;
 using Linearize.Modeling.Llama;
-using Linearize.Training.Recall;
 using static TorchSharp.torch;
 
 namespace Linearize.Evaluation.Recall;

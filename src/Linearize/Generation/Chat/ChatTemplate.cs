@@ -1,8 +1,8 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Linearize.Data;
 using Linearize.Tokenization;
-using Linearize.Training.Data;
 
 namespace Linearize.Generation.Chat;
 

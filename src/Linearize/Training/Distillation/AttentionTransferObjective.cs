@@ -1,9 +1,9 @@
 using System.Globalization;
+using Linearize.Data;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
 using Linearize.Modeling.Llama;
 using Linearize.Tensors;
-using Linearize.Training.Data;
 using Linearize.Modeling;
 using static TorchSharp.torch;
 

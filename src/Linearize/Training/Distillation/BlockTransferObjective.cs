@@ -1,6 +1,6 @@
 using Linearize.Checkpoints;
+using Linearize.Data;
 using Linearize.Modeling.Llama;
-using Linearize.Training.Data;
 using static TorchSharp.torch;
 
 namespace Linearize.Training.Distillation;

@@ -1,7 +1,7 @@
 using System.Text;
 using Linearize.Tokenization;
 
-namespace Linearize.Training.Data;
+namespace Linearize.Data;
 
 /// <summary>Plain-text training data: each document is BOS + text + EOS and every token is labelled.</summary>
 public static class TextDataset

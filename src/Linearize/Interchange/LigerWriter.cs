@@ -1,11 +1,12 @@
 using System.Text.Json;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Checkpoints;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using TorchSharp;
 
-namespace Linearize.Checkpoints.Authors;
+namespace Linearize.Interchange;
 
 /// <summary>
 /// Writes a Liger model converted here as the directory the authors' <c>from_pretrained</c> reads: their

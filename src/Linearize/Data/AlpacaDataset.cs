@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Linearize.Tokenization;
 
-namespace Linearize.Training.Data;
+namespace Linearize.Data;
 
 /// <summary>
 /// Alpaca-format instruction data (JSON array or JSONL of <c>{instruction, input, output}</c>) rendered with the

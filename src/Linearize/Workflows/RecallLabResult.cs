@@ -1,6 +1,6 @@
 using Linearize.Evaluation.Recall;
 
-namespace Linearize.Training.Recall;
+namespace Linearize.Workflows;
 
 /// <summary>One model of the lab at one stage (<c>teacher</c>, <c>converted</c>, <c>recovered</c>): its recall, the
 /// decoding state it holds per sequence at the task's length, and the training it took to get there.</summary>

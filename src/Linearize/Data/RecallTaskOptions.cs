@@ -1,4 +1,4 @@
-namespace Linearize.Training.Recall;
+namespace Linearize.Data;
 
 /// <summary>
 /// Multi-query associative recall (MQAR; Arora et al., "Zoology", 2023): <see cref="Pairs"/> key–value pairs at the

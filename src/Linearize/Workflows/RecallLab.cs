@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Data;
 using Linearize.Evaluation.Recall;
 using Linearize.Inference;
 using Linearize.LinearAttention;
@@ -9,11 +10,11 @@ using Linearize.LinearAttention.Layers;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
-using Linearize.Training.Data;
 using Linearize.Training.Distillation;
 using Linearize.Training.Lora;
+using Linearize.Training;
 
-namespace Linearize.Training.Recall;
+namespace Linearize.Workflows;
 
 /// <summary>
 /// The recall lab. Trains a teacher with 64-dimensional heads from scratch on MQAR, converts it with each

@@ -1,11 +1,12 @@
 using Linearize.Checkpoints.Configuration;
+using Linearize.Checkpoints;
 using Linearize.Modeling.Llama;
 using Linearize.Modeling;
 using Linearize.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Linearize.Checkpoints;
+namespace Linearize.Interchange;
 
 /// <summary>
 /// Writes a model as a llama2.c legacy (v0) <c>.bin</c> — the inverse of <see cref="Llama2cCheckpoint.Load"/> — so

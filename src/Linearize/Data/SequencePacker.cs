@@ -1,4 +1,4 @@
-namespace Linearize.Training.Data;
+namespace Linearize.Data;
 
 /// <summary>
 /// Concatenates examples and cuts the stream into fixed-length sequences (Liger <c>training/dataloader.py</c>

@@ -4,15 +4,16 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Data;
 using Linearize.Evaluation;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using Linearize.Tokenization;
-using Linearize.Training.Data;
 using Linearize.Training.Lora;
+using Linearize.Training;
 
-namespace Linearize.Training;
+namespace Linearize.Workflows;
 
 /// <summary>
 /// Teacher → converted → LoRA-trained → merged linear model, with perplexity of each stage on the same text under
@@ -47,7 +48,7 @@ public sealed class LinearizationPipeline
 
         /// <summary>LoLCATs stage 1 (attention transfer) before LoRA; null skips it. Ignored for other methods.</summary>
         public TrainingOptions? Distill { get; init; }
-        public double MseFactor { get; init; } = Distillation.AttentionTransferObjective.DefaultMseFactor;
+        public double MseFactor { get; init; } = Linearize.Training.Distillation.AttentionTransferObjective.DefaultMseFactor;
         public double XentFactor { get; init; }
     }
 
@@ -122,7 +123,7 @@ public sealed class LinearizationPipeline
         Action<string>? log, Action<TrainingMetrics>? onStep)
     {
         string distillDir = Path.Combine(_o.OutputDirectory, "distill");
-        var run = new Distillation.AttentionTransferRun(new Distillation.AttentionTransferRun.Options
+        var run = new AttentionTransferRun(new AttentionTransferRun.Options
         {
             ModelPath = convertedDir,
             TokenizerPath = source.TokenizerPath,

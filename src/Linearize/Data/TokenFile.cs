@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Linearize.Training.Data;
+namespace Linearize.Data;
 
 /// <summary>
 /// Pre-tokenized training data: JSONL with <c>input_ids</c> and, optionally, <c>labels</c> (−100 where no loss is

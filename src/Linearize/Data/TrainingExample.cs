@@ -1,4 +1,4 @@
-namespace Linearize.Training.Data;
+namespace Linearize.Data;
 
 /// <summary>A token sequence and its labels (<see cref="IgnoreIndex"/> where no loss is taken, e.g. on a prompt).</summary>
 public sealed record TrainingExample(int[] InputIds, int[] Labels)

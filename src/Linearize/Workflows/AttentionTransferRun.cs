@@ -2,17 +2,20 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
+using Linearize.Data;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using Linearize.Tokenization;
-using Linearize.Training.Data;
+using Linearize.Training.Distillation;
+using Linearize.Training;
+using Linearize.Workflows;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Linearize.Training.Distillation;
+namespace Linearize.Workflows;
 
 /// <summary>
 /// LoLCATs stage 1, attention transfer (docs/METHODS.md §2.5): only the feature maps and window factors train, against the

@@ -1,7 +1,9 @@
 using Linearize.Checkpoints.Configuration;
+using Linearize.Data;
 using Linearize.Training.Lora;
+using Linearize.Training;
 
-namespace Linearize.Training.Recall;
+namespace Linearize.Workflows;
 
 /// <summary>
 /// The recall lab: a teacher with 64-dimensional heads trained from scratch on MQAR, converted with every
@@ -86,7 +88,7 @@ public sealed record RecallLabOptions
     };
 
     /// <summary>LoLCATs' stage 1 before the same LoRA budget: attention transfer of the feature maps.</summary>
-    public TrainingOptions Distill { get; init; } = Distillation.AttentionTransferRun.Recipe with
+    public TrainingOptions Distill { get; init; } = AttentionTransferRun.Recipe with
     {
         SequenceLength = 512,
         BatchSize = 8,

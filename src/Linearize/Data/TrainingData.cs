@@ -1,6 +1,6 @@
 using Linearize.Tokenization;
 
-namespace Linearize.Training.Data;
+namespace Linearize.Data;
 
 /// <summary>
 /// Turns data files into packed training and validation sequences: pre-tokenized JSONL (<see cref="TokenFile"/>, e.g.

@@ -1,7 +1,9 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using Linearize.Checkpoints.Authors;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Checkpoints;
 using Linearize.LinearAttention;
 using Linearize.Methods;
 using Linearize.Modeling;
@@ -10,7 +12,7 @@ using Linearize.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Linearize.Checkpoints.Authors;
+namespace Linearize.Interchange;
 
 /// <summary>
 /// The LoLCATs authors' checkpoints (<c>HazyResearch/lolcats</c>): a base Hugging Face model, an attention-transfer

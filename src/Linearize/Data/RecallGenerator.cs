@@ -1,8 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Linearize.Training.Data;
 
-namespace Linearize.Training.Recall;
+namespace Linearize.Data;
 
 /// <summary>
 /// Seeded MQAR sequences (<see cref="RecallTaskOptions"/>) and their file format: JSONL, one
