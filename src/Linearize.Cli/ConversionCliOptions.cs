@@ -19,7 +19,7 @@ public sealed class ConversionCliOptions
             Required = methodRequired,
             DefaultValueFactory = methodRequired ? null! : _ => "liger-gla",
         };
-        Method.AcceptOnlyFromAmong(LinearizationConfig.Methods);
+        Method.AcceptOnlyFromAmong(LinearizationMethods.Names.ToArray());
     }
 
     public Option<string> Method { get; }
@@ -56,20 +56,20 @@ public sealed class ConversionCliOptions
 
     public Option<bool> AffineFactors { get; } = new("--affine-factors") { Description = "lolcats-*: weight the linear term by λ = 1 − γ instead of 1" };
 
-    private IEnumerable<(Option Option, Func<string, bool> AppliesTo, string Methods)> MethodSpecific => new (Option, Func<string, bool>, string)[]
+    private IEnumerable<(Option Option, Func<LinearizationMethod, bool> AppliesTo)> MethodSpecific => new (Option, Func<LinearizationMethod, bool>)[]
     {
-        (Alpha, IsLiger, "liger-*"), (Beta, IsLiger, "liger-*"), (GateNormalizer, IsLiger, "liger-*"),
-        (NormalizeRecurrent, IsLiger, "liger-*"), (Slots, m => m == "liger-gsa", "liger-gsa"),
-        (NegativeEigenvalues, IsDeltaRule, "liger-gdn, liger-deltanet"), (Sinks, m => m == "swa", "swa"),
-        (FeatureMap, IsLolcats, "lolcats-*"), (FeatureDim, IsLolcats, "lolcats-*"), (WindowFactor, IsLolcats, "lolcats-*"),
-        (AffineFactors, IsLolcats, "lolcats-*"),
+        (Alpha, IsLiger), (Beta, IsLiger), (GateNormalizer, IsLiger), (NormalizeRecurrent, IsLiger),
+        (Slots, m => m.Family == LigerFamily.Gsa), (NegativeEigenvalues, m => m.IsDeltaRule), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
+        (FeatureMap, IsLolcats), (FeatureDim, IsLolcats), (WindowFactor, IsLolcats), (AffineFactors, IsLolcats),
     };
 
-    private static bool IsLiger(string m) => m.StartsWith("liger-", StringComparison.Ordinal);
+    private static bool IsLiger(LinearizationMethod m) => m.Kind == MethodKind.Liger;
 
-    private static bool IsDeltaRule(string m) => m is "liger-gdn" or "liger-deltanet";
+    private static bool IsLolcats(LinearizationMethod m) => m.Kind == MethodKind.Lolcats;
 
-    private static bool IsLolcats(string m) => m.StartsWith("lolcats-", StringComparison.Ordinal);
+    /// <summary>The methods an option applies to, by name, for its error message.</summary>
+    private static string NamesWhere(Func<LinearizationMethod, bool> appliesTo) =>
+        string.Join(", ", LinearizationMethods.All.Where(appliesTo).Select(m => m.Name));
 
     public void AddTo(Command command)
     {
@@ -81,18 +81,16 @@ public sealed class ConversionCliOptions
 
     /// <summary>The methods, one per line, for a command's description.</summary>
     public static string MethodList =>
-        "Methods: liger-gla, liger-hgrn2, liger-gsa, liger-mamba2, liger-mlstm, liger-retention (Liger: gates from the key projection, " +
-        "no new parameters); liger-gdn, liger-deltanet (the delta rule: Gated DeltaNet with the key-built gate, DeltaNet without; " +
-        "adds b_proj for the write strength β); lolcats-sw, lolcats-tk (LoLCATs: learnable feature maps, train them with 'linearize distill'); " +
-        "swa (the training-free sliding-window baseline).";
+        "Methods: " + string.Join("; ", LinearizationMethods.All.Select(m => $"{m.Name} ({m.Summary})")) +
+        ". Liger methods add no parameters except b_proj (β) for the delta rule; LoLCATs feature maps are trained with 'linearize distill'.";
 
     /// <summary>Refuses options that do nothing for the chosen method, and contradictory ones — before any file is read.</summary>
     public void Validate(ParseResult r)
     {
-        string m = r.GetValue(Method)!;
-        foreach (var (option, appliesTo, methods) in MethodSpecific)
+        var m = LinearizationMethods.Get(r.GetValue(Method)!, "--method");
+        foreach (var (option, appliesTo) in MethodSpecific)
             if (Given(r, option) && !appliesTo(m))
-                throw new LinearizeException($"{option.Name} applies to {methods}, not {m}");
+                throw new LinearizeException($"{option.Name} applies to {NamesWhere(appliesTo)}, not {m}");
         if (r.GetValue(SoftmaxLayers) is not null && r.GetValue(SoftmaxEvery) is not null)
             throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
         double gamma = r.GetValue(WindowFactor);
@@ -104,7 +102,7 @@ public sealed class ConversionCliOptions
     public LinearizationConfig Build(ParseResult r, int layers)
     {
         Validate(r);
-        string m = r.GetValue(Method)!;
+        var m = LinearizationMethods.Get(r.GetValue(Method)!, "--method");
         double gamma = r.GetValue(WindowFactor);
         return new LinearizationConfig
         {
@@ -114,7 +112,7 @@ public sealed class ConversionCliOptions
                 : r.GetValue(SoftmaxEvery) is int k ? LinearizationConfig.EveryKth(k, layers) : Array.Empty<int>(),
             Liger = new LigerOptions
             {
-                Family = IsLiger(m) ? LinearizationConfig.FamilyOf(m) : LigerFamily.Gla,
+                Family = m.Family ?? LigerFamily.Gla,
                 Window = r.GetValue(Window),
                 Alpha = r.GetValue(Alpha),
                 Beta = r.GetValue(Beta),
@@ -125,7 +123,7 @@ public sealed class ConversionCliOptions
             },
             Lolcats = new LolcatsOptions
             {
-                Shape = LinearizationConfig.ShapeOf(m),
+                Shape = m.Shape ?? LolcatsWindowShape.Sw,
                 Window = r.GetValue(Window),
                 FeatureMap = r.GetValue(FeatureMap) == "t2r" ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog,
                 FeatureDim = r.GetValue(FeatureDim),

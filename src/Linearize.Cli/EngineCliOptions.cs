@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Linearize.Inference;
+using Linearize.Methods;
 using Linearize.Modeling.Llama;
 
 namespace Linearize.Cli;
@@ -52,7 +53,7 @@ public sealed class EngineCliOptions
     public DecodeEngine? Create(ParseResult r, LlamaForCausalLM model)
     {
         if (UseEngine(r))
-            return DecodeEngine.Create(model, Parse(r));
+            return Engines.Create(model, Parse(r));
         if (r.GetValue(WeightDType) != "float32")
             throw new LinearizeException("--weight-dtype applies to the decode engine; drop it or use --engine engine");
         return null;

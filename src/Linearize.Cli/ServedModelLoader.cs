@@ -42,7 +42,7 @@ public sealed class ServedModelLoader
             var template = format == "auto"
                 ? ChatTemplate.ForModel(source.Path, source.TokenizerPath)
                 : ChatTemplate.Create(ChatTemplate.ParseFormat(format));
-            var engine = Linearize.Inference.DecodeEngine.Create(llama, Engine.Parse(r) with { BatchInvariant = true });
+            var engine = Linearize.Methods.Engines.Create(llama, Engine.Parse(r) with { BatchInvariant = true });
             return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))), llama, engine, tokenizer, template);
         }
         catch

@@ -126,7 +126,7 @@ public static class BenchCommand
                 {
                     var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
                     using var llama = ModelLoader.Load(source);
-                    using var engine = useEngine ? DecodeEngine.Create(llama, engineConfig!) : null;
+                    using var engine = useEngine ? Engines.Create(llama, engineConfig!) : null;
                     var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
                     var rows = new List<DecodeRow>();
                     if (engine is not null)

@@ -57,7 +57,7 @@ public static class BenchPrefillCommand
                 {
                     var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
                     using var llama = ModelLoader.Load(source);
-                    using var engine = DecodeEngine.Create(llama, options);
+                    using var engine = Engines.Create(llama, options);
                     var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
                     bool bounded = MixerFactory.HasGrowingCache(llama.Config);
                     var rows = new List<Row>();

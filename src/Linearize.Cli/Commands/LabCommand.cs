@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Evaluation.Recall;
 using Linearize.Workflows;
 
@@ -21,7 +22,7 @@ public static class LabCommand
     {
         var task = new DataCommand.RecallTaskCliOptions();
         var output = new Option<string>("--out", "-o") { Description = "Lab directory: data/, teacher/, methods/<method>/, report.md, report.json, recall.png", Required = true };
-        var methods = new Option<string?>("--methods") { Description = "Comma-separated methods (default: swa and every Liger family and lolcats-sw)" };
+        var methods = new Option<string?>("--methods") { Description = "Comma-separated methods (default: swa, the six gated Liger families and lolcats-sw)" };
         var trainSequences = new Option<int>("--train-sequences") { Description = "MQAR training sequences", DefaultValueFactory = _ => new RecallLabOptions().TrainSequences };
         var testSequences = new Option<int>("--test-sequences") { Description = "Held-out sequences every model is scored on", DefaultValueFactory = _ => new RecallLabOptions().TestSequences };
         var warmupSteps = new Option<long>("--warmup-steps") { Description = "Teacher stage 1: steps on short sequences with few pairs (0: none)", DefaultValueFactory = _ => new RecallLabOptions().TeacherWarmup.MaxSteps!.Value };
@@ -63,7 +64,8 @@ public static class LabCommand
                 Teacher = defaults.Teacher with { MaxSteps = r.GetValue(teacherSteps), SequenceLength = t.SequenceLength, EvalEvery = (int)Math.Max(1, r.GetValue(teacherSteps) / 6) },
                 Recovery = defaults.Recovery with { MaxSteps = r.GetValue(recoverySteps), SequenceLength = t.SequenceLength, EvalEvery = (int)Math.Max(1, r.GetValue(recoverySteps) / 2) },
                 Distill = defaults.Distill with { MaxSteps = r.GetValue(recoverySteps), SequenceLength = t.SequenceLength, EvalEvery = (int)Math.Max(1, r.GetValue(recoverySteps) / 2) },
-                Methods = r.GetValue(methods)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? defaults.Methods,
+                Methods = r.GetValue(methods)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(n => LinearizationMethods.Get(n, "--methods")).ToArray() ?? defaults.Methods,
             };
             options.Validate();
             string outDir = r.GetValue(output)!;

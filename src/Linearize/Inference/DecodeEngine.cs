@@ -8,6 +8,7 @@ using Linearize.Inference.Mixers;
 using Linearize.Inference.Threading;
 using Linearize.LinearAttention.Layers;
 using Linearize.Modeling.Llama;
+using Linearize.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -90,8 +91,9 @@ public sealed unsafe class DecodeEngine : IDisposable
         $"{EngineOptions.FormatName(Options.Weights)} weights, {KernelIsaSupport.Name(Options.Isa)}, {Options.Threads} threads";
 
     /// <summary>Packs <paramref name="model"/>'s weights (a teacher, a converted model, or a hybrid; LoRA adapters must be
-    /// merged first).</summary>
-    public static DecodeEngine Create(LlamaForCausalLM model, EngineOptions? options = null)
+    /// merged first). <paramref name="mixerFor"/> gives each layer's engine mixer: the engine does not know the
+    /// methods, <c>Methods.Engines.Create</c> passes the registry's choice.</summary>
+    internal static DecodeEngine Create(LlamaForCausalLM model, Func<TokenMixer, LlamaConfig, EngineMixer> mixerFor, EngineOptions? options = null)
     {
         options ??= new EngineOptions();
         if (options.Threads < 1)
@@ -104,7 +106,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         try
         {
             for (int i = 0; i < layers.Length; i++)
-                layers[i] = PackLayer(model, state, i, options.Weights);
+                layers[i] = PackLayer(model, state, i, options.Weights, mixerFor);
             var embedding = Pack(state, "model.embed_tokens.weight", options.Weights);
             var head = config.TieWordEmbeddings ? embedding : Pack(state, "lm_head.weight", options.Weights);
             var invFreq = model.Model.Rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
@@ -118,19 +120,12 @@ public sealed unsafe class DecodeEngine : IDisposable
         }
     }
 
-    private static EngineLayer PackLayer(LlamaForCausalLM model, IDictionary<string, Tensor> state, int i, WeightFormat format)
+    private static EngineLayer PackLayer(LlamaForCausalLM model, IDictionary<string, Tensor> state, int i, WeightFormat format,
+        Func<TokenMixer, LlamaConfig, EngineMixer> mixerFor)
     {
         string p = $"model.layers.{i}.";
         var c = model.Config;
-        EngineMixer mixer = model.Model.Layers[i].SelfAttention switch
-        {
-            LlamaAttention a => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, a.SlidingWindow),
-            SlidingWindowAttention s => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, s.Window, s.Sinks, 1, 0, null),
-            LigerAttention l => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l.Options.Window, 0, l.Options.Alpha,
-                l.Options.Beta, new RecurrentBranch(l.Options, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)),
-            LolcatsAttention l => new LolcatsMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, l),
-            var other => throw new LinearizeException($"layer {i}: the decode engine has no step for {other.Describe()}; use --engine torch"),
-        };
+        EngineMixer mixer = mixerFor(model.Model.Layers[i].SelfAttention, c);
         // A delta-rule layer's b_proj [H, C] reads the same normed input as q/k/v: its rows join the fused matrix, so
         // the β logits come out of the same pass after v (StepContext.BetaLogits); b_proj has no bias.
         bool delta = model.Model.Layers[i].SelfAttention is LigerAttention { Options.IsDeltaRule: true };

@@ -28,10 +28,10 @@ public static partial class LolcatsFormat
     public const string AttentionFile = "distill.pt";
     public const string ConfigFile = "config.yaml";
 
-    private static readonly Dictionary<string, string> AttentionTypes = new(StringComparer.Ordinal)
+    private static readonly Dictionary<string, LinearizationMethod> AttentionTypes = new(StringComparer.Ordinal)
     {
-        ["lolcats_llama_window_sw"] = "lolcats-sw",
-        ["lolcats_llama_window_tk"] = "lolcats-tk",
+        ["lolcats_llama_window_sw"] = LinearizationMethods.LolcatsSw,
+        ["lolcats_llama_window_tk"] = LinearizationMethods.LolcatsTk,
     };
 
     [GeneratedRegex(@"^(?:base_model\.model\.)?(?<module>model\.layers\.\d+\.(?:self_attn|mlp)\.\w+_proj)\.(?<ab>lora_[AB])(?:\.default)?\.weight$")]
@@ -84,7 +84,7 @@ public static partial class LolcatsFormat
             Method = method,
             Lolcats = new LolcatsOptions
             {
-                Shape = LinearizationConfig.ShapeOf(method),
+                Shape = method.Shape!.Value,
                 Window = (int)Number(attention, "window_size", 64, F),
                 FeatureMap = kind,
                 FeatureDim = (int)Number(kernel, "feature_dim", 64, k => F("learned_kernel_kwargs." + k)),

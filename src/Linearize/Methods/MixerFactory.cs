@@ -13,18 +13,7 @@ public static class MixerFactory
     public static Func<LlamaConfig, int, TokenMixer> For(LlamaConfig config)
     {
         var lin = LinearizationConfig.FromModel(config);
-        if (lin is null)
-            return (c, i) => new LlamaAttention(c, i);
-        return (c, i) =>
-        {
-            if (lin.IsSoftmaxLayer(i))
-                return new LlamaAttention(c, i);
-            if (lin.IsLolcats)
-                return new LolcatsAttention(c, i, lin.Lolcats);
-            if (lin.Method == "swa")
-                return new SlidingWindowAttention(c, i, lin.Liger.Window, lin.Sinks);
-            return new LigerAttention(c, i, lin.Liger);
-        };
+        return (c, i) => MixerRegistry.CreateLayer(c, i, lin);
     }
 
     /// <summary>True when any layer's memory grows with the context (a full softmax layer).</summary>

@@ -237,7 +237,7 @@ public sealed class LinearizationPipeline
         var json = new JsonObject
         {
             ["teacher"] = _o.TeacherPath,
-            ["method"] = _o.Linearization.Method,
+            ["method"] = _o.Linearization.Method.Name,
             ["linearization"] = _o.Linearization.ToJson(),
             ["data"] = _o.DataPath,
             ["text_split"] = _o.Data.TextSplit.ToString().ToLowerInvariant(),

@@ -58,7 +58,7 @@ public sealed class RecallLab(RecallLabOptions options)
 
         foreach (var method in options.Methods)
         {
-            string dir = Path.Combine(outDir, "methods", method);
+            string dir = Path.Combine(outDir, "methods", method.Name);
             string resultFile = Path.Combine(dir, "result.json");
             if (File.Exists(resultFile))
             {
@@ -150,19 +150,19 @@ public sealed class RecallLab(RecallLabOptions options)
         }
     }
 
-    private List<RecallLabRow>? Method(string method, string dir, LlamaForCausalLM teacher, List<TrainingExample> train,
+    private List<RecallLabRow>? Method(LinearizationMethod method, string dir, LlamaForCausalLM teacher, List<TrainingExample> train,
         List<TrainingExample> validation, List<RecallExample> test, Action<string>? log, Action<string, TrainingMetrics>? onStep,
         CancellationToken cancel)
     {
         var lin = new LinearizationConfig
         {
             Method = method,
-            Liger = new LigerOptions { Family = method.StartsWith("liger-", StringComparison.Ordinal) ? LinearizationConfig.FamilyOf(method) : LigerFamily.Gla, Window = options.Window },
-            Lolcats = new LolcatsOptions { Shape = LinearizationConfig.ShapeOf(method), Window = options.Window },
+            Liger = new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window },
+            Lolcats = new LolcatsOptions { Shape = method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window },
         };
         using var student = Converter.Convert(teacher, lin);
         long state = StateBytes(student);
-        var rows = new List<RecallLabRow> { new(method, "converted", state, RecallEvaluator.Evaluate(student, test), 0, 0) };
+        var rows = new List<RecallLabRow> { new(method.Name, "converted", state, RecallEvaluator.Evaluate(student, test), 0, 0) };
         log?.Invoke($"{method}: converted, recall {rows[0].Recall.Accuracy:P1}");
         long steps = 0;
         double seconds = 0;
@@ -195,7 +195,7 @@ public sealed class RecallLab(RecallLabOptions options)
             return null;
         LinearizationPipeline.RestoreTrainable(student, r.BestCheckpoint ?? r.LastCheckpoint);
         student.eval();
-        rows.Add(new RecallLabRow(method, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
+        rows.Add(new RecallLabRow(method.Name, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
         log?.Invoke($"{method}: recovered, recall {rows[1].Recall.Accuracy:P1}");
         return rows;
     }
@@ -203,7 +203,7 @@ public sealed class RecallLab(RecallLabOptions options)
     /// <summary>Bytes of decoding state one sequence holds after the task's length (the engine's own accounting).</summary>
     private long StateBytes(LlamaForCausalLM model)
     {
-        using var engine = DecodeEngine.Create(model, new EngineOptions { Threads = 1 });
+        using var engine = Engines.Create(model, new EngineOptions { Threads = 1 });
         using var seq = engine.CreateSyntheticSequence(options.Task.SequenceLength);
         return seq.StateBytes;
     }

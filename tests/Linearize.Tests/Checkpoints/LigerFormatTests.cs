@@ -58,8 +58,8 @@ public sealed class LigerFormatTests
 
     private static LinearizationConfig CodeLayer(string method, int? slots = null) => new()
     {
-        Method = method,
-        Liger = new LigerOptions { Family = LinearizationConfig.FamilyOf(method), Window = LigerFormat.CodeWindow, Slots = slots },
+        Method = LinearizationMethods.Get(method, "test"),
+        Liger = new LigerOptions { Family = LinearizationMethods.Get(method, "test").Family!.Value, Window = LigerFormat.CodeWindow, Slots = slots },
     };
 
     private static Tensor Ids(int vocab, int length, ulong seed)

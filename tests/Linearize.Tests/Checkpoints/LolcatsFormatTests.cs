@@ -66,7 +66,7 @@ public sealed class LolcatsFormatTests
 
     private static LinearizationConfig Layer => new()
     {
-        Method = "lolcats-tk",
+        Method = LinearizationMethods.LolcatsTk,
         Lolcats = new LolcatsOptions { Shape = LolcatsWindowShape.Tk, Window = 4, FeatureDim = 4 },
     };
 
@@ -133,7 +133,7 @@ public sealed class LolcatsFormatTests
         using (var model = ModelLoader.Load(ModelSource.Resolve(imported)))
         using (no_grad())
         {
-            Assert.Equal("lolcats-tk", LinearizationConfig.FromModel(model.Config)!.Method);
+            Assert.Same(LinearizationMethods.LolcatsTk, LinearizationConfig.FromModel(model.Config)!.Method);
             TensorAssert.Close("logits", expected.Forward(ids), model.Forward(ids), 1e-5);
         }
 

@@ -1,5 +1,6 @@
 using Linearize.Evaluation.Tasks;
 using Linearize.Inference;
+using Linearize.Methods;
 using Linearize.Tests.Fixtures;
 using TorchSharp;
 
@@ -45,7 +46,7 @@ public sealed class EngineScorerTests
     {
         const int maxLength = 48;
         using var model = EvalHarnessTests.Model(kind);
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         var requests = Requests(maxLength);
         // Continuations that are the model's own greedy choice, so is_greedy is exercised both ways.
         foreach (var r in requests.Take(4).ToList())

@@ -1,6 +1,7 @@
 using Linearize.Generation;
 using Linearize.Generation.Chat;
 using Linearize.Inference;
+using Linearize.Methods;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.Serving;
 
@@ -17,7 +18,7 @@ public sealed class ChatSessionTests
     public void SecondTurnEqualsAFreshPrefillOfTheWholeConversation(string method)
     {
         using var model = TestServer.CreateModel(method);
-        using var engine = DecodeEngine.Create(model, new EngineOptions { Threads = 1, BatchInvariant = true });
+        using var engine = Engines.Create(model, new EngineOptions { Threads = 1, BatchInvariant = true });
         var tok = new CharTokenizer(model.Config.VocabSize);
         var template = ChatTemplate.Create(ChatFormat.ChatMl); // short prompts: the character tokenizer spends a token per character
         var stops = new HashSet<int> { 2 };

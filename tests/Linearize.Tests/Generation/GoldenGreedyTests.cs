@@ -36,7 +36,7 @@ public sealed class GoldenGreedyTests
     {
         var (llama, tok, _) = ModelLoader.LoadWithTokenizer(SharedData.Stories260KBin, null);
         using var _m = llama;
-        using var engine = Linearize.Inference.DecodeEngine.Create(llama);
+        using var engine = Linearize.Methods.Engines.Create(llama);
         foreach (var record in Jsonl.Read(SharedData.PathOf(Golden)))
         {
             var promptIds = tok.Encode(record.GetProperty("prompt").GetString()!, addBos: true);
@@ -64,7 +64,7 @@ public sealed class GoldenGreedyTests
             int[] generated;
             if (engine)
             {
-                using var decode = Linearize.Inference.DecodeEngine.Create(llama);
+                using var decode = Linearize.Methods.Engines.Create(llama);
                 generated = new EngineGenerator(decode).Generate(promptIds, n, sampler, new HashSet<int> { 1 }).ToArray();
             }
             else

@@ -57,7 +57,7 @@ public sealed class EngineEqualsTorchTests
     public void TeacherThousandSteps(string variant)
     {
         using var model = TinyModels.Create(variant);
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, 1000, 1));
         Assert.True(diff <= Tolerance, $"{variant}: max |Δlogit| = {diff:E2}");
     }
@@ -87,7 +87,7 @@ public sealed class EngineEqualsTorchTests
         var lin = LigerConversionTests.Lin(method, window: 8, sinks: method == "swa" ? 2 : 0, normalize: normalize,
             softmaxLayers: hybrid ? new[] { 0 } : null);
         using var model = Converter.Convert(teacher, lin);
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, 1000, 2));
         Assert.True(diff <= Tolerance, $"{method} on {variant}: max |Δlogit| = {diff:E2}");
     }
@@ -102,7 +102,7 @@ public sealed class EngineEqualsTorchTests
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = method == "teacher" ? TinyModels.Create("gqa-untied")
             : Converter.Convert(teacher, LigerConversionTests.Lin(method, window: 8, sinks: method == "swa" ? 3 : 0));
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, prefill + 60, 3), prefill);
         Assert.True(diff <= Tolerance, $"{method} after a {prefill}-token prefill: max |Δlogit| = {diff:E2}");
     }
@@ -128,7 +128,7 @@ public sealed class EngineEqualsTorchTests
         var lin = LolcatsConversionTests.Lin(method, window: 8,
             map: map == "t2r" ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog);
         using var model = LolcatsConversionTests.Converted(teacher, lin);
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, prefill + 1000, 4), prefill);
         Assert.True(diff <= Tolerance, $"{method} {map} on {variant} after {prefill}: max |Δlogit| = {diff:E2}");
     }
@@ -140,7 +140,7 @@ public sealed class EngineEqualsTorchTests
     {
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         const int batch = 6, steps = 40;
         var ids = Enumerable.Range(0, batch).Select(b => Ids(model.Config.VocabSize, steps + b * 3, 10 + b)).ToArray();
         var alone = new List<float[]>[batch];
@@ -192,7 +192,7 @@ public sealed class EngineEqualsTorchTests
             return; // the other rows still run; this CPU lacks the ISA
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
-        using var engine = DecodeEngine.Create(model, new EngineOptions { Weights = format, Isa = isa, Threads = 2, BatchInvariant = true });
+        using var engine = Engines.Create(model, new EngineOptions { Weights = format, Isa = isa, Threads = 2, BatchInvariant = true });
         const int batch = 5, steps = 30;
         int[] head = { 290, 0, 7, 260, 33 }; // tokens each sequence takes alone before the batch runs
         var ids = Enumerable.Range(0, batch).Select(b => Ids(model.Config.VocabSize, head[b] + steps, 40 + b)).ToArray();
@@ -235,7 +235,7 @@ public sealed class EngineEqualsTorchTests
     {
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
-        using var engine = DecodeEngine.Create(model, new EngineOptions { Weights = format });
+        using var engine = Engines.Create(model, new EngineOptions { Weights = format });
         var ids = Ids(model.Config.VocabSize, 300, 4);
         double rawDiff = MaxDifference(model, engine, ids);
         Assert.True(rawDiff > 1e-3, $"{format}: rounding should be visible against the float32 model (Δ {rawDiff:E2})");
@@ -253,7 +253,7 @@ public sealed class EngineEqualsTorchTests
             return;
         using var teacher = TinyModels.Create("qwen2-bias");
         using var model = Converter.Convert(teacher, LigerConversionTests.Lin("liger-gla", softmaxLayers: new[] { 1 }));
-        using var engine = DecodeEngine.Create(model, new EngineOptions { Isa = isa, Threads = threads, ParallelMinBytes = 0 });
+        using var engine = Engines.Create(model, new EngineOptions { Isa = isa, Threads = threads, ParallelMinBytes = 0 });
         double diff = MaxDifference(model, engine, Ids(model.Config.VocabSize, 200, 5));
         Assert.True(diff <= Tolerance, $"{isa} × {threads} threads: max |Δlogit| = {diff:E2}");
     }
@@ -263,14 +263,14 @@ public sealed class EngineEqualsTorchTests
     {
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = Converter.Convert(teacher, LigerConversionTests.Lin("liger-gla"));
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         using var seq = engine.CreateSequence();
         long before = seq.StateBytes;
         foreach (int t in Ids(model.Config.VocabSize, 300, 6))
             engine.Step(seq, t);
         Assert.Equal(before, seq.StateBytes);
 
-        using var softmax = DecodeEngine.Create(teacher);
+        using var softmax = Engines.Create(teacher);
         using var kv = softmax.CreateSequence();
         softmax.Prefill(kv, Ids(teacher.Config.VocabSize, 100, 7));
         long at100 = kv.StateBytes;
@@ -282,13 +282,13 @@ public sealed class EngineEqualsTorchTests
     public void UnmergedLoraAndBadTokensAreClearErrors()
     {
         using var model = TinyModels.Create("gqa-untied");
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         using var seq = engine.CreateSequence();
         var e = Assert.Throws<LinearizeException>(() => engine.Step(seq, model.Config.VocabSize));
         Assert.Contains("outside the vocabulary", e.Message);
 
         Linearize.Training.Lora.LoraInjector.Inject(model, new Linearize.Training.Lora.LoraOptions(), seed: 1);
-        var lora = Assert.Throws<LinearizeException>(() => DecodeEngine.Create(model));
+        var lora = Assert.Throws<LinearizeException>(() => Engines.Create(model));
         Assert.Contains("merge", lora.Message);
     }
 }

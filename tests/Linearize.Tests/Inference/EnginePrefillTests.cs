@@ -50,7 +50,7 @@ public sealed class EnginePrefillTests
     public void PrefillEqualsTheTorchForwardPassAndContinuesExactly(string method, string variant)
     {
         using var model = Model(method, variant);
-        using var engine = DecodeEngine.Create(model, new EngineOptions { PrefillChunk = 20, Threads = 2 });
+        using var engine = Engines.Create(model, new EngineOptions { PrefillChunk = 20, Threads = 2 });
         const int prompt = 77, steps = 40;
         var ids = Ids(model.Config.VocabSize, prompt + steps, 11);
         int vocab = model.Config.VocabSize;
@@ -95,7 +95,7 @@ public sealed class EnginePrefillTests
         int vocab = model.Config.VocabSize;
         var prompts = new[] { Ids(vocab, 150, 1), Ids(vocab, 3, 2), Ids(vocab, 71, 3), Ids(vocab, 1, 4) };
         var whole = new float[prompts.Length][];
-        using (var engine = DecodeEngine.Create(model, new EngineOptions { PrefillChunk = 4096 }))
+        using (var engine = Engines.Create(model, new EngineOptions { PrefillChunk = 4096 }))
             for (int i = 0; i < prompts.Length; i++)
             {
                 using var seq = engine.CreateSequence();
@@ -104,7 +104,7 @@ public sealed class EnginePrefillTests
             }
 
         // The same prompts in uneven slices (7, 1, 30, …) on a 13-row block engine.
-        using (var engine = DecodeEngine.Create(model, new EngineOptions { PrefillChunk = 13, Threads = 2 }))
+        using (var engine = Engines.Create(model, new EngineOptions { PrefillChunk = 13, Threads = 2 }))
         {
             int[] cuts = { 7, 1, 30, 2, 64 };
             for (int i = 0; i < prompts.Length; i++)

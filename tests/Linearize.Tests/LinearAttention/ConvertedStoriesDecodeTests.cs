@@ -20,7 +20,7 @@ public sealed class ConvertedStoriesDecodeTests
         using var _t = teacher;
         using var g = new torch.Generator(2026);
         var ids = randint(3, teacher.Config.VocabSize, new long[] { 1, Tokens }, dtype: ScalarType.Int64, generator: g);
-        foreach (var method in LinearizationConfig.Methods)
+        foreach (var method in LinearizationMethods.Names)
         {
             using var model = Converter.Convert(teacher, LigerConversionTests.Lin(method, window: 64));
             using var noGrad = no_grad();

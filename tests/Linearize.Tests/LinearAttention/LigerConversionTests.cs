@@ -12,21 +12,21 @@ namespace Linearize.Tests.LinearAttention;
 [Collection("Torch")]
 public sealed class LigerConversionTests
 {
-    public static IEnumerable<object[]> Methods() => LinearizationConfig.Methods.Select(m => new object[] { m });
+    public static IEnumerable<object[]> Methods() => LinearizationMethods.Names.Select(m => new object[] { m });
 
     internal static LinearizationConfig Lin(string method, int window = 8, double alpha = 0.5, double beta = 0.5,
         int[]? softmaxLayers = null, int sinks = 0, bool normalize = false) => new()
     {
-        Method = method,
+        Method = LinearizationMethods.Get(method, "test"),
         Sinks = sinks,
         SoftmaxLayers = softmaxLayers ?? Array.Empty<int>(),
         Liger = new LigerOptions
         {
-            Family = method.StartsWith("liger-") ? LinearizationConfig.FamilyOf(method) : LigerFamily.Gla,
+            Family = LinearizationMethods.Get(method, "test").Family ?? LigerFamily.Gla,
             Window = window, Alpha = alpha, Beta = beta, NormalizeRecurrent = normalize,
             Slots = method == "liger-gsa" ? 4 : null,
         },
-        Lolcats = new LolcatsOptions { Shape = LinearizationConfig.ShapeOf(method), Window = window },
+        Lolcats = new LolcatsOptions { Shape = LinearizationMethods.Get(method, "test").Shape ?? LolcatsWindowShape.Sw, Window = window },
     };
 
     private static Tensor Ids(long vocab, int t, ulong seed, int b = 2)

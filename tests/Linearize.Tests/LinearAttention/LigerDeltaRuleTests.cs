@@ -23,10 +23,10 @@ public sealed class LigerDeltaRuleTests
 {
     private static LinearizationConfig Lin(string method, bool negativeEigenvalues = false, int window = 8) => new()
     {
-        Method = method,
+        Method = LinearizationMethods.Get(method, "test"),
         Liger = new LigerOptions
         {
-            Family = LinearizationConfig.FamilyOf(method), Window = window, NegativeEigenvalues = negativeEigenvalues,
+            Family = LinearizationMethods.Get(method, "test").Family!.Value, Window = window, NegativeEigenvalues = negativeEigenvalues,
         },
     };
 
@@ -116,7 +116,7 @@ public sealed class LigerDeltaRuleTests
         Assert.Contains("negative eigenvalues", ex.Message);
         var normalized = new LinearizationConfig
         {
-            Method = "liger-deltanet",
+            Method = LinearizationMethods.LigerDeltaNet,
             Liger = new LigerOptions { Family = LigerFamily.DeltaNet, NormalizeRecurrent = true },
         };
         Assert.Throws<LinearizeException>(() => Converter.Convert(teacher, normalized));
@@ -151,7 +151,7 @@ public sealed class LigerDeltaRuleTests
     public void EngineStepsEqualTorchSharp(string method, bool negativeEigenvalues, string variant, int prefill)
     {
         using var model = Converted(method, negativeEigenvalues, variant);
-        using var engine = DecodeEngine.Create(model);
+        using var engine = Engines.Create(model);
         var ids = TokenIds(model.Config.VocabSize, prefill + 250, 21);
         double diff = EngineEqualsTorchTests.MaxDifference(model, engine, ids, prefill);
         Assert.True(diff <= 1e-4, $"{method} (β∈(0,{(negativeEigenvalues ? 2 : 1)})) on {variant} after {prefill}: max |Δlogit| = {diff:E2}");
@@ -180,7 +180,7 @@ public sealed class LigerDeltaRuleTests
             expected = model.Forward(tensor(ids.Take(prompt).Select(i => (long)i).ToArray()).view(1, -1), cache)[0].data<float>().ToArray();
         Assert.True(expected.Max() - expected.Min() > 0.5, "logits barely vary; the comparison would prove nothing");
 
-        using var engine = DecodeEngine.Create(model, new EngineOptions { PrefillChunk = 13, Threads = 2 });
+        using var engine = Engines.Create(model, new EngineOptions { PrefillChunk = 13, Threads = 2 });
         using var seq = engine.CreateSequence();
         var actual = new float[prompt * vocab];
         int[] cuts = { 7, 1, 30, 2, 37 };
@@ -190,7 +190,7 @@ public sealed class LigerDeltaRuleTests
         double worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
         Assert.True(worst <= 1e-4, $"{method}: prefill max |Δlogit| = {worst:E2}");
 
-        using (var whole = DecodeEngine.Create(model, new EngineOptions { PrefillChunk = 4096 }))
+        using (var whole = Engines.Create(model, new EngineOptions { PrefillChunk = 4096 }))
         using (var one = whole.CreateSequence())
         {
             var oneBlock = whole.Prefill(one, ids.AsSpan(0, prompt)).ToArray();
@@ -220,7 +220,7 @@ public sealed class LigerDeltaRuleTests
     public void EngineStateBytesAreTheSameAt100And100kTokens(string method)
     {
         using var model = Converted(method, negativeEigenvalues: true);
-        using var engine = DecodeEngine.Create(model, new EngineOptions { Threads = 2 });
+        using var engine = Engines.Create(model, new EngineOptions { Threads = 2 });
         int vocab = model.Config.VocabSize;
         using var at100 = engine.CreateSequence();
         engine.Prefill(at100, TokenIds(vocab, 100, 5));

@@ -20,11 +20,11 @@ public sealed class LolcatsConversionTests
     internal static LinearizationConfig Lin(string method, int window = 8, LolcatsFeatureMapKind map = LolcatsFeatureMapKind.Hedgehog,
         int[]? softmaxLayers = null, bool affine = false) => new()
     {
-        Method = method,
+        Method = LinearizationMethods.Get(method, "test"),
         SoftmaxLayers = softmaxLayers ?? Array.Empty<int>(),
         Lolcats = new LolcatsOptions
         {
-            Shape = LinearizationConfig.ShapeOf(method), Window = window, FeatureMap = map, AffineAttentionFactors = affine,
+            Shape = LinearizationMethods.Get(method, "test").Shape!.Value, Window = window, FeatureMap = map, AffineAttentionFactors = affine,
             QueryBlock = 16,
         },
     };

@@ -42,7 +42,7 @@ internal sealed class TestServer : IAsyncDisposable
         int prefillSlice = 256, int? maxPromptTokens = null)
     {
         var model = CreateModel(method);
-        var engine = DecodeEngine.Create(model, new EngineOptions { Threads = 2, BatchInvariant = true });
+        var engine = Engines.Create(model, new EngineOptions { Threads = 2, BatchInvariant = true });
         var served = new ServedModel("tiny-" + method, model, engine, new CharTokenizer(model.Config.VocabSize), template ?? ChatTemplate.Alpaca());
         var server = await LinearizeServer.StartAsync(served, new ServerOptions
         {
@@ -55,7 +55,7 @@ internal sealed class TestServer : IAsyncDisposable
     /// text, the finish reason and the token count, as the server should report them.</summary>
     public (string Text, string Finish, int Tokens) Alone(IReadOnlyList<int> ids, int maxTokens, IReadOnlyList<string>? stop = null)
     {
-        using var engine = DecodeEngine.Create(Model, new EngineOptions { Threads = 1, BatchInvariant = true });
+        using var engine = Engines.Create(Model, new EngineOptions { Threads = 1, BatchInvariant = true });
         using var sampler = new Sampler(SamplingOptions.Greedy);
         var detok = Served.Tokenizer.CreateStreamingDetokenizer();
         var matcher = new StopSequenceMatcher(stop ?? Array.Empty<string>());

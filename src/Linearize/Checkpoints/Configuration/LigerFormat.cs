@@ -28,12 +28,12 @@ public static class LigerFormat
 
     public static readonly IReadOnlyList<LigerModelType> Types = new LigerModelType[]
     {
-        new("liger_gla", "llama", "liger-gla", "LigerGLAForCausalLM"),
-        new("liger_gsa", "llama", "liger-gsa", "LigerGSAForCausalLM"),
-        new("liger_hgrn2", "llama", "liger-hgrn2", "LigerHGRN2ForCausalLM"),
-        new("liger_mistral_gla", "mistral", "liger-gla", "LigerMistralGLAForCausalLM"),
-        new("liger_qwen2_gla", "qwen2", "liger-gla", "LigerQwen2GLAForCausalLM"),
-        new("liger_qwen3_gla", "qwen2", "liger-gla", "LigerQwen3GLAForCausalLM"),
+        new("liger_gla", "llama", LinearizationMethods.LigerGla, "LigerGLAForCausalLM"),
+        new("liger_gsa", "llama", LinearizationMethods.LigerGsa, "LigerGSAForCausalLM"),
+        new("liger_hgrn2", "llama", LinearizationMethods.LigerHgrn2, "LigerHGRN2ForCausalLM"),
+        new("liger_mistral_gla", "mistral", LinearizationMethods.LigerGla, "LigerMistralGLAForCausalLM"),
+        new("liger_qwen2_gla", "qwen2", LinearizationMethods.LigerGla, "LigerQwen2GLAForCausalLM"),
+        new("liger_qwen3_gla", "qwen2", LinearizationMethods.LigerGla, "LigerQwen3GLAForCausalLM"),
     };
 
     private static readonly Dictionary<string, string> TeacherArchitectures = new()
@@ -77,14 +77,14 @@ public static class LigerFormat
         }
 
         int? poolSize = null;
-        if (type.Method == "liger-gsa")
+        if (type.Method == LinearizationMethods.LigerGsa)
         {
             poolSize = copy["pool_size"] is null ? DefaultPoolSize : IntOf(copy, "pool_size", source);
             if (poolSize < 1)
                 throw new LinearizeException($"{source}: 'pool_size' must be at least 1, got {poolSize}");
         }
 
-        var family = LinearizationConfig.FamilyOf(type.Method);
+        var family = type.Method.Family!.Value;
         copy["model_type"] = baseType;
         copy["architectures"] = new JsonArray(TeacherArchitectures[baseType]);
         copy[MarkerKey] = type.ModelType;
@@ -141,7 +141,7 @@ public static class LigerFormat
                   ?? throw new LinearizeException($"{config.Source}: not a linearized model; convert it with --method liger-gla|liger-hgrn2|liger-gsa first");
         string Refuse(string what) =>
             throw new LinearizeException($"{config.Source}: {what}; the Liger authors' code has no equivalent, so --format liger refuses it");
-        if (lin.Method is not ("liger-gla" or "liger-hgrn2" or "liger-gsa"))
+        if (!Types.Any(t => t.Method == lin.Method))
             Refuse($"method {lin.Method} (their code has liger_gla, liger_hgrn2, liger_gsa)");
         var o = lin.Liger;
         if (o.Window != CodeWindow)
@@ -160,7 +160,7 @@ public static class LigerFormat
             Refuse($"'sliding_window' {config.SlidingWindow}");
 
         string? original = SourceModelType(config);
-        string modelType = (config.ModelType, lin.Method) switch
+        string modelType = (config.ModelType, lin.Method.Name) switch
         {
             ("llama", "liger-gla") => original == "liger_qwen3_gla" ? original : "liger_gla",
             ("llama", "liger-hgrn2") => "liger_hgrn2",
@@ -180,7 +180,7 @@ public static class LigerFormat
         json.Remove(MarkerKey);
         json["model_type"] = modelType;
         json["architectures"] = new JsonArray(type.Architecture);
-        if (lin.Method == "liger-gsa")
+        if (lin.Method == LinearizationMethods.LigerGsa)
             json["pool_size"] = o.Slots ?? config.HeadDim;
         return json;
     }

@@ -8,4 +8,4 @@ namespace Linearize.Checkpoints.Configuration;
 /// <param name="BaseModelType">Our <c>model_type</c> for the teacher they subclass (<c>llama</c>, <c>mistral</c>, <c>qwen2</c>).</param>
 /// <param name="Method">Our linearization method computing the same layer.</param>
 /// <param name="Architecture">Their <c>architectures[0]</c>.</param>
-public sealed record LigerModelType(string ModelType, string BaseModelType, string Method, string Architecture);
+public sealed record LigerModelType(string ModelType, string BaseModelType, LinearizationMethod Method, string Architecture);

@@ -12,11 +12,8 @@ public sealed record LinearizationConfig
 {
     public const string SectionName = "linearization";
 
-    public static readonly string[] Methods =
-        { "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm", "liger-retention", "liger-gdn", "liger-deltanet", "swa", "lolcats-sw", "lolcats-tk" };
-
-    /// <summary>One of <see cref="Methods"/>.</summary>
-    public string Method { get; init; } = "liger-gla";
+    /// <summary>The method every linearized layer uses (one entry of <see cref="LinearizationMethods"/>).</summary>
+    public LinearizationMethod Method { get; init; } = LinearizationMethods.LigerGla;
 
     /// <summary>Options of the Liger layers (window, α, β, normalizer, slots, chunking).</summary>
     public LigerOptions Liger { get; init; } = new();
@@ -24,12 +21,8 @@ public sealed record LinearizationConfig
     /// <summary>Options of the LoLCATs layers (window shape and size, feature map, window factor).</summary>
     public LolcatsOptions Lolcats { get; init; } = new();
 
-    /// <summary>True for <c>lolcats-sw</c> and <c>lolcats-tk</c>.</summary>
-    public bool IsLolcats => Method.StartsWith("lolcats-", StringComparison.Ordinal);
-
-    /// <summary>The window shape a <c>lolcats-*</c> method names.</summary>
-    public static LolcatsWindowShape ShapeOf(string method) =>
-        method == "lolcats-tk" ? LolcatsWindowShape.Tk : LolcatsWindowShape.Sw;
+    /// <summary>True for the LoLCATs methods.</summary>
+    public bool IsLolcats => Method.Kind == MethodKind.Lolcats;
 
     /// <summary>For <c>swa</c>: always-visible first tokens.</summary>
     public int Sinks { get; init; }
@@ -38,20 +31,6 @@ public sealed record LinearizationConfig
     public IReadOnlyList<int> SoftmaxLayers { get; init; } = Array.Empty<int>();
 
     public bool IsSoftmaxLayer(int layer) => SoftmaxLayers.Contains(layer);
-
-    /// <summary>The family a <c>liger-*</c> method names.</summary>
-    public static LigerFamily FamilyOf(string method) => method switch
-    {
-        "liger-gla" => LigerFamily.Gla,
-        "liger-hgrn2" => LigerFamily.Hgrn2,
-        "liger-gsa" => LigerFamily.Gsa,
-        "liger-mamba2" => LigerFamily.Mamba2,
-        "liger-mlstm" => LigerFamily.Mlstm,
-        "liger-retention" => LigerFamily.Retention,
-        "liger-gdn" => LigerFamily.Gdn,
-        "liger-deltanet" => LigerFamily.DeltaNet,
-        _ => throw new LinearizeException($"unknown method '{method}' (supported: {string.Join(", ", Methods)})"),
-    };
 
     /// <summary>Layers <c>K−1, 2K−1, …</c> stay softmax: <c>--softmax-every 8</c> is the paper's 7:1 Liger:softmax pattern.</summary>
     public static IReadOnlyList<int> EveryKth(int k, int layers)
@@ -77,10 +56,6 @@ public sealed record LinearizationConfig
 
     public void Validate(LlamaConfig model)
     {
-        if (!Methods.Contains(Method))
-            throw new LinearizeException($"{model.Source}: unknown linearization method '{Method}' (supported: {string.Join(", ", Methods)})");
-        if (Method != "swa" && !IsLolcats)
-            FamilyOf(Method);
         Liger.Validate(model.HeadDim);
         Lolcats.Validate(model.HeadDim);
         if (Sinks < 0)
@@ -92,7 +67,7 @@ public sealed record LinearizationConfig
 
     public JsonObject ToJson() => IsLolcats ? LolcatsJson() : new()
     {
-        ["method"] = Method,
+        ["method"] = Method.Name,
         ["window"] = Liger.Window,
         ["alpha"] = Liger.Alpha,
         ["beta"] = Liger.Beta,
@@ -109,7 +84,7 @@ public sealed record LinearizationConfig
 
     private JsonObject LolcatsJson() => new()
     {
-        ["method"] = Method,
+        ["method"] = Method.Name,
         ["window"] = Lolcats.Window,
         ["feature_map"] = Lolcats.FeatureMap == LolcatsFeatureMapKind.Hedgehog ? "hedgehog" : "t2r",
         ["feature_dim"] = Lolcats.FeatureDim,
@@ -127,11 +102,11 @@ public sealed record LinearizationConfig
         if (model.Raw[SectionName] is not JsonObject j)
             return null;
         var f = new SectionReader(j, model.Source);
-        string method = f.String("method") ?? throw f.Error("method", "is missing");
-        bool lolcats = method.StartsWith("lolcats-", StringComparison.Ordinal);
-        if (!Methods.Contains(method))
-            throw f.Error("method", $"'{method}' is not a linearization method (supported: {string.Join(", ", Methods)})");
-        var family = method == "swa" || lolcats ? LigerFamily.Gla : FamilyOf(method);
+        string name = f.String("method") ?? throw f.Error("method", "is missing");
+        var method = LinearizationMethods.Find(name)
+            ?? throw f.Error("method", $"'{name}' is not a linearization method (supported: {string.Join(", ", LinearizationMethods.Names)})");
+        bool lolcats = method.Kind == MethodKind.Lolcats;
+        var family = method.Family ?? LigerFamily.Gla;
         int window = f.Int("window", min: 1) ?? 64;
         var softmaxLayers = f.IntArray("softmax_layers");
         foreach (int l in softmaxLayers)
@@ -143,7 +118,7 @@ public sealed record LinearizationConfig
             string featureMap = f.String("feature_map") ?? "hedgehog";
             lolcatsOptions = new LolcatsOptions
             {
-                Shape = ShapeOf(method),
+                Shape = method.Shape!.Value,
                 Window = window,
                 FeatureMap = featureMap switch
                 {
