@@ -17,7 +17,7 @@ public sealed class ConversionCliOptions
             Description = "Replacement for softmax attention (see the list above)",
             HelpName = "METHOD",
             Required = methodRequired,
-            DefaultValueFactory = methodRequired ? null! : _ => "liger-gla",
+            DefaultValueFactory = methodRequired ? null! : _ => LinearizationMethods.LigerGla.Name,
         };
         Method.AcceptOnlyFromAmong(LinearizationMethods.Names.ToArray());
     }

@@ -160,15 +160,13 @@ public static class LigerFormat
             Refuse($"'sliding_window' {config.SlidingWindow}");
 
         string? original = SourceModelType(config);
-        string modelType = (config.ModelType, lin.Method.Name) switch
-        {
-            ("llama", "liger-gla") => original == "liger_qwen3_gla" ? original : "liger_gla",
-            ("llama", "liger-hgrn2") => "liger_hgrn2",
-            ("llama", "liger-gsa") => "liger_gsa",
-            ("mistral", "liger-gla") => "liger_mistral_gla",
-            ("qwen2", "liger-gla") => original == "liger_qwen3_gla" ? original : "liger_qwen2_gla",
-            _ => Refuse($"a {config.ModelType} teacher with {lin.Method} (their {lin.Method} model is Llama-only)"),
-        };
+        // Their model types for this teacher and method, first the one a directory of theirs came from: a
+        // liger_qwen3_gla directory loads as a Llama- or Qwen2-shaped teacher and goes back under its own name.
+        var candidates = Types.Where(t => t.Method == lin.Method && t.BaseModelType == config.ModelType).Select(t => t.ModelType).ToList();
+        if (original == "liger_qwen3_gla" && lin.Method == LinearizationMethods.LigerGla && config.ModelType == "llama")
+            candidates.Insert(0, original);
+        string modelType = original is not null && candidates.Contains(original) ? original
+            : candidates.FirstOrDefault() ?? Refuse($"a {config.ModelType} teacher with {lin.Method} (their {lin.Method} model is Llama-only)");
         if (config.ModelType == "llama" && (config.QkvBias || config.OutputBias))
             Refuse("'attention_bias' is true (their Llama attention has no biases)");
         if (config.ModelType == "qwen2" && config.HeadDim * config.NumAttentionHeads != config.HiddenSize)

@@ -57,7 +57,7 @@ public sealed class LigerAttention : ProjectedMixer
 
     public override string Describe()
     {
-        string family = "liger-" + _options.Family.ToString().ToLowerInvariant();
+        string family = LinearizationMethods.Of(_options.Family).Name;
         string extra = _options.Family == LigerFamily.Gsa ? $", slots={_slots}"
             : _options.NegativeEigenvalues ? ", β∈(0,2)" : "";
         return $"{family}(window={_options.Window}, α={_options.Alpha}, β={_options.Beta}, norm={_options.EffectiveNormalizer}{extra}" +
