@@ -10,6 +10,7 @@ public static class DataCommand
     {
         var command = new Command("data", "Make synthetic datasets.");
         command.Add(CreateRecall());
+        command.Add(DataPasskeyCommand.Create());
         return command;
     }
 

@@ -16,6 +16,7 @@ public static class EvalCommand
         command.Add(CreatePerplexity());
         command.Add(EvalTasksCommand.Create());
         command.Add(EvalRecallCommand.Create());
+        command.Add(EvalPasskeyCommand.Create());
         return command;
     }
 
