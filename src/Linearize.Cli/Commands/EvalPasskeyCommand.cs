@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Linearize.Evaluation.Passkey;
 using Linearize.Generation;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Spectre.Console;
 
