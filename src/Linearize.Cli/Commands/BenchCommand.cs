@@ -8,6 +8,7 @@ using Linearize.Inference;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Workflows.Benchmarks;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -51,10 +52,6 @@ public static class BenchCommand
         }));
         return command;
     }
-
-    private sealed record DecodeRow(int Context, double MsPerToken, double TokensPerSecond, long StateBytes, long BytesPerStep, double GbPerSecond);
-
-    private sealed record DecodeRun(string Model, string Mixers, string Path, string WeightDType, long WeightBytesPerStep, List<DecodeRow> Rows);
 
     private static Command CreateDecode()
     {
@@ -117,33 +114,17 @@ public static class BenchCommand
             var engineConfig = useEngine ? engineOptions.Parse(r) with { BatchInvariant = r.GetValue(invariant) } : null;
             int threads = engineConfig?.Threads ?? torch.get_num_threads();
             double? bandwidth = r.GetValue(noBandwidth) ? null : MemoryBandwidth.Measure(threads, 1L << 30, 3) / 1e9;
-            var runs = new List<DecodeRun>();
             var paths = r.GetValue(models)!;
+            var benchmark = new DecodeBenchmarkOptions
+            {
+                Contexts = lengths, Steps = n, Batch = batchSize, SyntheticFill = synthetic, PrefillChunk = chunk, Engine = engineConfig,
+            };
             using var contention = new Contention(r.GetValue(contend));
+            IReadOnlyList<DecodeRun> runs = Array.Empty<DecodeRun>();
             ConsoleUi.WithProgress("decode", progress =>
             {
-                foreach (string path in paths)
-                {
-                    var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
-                    using var llama = ModelLoader.Load(source);
-                    using var engine = useEngine ? Engines.Create(llama, engineConfig!) : null;
-                    var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
-                    var rows = new List<DecodeRow>();
-                    if (engine is not null)
-                        WarmUp(engine);
-                    foreach (int context in lengths)
-                    {
-                        rows.Add(engine is null
-                            ? MeasureTorch(llama, context, n, chunk)
-                            : MeasureEngine(llama, engine, context, n, batchSize, synthetic, chunk));
-                        progress.Report((runs.Count * lengths.Length + rows.Count, paths.Length * lengths.Length));
-                    }
-
-                    runs.Add(new DecodeRun(BenchModelOptions.Name(path), mixers, path,
-                        engine is null ? llama.DType.ToString().ToLowerInvariant() : EngineOptions.FormatName(engine.Options.Weights),
-                        engine?.WeightBytesPerStep ?? llama.parameters().Sum(p => p.numel() * p.element_size()), rows));
-                }
-
+                runs = DecodeBenchmark.Run(paths.Select(path => (BenchModelOptions.Name(path), ModelSource.Resolve(path, r.GetValue(tokenizer)))).ToArray(),
+                    benchmark, progress);
                 return 0;
             });
 
@@ -225,23 +206,10 @@ public static class BenchCommand
         return command;
     }
 
-    /// <summary>Steps for a second before anything is timed: the JIT's tiered compilation, page faults of fresh buffers
-    /// and libtorch's spinning OpenMP threads (after loading) all settle within it.</summary>
-    private static void WarmUp(DecodeEngine engine)
-    {
-        using var seq = engine.CreateSequence();
-        var watch = Stopwatch.StartNew();
-        int token = 1;
-        while (watch.Elapsed.TotalSeconds < 1.0 && seq.Position < 64)
-            token = Sampler.ArgMax(engine.Step(seq, token));
-    }
-
     /// <summary>Bytes in at most 7 characters, so the decode table fits 80 columns.</summary>
     private static string Short(long bytes) => bytes >= 100L << 20 ? $"{bytes / (double)(1 << 20):F0} MiB" : ConsoleUi.Bytes(bytes);
 
-    /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), 4 warm-up steps, then timed greedy steps.</summary>
-    /// <summary>Warm-up steps <see cref="MeasureEngine"/> takes after the context, before the timed ones.</summary>
-    private const int WarmUpSteps = 4;
+    private const int WarmUpSteps = DecodeBenchmark.WarmUpSteps;
 
     /// <summary>The one context rule for a benchmark: a model with softmax layers is not run past its positions unless
     /// <c>--beyond-context</c> says its speed there is wanted; a linear model may, with the usual note.</summary>
@@ -259,95 +227,6 @@ public static class BenchCommand
             throw new LinearizeException($"--contexts {context} + {WarmUpSteps + steps} steps = {positions} exceeds the context of {limit} positions of {path} " +
                                          "(it has softmax attention layers); give smaller --contexts, or --beyond-context to time it anyway");
         Console.Error.WriteLine($"note: {path} runs {positions} positions, past its {limit} (--beyond-context): timings only, its outputs there mean nothing");
-    }
-
-    private static DecodeRow MeasureEngine(LlamaForCausalLM llama, DecodeEngine engine, int context, int steps, int batch, bool synthetic, int chunk)
-    {
-        DecodeSequence first;
-        if (synthetic)
-        {
-            first = engine.CreateSyntheticSequence(context, seed: context);
-        }
-        else
-        {
-            using var cache = PrefillRandom(llama, context, chunk);
-            first = engine.Import(cache);
-        }
-
-        long contextState = first.StateBytes; // what holding this context costs, before the measured steps add to it
-        var seqs = new DecodeSequence[batch];
-        seqs[0] = first;
-        for (int b = 1; b < batch; b++)
-            seqs[b] = first.Clone();
-        var tokens = Enumerable.Range(0, batch).Select(b => 1 + b).ToArray();
-        try
-        {
-            for (int s = 0; s < WarmUpSteps; s++)
-                Advance();
-            long stateBytes = seqs.Sum(x => x.StateBytes);
-            var watch = Stopwatch.StartNew();
-            for (int s = 0; s < steps; s++)
-                Advance();
-            double seconds = watch.Elapsed.TotalSeconds;
-            long bytes = engine.WeightBytesPerStep + stateBytes;
-            return new DecodeRow(context, 1000 * seconds / steps, batch * steps / seconds, contextState, bytes, bytes * steps / seconds / 1e9);
-        }
-        finally
-        {
-            foreach (var x in seqs)
-                x.Dispose();
-        }
-
-        void Advance()
-        {
-            engine.Step(seqs, batch, tokens);
-            for (int b = 0; b < batch; b++)
-                tokens[b] = Sampler.ArgMax(engine.Logits(b));
-        }
-    }
-
-    /// <summary>A cache holding <paramref name="context"/> random tokens (seeded by the length), prefilled in chunks.</summary>
-    private static Linearize.Caching.ModelCache PrefillRandom(LlamaForCausalLM llama, int context, int chunk)
-    {
-        using var noGrad = no_grad();
-        var cache = llama.CreateCache();
-        using var generator = new torch.Generator((ulong)context);
-        for (int start = 0; start < context; start += chunk)
-        {
-            using var scope = NewDisposeScope();
-            int len = Math.Min(chunk, context - start);
-            llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
-        }
-
-        return cache;
-    }
-
-    /// <summary>The TorchSharp path (--engine torch): prefill, then timed single-token forwards with the cache.</summary>
-    private static DecodeRow MeasureTorch(LlamaForCausalLM llama, int context, int steps, int chunk)
-    {
-        using var noGrad = no_grad();
-        using var cache = PrefillRandom(llama, context, chunk);
-        long stateBytes = cache.StateBytes;
-        double seconds = TimeGreedyDecode(llama, cache, steps);
-        long bytes = llama.parameters().Sum(p => p.numel() * p.element_size()) + stateBytes;
-        return new DecodeRow(context, 1000 * seconds / steps, steps / seconds, stateBytes, bytes, bytes * steps / seconds / 1e9);
-    }
-
-    /// <summary>Seconds for <paramref name="steps"/> single-token greedy steps after whatever <paramref name="cache"/> holds.</summary>
-    private static double TimeGreedyDecode(LlamaForCausalLM llama, Linearize.Caching.ModelCache cache, int steps)
-    {
-        var next = torch.tensor(new long[] { 1 }).view(1, 1);
-        var watch = Stopwatch.StartNew();
-        for (int s = 0; s < steps; s++)
-        {
-            using var scope = NewDisposeScope();
-            var logits = llama.Forward(next, cache);
-            next.Dispose();
-            next = logits[0, -1].argmax().view(1, 1).DetachFromDisposeScope();
-        }
-
-        next.Dispose();
-        return watch.Elapsed.TotalSeconds;
     }
 
     private static Command CreateThroughput()
@@ -378,7 +257,7 @@ public static class BenchCommand
             using var llama = ModelLoader.Load(source, model.ParseDType(r));
             using var engine = engineOptions.Create(r, llama);
             if (engine is not null)
-                WarmUp(engine);
+                DecodeBenchmark.WarmUp(engine);
             using var generator = new torch.Generator(0);
             var ids = torch.randint(0, llama.Config.VocabSize, new long[] { 1, p }, dtype: ScalarType.Int64, generator: generator);
 
@@ -395,7 +274,7 @@ public static class BenchCommand
                 double decodeSeconds;
                 if (engine is null)
                 {
-                    decodeSeconds = TimeGreedyDecode(llama, cache, n);
+                    decodeSeconds = DecodeBenchmark.TimeGreedyDecode(llama, cache, n);
                 }
                 else
                 {

@@ -162,10 +162,10 @@ public sealed class HardeningTests
     [Theory]
     [InlineData("liger-gla", "--slots 4", "--slots applies to liger-gsa, not liger-gla")]
     [InlineData("liger-gla", "--sinks 2", "--sinks applies to swa, not liger-gla")]
-    [InlineData("swa", "--mix-alpha 0.7", "--mix-alpha applies to liger-*, not swa")]
-    [InlineData("lolcats-sw", "--normalize-recurrent", "--normalize-recurrent applies to liger-*, not lolcats-sw")]
-    [InlineData("liger-gla", "--feature-map t2r", "--feature-map applies to lolcats-*, not liger-gla")]
-    [InlineData("swa", "--window-factor 0.2", "--window-factor applies to lolcats-*, not swa")]
+    [InlineData("swa", "--mix-alpha 0.7", "--mix-alpha applies to liger-gla, liger-hgrn2, liger-gsa, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, liger-deltanet, not swa")]
+    [InlineData("lolcats-sw", "--normalize-recurrent", "--normalize-recurrent applies to liger-gla, liger-hgrn2, liger-gsa, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, liger-deltanet, not lolcats-sw")]
+    [InlineData("liger-gla", "--feature-map t2r", "--feature-map applies to lolcats-sw, lolcats-tk, not liger-gla")]
+    [InlineData("swa", "--window-factor 0.2", "--window-factor applies to lolcats-sw, lolcats-tk, not swa")]
     public void OptionsThatDoNothingForTheMethodAreRefused(string method, string option, string message)
     {
         // Issue 9 item 9: every method-specific option is validated the same way (checked before the model is read).

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using Linearize.Caching;
+using Linearize.Generation;
+using Linearize.Inference;
+using Linearize.Methods;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Workflows.Benchmarks;
+
+/// <summary>
+/// Greedy single-token decoding timed after contexts of given lengths, on the engine (the default) or on TorchSharp's
+/// forward with its cache. Measures only; the caller presents (tables, JSON, plots).
+/// </summary>
+public static class DecodeBenchmark
+{
+    /// <summary>Untimed steps after each context, before the timed ones: the first steps after a context touch state
+    /// and scratch that nothing has touched yet.</summary>
+    public const int WarmUpSteps = 4;
+
+    /// <summary>Measures each model in turn; <paramref name="progress"/> gets (done, total) after every row.</summary>
+    public static IReadOnlyList<DecodeRun> Run(IReadOnlyList<(string Name, ModelSource Source)> models, DecodeBenchmarkOptions options,
+        IProgress<(int Done, int Total)>? progress = null)
+    {
+        options.Validate();
+        var runs = new List<DecodeRun>();
+        int total = models.Count * options.Contexts.Count;
+        foreach (var (name, source) in models)
+        {
+            using var llama = ModelLoader.Load(source);
+            using var engine = options.Engine is null ? null : Engines.Create(llama, options.Engine);
+            var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
+            var rows = new List<DecodeRow>();
+            if (engine is not null)
+                WarmUp(engine);
+            foreach (int context in options.Contexts)
+            {
+                rows.Add(engine is null
+                    ? MeasureTorch(llama, context, options.Steps, options.PrefillChunk)
+                    : MeasureEngine(llama, engine, context, options));
+                progress?.Report((runs.Count * options.Contexts.Count + rows.Count, total));
+            }
+
+            runs.Add(new DecodeRun(name, mixers, source.Path,
+                engine is null ? llama.DType.ToString().ToLowerInvariant() : EngineOptions.FormatName(engine.Options.Weights),
+                engine?.WeightBytesPerStep ?? llama.parameters().Sum(p => p.numel() * p.element_size()), rows));
+        }
+
+        return runs;
+    }
+
+    /// <summary>Steps for a second before anything is timed: the JIT's tiered compilation, page faults of fresh buffers
+    /// and libtorch's spinning OpenMP threads (after loading) all settle within it.</summary>
+    public static void WarmUp(DecodeEngine engine)
+    {
+        using var seq = engine.CreateSequence();
+        var watch = Stopwatch.StartNew();
+        int token = 1;
+        while (watch.Elapsed.TotalSeconds < 1.0 && seq.Position < 64)
+            token = Sampler.ArgMax(engine.Step(seq, token));
+    }
+
+    /// <summary>Seconds for <paramref name="steps"/> single-token greedy TorchSharp steps after whatever
+    /// <paramref name="cache"/> holds.</summary>
+    public static double TimeGreedyDecode(LlamaForCausalLM llama, ModelCache cache, int steps)
+    {
+        using var noGrad = no_grad();
+        var next = torch.tensor(new long[] { 1 }).view(1, 1);
+        var watch = Stopwatch.StartNew();
+        for (int s = 0; s < steps; s++)
+        {
+            using var scope = NewDisposeScope();
+            var logits = llama.Forward(next, cache);
+            next.Dispose();
+            next = logits[0, -1].argmax().view(1, 1).DetachFromDisposeScope();
+        }
+
+        next.Dispose();
+        return watch.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), warm-up steps, then timed
+    /// greedy steps.</summary>
+    private static DecodeRow MeasureEngine(LlamaForCausalLM llama, DecodeEngine engine, int context, DecodeBenchmarkOptions o)
+    {
+        DecodeSequence first;
+        if (o.SyntheticFill)
+        {
+            first = engine.CreateSyntheticSequence(context, seed: context);
+        }
+        else
+        {
+            using var cache = PrefillRandom(llama, context, o.PrefillChunk);
+            first = engine.Import(cache);
+        }
+
+        long contextState = first.StateBytes; // what holding this context costs, before the measured steps add to it
+        int batch = o.Batch;
+        var seqs = new DecodeSequence[batch];
+        seqs[0] = first;
+        for (int b = 1; b < batch; b++)
+            seqs[b] = first.Clone();
+        var tokens = Enumerable.Range(0, batch).Select(b => 1 + b).ToArray();
+        try
+        {
+            for (int s = 0; s < WarmUpSteps; s++)
+                Advance();
+            long stateBytes = seqs.Sum(x => x.StateBytes);
+            var watch = Stopwatch.StartNew();
+            for (int s = 0; s < o.Steps; s++)
+                Advance();
+            double seconds = watch.Elapsed.TotalSeconds;
+            long bytes = engine.WeightBytesPerStep + stateBytes;
+            return new DecodeRow(context, 1000 * seconds / o.Steps, batch * o.Steps / seconds, contextState, bytes, bytes * o.Steps / seconds / 1e9);
+        }
+        finally
+        {
+            foreach (var x in seqs)
+                x.Dispose();
+        }
+
+        void Advance()
+        {
+            engine.Step(seqs, batch, tokens);
+            for (int b = 0; b < batch; b++)
+                tokens[b] = Sampler.ArgMax(engine.Logits(b));
+        }
+    }
+
+    /// <summary>A cache holding <paramref name="context"/> random tokens (seeded by the length), prefilled in chunks.</summary>
+    private static ModelCache PrefillRandom(LlamaForCausalLM llama, int context, int chunk)
+    {
+        using var noGrad = no_grad();
+        var cache = llama.CreateCache();
+        using var generator = new torch.Generator((ulong)context);
+        for (int start = 0; start < context; start += chunk)
+        {
+            using var scope = NewDisposeScope();
+            int len = Math.Min(chunk, context - start);
+            llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
+        }
+
+        return cache;
+    }
+
+    /// <summary>The TorchSharp path: prefill, then timed single-token forwards with the cache.</summary>
+    private static DecodeRow MeasureTorch(LlamaForCausalLM llama, int context, int steps, int chunk)
+    {
+        using var cache = PrefillRandom(llama, context, chunk);
+        long stateBytes = cache.StateBytes;
+        double seconds = TimeGreedyDecode(llama, cache, steps);
+        long bytes = llama.parameters().Sum(p => p.numel() * p.element_size()) + stateBytes;
+        return new DecodeRow(context, 1000 * seconds / steps, steps / seconds, stateBytes, bytes, bytes * steps / seconds / 1e9);
+    }
+}
