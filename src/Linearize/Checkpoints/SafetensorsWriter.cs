@@ -14,9 +14,14 @@ public static class SafetensorsWriter
     public const string IndexFileName = "model.safetensors.index.json";
 
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors,
-        IReadOnlyDictionary<string, string>? metadata = null)
+        IReadOnlyDictionary<string, string>? metadata = null) =>
+        Write(path, tensors.Select(kv => SafetensorsEntry.Of(kv.Key, kv.Value)).ToList(), metadata);
+
+    /// <summary>Writes <paramref name="entries"/> to one file, producing each tensor's data only when it is written and
+    /// releasing it before the next (see <see cref="SafetensorsEntry"/>).</summary>
+    public static void Write(string path, IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var sorted = tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        var sorted = entries.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
         var header = new JsonObject();
         var meta = new JsonObject { ["format"] = "pt" };
         if (metadata is not null)
@@ -25,14 +30,13 @@ public static class SafetensorsWriter
         header["__metadata__"] = meta;
 
         long offset = 0;
-        foreach (var (name, tensor) in sorted)
+        foreach (var e in sorted)
         {
-            var dtype = SafetensorsDTypes.FromScalarType(tensor.dtype);
-            long bytes = tensor.numel() * dtype.ElementSize();
-            header[name] = new JsonObject
+            long bytes = e.Bytes;
+            header[e.Name] = new JsonObject
             {
-                ["dtype"] = dtype.ToString(),
-                ["shape"] = new JsonArray(tensor.shape.Select(d => (JsonNode)d).ToArray()),
+                ["dtype"] = SafetensorsDTypes.FromScalarType(e.DType).ToString(),
+                ["shape"] = new JsonArray(e.Shape.Select(d => (JsonNode)d).ToArray()),
                 ["data_offsets"] = new JsonArray(offset, offset + bytes),
             };
             offset += bytes;
@@ -47,9 +51,22 @@ public static class SafetensorsWriter
             for (int i = json.Length; i < padded; i++)
                 stream.WriteByte((byte)' ');
             int written = 0;
-            foreach (var (_, tensor) in sorted)
+            foreach (var e in sorted)
             {
-                WriteData(stream, tensor);
+                var tensor = e.Produce();
+                try
+                {
+                    if (tensor.dtype != e.DType || !tensor.shape.SequenceEqual(e.Shape))
+                        throw new InvalidOperationException(
+                            $"{path}: tensor {e.Name} was announced as {e.DType} [{string.Join(", ", e.Shape)}] but is {tensor.dtype} [{string.Join(", ", tensor.shape)}]");
+                    WriteData(stream, tensor);
+                }
+                finally
+                {
+                    if (e.Owned)
+                        tensor.Dispose();
+                }
+
                 if (++written == sorted.Count / 2)
                     FaultInjection.Point("safetensors-half-written");
             }
@@ -84,11 +101,15 @@ public static class SafetensorsWriter
     /// <c>model.safetensors.index.json</c> (the Hugging Face layout).
     /// </summary>
     public static void WriteCheckpoint(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> tensors,
-        long maxShardBytes = 5L << 30)
+        long maxShardBytes = 5L << 30) =>
+        WriteCheckpoint(directory, tensors.Select(kv => SafetensorsEntry.Of(kv.Key, kv.Value)).ToList(), maxShardBytes);
+
+    /// <summary>As above, for entries whose data is produced one tensor at a time.</summary>
+    public static void WriteCheckpoint(string directory, IReadOnlyList<SafetensorsEntry> entries, long maxShardBytes = 5L << 30)
     {
         Directory.CreateDirectory(directory);
-        var sorted = tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
-        long total = sorted.Sum(kv => kv.Value.numel() * kv.Value.element_size());
+        var sorted = entries.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        long total = sorted.Sum(e => e.Bytes);
         string indexPath = Path.Combine(directory, IndexFileName);
         if (total <= maxShardBytes)
         {
@@ -98,18 +119,18 @@ public static class SafetensorsWriter
             return;
         }
 
-        var shards = new List<List<KeyValuePair<string, Tensor>>> { new() };
+        var shards = new List<List<SafetensorsEntry>> { new() };
         long current = 0;
-        foreach (var kv in sorted)
+        foreach (var e in sorted)
         {
-            long size = kv.Value.numel() * kv.Value.element_size();
+            long size = e.Bytes;
             if (current > 0 && current + size > maxShardBytes)
             {
                 shards.Add(new());
                 current = 0;
             }
 
-            shards[^1].Add(kv);
+            shards[^1].Add(e);
             current += size;
         }
 
@@ -118,8 +139,8 @@ public static class SafetensorsWriter
         {
             string file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
             Write(Path.Combine(directory, file), shards[i]);
-            foreach (var kv in shards[i])
-                weightMap[kv.Key] = file;
+            foreach (var e in shards[i])
+                weightMap[e.Name] = file;
         }
 
         var index = new JsonObject

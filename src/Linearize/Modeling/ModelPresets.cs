@@ -16,18 +16,12 @@ public static class ModelPresets
         ["smollm2-135m"] = () => Llama(hidden: 576, intermediate: 1536, layers: 30, heads: 9, kvHeads: 3, vocab: 49152,
             context: 8192, theta: 100000, tied: true, eps: 1e-5, bos: 0, eos: 0),
         // meta-llama/Llama-3.2-1B config.json
-        ["llama-3.2-1b"] = () =>
-        {
-            // <|begin_of_text|> and <|end_of_text|> of the Llama 3 tokenizer
-            var j = Llama(hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256,
-                context: 131072, theta: 500000, tied: true, eps: 1e-5, bos: 128000, eos: 128001);
-            j["rope_scaling"] = new JsonObject
-            {
-                ["rope_type"] = "llama3", ["factor"] = 32.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0,
-                ["original_max_position_embeddings"] = 8192,
-            };
-            return j;
-        },
+        ["llama-3.2-1b"] = () => Llama32(hidden: 2048, layers: 16, heads: 32),
+        // meta-llama/Llama-3.2-3B config.json
+        ["llama-3.2-3b"] = () => Llama32(hidden: 3072, layers: 28, heads: 24),
+        // meta-llama/Meta-Llama-3-8B config.json: the shape the Liger and LoLCATs papers report (16 GB in bfloat16)
+        ["llama-3-8b"] = () => Llama(hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, vocab: 128256,
+            context: 8192, theta: 500000, tied: false, eps: 1e-5, bos: 128000, eos: 128001),
         // karpathy/tinyllamas stories110M (llama2.c's largest TinyStories model; run.c's usual benchmark)
         ["stories110m"] = () => Llama(hidden: 768, intermediate: 2048, layers: 12, heads: 12, kvHeads: 12, vocab: 32000,
             context: 1024, theta: 10000, tied: true, eps: 1e-5),
@@ -39,6 +33,21 @@ public static class ModelPresets
         ["stories260k"] = () => Llama(hidden: 64, intermediate: 172, layers: 5, heads: 8, kvHeads: 4, vocab: 512,
             context: 512, theta: 10000, tied: true, eps: 1e-5),
     };
+
+    /// <summary>A Llama 3.2 shape: 8 KV heads, intermediate 8192, the Llama 3 vocabulary and its long-context RoPE
+    /// scaling, tied embeddings.</summary>
+    private static JsonObject Llama32(int hidden, int layers, int heads)
+    {
+        // <|begin_of_text|> and <|end_of_text|> of the Llama 3 tokenizer
+        var j = Llama(hidden: hidden, intermediate: 8192, layers: layers, heads: heads, kvHeads: 8, vocab: 128256,
+            context: 131072, theta: 500000, tied: true, eps: 1e-5, bos: 128000, eos: 128001);
+        j["rope_scaling"] = new JsonObject
+        {
+            ["rope_type"] = "llama3", ["factor"] = 32.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0,
+            ["original_max_position_embeddings"] = 8192,
+        };
+        return j;
+    }
 
     public static LlamaConfig Get(string name) =>
         All.TryGetValue(name, out var make)
