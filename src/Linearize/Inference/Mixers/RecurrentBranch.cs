@@ -17,8 +17,8 @@ namespace Linearize.Inference.Mixers;
 /// </summary>
 internal sealed unsafe class RecurrentBranch
 {
-    private const float DenominatorEps = 1e-6f; // LigerAttention.DenominatorEps
-    private const float L2NormEps = 1e-6f; // LigerAttention.L2NormEps (fla l2norm: x / sqrt(Σx² + eps))
+    private const float DenominatorEps = (float)LinearAttentionConstants.DenominatorEps;
+    private const float L2NormEps = (float)LinearAttentionConstants.L2NormEps;
     private readonly LigerOptions _options;
     private readonly int _heads, _kvHeads, _d, _slots;
     private readonly float _normalizer, _scale;
