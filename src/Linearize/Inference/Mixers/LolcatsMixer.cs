@@ -219,36 +219,18 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
     public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
     {
         var ls = (LolcatsState)state;
-        if (cache is not LolcatsLayerCache lolcats)
-            throw new LinearizeException($"layer cache hand-over: expected a LoLCATs cache, found {cache?.GetType().Name ?? "none"}");
+        var lolcats = CacheImport.Expect<LolcatsLayerCache>(cache, "a LoLCATs cache");
         if (lolcats.Context() is not { } context)
             return;
         using var scope = NewDisposeScope();
-        var keys = context.Keys[row].to(ScalarType.Float32).contiguous();   // [H_kv, C, D]
-        var values = context.Values[row].to(ScalarType.Float32).contiguous();
-        var positions = context.Positions[row].data<long>().ToArray();
-        var valid = context.Valid[row].data<bool>().ToArray();
-        var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys.bytes);
-        var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(values.bytes);
-        int length = positions.Length, d = HeadDim;
-        for (int e = 0; e < length; e++)
+        int d = HeadDim;
+        CacheImport.WindowEntries(context, row, seen, seen - _capacity, KvHeads, d, (h, p, k, v) =>
         {
-            long p = positions[e];
-            if (!valid[e])
-                continue;
-            if (p >= seen || p < seen - _capacity)
-                throw new LinearizeException($"layer cache hand-over: window entry at position {p} after {seen} tokens (padded batches are not supported)");
-            for (int h = 0; h < KvHeads; h++)
-            {
-                ks.Slice((h * length + e) * d, d).CopyTo(new Span<float>(ls.Key(h, p), d));
-                vs.Slice((h * length + e) * d, d).CopyTo(new Span<float>(ls.Value(h, p), d));
-            }
-        }
-
-        var linear = lolcats.State![row].to(ScalarType.Float32).contiguous();
-        long[] expected = { Heads, _features, d + 1 };
-        if (!linear.shape.SequenceEqual(expected))
-            throw new LinearizeException($"layer cache hand-over: linear state has shape [{string.Join(", ", linear.shape)}], expected [{string.Join(", ", expected)}]");
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(linear.bytes).CopyTo(ls.Linear.AsSpan(0, (int)ls.Linear.Length));
+            k.CopyTo(new Span<float>(ls.Key(h, p), d));
+            v.CopyTo(new Span<float>(ls.Value(h, p), d));
+        });
+        if (lolcats.State is null)
+            throw CacheImport.Error("the LoLCATs cache holds a window but no linear state");
+        CacheImport.State(lolcats.State, row, new long[] { Heads, _features, d + 1 }, ls.Linear, "linear state");
     }
 }

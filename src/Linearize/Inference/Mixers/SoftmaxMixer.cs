@@ -489,19 +489,16 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
     {
         var kv = (KvState)state;
-        if (cache is not KvCache torchCache)
-            throw new LinearizeException($"layer cache hand-over: expected a KV cache, found {cache?.GetType().Name ?? "none"}");
+        var torchCache = CacheImport.Expect<KvCache>(cache, "a KV cache");
         if (torchCache.Length != seen)
-            throw new LinearizeException($"layer cache hand-over: the KV cache holds {torchCache.Length} positions, the model has seen {seen}");
+            throw CacheImport.Error($"the KV cache holds {torchCache.Length} positions, the model has seen {seen}");
         using var scope = NewDisposeScope();
         var (keys, values) = torchCache.Read();
-        var k = keys[row].to(ScalarType.Float32).contiguous(); // [H_kv, S, D]
-        var v = values[row].to(ScalarType.Float32).contiguous();
+        var ks = CacheImport.Floats(keys, row); // [H_kv, S, D]
+        var vs = CacheImport.Floats(values, row);
         int length = (int)seen;
         kv.EnsureCapacity(length);
         kv.Length = length;
-        var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(k.bytes);
-        var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(v.bytes);
         for (int h = 0; h < KvHeads; h++)
         {
             int n = length * HeadDim;

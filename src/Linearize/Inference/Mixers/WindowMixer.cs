@@ -250,59 +250,32 @@ internal sealed unsafe class WindowMixer : EngineMixer
     public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
     {
         var ws = (WindowState)state;
-        if (cache is not LinearLayerCache linear)
-            throw new LinearizeException($"layer cache hand-over: expected a linear-layer cache, found {cache?.GetType().Name ?? "none"}");
+        var linear = CacheImport.Expect<LinearLayerCache>(cache, "a linear-layer cache");
         using var scope = NewDisposeScope();
+        int d = HeadDim;
         if (linear.Window.Context() is { } context)
         {
-            var keys = context.Keys[row].to(ScalarType.Float32).contiguous();    // [H_kv, L, D]
-            var values = context.Values[row].to(ScalarType.Float32).contiguous();
-            var positions = context.Positions[row].data<long>().ToArray();
-            var valid = context.Valid[row].data<bool>().ToArray();
-            var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys.bytes);
-            var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(values.bytes);
-            int length = positions.Length, d = HeadDim;
-            for (int e = 0; e < length; e++)
+            CacheImport.WindowEntries(context, row, seen, 0, KvHeads, d, (h, p, k, v) =>
             {
-                if (!valid[e])
-                    continue;
-                long p = positions[e];
-                if (p >= seen || p < 0)
-                    throw new LinearizeException($"layer cache hand-over: window entry at position {p} after {seen} tokens (padded batches are not supported)");
-                for (int h = 0; h < KvHeads; h++)
+                if (p < _sinks)
                 {
-                    var k = ks.Slice((h * length + e) * d, d);
-                    var v = vs.Slice((h * length + e) * d, d);
-                    if (p < _sinks)
-                    {
-                        k.CopyTo(new Span<float>(ws.SinkKey(h, p), d));
-                        v.CopyTo(new Span<float>(ws.SinkValue(h, p), d));
-                    }
-
-                    if (Ring > 0 && p >= seen - Ring)
-                    {
-                        k.CopyTo(new Span<float>(ws.RingKey(h, p), d));
-                        v.CopyTo(new Span<float>(ws.RingValue(h, p), d));
-                    }
+                    k.CopyTo(new Span<float>(ws.SinkKey(h, p), d));
+                    v.CopyTo(new Span<float>(ws.SinkValue(h, p), d));
                 }
-            }
+
+                if (Ring > 0 && p >= seen - Ring)
+                {
+                    k.CopyTo(new Span<float>(ws.RingKey(h, p), d));
+                    v.CopyTo(new Span<float>(ws.RingValue(h, p), d));
+                }
+            });
         }
 
         if (_recurrent is null)
             return;
         var (mainShape, slotShape) = _recurrent.StateShapes;
-        CopyState(linear.State, row, mainShape, ws.Recurrent, "recurrent state");
+        CacheImport.State(linear.State, row, mainShape, ws.Recurrent, "recurrent state");
         if (slotShape is not null)
-            CopyState(linear.SlotValueState, row, slotShape, ws.SlotValues, "slot value state");
-    }
-
-    private static void CopyState(Tensor? source, int row, long[] shape, FloatBuffer target, string what)
-    {
-        if (source is null)
-            return; // nothing seen yet: the state stays zero
-        var t = source[row].to(ScalarType.Float32).contiguous();
-        if (!t.shape.SequenceEqual(shape))
-            throw new LinearizeException($"layer cache hand-over: {what} has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", shape)}]");
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.bytes).CopyTo(target.AsSpan(0, (int)target.Length));
+            CacheImport.State(linear.SlotValueState, row, slotShape, ws.SlotValues, "slot value state");
     }
 }
