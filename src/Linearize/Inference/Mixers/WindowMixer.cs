@@ -19,6 +19,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
     private readonly float _alpha;
     private readonly float _beta;
     private readonly RecurrentBranch? _recurrent;
+    private readonly ScratchLayout _layout;
     private StepContext? _ctx;
     private Phase _phase;
 
@@ -37,6 +38,28 @@ internal sealed unsafe class WindowMixer : EngineMixer
         _alpha = (float)alpha;
         _beta = (float)beta;
         _recurrent = recurrent;
+        _layout = new ScratchLayout(window + sinks, headDim, recurrent?.ScratchFloats ?? 0);
+    }
+
+    /// <summary>Where each region of one (row, head)'s scratch starts, in floats from its base: the window scores
+    /// [window + sinks], the window read-out [D], the recurrent read-out [D], then the recurrent branch's own scratch.</summary>
+    private readonly record struct ScratchLayout
+    {
+        public ScratchLayout(int scores, int d, int branchFloats)
+        {
+            (Scores, Window, Recurrent, Branch) = (0, scores, scores + d, scores + 2 * d);
+            Floats = scores + 2L * d + branchFloats + 16;
+        }
+
+        public int Scores { get; }
+
+        public int Window { get; }
+
+        public int Recurrent { get; }
+
+        public int Branch { get; }
+
+        public long Floats { get; }
     }
 
     private int Ring => _window - 1;
@@ -44,8 +67,8 @@ internal sealed unsafe class WindowMixer : EngineMixer
     public override LayerState CreateState() =>
         new WindowState(KvHeads, HeadDim, Ring, _sinks, _recurrent?.StateFloats ?? 0, _recurrent?.SlotValueFloats ?? 0);
 
-    /// <summary>Scratch per unit: window scores, the window read-out [D], the recurrent read-out [D], the branch's own.</summary>
-    private long UnitFloats => _window + _sinks + 2L * HeadDim + (_recurrent?.ScratchFloats ?? 0) + 16;
+    /// <summary>Scratch per unit (<see cref="ScratchLayout"/>).</summary>
+    private long UnitFloats => _layout.Floats;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
@@ -144,7 +167,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
             int first = ctx.SegmentStart[ctx.RowSegment[b]];
             long origin = ctx.Sequences[b].Position, pos = origin + (b - first);
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* scores = scratch, window = scratch + _window + _sinks;
+            float* scores = scratch + _layout.Scores, window = scratch + _layout.Window;
             float* q = ctx.QRotated(b) + h * d;
             int sinkCount = (int)Math.Min(_sinks, pos);
             long ringFrom = Math.Max(Math.Max(0, pos - Ring), Math.Min(pos, _sinks));
@@ -188,7 +211,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
             int first = ctx.SegmentStart[segment], count = ctx.SegmentLength[segment];
             var state = (WindowState)ctx.Sequences[first].Layers[ctx.Layer];
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* recurrent = scratch + _window + _sinks + d, branch = recurrent + d;
+            float* recurrent = scratch + _layout.Recurrent, branch = scratch + _layout.Branch;
             for (int b = first; b < first + count; b++)
             {
                 _recurrent!.Step(ctx, b, h, state, branch, recurrent);
@@ -210,7 +233,8 @@ internal sealed unsafe class WindowMixer : EngineMixer
             var state = (WindowState)ctx.Sequences[b].Layers[ctx.Layer];
             long pos = ctx.Sequences[b].Position;
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* scores = scratch, window = scratch + _window + _sinks, recurrent = window + d, branch = recurrent + d;
+            float* scores = scratch + _layout.Scores, window = scratch + _layout.Window, recurrent = scratch + _layout.Recurrent,
+                branch = scratch + _layout.Branch;
             float* q = ctx.QRotated(b) + h * d;
 
             // Visible: the sinks (positions < sinks), the ring (the window − 1 positions before this one, minus any
