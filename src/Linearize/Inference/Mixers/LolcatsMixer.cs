@@ -23,6 +23,7 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
     private readonly int _window, _capacity, _featureDim, _features;
     private readonly float[] _mapQ, _mapK, _biasQ, _biasK, _gamma, _lambda; // maps [H, D, d'], biases [H]
     private readonly float _eps;
+    private readonly ScratchLayout _layout;
     private StepContext? _ctx;
 
     public LolcatsMixer(int heads, int kvHeads, int headDim, LolcatsAttention layer) : base(heads, kvHeads, headDim)
@@ -43,12 +44,34 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         var (gamma, lambda) = layer.Factors();
         _gamma = Floats(gamma, heads);
         _lambda = Floats(lambda, heads);
+        _layout = new ScratchLayout(_window, headDim, _features, _featureDim);
+    }
+
+    /// <summary>Where each region of one (row, head)'s scratch starts, in floats from its base: the window scores
+    /// [2w, the terrace's widest], the window numerator [D], φ [F], the feature map's pre-activation [d'].</summary>
+    private readonly record struct ScratchLayout
+    {
+        public ScratchLayout(int window, int d, int features, int featureDim)
+        {
+            (Scores, Window, Phi, Pre) = (0, 2 * window, 2 * window + d, 2 * window + d + features);
+            Floats = 2L * window + d + features + featureDim + 32;
+        }
+
+        public int Scores { get; }
+
+        public int Window { get; }
+
+        public int Phi { get; }
+
+        public int Pre { get; }
+
+        public long Floats { get; }
     }
 
     public override LayerState CreateState() => new LolcatsState(KvHeads, HeadDim, _capacity, Heads, _features);
 
-    /// <summary>Scratch per unit: scores, window numerator [D], φ [F], the map's pre-activation [d'].</summary>
-    private long UnitFloats => 2L * _window + HeadDim + _features + _featureDim + 32;
+    /// <summary>Scratch per unit (<see cref="ScratchLayout"/>).</summary>
+    private long UnitFloats => _layout.Floats;
 
     /// <summary>Multiply-adds of one (row, head) unit, roughly: the window, both feature maps and the state read.</summary>
     private long UnitWork => 2L * _window * HeadDim + 2L * HeadDim * _featureDim + 2L * _features * (HeadDim + 1);
@@ -122,7 +145,7 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         float scale = 1f / MathF.Sqrt(d);
         var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
         long pos = origin + (b - first);
-        float* scores = scratch, window = scores + 2 * _window, phi = window + d, pre = phi + _features;
+        float* scores = scratch + _layout.Scores, window = scratch + _layout.Window, phi = scratch + _layout.Phi, pre = scratch + _layout.Pre;
         float* s = state.LinearState(h);
         float* Key(long p) => p >= origin ? ctx.KRotated(first + (int)(p - origin)) + kvHead * d : state.Key(kvHead, p);
         float* Value(long p) => p >= origin ? ctx.V(first + (int)(p - origin)) + kvHead * d : state.Value(kvHead, p);
@@ -220,36 +243,18 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
     public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
     {
         var ls = (LolcatsState)state;
-        if (cache is not LolcatsLayerCache lolcats)
-            throw new LinearizeException($"layer cache hand-over: expected a LoLCATs cache, found {cache?.GetType().Name ?? "none"}");
+        var lolcats = CacheImport.Expect<LolcatsLayerCache>(cache, "a LoLCATs cache");
         if (lolcats.Context() is not { } context)
             return;
         using var scope = NewDisposeScope();
-        var keys = context.Keys[row].to(ScalarType.Float32).contiguous();   // [H_kv, C, D]
-        var values = context.Values[row].to(ScalarType.Float32).contiguous();
-        var positions = context.Positions[row].data<long>().ToArray();
-        var valid = context.Valid[row].data<bool>().ToArray();
-        var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys.bytes);
-        var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(values.bytes);
-        int length = positions.Length, d = HeadDim;
-        for (int e = 0; e < length; e++)
+        int d = HeadDim;
+        CacheImport.WindowEntries(context, row, seen, seen - _capacity, KvHeads, d, (h, p, k, v) =>
         {
-            long p = positions[e];
-            if (!valid[e])
-                continue;
-            if (p >= seen || p < seen - _capacity)
-                throw new LinearizeException($"layer cache hand-over: window entry at position {p} after {seen} tokens (padded batches are not supported)");
-            for (int h = 0; h < KvHeads; h++)
-            {
-                ks.Slice((h * length + e) * d, d).CopyTo(new Span<float>(ls.Key(h, p), d));
-                vs.Slice((h * length + e) * d, d).CopyTo(new Span<float>(ls.Value(h, p), d));
-            }
-        }
-
-        var linear = lolcats.State![row].to(ScalarType.Float32).contiguous();
-        long[] expected = { Heads, _features, d + 1 };
-        if (!linear.shape.SequenceEqual(expected))
-            throw new LinearizeException($"layer cache hand-over: linear state has shape [{string.Join(", ", linear.shape)}], expected [{string.Join(", ", expected)}]");
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(linear.bytes).CopyTo(ls.Linear.AsSpan(0, (int)ls.Linear.Length));
+            k.CopyTo(new Span<float>(ls.Key(h, p), d));
+            v.CopyTo(new Span<float>(ls.Value(h, p), d));
+        });
+        if (lolcats.State is null)
+            throw CacheImport.Error("the LoLCATs cache holds a window but no linear state");
+        CacheImport.State(lolcats.State, row, new long[] { Heads, _features, d + 1 }, ls.Linear, "linear state");
     }
 }

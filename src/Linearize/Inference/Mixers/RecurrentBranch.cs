@@ -18,11 +18,12 @@ namespace Linearize.Inference.Mixers;
 /// </summary>
 internal sealed unsafe class RecurrentBranch
 {
-    private const float DenominatorEps = 1e-6f; // LigerAttention.DenominatorEps
-    private const float L2NormEps = 1e-6f; // LigerAttention.L2NormEps (fla l2norm: x / sqrt(Σx² + eps))
+    private const float DenominatorEps = (float)LinearAttentionConstants.DenominatorEps;
+    private const float L2NormEps = (float)LinearAttentionConstants.L2NormEps;
     private readonly LigerOptions _options;
     private readonly int _heads, _kvHeads, _d, _slots;
     private readonly float _normalizer, _scale;
+    private readonly ScratchLayout _layout;
 
     public RecurrentBranch(LigerOptions options, int heads, int kvHeads, int headDim)
     {
@@ -33,6 +34,53 @@ internal sealed unsafe class RecurrentBranch
         _slots = options.Slots ?? headDim;
         _normalizer = (float)options.EffectiveNormalizer;
         _scale = (float)options.RecurrentScale;
+        _layout = new ScratchLayout(headDim, _slots);
+    }
+
+    /// <summary>
+    /// Where each vector of one (row, head)'s scratch starts, in floats from its base. A head runs one family, so the
+    /// families' regions overlap. Gated: φ(q) [D], the written key [D], the decay e^g [D], v with the denominator's ones
+    /// column [D + 1], the read-out [D + 1]. Delta rule: normalized q [D] and k [D], the correction β(v − Sᵀk) [D], the
+    /// read-out [D]. GSA: the pooled key [M], α [M], the slot write 1 − α [M], the slot probabilities [M].
+    /// </summary>
+    private readonly record struct ScratchLayout
+    {
+        public ScratchLayout(int d, int m)
+        {
+            (PhiQ, Key, Decay, Values, Read) = (0, d, 2 * d, 3 * d, 4 * d + 1);
+            (QNorm, KNorm, Correction, DeltaRead) = (0, d, 2 * d, 3 * d);
+            (Pooled, Alpha, Write, Probabilities) = (0, m, 2 * m, 3 * m);
+            Floats = 6 * (d + 1) + 4 * m + 16;
+        }
+
+        public int PhiQ { get; }
+
+        public int Key { get; }
+
+        public int Decay { get; }
+
+        public int Values { get; }
+
+        public int Read { get; }
+
+        public int QNorm { get; }
+
+        public int KNorm { get; }
+
+        public int Correction { get; }
+
+        public int DeltaRead { get; }
+
+        public int Pooled { get; }
+
+        public int Alpha { get; }
+
+        public int Write { get; }
+
+        public int Probabilities { get; }
+
+        /// <summary>The largest family's regions, with room to spare.</summary>
+        public int Floats { get; }
     }
 
     private bool IsGsa => _options.Family == LigerFamily.Gsa;
@@ -46,7 +94,7 @@ internal sealed unsafe class RecurrentBranch
     /// <summary>GSA's slot→value state <c>[H, M, V]</c>; 0 otherwise.</summary>
     public long SlotValueFloats => IsGsa ? (long)_heads * _slots * _d : 0;
 
-    public int ScratchFloats => 6 * (_d + 1) + 4 * _slots + 16;
+    public int ScratchFloats => _layout.Floats;
 
     /// <summary>Torch's state shapes for the hand-over: (main, slot values).</summary>
     public (long[] Main, long[]? Slots) StateShapes => IsGsa
@@ -70,7 +118,8 @@ internal sealed unsafe class RecurrentBranch
     private void Gated(float* q, float* k, float* v, float* s, float* scratch, float* output)
     {
         int d = _d, cols = ValueColumns;
-        float* phiQ = scratch, key = scratch + d, decay = scratch + 2 * d, vv = scratch + 3 * d, o = scratch + 4 * d + 1;
+        float* phiQ = scratch + _layout.PhiQ, key = scratch + _layout.Key, decay = scratch + _layout.Decay, vv = scratch + _layout.Values,
+            o = scratch + _layout.Read;
         Copy(q, phiQ, d);
         VectorOps.Softmax(phiQ, d);
         switch (_options.Family)
@@ -136,7 +185,7 @@ internal sealed unsafe class RecurrentBranch
     private void DeltaRule(float* q, float* k, float* v, float betaLogit, float* s, float* scratch, float* output)
     {
         int d = _d;
-        float* qn = scratch, kn = scratch + d, error = scratch + 2 * d, o = scratch + 3 * d;
+        float* qn = scratch + _layout.QNorm, kn = scratch + _layout.KNorm, error = scratch + _layout.Correction, o = scratch + _layout.DeltaRead;
         L2Normalize(q, qn, d);
         L2Normalize(k, kn, d);
         float beta = 1f / (1f + MathF.Exp(-betaLogit));
@@ -200,7 +249,7 @@ internal sealed unsafe class RecurrentBranch
     private void Gsa(StepContext ctx, int b, int kvHead, float* q, float* k, float* v, float* hk, float* hv, float* scratch, float* output)
     {
         int d = _d, m = _slots;
-        float* pooled = scratch, alpha = scratch + m, write = scratch + 2 * m, p = scratch + 3 * m;
+        float* pooled = scratch + _layout.Pooled, alpha = scratch + _layout.Alpha, write = scratch + _layout.Write, p = scratch + _layout.Probabilities;
         if (m == d)
         {
             Copy(k, pooled, d);

@@ -32,8 +32,57 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     private int[] _unitSegment = Array.Empty<int>(), _unitKvHead = Array.Empty<int>(), _unitRow = Array.Empty<int>();
     private int _splits;
     private int _maxSplitLength;
+    private StepLayout _stepLayout;
+    private readonly PrefillLayout _prefillLayout;
 
-    public SoftmaxMixer(int heads, int kvHeads, int headDim, int? slidingWindow) : base(heads, kvHeads, headDim) => _window = slidingWindow;
+    /// <summary>Where each region of one step unit's scratch starts, in floats from its base: the scores of the group's
+    /// query heads [G, maxSplit] (rows <c>maxSplit</c> apart), then per query head its partial softmax
+    /// <c>[max, sum, out[D]]</c>.</summary>
+    private readonly record struct StepLayout
+    {
+        public StepLayout(int group, int maxSplit, int d)
+        {
+            (Scores, Partials) = (0, (long)group * maxSplit);
+            Floats = (long)group * maxSplit + (long)group * (2 + d);
+        }
+
+        public long Scores { get; }
+
+        public long Partials { get; }
+
+        public long Floats { get; }
+    }
+
+    /// <summary>Where each region of one prefill unit's scratch starts, in floats from its base: per (row, head) of the
+    /// tile the running <c>[max, sum, acc[D]]</c>, then the scores of one key block, the block's keys transposed
+    /// <c>[D, KeyBlock]</c>, and the wide path's scores of <see cref="RowTile"/> rows <c>[RowTile, KeyBlock]</c>.</summary>
+    private readonly record struct PrefillLayout
+    {
+        public PrefillLayout(int group, int d)
+        {
+            State = 0;
+            Scores = (long)QueryTile * group * (2 + d);
+            KeysT = Scores + KeyBlock;
+            RowScores = KeysT + (long)d * KeyBlock;
+            Floats = (long)QueryTile * group * (2 + d) + KeyBlock + (long)d * KeyBlock + (long)RowTile * KeyBlock + 16;
+        }
+
+        public long State { get; }
+
+        public long Scores { get; }
+
+        public long KeysT { get; }
+
+        public long RowScores { get; }
+
+        public long Floats { get; }
+    }
+
+    public SoftmaxMixer(int heads, int kvHeads, int headDim, int? slidingWindow) : base(heads, kvHeads, headDim)
+    {
+        _window = slidingWindow;
+        _prefillLayout = new PrefillLayout(Group, headDim);
+    }
 
     public override LayerState CreateState() => new KvState(KvHeads, HeadDim);
 
@@ -75,6 +124,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         }
 
         int units = rows * _splits;
+        _stepLayout = new StepLayout(Group, _maxSplitLength, HeadDim);
         ctx.EnsureScratch((long)units * UnitFloats);
         _ctx = ctx;
         ctx.Run(this, units, 2L * Group * HeadDim * ((longest + _splits - 1) / _splits));
@@ -88,8 +138,8 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         return (start, length - start);
     }
 
-    /// <summary>Scratch per unit: scores [G, maxSplit], then per query head (max, sum, output [D]).</summary>
-    private long UnitFloats => (long)Group * _maxSplitLength + (long)Group * (2 + HeadDim);
+    /// <summary>Scratch per step unit (<see cref="StepLayout"/>).</summary>
+    private long UnitFloats => _stepLayout.Floats;
 
     private float* UnitScratch(StepContext ctx, int unit) => ctx.Scratch.Pointer + unit * UnitFloats;
 
@@ -144,9 +194,8 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         _ctx = null;
     }
 
-    /// <summary>Prefill scratch per unit: per (row, head) the running max, sum and weighted values [D], then the scores
-    /// of one key block, then the block's keys transposed <c>[D, KeyBlock]</c>.</summary>
-    private long PrefillUnitFloats => (long)QueryTile * Group * (2 + HeadDim) + KeyBlock + (long)HeadDim * KeyBlock + (long)RowTile * KeyBlock + 16;
+    /// <summary>Scratch per prefill unit (<see cref="PrefillLayout"/>).</summary>
+    private long PrefillUnitFloats => _prefillLayout.Floats;
 
     /// <summary>Whether the vectorized prefill tile applies (head dims in whole 512-bit vectors).</summary>
     private bool WideTile => Vector512.IsHardwareAccelerated && HeadDim % 16 == 0;
@@ -158,8 +207,9 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         int first = ctx.SegmentStart[seg], r0 = first + _unitRow[unit], r1 = Math.Min(first + ctx.SegmentLength[seg], r0 + QueryTile);
         var kv = (KvState)ctx.Sequences[first].Layers[ctx.Layer];
         long origin = ctx.Sequences[first].Position;
-        float* state = ctx.Scratch.Pointer + unit * PrefillUnitFloats; // per (row, head): max, sum, acc[D]
-        float* scores = state + (long)QueryTile * g * (2 + d);
+        float* scratch = ctx.Scratch.Pointer + unit * PrefillUnitFloats;
+        float* state = scratch + _prefillLayout.State; // per (row, head): max, sum, acc[D]
+        float* scores = scratch + _prefillLayout.Scores, rowScores = scratch + _prefillLayout.RowScores;
         int slot = 2 + d;
         for (int k = 0; k < (r1 - r0) * g; k++)
         {
@@ -172,7 +222,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         long lastPos = origin + (r1 - 1 - first);
         int lo = Visible((int)(origin + (r0 - first)) + 1).Start;
         lo -= lo % KeyBlock; // blocks at fixed positions: a row's arithmetic does not depend on its tile
-        float* keysT = scores + KeyBlock;
+        float* keysT = scratch + _prefillLayout.KeysT;
         bool wide = WideTile;
         for (int k0 = lo; k0 <= lastPos; k0 += KeyBlock)
         {
@@ -193,7 +243,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
             {
                 for (int j = 0; j < g; j++)
                     for (int r = r0; r < r1; r += RowTile)
-                        WideRows(ctx, kv, kvHead, j, first, origin, r0, Math.Min(r1, r + RowTile) - r, r, k0, k1, state, scores, keysT);
+                        WideRows(ctx, kv, kvHead, j, first, origin, r0, Math.Min(r1, r + RowTile) - r, r, k0, k1, state, rowScores, keysT);
                 continue;
             }
 
@@ -238,14 +288,13 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WideRows(StepContext ctx, KvState kv, int kvHead, int j, int first, long origin, int r0, int count, int r,
-        int k0, int k1, float* state, float* scores, float* keysT)
+        int k0, int k1, float* state, float* rowScores, float* keysT)
     {
         int d = HeadDim, g = Group, slot = 2 + d;
         var from = stackalloc int[RowTile];
         var to = stackalloc int[RowTile];
         var q = stackalloc nint[RowTile];
         var sc = stackalloc nint[RowTile];
-        float* rowScores = scores + KeyBlock + (long)d * KeyBlock; // RowTile × KeyBlock after the transposed keys
         bool same = true, any = false;
         for (int i = 0; i < RowTile; i++)
         {
@@ -423,8 +472,8 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
 
             int n = s1 - s0;
             float* scratch = UnitScratch(ctx, unit);
-            float* scores = scratch;
-            float* partial = scratch + (long)g * _maxSplitLength; // per head: max, sum, out[D]
+            float* scores = scratch + _stepLayout.Scores;
+            float* partial = scratch + _stepLayout.Partials; // per head: max, sum, out[D]
             float* q = ctx.QRotated(b) + (long)kvHead * g * d;     // the group's query heads are consecutive
             for (int s = 0; s < n; s++)
             {
@@ -468,12 +517,12 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                 float* output = ctx.Output(b) + (long)(kvHead * g + j) * d;
                 float max = float.NegativeInfinity;
                 for (int split = 0; split < _splits; split++)
-                    max = Math.Max(max, UnitScratch(ctx, row * _splits + split)[(long)g * _maxSplitLength + j * (2 + d)]);
+                    max = Math.Max(max, UnitScratch(ctx, row * _splits + split)[_stepLayout.Partials + j * (2 + d)]);
                 new Span<float>(output, d).Clear();
                 float total = 0;
                 for (int split = 0; split < _splits; split++)
                 {
-                    float* pj = UnitScratch(ctx, row * _splits + split) + (long)g * _maxSplitLength + j * (2 + d);
+                    float* pj = UnitScratch(ctx, row * _splits + split) + _stepLayout.Partials + j * (2 + d);
                     if (float.IsNegativeInfinity(pj[0]))
                         continue;
                     float w = MathF.Exp(pj[0] - max);
@@ -489,19 +538,16 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
     {
         var kv = (KvState)state;
-        if (cache is not KvCache torchCache)
-            throw new LinearizeException($"layer cache hand-over: expected a KV cache, found {cache?.GetType().Name ?? "none"}");
+        var torchCache = CacheImport.Expect<KvCache>(cache, "a KV cache");
         if (torchCache.Length != seen)
-            throw new LinearizeException($"layer cache hand-over: the KV cache holds {torchCache.Length} positions, the model has seen {seen}");
+            throw CacheImport.Error($"the KV cache holds {torchCache.Length} positions, the model has seen {seen}");
         using var scope = NewDisposeScope();
         var (keys, values) = torchCache.Read();
-        var k = keys[row].to(ScalarType.Float32).contiguous(); // [H_kv, S, D]
-        var v = values[row].to(ScalarType.Float32).contiguous();
+        var ks = CacheImport.Floats(keys, row); // [H_kv, S, D]
+        var vs = CacheImport.Floats(values, row);
         int length = (int)seen;
         kv.EnsureCapacity(length);
         kv.Length = length;
-        var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(k.bytes);
-        var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(v.bytes);
         for (int h = 0; h < KvHeads; h++)
         {
             int n = length * HeadDim;

@@ -19,6 +19,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
     private readonly float _alpha;
     private readonly float _beta;
     private readonly RecurrentBranch? _recurrent;
+    private readonly ScratchLayout _layout;
     private StepContext? _ctx;
     private Phase _phase;
 
@@ -37,6 +38,28 @@ internal sealed unsafe class WindowMixer : EngineMixer
         _alpha = (float)alpha;
         _beta = (float)beta;
         _recurrent = recurrent;
+        _layout = new ScratchLayout(window + sinks, headDim, recurrent?.ScratchFloats ?? 0);
+    }
+
+    /// <summary>Where each region of one (row, head)'s scratch starts, in floats from its base: the window scores
+    /// [window + sinks], the window read-out [D], the recurrent read-out [D], then the recurrent branch's own scratch.</summary>
+    private readonly record struct ScratchLayout
+    {
+        public ScratchLayout(int scores, int d, int branchFloats)
+        {
+            (Scores, Window, Recurrent, Branch) = (0, scores, scores + d, scores + 2 * d);
+            Floats = scores + 2L * d + branchFloats + 16;
+        }
+
+        public int Scores { get; }
+
+        public int Window { get; }
+
+        public int Recurrent { get; }
+
+        public int Branch { get; }
+
+        public long Floats { get; }
     }
 
     private int Ring => _window - 1;
@@ -44,8 +67,8 @@ internal sealed unsafe class WindowMixer : EngineMixer
     public override LayerState CreateState() =>
         new WindowState(KvHeads, HeadDim, Ring, _sinks, _recurrent?.StateFloats ?? 0, _recurrent?.SlotValueFloats ?? 0);
 
-    /// <summary>Scratch per unit: window scores, the window read-out [D], the recurrent read-out [D], the branch's own.</summary>
-    private long UnitFloats => _window + _sinks + 2L * HeadDim + (_recurrent?.ScratchFloats ?? 0) + 16;
+    /// <summary>Scratch per unit (<see cref="ScratchLayout"/>).</summary>
+    private long UnitFloats => _layout.Floats;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
@@ -144,7 +167,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
             int first = ctx.SegmentStart[ctx.RowSegment[b]];
             long origin = ctx.Sequences[b].Position, pos = origin + (b - first);
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* scores = scratch, window = scratch + _window + _sinks;
+            float* scores = scratch + _layout.Scores, window = scratch + _layout.Window;
             float* q = ctx.QRotated(b) + h * d;
             int sinkCount = (int)Math.Min(_sinks, pos);
             long ringFrom = Math.Max(Math.Max(0, pos - Ring), Math.Min(pos, _sinks));
@@ -188,7 +211,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
             int first = ctx.SegmentStart[segment], count = ctx.SegmentLength[segment];
             var state = (WindowState)ctx.Sequences[first].Layers[ctx.Layer];
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* recurrent = scratch + _window + _sinks + d, branch = recurrent + d;
+            float* recurrent = scratch + _layout.Recurrent, branch = scratch + _layout.Branch;
             for (int b = first; b < first + count; b++)
             {
                 _recurrent!.Step(ctx, b, h, state, branch, recurrent);
@@ -210,7 +233,8 @@ internal sealed unsafe class WindowMixer : EngineMixer
             var state = (WindowState)ctx.Sequences[b].Layers[ctx.Layer];
             long pos = ctx.Sequences[b].Position;
             float* scratch = ctx.Scratch.Pointer + unit * UnitFloats;
-            float* scores = scratch, window = scratch + _window + _sinks, recurrent = window + d, branch = recurrent + d;
+            float* scores = scratch + _layout.Scores, window = scratch + _layout.Window, recurrent = scratch + _layout.Recurrent,
+                branch = scratch + _layout.Branch;
             float* q = ctx.QRotated(b) + h * d;
 
             // Visible: the sinks (positions < sinks), the ring (the window − 1 positions before this one, minus any
@@ -250,59 +274,32 @@ internal sealed unsafe class WindowMixer : EngineMixer
     public override void Import(LayerState state, ILayerCache? cache, int row, long seen)
     {
         var ws = (WindowState)state;
-        if (cache is not LinearLayerCache linear)
-            throw new LinearizeException($"layer cache hand-over: expected a linear-layer cache, found {cache?.GetType().Name ?? "none"}");
+        var linear = CacheImport.Expect<LinearLayerCache>(cache, "a linear-layer cache");
         using var scope = NewDisposeScope();
+        int d = HeadDim;
         if (linear.Window.Context() is { } context)
         {
-            var keys = context.Keys[row].to(ScalarType.Float32).contiguous();    // [H_kv, L, D]
-            var values = context.Values[row].to(ScalarType.Float32).contiguous();
-            var positions = context.Positions[row].data<long>().ToArray();
-            var valid = context.Valid[row].data<bool>().ToArray();
-            var ks = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys.bytes);
-            var vs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(values.bytes);
-            int length = positions.Length, d = HeadDim;
-            for (int e = 0; e < length; e++)
+            CacheImport.WindowEntries(context, row, seen, 0, KvHeads, d, (h, p, k, v) =>
             {
-                if (!valid[e])
-                    continue;
-                long p = positions[e];
-                if (p >= seen || p < 0)
-                    throw new LinearizeException($"layer cache hand-over: window entry at position {p} after {seen} tokens (padded batches are not supported)");
-                for (int h = 0; h < KvHeads; h++)
+                if (p < _sinks)
                 {
-                    var k = ks.Slice((h * length + e) * d, d);
-                    var v = vs.Slice((h * length + e) * d, d);
-                    if (p < _sinks)
-                    {
-                        k.CopyTo(new Span<float>(ws.SinkKey(h, p), d));
-                        v.CopyTo(new Span<float>(ws.SinkValue(h, p), d));
-                    }
-
-                    if (Ring > 0 && p >= seen - Ring)
-                    {
-                        k.CopyTo(new Span<float>(ws.RingKey(h, p), d));
-                        v.CopyTo(new Span<float>(ws.RingValue(h, p), d));
-                    }
+                    k.CopyTo(new Span<float>(ws.SinkKey(h, p), d));
+                    v.CopyTo(new Span<float>(ws.SinkValue(h, p), d));
                 }
-            }
+
+                if (Ring > 0 && p >= seen - Ring)
+                {
+                    k.CopyTo(new Span<float>(ws.RingKey(h, p), d));
+                    v.CopyTo(new Span<float>(ws.RingValue(h, p), d));
+                }
+            });
         }
 
         if (_recurrent is null)
             return;
         var (mainShape, slotShape) = _recurrent.StateShapes;
-        CopyState(linear.State, row, mainShape, ws.Recurrent, "recurrent state");
+        CacheImport.State(linear.State, row, mainShape, ws.Recurrent, "recurrent state");
         if (slotShape is not null)
-            CopyState(linear.SlotValueState, row, slotShape, ws.SlotValues, "slot value state");
-    }
-
-    private static void CopyState(Tensor? source, int row, long[] shape, FloatBuffer target, string what)
-    {
-        if (source is null)
-            return; // nothing seen yet: the state stays zero
-        var t = source[row].to(ScalarType.Float32).contiguous();
-        if (!t.shape.SequenceEqual(shape))
-            throw new LinearizeException($"layer cache hand-over: {what} has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", shape)}]");
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.bytes).CopyTo(target.AsSpan(0, (int)target.Length));
+            CacheImport.State(linear.SlotValueState, row, slotShape, ws.SlotValues, "slot value state");
     }
 }

@@ -29,8 +29,6 @@ namespace Linearize.LinearAttention.Layers;
 /// </remarks>
 public sealed class LigerAttention : ProjectedMixer
 {
-    private const double DenominatorEps = 1e-6;
-    private const double L2NormEps = 1e-6; // fla l2norm: x / sqrt(Σx² + eps)
     private readonly LigerOptions _options;
     private readonly int _slots;
     [ComponentName(Name = "b_proj")]
@@ -163,7 +161,7 @@ public sealed class LigerAttention : ProjectedMixer
         return o;
     }
 
-    private static Tensor L2Normalize(Tensor x) => x * x.square().sum(-1, keepdim: true).Plus(L2NormEps).rsqrt();
+    private static Tensor L2Normalize(Tensor x) => x * x.square().sum(-1, keepdim: true).Plus(LinearAttentionConstants.L2NormEps).rsqrt();
 
     /// <summary>
     /// Liger's parameter-free <c>AdaptiveAvgPool1d(size · H_kv)</c> over the flattened key projection
@@ -187,7 +185,7 @@ public sealed class LigerAttention : ProjectedMixer
         if (!_options.NormalizeRecurrent)
             return o;
         long d = o.shape[^1] - 1;
-        return o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(DenominatorEps);
+        return o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
 
     }
 
