@@ -1,8 +1,10 @@
 using System.CommandLine;
+using Linearize.Checkpoints;
 using Linearize.Interchange;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using TorchSharp;
 
 namespace Linearize.Cli.Commands;
 
@@ -19,6 +21,17 @@ public static class CreateRandomCommand
         format.AcceptOnlyFromAmong("hf", "llama2c");
         var context = new Option<int?>("--max-positions") { Description = "Override the preset's context length (max_position_embeddings / llama2.c seq_len)" };
         var vocab = new Option<int?>("--vocab-size") { Description = "Override the preset's vocabulary (e.g. a synthetic task's, from 'data recall')" };
+        var dtype = new Option<string>("--dtype")
+        {
+            Description = "Element type of the written weights (hf only; llama2c files are float32). bfloat16 is drawn in float32 and rounded tensor by tensor, so no float32 copy of the model is ever held",
+            DefaultValueFactory = _ => "float32",
+        };
+        dtype.AcceptOnlyFromAmong("float32", "bfloat16");
+        var shardSize = new Option<int>("--shard-size-mib")
+        {
+            Description = "Split hf weights into model-0000i-of-0000n.safetensors shards of at most this many MiB (Hugging Face's default: 5 GB)",
+            DefaultValueFactory = _ => 5 * 1024,
+        };
         var overwrite = OutputDirectory.OverwriteOption();
         var command = new Command("create-random", "Write a random-weight Hugging Face checkpoint with the shape of a real model (speed does not depend on training).");
         command.Add(preset);
@@ -28,6 +41,8 @@ public static class CreateRandomCommand
         command.Add(format);
         command.Add(context);
         command.Add(vocab);
+        command.Add(dtype);
+        command.Add(shardSize);
         command.Add(overwrite);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -46,13 +61,46 @@ public static class CreateRandomCommand
                 OutputDirectory.Prepare(outPath, r.GetValue(overwrite), reuse: false, replacedWhole: true, r.GetValue(tokenizer));
             if (llama2c && Directory.Exists(outPath))
                 throw new LinearizeException($"{outPath}: is a directory; with --format llama2c, --out names the .bin file");
-            using var model = new LlamaForCausalLM(config);
-            RandomWeights.Initialize(model, r.GetValue(seed));
+            if (r.GetValue(shardSize) < 1)
+                throw new LinearizeException($"--shard-size-mib must be at least 1, got {r.GetValue(shardSize)}");
+            bool bf16 = r.GetValue(dtype) == "bfloat16";
             if (llama2c)
-                Linearize.Interchange.Llama2cWriter.Write(model, outPath);
-            else
-                ModelLoader.SaveHuggingFace(model, config, outPath, r.GetValue(tokenizer));
-            Console.Out.WriteLine($"wrote {outPath} ({model.ParameterCount():N0} parameters)");
+            {
+                if (bf16)
+                    throw new LinearizeException("--dtype bfloat16 applies to --format hf (llama2.c files hold float32)");
+                using var model = new LlamaForCausalLM(config);
+                RandomWeights.Initialize(model, r.GetValue(seed));
+                Llama2cWriter.Write(model, outPath);
+                Console.Out.WriteLine($"wrote {outPath} ({model.ParameterCount():N0} parameters)");
+                return 0;
+            }
+
+            // Streamed: one tensor drawn, rounded and written at a time, so the largest shape fits in memory however
+            // large the model (the same weights Initialize gives a model built in memory).
+            var type = bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
+            var entries = RandomWeights.Entries(config, r.GetValue(seed), type);
+            long parameters = entries.Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
+            ConsoleUi.WithProgress("create-random", progress =>
+            {
+                int done = 0;
+                var counted = entries.Select(e => e with
+                {
+                    Produce = () =>
+                    {
+                        var t = e.Produce();
+                        progress.Report((++done, entries.Count));
+                        return t;
+                    },
+                }).ToList();
+                StagedDirectory.Write(outPath, staging =>
+                {
+                    SafetensorsWriter.WriteCheckpoint(staging, counted, (long)r.GetValue(shardSize) << 20);
+                    config.With(j => j["torch_dtype"] = bf16 ? "bfloat16" : "float32").Save(Path.Combine(staging, "config.json"));
+                    ModelLoader.CopyTokenizer(r.GetValue(tokenizer), staging);
+                });
+                return 0;
+            });
+            Console.Out.WriteLine($"wrote {outPath} ({parameters:N0} parameters, {r.GetValue(dtype)})");
             return 0;
         }));
         return command;
