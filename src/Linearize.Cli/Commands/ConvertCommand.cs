@@ -30,10 +30,23 @@ public static class ConvertCommand
             OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, replacedWhole: true, r.GetValue(model.Model), r.GetValue(model.Tokenizer));
             var watch = Stopwatch.StartNew();
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
+            if (source.Kind == ModelSourceKind.HuggingFaceDirectory)
+            {
+                // Streamed: the teacher is never loaded; its weight files are linked (or rewritten tensor by tensor).
+                var lin = conversion.Build(r, source.LoadConfig().NumHiddenLayers);
+                var result = StreamingConverter.Convert(source.Path, lin, model.ParseDType(r), outDir, source.TokenizerPath);
+                string files = result.CopiedFiles == 0 ? $"{Plural.Of(result.LinkedFiles, "weight file")} linked"
+                    : result.LinkedFiles == 0 ? $"{Plural.Of(result.CopiedFiles, "weight file")} rewritten"
+                    : $"{Plural.Of(result.LinkedFiles, "weight file")} linked, {result.CopiedFiles} rewritten";
+                string added = result.AddedTensors > 0 ? $", {Plural.Of(result.AddedTensors, "added tensor")}" : "";
+                Console.Out.WriteLine($"wrote {outDir}: {string.Join("; ", result.Mixers)} ({files}{added}; {watch.Elapsed.TotalSeconds:F1} s)");
+                return 0;
+            }
+
+            // A llama2.c file has no weight files to pass on: load it, convert in memory, write.
             using var teacher = ModelLoader.Load(source, model.ParseDType(r));
-            int layers = teacher.Config.NumHiddenLayers;
-            var lin = conversion.Build(r, layers);
-            using var student = Converter.ConvertToDirectory(teacher, lin, outDir, source.TokenizerPath);
+            var linearization = conversion.Build(r, teacher.Config.NumHiddenLayers);
+            using var student = Converter.ConvertToDirectory(teacher, linearization, outDir, source.TokenizerPath);
             var mixers = student.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x)
                 .Select(g => $"{g.Key} × {g.Count()}");
             Console.Out.WriteLine($"wrote {outDir}: {string.Join("; ", mixers)} ({watch.Elapsed.TotalSeconds:F1} s)");

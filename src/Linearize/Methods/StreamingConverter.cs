@@ -1,0 +1,157 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
+using Linearize.Modeling;
+using Linearize.Modeling.Llama;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Methods;
+
+/// <summary>
+/// Converts a Hugging Face teacher directory without loading the teacher: the converted model is the teacher's
+/// weights under the same names plus the few parameters some methods add, so each teacher weight file is hard-linked
+/// when its element type is the one asked for (otherwise rewritten one tensor at a time), the added parameters are
+/// built one layer at a time and written to <see cref="AddedFileName"/>, and an index maps every tensor to its file.
+/// Memory is one tensor (or one layer's added parameters), not the model; the result loads exactly as the model
+/// <see cref="Converter.Convert"/> builds in memory.
+/// </summary>
+public static class StreamingConverter
+{
+    /// <summary>The file holding the parameters conversion adds.</summary>
+    public const string AddedFileName = "model-linearization.safetensors";
+
+    public static ConversionResult Convert(string teacherDirectory, LinearizationConfig linearization, ScalarType dtype, string outDir,
+        string? tokenizerPath)
+    {
+        var teacherConfig = LlamaConfig.Load(Path.Combine(teacherDirectory, "config.json"));
+        var config = Converter.ConvertedConfig(teacherConfig, linearization)
+            .With(j => j["torch_dtype"] = dtype == ScalarType.BFloat16 ? "bfloat16" : "float32");
+        using var teacher = SafetensorsCheckpoint.Open(teacherDirectory);
+        CheckTeacherTensors(teacher, teacherConfig);
+
+        var (added, mixers) = AddedParameters(config, linearization, dtype);
+        int linked = 0, copied = 0;
+        try
+        {
+            StagedDirectory.Write(outDir, staging =>
+            {
+                var weightMap = new JsonObject();
+                long total = 0;
+                var targetType = SafetensorsDTypes.FromScalarType(dtype);
+                foreach (var file in teacher.Files)
+                {
+                    string name = Path.GetFileName(file.FilePath);
+                    string target = Path.Combine(staging, name);
+                    if (file.Tensors.Values.All(t => t.DType == targetType) && HardLink.TryCreate(file.FilePath, target))
+                        linked++;
+                    else
+                    {
+                        SafetensorsWriter.Write(target, file.Tensors.Values.Select(t => new SafetensorsEntry(t.Name, dtype, t.Shape, () =>
+                        {
+                            var stored = file.Read(t.Name);
+                            if (stored.dtype == dtype)
+                                return stored;
+                            using (stored)
+                                return stored.to(dtype);
+                        }, Owned: true)).ToList());
+                        copied++;
+                    }
+
+                    foreach (var t in file.Tensors.Values)
+                    {
+                        weightMap[t.Name] = name;
+                        total += t.ElementCount * targetType.ElementSize();
+                    }
+                }
+
+                if (added.Count > 0)
+                {
+                    SafetensorsWriter.Write(Path.Combine(staging, AddedFileName), added.Select(kv => SafetensorsEntry.Of(kv.Key, kv.Value)).ToList());
+                    foreach (var (name, t) in added)
+                    {
+                        weightMap[name] = AddedFileName;
+                        total += t.numel() * targetType.ElementSize();
+                    }
+                }
+
+                // One teacher file and nothing added stays a single model.safetensors; anything else needs the index.
+                if (teacher.Files.Count > 1 || added.Count > 0)
+                    AtomicFile.WriteAllText(Path.Combine(staging, SafetensorsWriter.IndexFileName), new JsonObject
+                    {
+                        ["metadata"] = new JsonObject { ["total_size"] = total },
+                        ["weight_map"] = weightMap,
+                    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                config.Save(Path.Combine(staging, "config.json"));
+                ModelLoader.CopyTokenizer(tokenizerPath, staging);
+            });
+        }
+        finally
+        {
+            foreach (var t in added.Values)
+                t.Dispose();
+        }
+
+        return new ConversionResult(mixers, linked, copied, added.Count);
+    }
+
+    /// <summary>The teacher must hold exactly a teacher's parameters, as the in-memory conversion's strict load demands.</summary>
+    private static void CheckTeacherTensors(SafetensorsCheckpoint teacher, LlamaConfig config)
+    {
+        var expected = LlamaTensorLayout.For(config).ToDictionary(x => x.Name, x => x.Shape, StringComparer.Ordinal);
+        foreach (var (name, shape) in expected)
+        {
+            if (!teacher.Contains(name))
+                throw new LinearizeException($"{teacher.Source}: missing tensor {name}");
+            var info = teacher.GetInfo(name);
+            if (!info.Shape.SequenceEqual(shape))
+                throw new LinearizeException($"{teacher.Source}: {name} has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", shape)}]");
+        }
+
+        foreach (var name in teacher.Names)
+            if (!expected.ContainsKey(name))
+                throw new LinearizeException($"{teacher.Source}: unexpected tensor {name} (not a parameter of a {config.ModelType} teacher)");
+    }
+
+    /// <summary>Builds each layer's mixer alone (so memory is one layer) and keeps the parameters the method adds, under
+    /// their model names; also describes the mixers as the loaded model will.</summary>
+    private static (Dictionary<string, Tensor> Added, IReadOnlyList<string> Mixers) AddedParameters(LlamaConfig config,
+        LinearizationConfig linearization, ScalarType dtype)
+    {
+        var added = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var described = new List<string>();
+        bool adds = true;
+        using var noGrad = no_grad();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            bool softmax = linearization.IsSoftmaxLayer(i);
+            // A layer of a method that adds nothing is only built for its description, once per kind.
+            if ((softmax || !adds) && described.Count > 0 && DescriptionOf(described, softmax) is string known)
+            {
+                described.Add(known);
+                continue;
+            }
+
+            using var layer = MixerRegistry.CreateLayer(config, i, linearization);
+            described.Add((softmax ? "S:" : "L:") + layer.Describe());
+            if (softmax)
+                continue;
+            int before = added.Count;
+            foreach (var (name, t) in layer.state_dict())
+            {
+                string full = $"model.layers.{i}.self_attn.{name}";
+                if (Converter.IsAddedParameter(full))
+                    added[full] = t.to(dtype, copy: true);
+            }
+
+            adds = added.Count > before;
+        }
+
+        var mixers = described.Select(d => d[2..]).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}").ToArray();
+        return (added, mixers);
+    }
+
+    private static string? DescriptionOf(List<string> described, bool softmax) =>
+        described.FirstOrDefault(d => d.StartsWith(softmax ? "S:" : "L:", StringComparison.Ordinal));
+}
