@@ -95,22 +95,31 @@ public sealed unsafe class DecodeEngine : IDisposable
     /// methods, <c>Methods.Engines.Create</c> passes the registry's choice.</summary>
     internal static DecodeEngine Create(LlamaForCausalLM model, Func<TokenMixer, LlamaConfig, EngineMixer> mixerFor, EngineOptions? options = null)
     {
+        var config = model.Config;
+        var mixers = model.Model.Layers.Select(l => mixerFor(l.SelfAttention, config)).ToArray();
+        var invFreq = model.Model.Rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
+        return Create(config, new StateDictWeights(model.state_dict(), config.Source), mixers, invFreq, options);
+    }
+
+    /// <summary>Packs the weights <paramref name="weights"/> holds for a model of <paramref name="config"/>, layer
+    /// <c>i</c> running <paramref name="mixers"/>[i]; <paramref name="invFreq"/> are the RoPE inverse frequencies
+    /// <c>[D/2]</c>. The mixers belong to the engine from here on (disposed with it, or on failure).</summary>
+    internal static DecodeEngine Create(LlamaConfig config, IWeightSource weights, IReadOnlyList<EngineMixer> mixers, float[] invFreq,
+        EngineOptions? options = null)
+    {
         options ??= new EngineOptions();
         if (options.Threads < 1)
             throw new LinearizeException($"engine threads must be at least 1, got {options.Threads}");
         if (!KernelIsaSupport.IsSupported(options.Isa))
             throw new LinearizeException($"this CPU does not support {KernelIsaSupport.Name(options.Isa)} kernels");
-        var config = model.Config;
-        var state = model.state_dict();
         var layers = new EngineLayer[config.NumHiddenLayers];
         try
         {
             for (int i = 0; i < layers.Length; i++)
-                layers[i] = PackLayer(model, state, i, options.Weights, mixerFor);
-            var embedding = Pack(state, "model.embed_tokens.weight", options.Weights);
-            var head = config.TieWordEmbeddings ? embedding : Pack(state, "lm_head.weight", options.Weights);
-            var invFreq = model.Model.Rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
-            return new DecodeEngine(config, options, layers, embedding, head, Vector(state, "model.norm.weight")!, invFreq);
+                layers[i] = PackLayer(config, weights, i, options.Weights, mixers[i]);
+            var embedding = Pack(weights, "model.embed_tokens.weight", options.Weights);
+            var head = config.TieWordEmbeddings ? embedding : Pack(weights, "lm_head.weight", options.Weights);
+            return new DecodeEngine(config, options, layers, embedding, head, Vector(weights, "model.norm.weight")!, invFreq);
         }
         catch
         {
@@ -120,17 +129,14 @@ public sealed unsafe class DecodeEngine : IDisposable
         }
     }
 
-    private static EngineLayer PackLayer(LlamaForCausalLM model, IDictionary<string, Tensor> state, int i, WeightFormat format,
-        Func<TokenMixer, LlamaConfig, EngineMixer> mixerFor)
+    private static EngineLayer PackLayer(LlamaConfig c, IWeightSource weights, int i, WeightFormat format, EngineMixer mixer)
     {
         string p = $"model.layers.{i}.";
-        var c = model.Config;
-        EngineMixer mixer = mixerFor(model.Model.Layers[i].SelfAttention, c);
         // A delta-rule layer's b_proj [H, C] reads the same normed input as q/k/v: its rows join the fused matrix, so
         // the β logits come out of the same pass after v (StepContext.BetaLogits); b_proj has no bias.
-        bool delta = model.Model.Layers[i].SelfAttention is LigerAttention { Options.IsDeltaRule: true };
+        bool delta = weights.Contains(p + "self_attn.b_proj.weight");
         var qkv = new[] { p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight" };
-        var qkvBias = Concat(state, p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias");
+        var qkvBias = Concat(weights, p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias");
         if (delta)
         {
             qkv = qkv.Append(p + "self_attn.b_proj.weight").ToArray();
@@ -139,49 +145,45 @@ public sealed unsafe class DecodeEngine : IDisposable
 
         return new EngineLayer
         {
-            AttentionNorm = Vector(state, p + "input_layernorm.weight")!,
-            Qkv = Pack(state, qkv, format),
+            AttentionNorm = Vector(weights, p + "input_layernorm.weight")!,
+            Qkv = Pack(weights, qkv, format),
             QkvBias = qkvBias,
-            Output = Pack(state, p + "self_attn.o_proj.weight", format),
-            OutputBias = Vector(state, p + "self_attn.o_proj.bias", optional: true),
-            MlpNorm = Vector(state, p + "post_attention_layernorm.weight")!,
-            GateUp = Pack(state, new[] { p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight" }, format),
-            GateUpBias = Concat(state, p + "mlp.gate_proj.bias", p + "mlp.up_proj.bias"),
-            Down = Pack(state, p + "mlp.down_proj.weight", format),
-            DownBias = Vector(state, p + "mlp.down_proj.bias", optional: true),
+            Output = Pack(weights, p + "self_attn.o_proj.weight", format),
+            OutputBias = Vector(weights, p + "self_attn.o_proj.bias", optional: true),
+            MlpNorm = Vector(weights, p + "post_attention_layernorm.weight")!,
+            GateUp = Pack(weights, new[] { p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight" }, format),
+            GateUpBias = Concat(weights, p + "mlp.gate_proj.bias", p + "mlp.up_proj.bias"),
+            Down = Pack(weights, p + "mlp.down_proj.weight", format),
+            DownBias = Vector(weights, p + "mlp.down_proj.bias", optional: true),
             Mixer = mixer,
         };
     }
 
-    private static Tensor Required(IDictionary<string, Tensor> state, string name)
+    private static void Require(IWeightSource weights, string name)
     {
-        if (state.TryGetValue(name, out var t))
-            return t;
-        string hint = state.Keys.Any(k => k.Contains("lora_", StringComparison.Ordinal))
+        if (weights.Contains(name))
+            return;
+        string hint = weights.Names.Any(k => k.Contains("lora_", StringComparison.Ordinal))
             ? " (the model holds unmerged LoRA adapters: merge them first with 'linearize merge')"
             : "";
-        throw new LinearizeException($"decode engine: the model has no tensor '{name}'{hint}");
+        throw new LinearizeException($"decode engine: {weights.Source} has no tensor '{name}'{hint}");
     }
 
-    private static float[] Floats(Tensor t)
-    {
-        using var f = t.detach().to(ScalarType.Float32).contiguous();
-        return MemoryMarshal.Cast<byte, float>(f.bytes).ToArray();
-    }
+    private static PackedMatrix Pack(IWeightSource weights, string name, WeightFormat format) => Pack(weights, new[] { name }, format);
 
-    private static PackedMatrix Pack(IDictionary<string, Tensor> state, string name, WeightFormat format) => Pack(state, new[] { name }, format);
-
-    /// <summary>Stacks the named <c>[rows_i, C]</c> matrices into one and packs it.</summary>
-    private static PackedMatrix Pack(IDictionary<string, Tensor> state, string[] names, WeightFormat format)
+    /// <summary>Stacks the named <c>[rows_i, C]</c> matrices into one and packs it, reading one part at a time.</summary>
+    private static PackedMatrix Pack(IWeightSource weights, string[] names, WeightFormat format)
     {
-        var parts = names.Select(n => Required(state, n)).ToArray();
-        long cols = parts[0].shape[1];
-        int rows = (int)parts.Sum(t => t.shape[0]);
+        foreach (var n in names)
+            Require(weights, n);
+        var shapes = names.Select(weights.Shape).ToArray();
+        long cols = shapes[0][1];
+        int rows = (int)shapes.Sum(s => s[0]);
         var all = new float[rows * cols];
-        int offset = 0;
-        foreach (var t in parts)
+        long offset = 0;
+        foreach (var n in names)
         {
-            var f = Floats(t);
+            var f = weights.ReadFloats(n);
             f.CopyTo(all, offset);
             offset += f.Length;
         }
@@ -189,14 +191,23 @@ public sealed unsafe class DecodeEngine : IDisposable
         return PackedMatrix.Pack(all, rows, (int)cols, format);
     }
 
-    private static float[]? Vector(IDictionary<string, Tensor> state, string name, bool optional = false) =>
-        state.TryGetValue(name, out var t) ? Floats(t) : optional ? null : Floats(Required(state, name));
-
-    private static float[]? Concat(IDictionary<string, Tensor> state, params string[] names)
+    private static float[]? Vector(IWeightSource weights, string name, bool optional = false)
     {
-        if (!names.Any(state.ContainsKey))
+        if (weights.Contains(name))
+            return weights.ReadFloats(name);
+        if (optional)
             return null;
-        return names.SelectMany(n => Floats(Required(state, n))).ToArray();
+        Require(weights, name);
+        return null;
+    }
+
+    private static float[]? Concat(IWeightSource weights, params string[] names)
+    {
+        if (!names.Any(weights.Contains))
+            return null;
+        foreach (var n in names)
+            Require(weights, n);
+        return names.SelectMany(weights.ReadFloats).ToArray();
     }
 
     /// <summary>A fresh sequence with empty state.</summary>

@@ -18,19 +18,16 @@ public static class MixerRegistry
     internal static MixerImplementation Softmax { get; } = new(
         typeof(LlamaAttention),
         (c, i, _) => new LlamaAttention(c, i),
-        (layer, c) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, ((LlamaAttention)layer).SlidingWindow));
+        (layer, c) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, ((LlamaAttention)layer).SlidingWindow),
+        (c, _) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.SlidingWindow));
 
     private static readonly Dictionary<MethodKind, MixerImplementation> Kinds = new()
     {
         [MethodKind.Liger] = new(
             typeof(LigerAttention),
             (c, i, lin) => new LigerAttention(c, i, lin.Liger),
-            (layer, c) =>
-            {
-                var o = ((LigerAttention)layer).Options;
-                return new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, o.Window, 0, o.Alpha, o.Beta,
-                    new RecurrentBranch(o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
-            }),
+            (layer, c) => LigerMixer(((LigerAttention)layer).Options, c),
+            (c, lin) => LigerMixer(lin.Liger, c)),
         [MethodKind.SlidingWindow] = new(
             typeof(SlidingWindowAttention),
             (c, i, lin) => new SlidingWindowAttention(c, i, lin.Liger.Window, lin.Sinks),
@@ -38,7 +35,8 @@ public static class MixerRegistry
             {
                 var s = (SlidingWindowAttention)layer;
                 return new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, s.Window, s.Sinks, 1, 0, null);
-            }),
+            },
+            (c, lin) => new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, lin.Liger.Window, lin.Sinks, 1, 0, null)),
         [MethodKind.Lolcats] = new(
             typeof(LolcatsAttention),
             (c, i, lin) => new LolcatsAttention(c, i, lin.Lolcats),
@@ -66,6 +64,24 @@ public static class MixerRegistry
             ? throw new LinearizeException($"the decode engine has no mixer for {layer.Describe()}; use --engine torch")
             : row.CreateEngineMixer(layer, config);
     }
+
+    /// <summary>Layer <paramref name="layer"/>'s engine mixer from the config, its own parameters (if the mixer needs
+    /// any beyond the projections) read by <paramref name="loadLayer"/> into the TorchSharp layer built for it.</summary>
+    internal static EngineMixer CreateEngineMixer(LlamaConfig config, int layer, LinearizationConfig? linearization,
+        Action<TokenMixer, int> loadLayer)
+    {
+        var lin = linearization ?? new LinearizationConfig();
+        var row = linearization is null || linearization.IsSoftmaxLayer(layer) ? Softmax : For(linearization.Method);
+        if (row.CreateEngineMixerFromConfig is { } fromConfig)
+            return fromConfig(config, lin);
+        using var built = row.CreateLayer(config, layer, lin);
+        loadLayer(built, layer);
+        return row.CreateEngineMixer(built, config);
+    }
+
+    private static WindowMixer LigerMixer(LigerOptions o, LlamaConfig c) =>
+        new(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, o.Window, 0, o.Alpha, o.Beta,
+            new RecurrentBranch(o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
 
     /// <summary>Every kind has a row (checked by the tests, so a new <see cref="MethodKind"/> cannot be forgotten here).</summary>
     public static IEnumerable<MethodKind> KindsWithRows => Kinds.Keys;

@@ -1,0 +1,22 @@
+using Linearize.Checkpoints;
+
+namespace Linearize.Inference;
+
+/// <summary>The weights of a safetensors checkpoint, each read from the memory-mapped file when it is packed and
+/// released right after: loading this way holds the packed engine and one tensor, never a model.</summary>
+internal sealed class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWeightSource
+{
+    public string Source => checkpoint.Source;
+
+    public IEnumerable<string> Names => checkpoint.Names;
+
+    public bool Contains(string name) => checkpoint.Contains(name);
+
+    public long[] Shape(string name) => checkpoint.GetInfo(name).Shape;
+
+    public float[] ReadFloats(string name)
+    {
+        using var t = checkpoint.Read(name);
+        return StateDictWeights.Floats(t);
+    }
+}

@@ -1,0 +1,21 @@
+namespace Linearize.Inference;
+
+/// <summary>
+/// Where the engine reads a model's weights when it packs them, by Hugging Face name: a loaded model's parameters, or
+/// a checkpoint read one tensor at a time (so nothing but the packed copy stays in memory).
+/// </summary>
+internal interface IWeightSource
+{
+    /// <summary>Where the weights come from, for errors.</summary>
+    string Source { get; }
+
+    IEnumerable<string> Names { get; }
+
+    bool Contains(string name);
+
+    /// <summary>Shape of tensor <paramref name="name"/> (which must exist).</summary>
+    long[] Shape(string name);
+
+    /// <summary>Tensor <paramref name="name"/> as float32 values in row-major order.</summary>
+    float[] ReadFloats(string name);
+}

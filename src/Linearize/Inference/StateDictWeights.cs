@@ -1,0 +1,25 @@
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Linearize.Inference;
+
+/// <summary>The weights of a loaded TorchSharp model (its <c>state_dict</c>); the tensors stay the model's.</summary>
+internal sealed class StateDictWeights(IDictionary<string, Tensor> state, string source) : IWeightSource
+{
+    public string Source { get; } = source;
+
+    public IEnumerable<string> Names => state.Keys;
+
+    public bool Contains(string name) => state.ContainsKey(name);
+
+    public long[] Shape(string name) => state[name].shape;
+
+    public float[] ReadFloats(string name) => Floats(state[name]);
+
+    internal static float[] Floats(Tensor t)
+    {
+        using var f = t.detach().to(ScalarType.Float32).contiguous();
+        return MemoryMarshal.Cast<byte, float>(f.bytes).ToArray();
+    }
+}

@@ -1,0 +1,53 @@
+using Linearize.Checkpoints.Configuration;
+using Linearize.Inference;
+using Linearize.Methods;
+using Linearize.Modeling;
+using Linearize.Tests.Fixtures;
+using Linearize.Tests.LinearAttention;
+
+namespace Linearize.Tests.Inference;
+
+/// <summary>The engine packed straight from a checkpoint's files (no TorchSharp model) is the engine packed from the
+/// loaded model: the same logits, bit for bit, over a prefill and steps.</summary>
+[Collection("Torch")]
+public sealed class EngineFromFilesTests
+{
+    public static IEnumerable<object[]> Cases() =>
+        TinyModels.Variants().Select(v => new object[] { (string)v[0], "teacher" })
+            .Concat(LinearizationMethods.Names.Select(m => new object[] { "gqa-untied", m }))
+            .Concat(new[] { new object[] { "qwen2-bias", "liger-gdn" }, new object[] { "mha-tied", "lolcats-tk" } });
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void FilesEqualLoadedModel(string variant, string method)
+    {
+        using var dir = TinyModels.TempDirectory();
+        using (var teacher = TinyModels.Create(variant))
+        {
+            if (method == "teacher")
+                ModelLoader.SaveHuggingFace(teacher, teacher.Config, dir.Path + "/m", null);
+            else
+            {
+                var lin = LinearizationMethods.Get(method, "test").Kind == MethodKind.Lolcats
+                    ? LolcatsConversionTests.Lin(method, softmaxLayers: new[] { 1 })
+                    : LigerConversionTests.Lin(method) with { SoftmaxLayers = new[] { 1 } };
+                using var student = Converter.ConvertToDirectory(teacher, lin, dir.Path + "/m", null);
+            }
+        }
+
+        var source = ModelSource.Resolve(dir.Path + "/m", null);
+        using var model = ModelLoader.Load(source);
+        foreach (var weights in new[] { WeightFormat.Float32, WeightFormat.BFloat16, WeightFormat.Q8 })
+        {
+            var options = new EngineOptions { Weights = weights, Threads = 2 };
+            using var packed = Engines.Create(model, options);
+            using var mapped = Engines.Load(source, options);
+            using var a = packed.CreateSequence();
+            using var b = mapped.CreateSequence();
+            var prompt = Enumerable.Range(0, 23).Select(i => 3 + i * 7 % (model.Config.VocabSize - 3)).ToArray();
+            Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
+            for (int t = 0; t < 12; t++)
+                Assert.Equal(packed.Step(a, 5 + t).ToArray(), mapped.Step(b, 5 + t).ToArray());
+        }
+    }
+}
