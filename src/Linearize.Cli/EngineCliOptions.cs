@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Linearize.Inference;
 using Linearize.Methods;
+using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 
 namespace Linearize.Cli;
@@ -54,6 +55,17 @@ public sealed class EngineCliOptions
     {
         if (UseEngine(r))
             return Engines.Create(model, Parse(r));
+        if (r.GetValue(WeightDType) != "float32")
+            throw new LinearizeException("--weight-dtype applies to the decode engine; drop it or use --engine engine");
+        return null;
+    }
+
+    /// <summary>The engine packed straight from <paramref name="source"/>'s files (no TorchSharp model held), or null
+    /// with <c>--engine torch</c> (with the same refusal as <see cref="Create"/>).</summary>
+    public DecodeEngine? Load(ParseResult r, ModelSource source)
+    {
+        if (UseEngine(r))
+            return Engines.Load(source, Parse(r));
         if (r.GetValue(WeightDType) != "float32")
             throw new LinearizeException("--weight-dtype applies to the decode engine; drop it or use --engine engine");
         return null;

@@ -39,27 +39,30 @@ public static class GenerateCommand
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
             options.Validate();
 
-            var (llama, tokenizer, _) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r));
-            using var _m = llama;
+            // On the engine the weights are packed straight from the files: no TorchSharp model is held beside them.
+            var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
+            var config = source.LoadConfig();
+            var tokenizer = ModelLoader.LoadTokenizer(source, config);
+            using var llama = engineOptions.UseEngine(r) ? null : ModelLoader.Load(source, model.ParseDType(r));
             var ids = tokenizer.Encode(text, addBos: !r.GetValue(noBos));
             if (ids.Count == 0)
                 throw new LinearizeException("the prompt is empty and --no-bos leaves nothing to condition on; give a --prompt or allow BOS");
             if (text.Length == 0 && tokenizer.BosId is null)
                 throw new LinearizeException("the prompt is empty and this tokenizer has no BOS token");
-            ContextLimit.Check(llama.Config, ids.Count + n, $"prompt ({ids.Count} tokens) + --max-new-tokens ({n})");
+            ContextLimit.Check(config, ids.Count + n, $"prompt ({ids.Count} tokens) + --max-new-tokens ({n})");
 
             var detok = tokenizer.CreateStreamingDetokenizer();
             var stdout = Console.Out;
             foreach (int id in ids)
                 stdout.Write(detok.Push(id));
             stdout.Flush();
-            var stops = new HashSet<int>(llama.Config.EosTokenIds);
+            var stops = new HashSet<int>(config.EosTokenIds);
             if (tokenizer.EosId is int eos)
                 stops.Add(eos);
             using var sampler = new Sampler(options);
-            using var engine = engineOptions.Create(r, llama);
+            using var engine = engineOptions.Load(r, source);
             var tokens = engine is null
-                ? new Generator(llama).Generate(ids, n, sampler, stops)
+                ? new Generator(llama!).Generate(ids, n, sampler, stops)
                 : new EngineGenerator(engine).Generate(ids, n, sampler, stops);
             foreach (int id in tokens)
             {

@@ -43,13 +43,20 @@ public static class ModelLoader
         string modelPath, string? tokenizerPath = null, ScalarType dtype = ScalarType.Float32, bool idTokenizerFallback = false)
     {
         var source = ModelSource.Resolve(modelPath, tokenizerPath);
-        TextTokenizer? tokenizer = source.TokenizerPath is null && idTokenizerFallback ? null : source.LoadTokenizer();
+        var tokenizer = LoadTokenizer(source, source.LoadConfig(), idTokenizerFallback);
         var model = Load(source, dtype);
-        tokenizer ??= new IdTokenizer(model.Config.VocabSize);
-        if (tokenizer.VocabSize > model.Config.VocabSize)
-            throw new LinearizeException(
-                $"{source.TokenizerPath}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {model.Config.VocabSize}");
         return (model, tokenizer, source);
+    }
+
+    /// <summary>The tokenizer of <paramref name="source"/>, checked against the model's vocabulary.</summary>
+    /// <param name="idTokenizerFallback">Without a tokenizer file, use <see cref="IdTokenizer"/> (token ids as text).</param>
+    public static TextTokenizer LoadTokenizer(ModelSource source, LlamaConfig config, bool idTokenizerFallback = false)
+    {
+        var tokenizer = source.TokenizerPath is null && idTokenizerFallback ? new IdTokenizer(config.VocabSize) : source.LoadTokenizer();
+        if (tokenizer.VocabSize > config.VocabSize)
+            throw new LinearizeException(
+                $"{source.TokenizerPath}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {config.VocabSize}");
+        return tokenizer;
     }
 
     /// <summary>Writes <paramref name="model"/> as a Hugging Face directory: config.json + safetensors (+ tokenizer files copied).</summary>
