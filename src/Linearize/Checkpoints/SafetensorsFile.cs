@@ -195,6 +195,51 @@ public sealed class SafetensorsFile : IDisposable
         return tensor;
     }
 
+    /// <summary>Reads floating-point tensor <paramref name="name"/> (F32, BF16 or F16) as float32 values straight from
+    /// the mapped file into <paramref name="destination"/> — no tensor in between, so packing a large checkpoint holds
+    /// only its destination. BF16 and F16 widen exactly.</summary>
+    public unsafe void ReadInto(string name, Span<float> destination)
+    {
+        var info = GetInfo(name);
+        if (destination.Length != info.ElementCount)
+            throw new ArgumentException($"{FilePath}: {name} has {info.ElementCount} elements, the destination {destination.Length}");
+        if (info.ByteCount == 0)
+            return;
+        using var view = _map!.CreateViewAccessor(DataStart + info.Begin, info.ByteCount, MemoryMappedFileAccess.Read);
+        byte* basePtr = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+        try
+        {
+            byte* src = basePtr + view.PointerOffset;
+            switch (info.DType)
+            {
+                case SafetensorsDType.F32:
+                    new ReadOnlySpan<float>(src, destination.Length).CopyTo(destination);
+                    break;
+                case SafetensorsDType.BF16:
+                {
+                    var bits = new ReadOnlySpan<ushort>(src, destination.Length);
+                    for (int i = 0; i < bits.Length; i++)
+                        destination[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
+                    break;
+                }
+                case SafetensorsDType.F16:
+                {
+                    var halves = new ReadOnlySpan<Half>(src, destination.Length);
+                    for (int i = 0; i < halves.Length; i++)
+                        destination[i] = (float)halves[i];
+                    break;
+                }
+                default:
+                    throw new CheckpointFormatException(FilePath, name, $"is {info.DType}, not a floating-point type the engine reads");
+            }
+        }
+        finally
+        {
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+    }
+
     /// <summary>Copies the bytes of <paramref name="info"/> into the contiguous CPU tensor <paramref name="destination"/>.</summary>
     private unsafe void CopyInto(SafetensorsTensorInfo info, Tensor destination)
     {

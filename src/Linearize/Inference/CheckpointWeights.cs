@@ -16,7 +16,10 @@ internal sealed class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWei
 
     public float[] ReadFloats(string name)
     {
-        using var t = checkpoint.Read(name);
-        return StateDictWeights.Floats(t);
+        var result = new float[checkpoint.GetInfo(name).ElementCount];
+        checkpoint.ReadInto(name, result);
+        return result;
     }
+
+    public void ReadInto(string name, Span<float> destination) => checkpoint.ReadInto(name, destination);
 }

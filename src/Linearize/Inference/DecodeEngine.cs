@@ -177,15 +177,27 @@ public sealed unsafe class DecodeEngine : IDisposable
         foreach (var n in names)
             Require(weights, n);
         var shapes = names.Select(weights.Shape).ToArray();
+        long elements = shapes.Sum(x => x[0] * x[1]);
+        var packed = PackStaged(weights, names, shapes, format);
+        // The float32 staging buffer is garbage now; collecting it before the next large matrix keeps the peak at the
+        // packed weights plus one matrix, not plus every matrix the GC has not got round to.
+        if (elements >= 1 << 24)
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        return packed;
+    }
+
+    /// <summary>Reads each part straight into its rows of one float32 staging buffer, then packs it.</summary>
+    private static PackedMatrix PackStaged(IWeightSource weights, string[] names, long[][] shapes, WeightFormat format)
+    {
         long cols = shapes[0][1];
-        int rows = (int)shapes.Sum(s => s[0]);
-        var all = new float[rows * cols];
+        int rows = (int)shapes.Sum(x => x[0]);
+        var all = GC.AllocateUninitializedArray<float>(checked((int)(rows * cols)));
         long offset = 0;
-        foreach (var n in names)
+        foreach (var (n, shape) in names.Zip(shapes))
         {
-            var f = weights.ReadFloats(n);
-            f.CopyTo(all, offset);
-            offset += f.Length;
+            long count = shape[0] * shape[1];
+            weights.ReadInto(n, all.AsSpan((int)offset, (int)count));
+            offset += count;
         }
 
         return PackedMatrix.Pack(all, rows, (int)cols, format);

@@ -18,4 +18,7 @@ internal interface IWeightSource
 
     /// <summary>Tensor <paramref name="name"/> as float32 values in row-major order.</summary>
     float[] ReadFloats(string name);
+
+    /// <summary>Tensor <paramref name="name"/> as float32 values into <paramref name="destination"/> (exactly its size).</summary>
+    void ReadInto(string name, Span<float> destination);
 }

@@ -17,6 +17,12 @@ internal sealed class StateDictWeights(IDictionary<string, Tensor> state, string
 
     public float[] ReadFloats(string name) => Floats(state[name]);
 
+    public void ReadInto(string name, Span<float> destination)
+    {
+        using var f = state[name].detach().to(ScalarType.Float32).contiguous();
+        MemoryMarshal.Cast<byte, float>(f.bytes).CopyTo(destination);
+    }
+
     internal static float[] Floats(Tensor t)
     {
         using var f = t.detach().to(ScalarType.Float32).contiguous();
