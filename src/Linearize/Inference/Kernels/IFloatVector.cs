@@ -1,0 +1,43 @@
+namespace Linearize.Inference.Kernels;
+
+/// <summary>
+/// One SIMD width of float32 lanes, as static members, so a kernel is written once as a generic method over
+/// <c>TVec</c> and the JIT compiles one specialised copy per width (a struct type argument: no virtual calls, the
+/// wrapper disappears into registers). ggml's <c>GGML_F32_VEC</c> macros do the same job in C. The widening loads
+/// (bfloat16, int8) live here because they are the ISA-specific instructions; which one a row needs is the
+/// <see cref="IRowLoader"/>'s choice.
+/// </summary>
+/// <remarks>Every operation is the one the hand-written per-width kernels used (fused multiply-add, the runtime's
+/// <c>Sum</c>), so the results are bit for bit the same, and every kernel of a width reduces a vector in the same
+/// fixed order — the property the batch-invariant kernels rest on (docs/CORRECTNESS.md, batch invariance).</remarks>
+internal unsafe interface IFloatVector<TSelf> where TSelf : unmanaged, IFloatVector<TSelf>
+{
+    /// <summary>float32 lanes per vector.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>Vector registers of the ISA: kernels that keep many accumulators live choose their tile by it, so
+    /// a tile that would spill on AVX2's 16 registers runs only where there are 32.</summary>
+    static abstract int Registers { get; }
+
+    static abstract TSelf Zero { get; }
+
+    static abstract TSelf Load(float* p);
+
+    /// <summary><see cref="Count"/> bfloat16 values widened to float32 (bf16 is the top half of a float32).</summary>
+    static abstract TSelf LoadBFloat16(ushort* p);
+
+    /// <summary><see cref="Count"/> int8 values converted to float32 (Q8 quants before their block's scale).</summary>
+    static abstract TSelf LoadInt8(sbyte* p);
+
+    static abstract TSelf Broadcast(float value);
+
+    /// <summary><c>a · b + c</c> rounded once.</summary>
+    static abstract TSelf FusedMultiplyAdd(TSelf a, TSelf b, TSelf c);
+
+    static abstract TSelf operator +(TSelf a, TSelf b);
+
+    static abstract TSelf operator *(TSelf a, TSelf b);
+
+    /// <summary>The sum of the lanes, in the runtime's fixed order for this width.</summary>
+    static abstract float Sum(TSelf v);
+}
