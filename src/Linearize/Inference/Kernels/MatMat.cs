@@ -1,3 +1,5 @@
+// Repeats by design (what `duplicates` lists here): the file header has the same shape as MatVec.cs's (usings, a
+// static class of kernel constants); the tile itself is Tile2x8, shared with decoding.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 

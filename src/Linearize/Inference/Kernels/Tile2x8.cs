@@ -1,3 +1,5 @@
+// Repeats by design (what `duplicates` lists here): the tile's 8 activation vectors × 2 rows are spelled out as
+// 16 named accumulators, because the JIT keeps locals — not array elements — in registers, and it does not unroll.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;

@@ -1,3 +1,5 @@
+// Repeats by design (what `duplicates` lists here): Vec256.cs is the same trait for the other width, member by member —
+// the one place each width is written, as ggml's per-ISA GGML_F32_VEC blocks are.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
