@@ -13,10 +13,10 @@ namespace Linearize.Inference.Kernels;
 /// four — which is why batch N costs little more than batch 1. Float32 accumulation in vector lanes; the naive twin is
 /// <see cref="NaiveMatVec"/>.
 /// </summary>
-/// <remarks>Each kernel is written once over the vector width (<see cref="IFloatVector{TSelf}"/>: <see cref="Vec512"/>
+/// <remarks>Each kernel is written once over the vector width (<see cref="IFloatVector{TSelf, TV}"/>: <see cref="Vec512"/>
 /// for AVX-512, <see cref="Vec256"/> for AVX2) and the row format (<see cref="IRowLoader"/>); the JIT compiles a copy
 /// per pair. Tiles that keep more accumulators live than AVX2 has registers run on AVX-512 only (see
-/// <see cref="IFloatVector{TSelf}.Registers"/> and <see cref="Tile2x8"/>). The scalar level is the plain sequential
+/// <see cref="IFloatVector{TSelf, TV}.Registers"/> and <see cref="Tile2x8"/>). The scalar level is the plain sequential
 /// sum — its own order, not a one-lane vector — so it stays the simplest reference on any CPU.</remarks>
 public static unsafe class MatVec
 {
@@ -38,10 +38,10 @@ public static unsafe class MatVec
         switch (isa)
         {
             case KernelIsa.Avx512:
-                Rows<Vec512>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
+                Rows<Vec512, Vector512<float>>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
                 break;
             case KernelIsa.Avx2:
-                Rows<Vec256>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
+                Rows<Vec256, Vector256<float>>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
                 break;
             default:
                 RowsScalar(w, x, xStride, count, y, yStride, r0, r1);
@@ -50,19 +50,19 @@ public static unsafe class MatVec
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Rows<TVec>(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1,
-        bool batchInvariant) where TVec : unmanaged, IFloatVector<TVec>
+    private static void Rows<TVec, TV>(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1,
+        bool batchInvariant) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
     {
         switch (w.Format)
         {
             case WeightFormat.Float32:
-                Dense<TVec, Float32Rows>(w.F32, w.Cols, x, xStride, count, y, yStride, r0, r1, batchInvariant);
+                Dense<TVec, TV, Float32Rows>(w.F32, w.Cols, x, xStride, count, y, yStride, r0, r1, batchInvariant);
                 break;
             case WeightFormat.BFloat16:
-                Dense<TVec, BFloat16Rows>(w.Bf16, w.Cols, x, xStride, count, y, yStride, r0, r1, batchInvariant);
+                Dense<TVec, TV, BFloat16Rows>(w.Bf16, w.Cols, x, xStride, count, y, yStride, r0, r1, batchInvariant);
                 break;
             default:
-                Q8<TVec>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
+                Q8<TVec, TV>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
                 break;
         }
     }
@@ -87,8 +87,8 @@ public static unsafe class MatVec
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dense<TVec, TRow>(void* data, int cols, float* x, int xStride, int count, float* y, int yStride,
-        int r0, int r1, bool batchInvariant) where TVec : unmanaged, IFloatVector<TVec> where TRow : IRowLoader
+    private static void Dense<TVec, TV, TRow>(void* data, int cols, float* x, int xStride, int count, float* y, int yStride,
+        int r0, int r1, bool batchInvariant) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged where TRow : IRowLoader
     {
         long rowBytes = (long)cols * TRow.ElementSize;
         int r = r0;
@@ -103,12 +103,12 @@ public static unsafe class MatVec
                     for (; b + Tile <= count; b += Tile)
                     {
                         float* x0 = x + (long)b * xStride;
-                        var s = Dot4Invariant<TVec, TRow>(row, x0, x0 + xStride, x0 + 2L * xStride, x0 + 3L * xStride, cols);
+                        var s = Dot4Invariant<TVec, TV, TRow>(row, x0, x0 + xStride, x0 + 2L * xStride, x0 + 3L * xStride, cols);
                         Store(y + (long)b * yStride + r, yStride, s, Tile);
                     }
 
                 for (; b < count; b++)
-                    y[(long)b * yStride + r] = Dot<TVec, TRow>(row, x + (long)b * xStride, cols);
+                    y[(long)b * yStride + r] = Dot<TVec, TV, TRow>(row, x + (long)b * xStride, cols);
             }
 
             return;
@@ -146,7 +146,7 @@ public static unsafe class MatVec
             void* row = (byte*)data + r * rowBytes;
             if (count == 1)
             {
-                y[r] = Dot<TVec, TRow>(row, x, cols);
+                y[r] = Dot<TVec, TV, TRow>(row, x, cols);
                 continue;
             }
 
@@ -155,7 +155,7 @@ public static unsafe class MatVec
                 int n = Math.Min(Tile, count - b0);
                 float* x0 = x + (long)b0 * xStride;
                 float* x1 = n > 1 ? x0 + xStride : x0, x2 = n > 2 ? x0 + 2L * xStride : x0, x3 = n > 3 ? x0 + 3L * xStride : x0;
-                Store(y + (long)b0 * yStride + r, yStride, Dot4<TVec, TRow>(row, x0, x1, x2, x3, cols), n);
+                Store(y + (long)b0 * yStride + r, yStride, Dot4<TVec, TV, TRow>(row, x0, x1, x2, x3, cols), n);
             }
         }
     }
@@ -173,22 +173,22 @@ public static unsafe class MatVec
     /// <summary>One vector: four accumulators over blocks of four vectors (independent FMA chains to cover the FMA
     /// latency), then single vectors into the first, one reduction, and a scalar tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot<TVec, TRow>(void* row, float* x, int n) where TVec : unmanaged, IFloatVector<TVec> where TRow : IRowLoader
+    private static float Dot<TVec, TV, TRow>(void* row, float* x, int n) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged where TRow : IRowLoader
     {
         int w = TVec.Count;
-        TVec a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
+        TV a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
         int i = 0;
         for (; i + 4 * w <= n; i += 4 * w)
         {
-            a0 = TVec.FusedMultiplyAdd(TRow.Load<TVec>(row, i), TVec.Load(x + i), a0);
-            a1 = TVec.FusedMultiplyAdd(TRow.Load<TVec>(row, i + w), TVec.Load(x + i + w), a1);
-            a2 = TVec.FusedMultiplyAdd(TRow.Load<TVec>(row, i + 2 * w), TVec.Load(x + i + 2 * w), a2);
-            a3 = TVec.FusedMultiplyAdd(TRow.Load<TVec>(row, i + 3 * w), TVec.Load(x + i + 3 * w), a3);
+            a0 = TVec.FusedMultiplyAdd(TRow.Load<TVec, TV>(row, i), TVec.Load(x + i), a0);
+            a1 = TVec.FusedMultiplyAdd(TRow.Load<TVec, TV>(row, i + w), TVec.Load(x + i + w), a1);
+            a2 = TVec.FusedMultiplyAdd(TRow.Load<TVec, TV>(row, i + 2 * w), TVec.Load(x + i + 2 * w), a2);
+            a3 = TVec.FusedMultiplyAdd(TRow.Load<TVec, TV>(row, i + 3 * w), TVec.Load(x + i + 3 * w), a3);
         }
 
         for (; i + w <= n; i += w)
-            a0 = TVec.FusedMultiplyAdd(TRow.Load<TVec>(row, i), TVec.Load(x + i), a0);
-        float s = TVec.Sum((a0 + a1) + (a2 + a3));
+            a0 = TVec.FusedMultiplyAdd(TRow.Load<TVec, TV>(row, i), TVec.Load(x + i), a0);
+        float s = TVec.Sum(TVec.Add(TVec.Add(a0, a1), TVec.Add(a2, a3)));
         for (; i < n; i++)
             s += TRow.Load1(row, i) * x[i];
         return s;
@@ -204,27 +204,27 @@ public static unsafe class MatVec
     }
 
     /// <summary>
-    /// Four vectors at once, each summed exactly as <see cref="Dot{TVec, TRow}"/> sums one (the same four accumulators
+    /// Four vectors at once, each summed exactly as <see cref="Dot{TVec, TV, TRow}"/> sums one (the same four accumulators
     /// per vector over blocks of four vectors, the same single-vector tail and scalar tail, the same final reduction),
     /// so the results are bit-identical to four separate calls while each loaded weight chunk feeds four vectors: 16
-    /// accumulators + 4 weight registers, so it runs where <see cref="IFloatVector{TSelf}.Registers"/> allows.
+    /// accumulators + 4 weight registers, so it runs where <see cref="IFloatVector{TSelf, TV}.Registers"/> allows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Dot4Invariant<TVec, TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n)
-        where TVec : unmanaged, IFloatVector<TVec> where TRow : IRowLoader
+    private static Vector128<float> Dot4Invariant<TVec, TV, TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n)
+        where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged where TRow : IRowLoader
     {
         int w = TVec.Count;
-        TVec a00 = TVec.Zero, a01 = TVec.Zero, a02 = TVec.Zero, a03 = TVec.Zero;
-        TVec a10 = TVec.Zero, a11 = TVec.Zero, a12 = TVec.Zero, a13 = TVec.Zero;
-        TVec a20 = TVec.Zero, a21 = TVec.Zero, a22 = TVec.Zero, a23 = TVec.Zero;
-        TVec a30 = TVec.Zero, a31 = TVec.Zero, a32 = TVec.Zero, a33 = TVec.Zero;
+        TV a00 = TVec.Zero, a01 = TVec.Zero, a02 = TVec.Zero, a03 = TVec.Zero;
+        TV a10 = TVec.Zero, a11 = TVec.Zero, a12 = TVec.Zero, a13 = TVec.Zero;
+        TV a20 = TVec.Zero, a21 = TVec.Zero, a22 = TVec.Zero, a23 = TVec.Zero;
+        TV a30 = TVec.Zero, a31 = TVec.Zero, a32 = TVec.Zero, a33 = TVec.Zero;
         int i = 0;
         for (; i + 4 * w <= n; i += 4 * w)
         {
-            var w0 = TRow.Load<TVec>(row, i);
-            var w1 = TRow.Load<TVec>(row, i + w);
-            var w2 = TRow.Load<TVec>(row, i + 2 * w);
-            var w3 = TRow.Load<TVec>(row, i + 3 * w);
+            var w0 = TRow.Load<TVec, TV>(row, i);
+            var w1 = TRow.Load<TVec, TV>(row, i + w);
+            var w2 = TRow.Load<TVec, TV>(row, i + 2 * w);
+            var w3 = TRow.Load<TVec, TV>(row, i + 3 * w);
             a00 = TVec.FusedMultiplyAdd(w0, TVec.Load(x0 + i), a00);
             a01 = TVec.FusedMultiplyAdd(w1, TVec.Load(x0 + i + w), a01);
             a02 = TVec.FusedMultiplyAdd(w2, TVec.Load(x0 + i + 2 * w), a02);
@@ -245,28 +245,28 @@ public static unsafe class MatVec
 
         for (; i + w <= n; i += w)
         {
-            var wv = TRow.Load<TVec>(row, i);
+            var wv = TRow.Load<TVec, TV>(row, i);
             a00 = TVec.FusedMultiplyAdd(wv, TVec.Load(x0 + i), a00);
             a10 = TVec.FusedMultiplyAdd(wv, TVec.Load(x1 + i), a10);
             a20 = TVec.FusedMultiplyAdd(wv, TVec.Load(x2 + i), a20);
             a30 = TVec.FusedMultiplyAdd(wv, TVec.Load(x3 + i), a30);
         }
 
-        var s = Vector128.Create(TVec.Sum((a00 + a01) + (a02 + a03)), TVec.Sum((a10 + a11) + (a12 + a13)),
-            TVec.Sum((a20 + a21) + (a22 + a23)), TVec.Sum((a30 + a31) + (a32 + a33)));
+        var s = Vector128.Create(TVec.Sum(TVec.Add(TVec.Add(a00, a01), TVec.Add(a02, a03))), TVec.Sum(TVec.Add(TVec.Add(a10, a11), TVec.Add(a12, a13))),
+            TVec.Sum(TVec.Add(TVec.Add(a20, a21), TVec.Add(a22, a23))), TVec.Sum(TVec.Add(TVec.Add(a30, a31), TVec.Add(a32, a33))));
         return AddTail<TRow>(s, row, x0, x1, x2, x3, i, n);
     }
 
     /// <summary>Four vectors sharing each weight load, one accumulator each (the tiled, not batch-invariant, path).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Dot4<TVec, TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n)
-        where TVec : unmanaged, IFloatVector<TVec> where TRow : IRowLoader
+    private static Vector128<float> Dot4<TVec, TV, TRow>(void* row, float* x0, float* x1, float* x2, float* x3, int n)
+        where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged where TRow : IRowLoader
     {
-        TVec a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
+        TV a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
         int i = 0;
         for (; i + TVec.Count <= n; i += TVec.Count)
         {
-            var wv = TRow.Load<TVec>(row, i);
+            var wv = TRow.Load<TVec, TV>(row, i);
             a0 = TVec.FusedMultiplyAdd(wv, TVec.Load(x0 + i), a0);
             a1 = TVec.FusedMultiplyAdd(wv, TVec.Load(x1 + i), a1);
             a2 = TVec.FusedMultiplyAdd(wv, TVec.Load(x2 + i), a2);
@@ -301,8 +301,8 @@ public static unsafe class MatVec
     // ---- Q8: int8 blocks of 32 with a float32 scale. Each block's int8 · x sum is formed in float, then scaled. ----
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q8<TVec>(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1,
-        bool batchInvariant) where TVec : unmanaged, IFloatVector<TVec>
+    private static void Q8<TVec, TV>(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1,
+        bool batchInvariant) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
     {
         int cols = w.Cols, blocks = w.BlocksPerRow;
         for (int r = r0; r < r1; r++)
@@ -312,7 +312,7 @@ public static unsafe class MatVec
             if (batchInvariant)
             {
                 for (int b = 0; b < count; b++)
-                    y[(long)b * yStride + r] = Q8Dot<TVec>(q, scales, x + (long)b * xStride, cols);
+                    y[(long)b * yStride + r] = Q8Dot<TVec, TV>(q, scales, x + (long)b * xStride, cols);
                 continue;
             }
 
@@ -323,12 +323,12 @@ public static unsafe class MatVec
                 float* yb = y + (long)b * yStride + r;
                 if (n == 1)
                 {
-                    yb[0] = Q8Dot<TVec>(q, scales, x0, cols);
+                    yb[0] = Q8Dot<TVec, TV>(q, scales, x0, cols);
                     continue;
                 }
 
                 float* x1 = x0 + xStride, x2 = n > 2 ? x0 + 2L * xStride : x0, x3 = n > 3 ? x0 + 3L * xStride : x0;
-                Store(yb, yStride, Q8Dot4<TVec>(q, scales, x0, x1, x2, x3, cols), n);
+                Store(yb, yStride, Q8Dot4<TVec, TV>(q, scales, x0, x1, x2, x3, cols), n);
             }
         }
     }
@@ -353,15 +353,15 @@ public static unsafe class MatVec
     /// <summary>The <paramref name="k"/>-th vector of a block's quants widened to float32, or zero past the block
     /// (a block of 32 is two 16-lane vectors or four 8-lane ones).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVec Q8Chunk<TVec>(sbyte* block, int k) where TVec : unmanaged, IFloatVector<TVec> =>
+    private static TV Q8Chunk<TVec, TV>(sbyte* block, int k) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged =>
         k * TVec.Count < PackedMatrix.Q8BlockSize ? TVec.LoadInt8(block + k * TVec.Count) : TVec.Zero;
 
     /// <summary>A block's lane-wise <c>Σ q·x</c> from its widened quants: the first product rounded, then FMAs in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVec Q8Block<TVec>(TVec q0, TVec q1, TVec q2, TVec q3, float* x) where TVec : unmanaged, IFloatVector<TVec>
+    private static TV Q8Block<TVec, TV>(TV q0, TV q1, TV q2, TV q3, float* x) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
     {
         int w = TVec.Count;
-        var b = TVec.FusedMultiplyAdd(q1, TVec.Load(x + w), q0 * TVec.Load(x));
+        var b = TVec.FusedMultiplyAdd(q1, TVec.Load(x + w), TVec.Multiply(q0, TVec.Load(x)));
         if (2 * w < PackedMatrix.Q8BlockSize)
             b = TVec.FusedMultiplyAdd(q2, TVec.Load(x + 2 * w), b);
         if (3 * w < PackedMatrix.Q8BlockSize)
@@ -370,51 +370,51 @@ public static unsafe class MatVec
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVec Q8Block<TVec>(sbyte* q, float* x) where TVec : unmanaged, IFloatVector<TVec> =>
-        Q8Block(Q8Chunk<TVec>(q, 0), Q8Chunk<TVec>(q, 1), Q8Chunk<TVec>(q, 2), Q8Chunk<TVec>(q, 3), x);
+    private static TV Q8Block<TVec, TV>(sbyte* q, float* x) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged =>
+        Q8Block<TVec, TV>(Q8Chunk<TVec, TV>(q, 0), Q8Chunk<TVec, TV>(q, 1), Q8Chunk<TVec, TV>(q, 2), Q8Chunk<TVec, TV>(q, 3), x);
 
     /// <summary>One vector. A 16-lane block is only two FMAs deep, so its blocks alternate between two accumulators
     /// to keep FMAs in flight; an 8-lane block's four FMAs already do, and one accumulator is kept.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q8Dot<TVec>(sbyte* q, float* scales, float* x, int cols) where TVec : unmanaged, IFloatVector<TVec>
+    private static float Q8Dot<TVec, TV>(sbyte* q, float* scales, float* x, int cols) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
     {
         const int block = PackedMatrix.Q8BlockSize;
         bool two = 2 * TVec.Count == block;
-        TVec acc0 = TVec.Zero, acc1 = TVec.Zero;
+        TV acc0 = TVec.Zero, acc1 = TVec.Zero;
         int full = cols / block, blk = 0;
         if (two)
             for (; blk + 2 <= full; blk += 2)
             {
                 int i = blk * block;
-                acc0 = TVec.FusedMultiplyAdd(Q8Block<TVec>(q + i, x + i), TVec.Broadcast(scales[blk]), acc0);
-                acc1 = TVec.FusedMultiplyAdd(Q8Block<TVec>(q + i + block, x + i + block), TVec.Broadcast(scales[blk + 1]), acc1);
+                acc0 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q + i, x + i), TVec.Broadcast(scales[blk]), acc0);
+                acc1 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q + i + block, x + i + block), TVec.Broadcast(scales[blk + 1]), acc1);
             }
 
         for (; blk < full; blk++)
         {
             int i = blk * block;
-            acc0 = TVec.FusedMultiplyAdd(Q8Block<TVec>(q + i, x + i), TVec.Broadcast(scales[blk]), acc0);
+            acc0 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q + i, x + i), TVec.Broadcast(scales[blk]), acc0);
         }
 
-        return TVec.Sum(two ? acc0 + acc1 : acc0) + Q8DotScalar(q, scales, x, full * block, cols);
+        return TVec.Sum(two ? TVec.Add(acc0, acc1) : acc0) + Q8DotScalar(q, scales, x, full * block, cols);
     }
 
     /// <summary>Four vectors sharing each block's widened quants, one accumulator each.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector128<float> Q8Dot4<TVec>(sbyte* q, float* scales, float* x0, float* x1, float* x2, float* x3, int cols)
-        where TVec : unmanaged, IFloatVector<TVec>
+    private static Vector128<float> Q8Dot4<TVec, TV>(sbyte* q, float* scales, float* x0, float* x1, float* x2, float* x3, int cols)
+        where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
     {
-        TVec a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
+        TV a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
         int full = cols / PackedMatrix.Q8BlockSize;
         for (int blk = 0; blk < full; blk++)
         {
             int i = blk * PackedMatrix.Q8BlockSize;
-            TVec q0 = Q8Chunk<TVec>(q + i, 0), q1 = Q8Chunk<TVec>(q + i, 1), q2 = Q8Chunk<TVec>(q + i, 2), q3 = Q8Chunk<TVec>(q + i, 3);
+            TV q0 = Q8Chunk<TVec, TV>(q + i, 0), q1 = Q8Chunk<TVec, TV>(q + i, 1), q2 = Q8Chunk<TVec, TV>(q + i, 2), q3 = Q8Chunk<TVec, TV>(q + i, 3);
             var d = TVec.Broadcast(scales[blk]);
-            a0 = TVec.FusedMultiplyAdd(Q8Block(q0, q1, q2, q3, x0 + i), d, a0);
-            a1 = TVec.FusedMultiplyAdd(Q8Block(q0, q1, q2, q3, x1 + i), d, a1);
-            a2 = TVec.FusedMultiplyAdd(Q8Block(q0, q1, q2, q3, x2 + i), d, a2);
-            a3 = TVec.FusedMultiplyAdd(Q8Block(q0, q1, q2, q3, x3 + i), d, a3);
+            a0 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x0 + i), d, a0);
+            a1 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x1 + i), d, a1);
+            a2 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x2 + i), d, a2);
+            a3 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x3 + i), d, a3);
         }
 
         int tail = full * PackedMatrix.Q8BlockSize;

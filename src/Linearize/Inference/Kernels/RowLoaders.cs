@@ -4,7 +4,7 @@ namespace Linearize.Inference.Kernels;
 
 /// <summary>
 /// Decodes consecutive weights of a packed row into float32 vectors of any width of
-/// <see cref="IFloatVector{TSelf}"/>. A struct per format so the JIT specialises each dot-product kernel for it
+/// <see cref="IFloatVector{TSelf, TV}"/>. A struct per format so the JIT specialises each dot-product kernel for it
 /// (<see cref="MatVec"/>): float32 is a plain load; bfloat16 is the vector's widening load.
 /// </summary>
 internal unsafe interface IRowLoader
@@ -12,7 +12,7 @@ internal unsafe interface IRowLoader
     /// <summary>Bytes per stored weight.</summary>
     static abstract int ElementSize { get; }
 
-    static abstract TVec Load<TVec>(void* row, int index) where TVec : unmanaged, IFloatVector<TVec>;
+    static abstract TV Load<TVec, TV>(void* row, int index) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged;
 
     static abstract float Load1(void* row, int index);
 }
@@ -22,7 +22,7 @@ internal unsafe struct Float32Rows : IRowLoader
     public static int ElementSize => sizeof(float);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TVec Load<TVec>(void* row, int index) where TVec : unmanaged, IFloatVector<TVec> => TVec.Load((float*)row + index);
+    public static TV Load<TVec, TV>(void* row, int index) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged => TVec.Load((float*)row + index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load1(void* row, int index) => ((float*)row)[index];
@@ -33,7 +33,7 @@ internal unsafe struct BFloat16Rows : IRowLoader
     public static int ElementSize => sizeof(ushort);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TVec Load<TVec>(void* row, int index) where TVec : unmanaged, IFloatVector<TVec> => TVec.LoadBFloat16((ushort*)row + index);
+    public static TV Load<TVec, TV>(void* row, int index) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged => TVec.LoadBFloat16((ushort*)row + index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load1(void* row, int index) => PackedMatrix.FromBFloat16(((ushort*)row)[index]);

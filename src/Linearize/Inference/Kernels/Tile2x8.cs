@@ -11,7 +11,7 @@ namespace Linearize.Inference.Kernels;
 /// rows of any <see cref="IRowLoader"/> format) and prefill (<see cref="MatMat"/>, rows widened to float32): per 16
 /// columns, 2 weight loads and 8 activation loads feed 16 FMAs. AVX-512 only — 16 accumulators, 2 weight vectors and
 /// an activation vector are 19 live registers, which fit AVX-512's 32 but would spill on AVX2's 16 — so it is written
-/// on <see cref="Vec512"/> rather than over every <see cref="IFloatVector{TSelf}"/>.
+/// on <see cref="Vec512"/> rather than over every <see cref="IFloatVector{TSelf, TV}"/>.
 /// </summary>
 internal static unsafe class Tile2x8
 {
@@ -27,8 +27,8 @@ internal static unsafe class Tile2x8
     {
         long prefetched = 0;
         float* x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3], x4 = x[4], x5 = x[5], x6 = x[6], x7 = x[7];
-        Vec512 a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        Vec512 b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
@@ -39,32 +39,32 @@ internal static unsafe class Tile2x8
                 prefetched += 128;
             }
 
-            var wa = TRow.Load<Vec512>(rowA, i);
-            var wb = TRow.Load<Vec512>(rowB, i);
-            var v = Vec512.Load(x0 + i);
-            a0 = Vec512.FusedMultiplyAdd(wa, v, a0);
-            b0 = Vec512.FusedMultiplyAdd(wb, v, b0);
-            v = Vec512.Load(x1 + i);
-            a1 = Vec512.FusedMultiplyAdd(wa, v, a1);
-            b1 = Vec512.FusedMultiplyAdd(wb, v, b1);
-            v = Vec512.Load(x2 + i);
-            a2 = Vec512.FusedMultiplyAdd(wa, v, a2);
-            b2 = Vec512.FusedMultiplyAdd(wb, v, b2);
-            v = Vec512.Load(x3 + i);
-            a3 = Vec512.FusedMultiplyAdd(wa, v, a3);
-            b3 = Vec512.FusedMultiplyAdd(wb, v, b3);
-            v = Vec512.Load(x4 + i);
-            a4 = Vec512.FusedMultiplyAdd(wa, v, a4);
-            b4 = Vec512.FusedMultiplyAdd(wb, v, b4);
-            v = Vec512.Load(x5 + i);
-            a5 = Vec512.FusedMultiplyAdd(wa, v, a5);
-            b5 = Vec512.FusedMultiplyAdd(wb, v, b5);
-            v = Vec512.Load(x6 + i);
-            a6 = Vec512.FusedMultiplyAdd(wa, v, a6);
-            b6 = Vec512.FusedMultiplyAdd(wb, v, b6);
-            v = Vec512.Load(x7 + i);
-            a7 = Vec512.FusedMultiplyAdd(wa, v, a7);
-            b7 = Vec512.FusedMultiplyAdd(wb, v, b7);
+            var wa = TRow.Load<Vec512, Vector512<float>>(rowA, i);
+            var wb = TRow.Load<Vec512, Vector512<float>>(rowB, i);
+            var v = Vector512.Load(x0 + i);
+            a0 = Vector512.FusedMultiplyAdd(wa, v, a0);
+            b0 = Vector512.FusedMultiplyAdd(wb, v, b0);
+            v = Vector512.Load(x1 + i);
+            a1 = Vector512.FusedMultiplyAdd(wa, v, a1);
+            b1 = Vector512.FusedMultiplyAdd(wb, v, b1);
+            v = Vector512.Load(x2 + i);
+            a2 = Vector512.FusedMultiplyAdd(wa, v, a2);
+            b2 = Vector512.FusedMultiplyAdd(wb, v, b2);
+            v = Vector512.Load(x3 + i);
+            a3 = Vector512.FusedMultiplyAdd(wa, v, a3);
+            b3 = Vector512.FusedMultiplyAdd(wb, v, b3);
+            v = Vector512.Load(x4 + i);
+            a4 = Vector512.FusedMultiplyAdd(wa, v, a4);
+            b4 = Vector512.FusedMultiplyAdd(wb, v, b4);
+            v = Vector512.Load(x5 + i);
+            a5 = Vector512.FusedMultiplyAdd(wa, v, a5);
+            b5 = Vector512.FusedMultiplyAdd(wb, v, b5);
+            v = Vector512.Load(x6 + i);
+            a6 = Vector512.FusedMultiplyAdd(wa, v, a6);
+            b6 = Vector512.FusedMultiplyAdd(wb, v, b6);
+            v = Vector512.Load(x7 + i);
+            a7 = Vector512.FusedMultiplyAdd(wa, v, a7);
+            b7 = Vector512.FusedMultiplyAdd(wb, v, b7);
         }
 
         var sa = Reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
@@ -92,17 +92,18 @@ internal static unsafe class Tile2x8
     /// <summary>The horizontal sums of eight vectors as one <c>Vector256</c>: a transpose-and-add tree (each level adds
     /// halves of two vectors at once), 7 adds of pairs instead of 8 full reductions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Reduce8(Vec512 v0, Vec512 v1, Vec512 v2, Vec512 v3, Vec512 v4, Vec512 v5, Vec512 v6, Vec512 v7)
+    private static Vector256<float> Reduce8(Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3,
+        Vector512<float> v4, Vector512<float> v5, Vector512<float> v6, Vector512<float> v7)
     {
         // 512 → 256 per vector.
-        var h0 = v0.Value.GetLower() + v0.Value.GetUpper();
-        var h1 = v1.Value.GetLower() + v1.Value.GetUpper();
-        var h2 = v2.Value.GetLower() + v2.Value.GetUpper();
-        var h3 = v3.Value.GetLower() + v3.Value.GetUpper();
-        var h4 = v4.Value.GetLower() + v4.Value.GetUpper();
-        var h5 = v5.Value.GetLower() + v5.Value.GetUpper();
-        var h6 = v6.Value.GetLower() + v6.Value.GetUpper();
-        var h7 = v7.Value.GetLower() + v7.Value.GetUpper();
+        var h0 = v0.GetLower() + v0.GetUpper();
+        var h1 = v1.GetLower() + v1.GetUpper();
+        var h2 = v2.GetLower() + v2.GetUpper();
+        var h3 = v3.GetLower() + v3.GetUpper();
+        var h4 = v4.GetLower() + v4.GetUpper();
+        var h5 = v5.GetLower() + v5.GetUpper();
+        var h6 = v6.GetLower() + v6.GetUpper();
+        var h7 = v7.GetLower() + v7.GetUpper();
         // Pairwise within 128-bit lanes: hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7].
         var p01 = Avx.HorizontalAdd(h0, h1);
         var p23 = Avx.HorizontalAdd(h2, h3);

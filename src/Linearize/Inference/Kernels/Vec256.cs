@@ -7,45 +7,40 @@ using System.Runtime.Intrinsics.X86;
 namespace Linearize.Inference.Kernels;
 
 /// <summary>AVX2 with FMA: 8 float32 lanes, 16 registers (<see cref="KernelIsa.Avx2"/>).</summary>
-internal readonly unsafe struct Vec256 : IFloatVector<Vec256>
+internal readonly unsafe struct Vec256 : IFloatVector<Vec256, Vector256<float>>
 {
-    public readonly Vector256<float> Value;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Vec256(Vector256<float> value) => Value = value;
-
     public static int Count => Vector256<float>.Count;
 
     public static int Registers => 16;
 
-    public static Vec256 Zero
+    public static Vector256<float> Zero
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => new(Vector256<float>.Zero);
+        get => Vector256<float>.Zero;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 Load(float* p) => new(Vector256.Load(p));
+    public static Vector256<float> Load(float* p) => Vector256.Load(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 LoadBFloat16(ushort* p) =>
-        new(Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(p)), 16).AsSingle());
+    public static Vector256<float> LoadBFloat16(ushort* p) =>
+        Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(p)), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 LoadInt8(sbyte* p) => new(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p)));
+    public static Vector256<float> LoadInt8(sbyte* p) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 Broadcast(float value) => new(Vector256.Create(value));
+    public static Vector256<float> Broadcast(float value) => Vector256.Create(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 FusedMultiplyAdd(Vec256 a, Vec256 b, Vec256 c) => new(Fma.MultiplyAdd(a.Value, b.Value, c.Value));
+    public static Vector256<float> FusedMultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Fma.MultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 operator +(Vec256 a, Vec256 b) => new(a.Value + b.Value);
+    public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec256 operator *(Vec256 a, Vec256 b) => new(a.Value * b.Value);
+    public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum(Vec256 v) => Vector256.Sum(v.Value);
+    public static float Sum(Vector256<float> v) => Vector256.Sum(v);
 }

@@ -7,45 +7,40 @@ using System.Runtime.Intrinsics.X86;
 namespace Linearize.Inference.Kernels;
 
 /// <summary>AVX-512: 16 float32 lanes, 32 registers (<see cref="KernelIsa.Avx512"/>).</summary>
-internal readonly unsafe struct Vec512 : IFloatVector<Vec512>
+internal readonly unsafe struct Vec512 : IFloatVector<Vec512, Vector512<float>>
 {
-    public readonly Vector512<float> Value;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Vec512(Vector512<float> value) => Value = value;
-
     public static int Count => Vector512<float>.Count;
 
     public static int Registers => 32;
 
-    public static Vec512 Zero
+    public static Vector512<float> Zero
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => new(Vector512<float>.Zero);
+        get => Vector512<float>.Zero;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 Load(float* p) => new(Vector512.Load(p));
+    public static Vector512<float> Load(float* p) => Vector512.Load(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 LoadBFloat16(ushort* p) =>
-        new(Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle());
+    public static Vector512<float> LoadBFloat16(ushort* p) =>
+        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 LoadInt8(sbyte* p) => new(Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p))));
+    public static Vector512<float> LoadInt8(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 Broadcast(float value) => new(Vector512.Create(value));
+    public static Vector512<float> Broadcast(float value) => Vector512.Create(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 FusedMultiplyAdd(Vec512 a, Vec512 b, Vec512 c) => new(Vector512.FusedMultiplyAdd(a.Value, b.Value, c.Value));
+    public static Vector512<float> FusedMultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 operator +(Vec512 a, Vec512 b) => new(a.Value + b.Value);
+    public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec512 operator *(Vec512 a, Vec512 b) => new(a.Value * b.Value);
+    public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum(Vec512 v) => Vector512.Sum(v.Value);
+    public static float Sum(Vector512<float> v) => Vector512.Sum(v);
 }
