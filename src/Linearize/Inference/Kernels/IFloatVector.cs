@@ -9,9 +9,9 @@ namespace Linearize.Inference.Kernels;
 /// (bfloat16, int8) live here because they are the ISA-specific instructions; which one a row needs is the
 /// <see cref="IRowLoader"/>'s choice.
 /// </summary>
-/// <remarks>Every operation is the one the hand-written per-width kernels used (fused multiply-add, the runtime's
-/// <c>Sum</c>), so the results are bit for bit the same, and every kernel of a width reduces a vector in the same
-/// fixed order — the property the batch-invariant kernels rest on (docs/CORRECTNESS.md, batch invariance).</remarks>
+/// <remarks>Every operation is one ISA operation (fused multiply-add rounded once, the runtime's <c>Sum</c>), so a
+/// generic kernel computes bit for bit what the same kernel spelled out for one width would, and every kernel of a
+/// width reduces a vector in the same fixed order — the property the batch-invariant kernels rest on (docs/CORRECTNESS.md, batch invariance).</remarks>
 internal unsafe interface IFloatVector<TSelf, TV> where TSelf : struct, IFloatVector<TSelf, TV> where TV : unmanaged
 {
     /// <summary>float32 lanes per vector.</summary>
