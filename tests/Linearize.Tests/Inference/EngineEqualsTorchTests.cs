@@ -180,16 +180,14 @@ public sealed class EngineEqualsTorchTests
     /// attention is cut into slices; every format and ISA.
     /// </summary>
     [Theory]
-    [InlineData("teacher", WeightFormat.Float32, KernelIsa.Avx512)]
-    [InlineData("teacher", WeightFormat.Q8, KernelIsa.Avx2)]
-    [InlineData("teacher", WeightFormat.BFloat16, KernelIsa.Scalar)]
-    [InlineData("liger-gla", WeightFormat.Float32, KernelIsa.Avx2)]
-    [InlineData("liger-gla", WeightFormat.Q8, KernelIsa.Avx512)]
-    [InlineData("lolcats-sw", WeightFormat.Float32, KernelIsa.Avx512)]
+    [IsaInlineData("teacher", WeightFormat.Float32, KernelIsa.Avx512)]
+    [IsaInlineData("teacher", WeightFormat.Q8, KernelIsa.Avx2)]
+    [IsaInlineData("teacher", WeightFormat.BFloat16, KernelIsa.Scalar)]
+    [IsaInlineData("liger-gla", WeightFormat.Float32, KernelIsa.Avx2)]
+    [IsaInlineData("liger-gla", WeightFormat.Q8, KernelIsa.Avx512)]
+    [IsaInlineData("lolcats-sw", WeightFormat.Float32, KernelIsa.Avx512)]
     public void BatchInvariantStepIsBitIdenticalToRunningAlone(string method, WeightFormat format, KernelIsa isa)
     {
-        if (!KernelIsaSupport.IsSupported(isa))
-            return; // the other rows still run; this CPU lacks the ISA
         using var teacher = TinyModels.Create("gqa-untied");
         using var model = method == "teacher" ? TinyModels.Create("gqa-untied") : Converter.Convert(teacher, LigerConversionTests.Lin(method));
         using var engine = Engines.Create(model, new EngineOptions { Weights = format, Isa = isa, Threads = 2, BatchInvariant = true });
@@ -245,12 +243,10 @@ public sealed class EngineEqualsTorchTests
     }
 
     [Theory]
-    [InlineData(KernelIsa.Scalar, 1)]
-    [InlineData(KernelIsa.Avx2, 3)]
+    [IsaInlineData(KernelIsa.Scalar, 1)]
+    [IsaInlineData(KernelIsa.Avx2, 3)]
     public void EveryIsaAndThreadCountGivesTheSameModel(KernelIsa isa, int threads)
     {
-        if (!KernelIsaSupport.IsSupported(isa))
-            return;
         using var teacher = TinyModels.Create("qwen2-bias");
         using var model = Converter.Convert(teacher, LigerConversionTests.Lin("liger-gla", softmaxLayers: new[] { 1 }));
         using var engine = Engines.Create(model, new EngineOptions { Isa = isa, Threads = threads, ParallelMinBytes = 0 });
