@@ -37,7 +37,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     /// <summary>Tensor <paramref name="name"/> as float32 values into <paramref name="destination"/> (see
     /// <see cref="SafetensorsFile.ReadInto"/>).</summary>
-    public void ReadInto(string name, Span<float> destination) => File(name).ReadInto(name, destination);
+    public void ReadInto(string name, long offset, Span<float> destination) => File(name).ReadInto(name, offset, destination);
 
     private SafetensorsFile File(string name) =>
         _byTensor.TryGetValue(name, out var f) ? f : throw new CheckpointFormatException(Source, name, "not present in the checkpoint");

@@ -195,17 +195,20 @@ public sealed class SafetensorsFile : IDisposable
         return tensor;
     }
 
-    /// <summary>Reads floating-point tensor <paramref name="name"/> (F32, BF16 or F16) as float32 values straight from
-    /// the mapped file into <paramref name="destination"/> — no tensor in between, so packing a large checkpoint holds
-    /// only its destination. BF16 and F16 widen exactly.</summary>
-    public unsafe void ReadInto(string name, Span<float> destination)
+    /// <summary>Reads elements <c>[offset, offset + destination.Length)</c> of floating-point tensor
+    /// <paramref name="name"/> (F32, BF16 or F16, row-major) as float32 values straight from the mapped file into
+    /// <paramref name="destination"/> — no tensor in between, so packing a large checkpoint a block of rows at a time
+    /// holds only that block. BF16 and F16 widen exactly.</summary>
+    public unsafe void ReadInto(string name, long offset, Span<float> destination)
     {
         var info = GetInfo(name);
-        if (destination.Length != info.ElementCount)
-            throw new ArgumentException($"{FilePath}: {name} has {info.ElementCount} elements, the destination {destination.Length}");
-        if (info.ByteCount == 0)
+        if (offset < 0 || offset + destination.Length > info.ElementCount)
+            throw new ArgumentException($"{FilePath}: {name} has {info.ElementCount} elements, asked for [{offset}, {offset + destination.Length})");
+        if (destination.IsEmpty)
             return;
-        using var view = _map!.CreateViewAccessor(DataStart + info.Begin, info.ByteCount, MemoryMappedFileAccess.Read);
+        long elementSize = info.DType.ElementSize();
+        using var view = _map!.CreateViewAccessor(DataStart + info.Begin + offset * elementSize, destination.Length * elementSize,
+            MemoryMappedFileAccess.Read);
         byte* basePtr = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
         try

@@ -17,9 +17,9 @@ internal sealed class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWei
     public float[] ReadFloats(string name)
     {
         var result = new float[checkpoint.GetInfo(name).ElementCount];
-        checkpoint.ReadInto(name, result);
+        checkpoint.ReadInto(name, 0, result);
         return result;
     }
 
-    public void ReadInto(string name, Span<float> destination) => checkpoint.ReadInto(name, destination);
+    public void ReadInto(string name, long offset, Span<float> destination) => checkpoint.ReadInto(name, offset, destination);
 }

@@ -177,30 +177,41 @@ public sealed unsafe class DecodeEngine : IDisposable
         foreach (var n in names)
             Require(weights, n);
         var shapes = names.Select(weights.Shape).ToArray();
-        long elements = shapes.Sum(x => x[0] * x[1]);
-        var packed = PackStaged(weights, names, shapes, format);
-        // The float32 staging buffer is garbage now; collecting it before the next large matrix keeps the peak at the
-        // packed weights plus one matrix, not plus every matrix the GC has not got round to.
-        if (elements >= 1 << 24)
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
-        return packed;
+        return PackStaged(weights, names, shapes, format);
     }
 
-    /// <summary>Reads each part straight into its rows of one float32 staging buffer, then packs it.</summary>
+    /// <summary>Staging rows per block when packing: ~16 MiB of float32 whatever the matrix, so packing holds the packed
+    /// weights and one block, never a whole matrix in float32 (an 8B model's embedding is 2 GiB of it).</summary>
+    private const long StagingFloats = 4L << 20;
+
+    /// <summary>Reads each part a block of rows at a time into one float32 staging buffer and packs the block.</summary>
     private static PackedMatrix PackStaged(IWeightSource weights, string[] names, long[][] shapes, WeightFormat format)
     {
-        long cols = shapes[0][1];
+        int cols = (int)shapes[0][1];
         int rows = (int)shapes.Sum(x => x[0]);
-        var all = GC.AllocateUninitializedArray<float>(checked((int)(rows * cols)));
-        long offset = 0;
-        foreach (var (n, shape) in names.Zip(shapes))
+        var matrix = PackedMatrix.Allocate(rows, cols, format);
+        try
         {
-            long count = shape[0] * shape[1];
-            weights.ReadInto(n, all.AsSpan((int)offset, (int)count));
-            offset += count;
-        }
+            int blockRows = (int)Math.Max(1, StagingFloats / cols);
+            var staging = GC.AllocateUninitializedArray<float>(blockRows * cols);
+            int row = 0;
+            foreach (var (n, shape) in names.Zip(shapes))
+                for (long r = 0; r < shape[0]; r += blockRows)
+                {
+                    int count = (int)Math.Min(blockRows, shape[0] - r);
+                    var block = staging.AsSpan(0, count * cols);
+                    weights.ReadInto(n, r * cols, block);
+                    matrix.PackRows(row, block);
+                    row += count;
+                }
 
-        return PackedMatrix.Pack(all, rows, (int)cols, format);
+            return matrix;
+        }
+        catch
+        {
+            matrix.Dispose();
+            throw;
+        }
     }
 
     private static float[]? Vector(IWeightSource weights, string name, bool optional = false)

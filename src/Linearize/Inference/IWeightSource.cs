@@ -19,6 +19,7 @@ internal interface IWeightSource
     /// <summary>Tensor <paramref name="name"/> as float32 values in row-major order.</summary>
     float[] ReadFloats(string name);
 
-    /// <summary>Tensor <paramref name="name"/> as float32 values into <paramref name="destination"/> (exactly its size).</summary>
-    void ReadInto(string name, Span<float> destination);
+    /// <summary>Elements <c>[offset, offset + destination.Length)</c> of tensor <paramref name="name"/> (row-major) as
+    /// float32 values into <paramref name="destination"/>.</summary>
+    void ReadInto(string name, long offset, Span<float> destination);
 }

@@ -66,6 +66,20 @@ public sealed unsafe class PackedMatrix : IDisposable
         return m;
     }
 
+    /// <summary>An empty matrix to be filled with <see cref="PackRows"/>, for sources read a block of rows at a time.</summary>
+    internal static PackedMatrix Allocate(int rows, int cols, WeightFormat format) => new(rows, cols, format);
+
+    /// <summary>Packs rows <c>[first, first + n)</c> from <paramref name="rows"/> (row-major, <c>n × Cols</c>); each row
+    /// is packed exactly as <see cref="Pack"/> packs it.</summary>
+    internal void PackRows(int first, ReadOnlySpan<float> rows)
+    {
+        int n = rows.Length / Cols;
+        if (rows.Length != n * Cols || first < 0 || first + n > Rows)
+            throw new ArgumentException($"rows [{first}, {first + n}) of [{Rows}, {Cols}] from {rows.Length} values");
+        for (int r = 0; r < n; r++)
+            PackRow(first + r, rows.Slice(r * Cols, Cols));
+    }
+
     private void PackRow(int r, ReadOnlySpan<float> row)
     {
         long offset = (long)r * Cols;

@@ -17,9 +17,11 @@ internal sealed class StateDictWeights(IDictionary<string, Tensor> state, string
 
     public float[] ReadFloats(string name) => Floats(state[name]);
 
-    public void ReadInto(string name, Span<float> destination)
+    public void ReadInto(string name, long offset, Span<float> destination)
     {
-        using var f = state[name].detach().to(ScalarType.Float32).contiguous();
+        using var flat = state[name].detach().reshape(-1);
+        using var part = flat.narrow(0, offset, destination.Length);
+        using var f = part.to(ScalarType.Float32).contiguous();
         MemoryMarshal.Cast<byte, float>(f.bytes).CopyTo(destination);
     }
 

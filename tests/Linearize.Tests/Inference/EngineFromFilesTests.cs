@@ -50,4 +50,26 @@ public sealed class EngineFromFilesTests
                 Assert.Equal(packed.Step(a, 5 + t).ToArray(), mapped.Step(b, 5 + t).ToArray());
         }
     }
+
+    /// <summary>Packing a block of rows at a time (as loading does) gives the bytes packing the whole matrix gives.</summary>
+    [Theory]
+    [InlineData(WeightFormat.Float32)]
+    [InlineData(WeightFormat.BFloat16)]
+    [InlineData(WeightFormat.Q8)]
+    public unsafe void PackingByBlocksEqualsPackingWhole(WeightFormat format)
+    {
+        const int rows = 37, cols = 100;
+        var random = new Random(3);
+        var all = Enumerable.Range(0, rows * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        using var whole = PackedMatrix.Pack(all, rows, cols, format);
+        using var blocks = PackedMatrix.Allocate(rows, cols, format);
+        foreach (var (first, n) in new[] { (0, 5), (5, 1), (6, 30), (36, 1) })
+            blocks.PackRows(first, all.AsSpan(first * cols, n * cols));
+        long dataBytes = (long)rows * cols * (format == WeightFormat.Float32 ? 4 : format == WeightFormat.BFloat16 ? 2 : 1);
+        byte* a = format == WeightFormat.Float32 ? (byte*)whole.F32 : format == WeightFormat.BFloat16 ? (byte*)whole.Bf16 : (byte*)whole.Q8Data;
+        byte* b = format == WeightFormat.Float32 ? (byte*)blocks.F32 : format == WeightFormat.BFloat16 ? (byte*)blocks.Bf16 : (byte*)blocks.Q8Data;
+        Assert.True(new ReadOnlySpan<byte>(a, (int)dataBytes).SequenceEqual(new ReadOnlySpan<byte>(b, (int)dataBytes)));
+        if (format == WeightFormat.Q8)
+            Assert.True(new ReadOnlySpan<float>(whole.Q8Scales, rows * whole.BlocksPerRow).SequenceEqual(new ReadOnlySpan<float>(blocks.Q8Scales, rows * blocks.BlocksPerRow)));
+    }
 }
