@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
 using Linearize.Data;

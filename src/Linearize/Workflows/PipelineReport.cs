@@ -1,17 +1,8 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
-using Linearize.Checkpoints.Configuration;
 using Linearize.Data;
-using Linearize.Evaluation;
-using Linearize.Methods;
-using Linearize.Modeling;
-using Linearize.Modeling.Llama;
-using Linearize.Tokenization;
-using Linearize.Training.Lora;
-using Linearize.Training;
 
 namespace Linearize.Workflows;
 
