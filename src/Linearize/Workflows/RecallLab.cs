@@ -61,6 +61,7 @@ public sealed class RecallLab(RecallLabOptions options)
     private RecallLabResult RunWithThreads(string outDir, Action<string>? log, Action<string, TrainingMetrics>? onStep, CancellationToken cancel)
     {
         var watch = Stopwatch.StartNew();
+        RefuseOtherOptions(outDir);
         var task = options.Task;
         var train = RecallGenerator.Generate(task, options.TrainSequences, DataSeed(1));
         var test = RecallGenerator.Generate(task, options.TestSequences, DataSeed(2));
@@ -234,6 +235,20 @@ public sealed class RecallLab(RecallLabOptions options)
         rows.Add(new RecallLabRow(row.Name, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
         log?.Invoke($"{row}: recovered, recall {rows[1].Recall.Accuracy:P1}");
         return rows;
+    }
+
+    /// <summary>
+    /// Rows reused from <paramref name="outDir"/> must come from the same options (the thread count included, which no
+    /// training checkpoint records), or the report would mix two labs: <c>lab.json</c> holds them, and another run on
+    /// the same directory must match it. Rows may be added (<see cref="RecallLabOptions.Methods"/> is not compared).
+    /// </summary>
+    private void RefuseOtherOptions(string outDir)
+    {
+        string file = Path.Combine(outDir, "lab.json");
+        string current = JsonSerializer.Serialize(options with { Methods = Array.Empty<RecallLabMethod>() }, Json);
+        if (File.Exists(file) && File.ReadAllText(file) != current)
+            throw new LinearizeException($"{outDir}: holds a lab run with other options ({file}: seed, threads, steps, task); rerun with the same ones, or give a new --out");
+        AtomicFile.WriteAllText(file, current);
     }
 
     /// <summary>The name fragment of the delta-rule layers' β projection, trained in full during recovery.</summary>
