@@ -22,7 +22,11 @@ public static class LabCommand
     {
         var task = new DataCommand.RecallTaskCliOptions();
         var output = new Option<string>("--out", "-o") { Description = "Lab directory: data/, teacher/, methods/<method>/, report.md, report.json, recall.png", Required = true };
-        var methods = new Option<string?>("--methods") { Description = "Comma-separated methods (default: swa, the six gated Liger families and lolcats-sw)" };
+        var methods = new Option<string?>("--methods")
+        {
+            Description = "Comma-separated rows: method names, a delta-rule one with +neg for β in (0, 2) (liger-gdn+neg) " +
+                          $"(default: {string.Join(",", new RecallLabOptions().Methods.Select(m => m.Name))}). The delta-rule rows train b_proj in full beside LoRA",
+        };
         var trainSequences = new Option<int>("--train-sequences") { Description = "MQAR training sequences", DefaultValueFactory = _ => new RecallLabOptions().TrainSequences };
         var testSequences = new Option<int>("--test-sequences") { Description = "Held-out sequences every model is scored on", DefaultValueFactory = _ => new RecallLabOptions().TestSequences };
         var warmupSteps = new Option<long>("--warmup-steps") { Description = "Teacher stage 1: steps on short sequences with few pairs (0: none)", DefaultValueFactory = _ => new RecallLabOptions().TeacherWarmup.MaxSteps!.Value };
@@ -30,16 +34,22 @@ public static class LabCommand
         var recoverySteps = new Option<long>("--recovery-steps") { Description = "LoRA steps for every converted model (and as many attention-transfer steps first for LoLCATs)", DefaultValueFactory = _ => new RecallLabOptions().Recovery.MaxSteps!.Value };
         var hidden = new Option<int>("--hidden") { Description = "Teacher hidden size (heads of 64: hidden / 64 heads)", DefaultValueFactory = _ => new RecallLabOptions().Hidden };
         var layers = new Option<int>("--layers") { Description = "Teacher layers", DefaultValueFactory = _ => new RecallLabOptions().Layers };
-        var seed = new Option<int>("--seed") { Description = "Seed of data, initialisation and LoRA", DefaultValueFactory = _ => 0 };
+        var seed = new Option<int>("--seed") { Description = "Seed of data, initialisation, batch order and LoRA", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads")
+        {
+            Description = "libtorch threads for the whole lab. The same --seed and --threads give the same numbers; another thread count sums in another order",
+            DefaultValueFactory = _ => new RecallLabOptions().Threads,
+        };
         var command = new Command("recall",
             "Multi-query associative recall beyond the window: train a Llama teacher with 64-dimensional heads from scratch on MQAR, convert it with each method, " +
             "score every model by key-to-query distance untrained and after the same recovery budget, and write report.md, report.json and recall.png. " +
+            "Deterministic: the same --seed and --threads reproduce every number. " +
             "Rerunning on the same --out continues where it stopped.");
         task.AddTo(command);
         task.MinGap.DefaultValueFactory = _ => new RecallLabOptions().Task.MinGap;
         task.Pairs.DefaultValueFactory = _ => new RecallLabOptions().Task.Pairs;
         task.Queries.DefaultValueFactory = _ => new RecallLabOptions().Task.Queries;
-        foreach (var o in new Option[] { output, methods, trainSequences, testSequences, warmupSteps, teacherSteps, recoverySteps, hidden, layers, seed })
+        foreach (var o in new Option[] { output, methods, trainSequences, testSequences, warmupSteps, teacherSteps, recoverySteps, hidden, layers, seed, threads })
             command.Add(o);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -58,6 +68,7 @@ public static class LabCommand
                 TrainSequences = r.GetValue(trainSequences),
                 TestSequences = r.GetValue(testSequences),
                 Seed = r.GetValue(seed),
+                Threads = r.GetValue(threads),
                 Hidden = h,
                 Heads = h / 64,
                 Layers = r.GetValue(layers),
@@ -65,7 +76,7 @@ public static class LabCommand
                 Recovery = defaults.Recovery with { MaxSteps = r.GetValue(recoverySteps), SequenceLength = t.SequenceLength, EvalEvery = (int)Math.Max(1, r.GetValue(recoverySteps) / 2) },
                 Distill = defaults.Distill with { MaxSteps = r.GetValue(recoverySteps), SequenceLength = t.SequenceLength, EvalEvery = (int)Math.Max(1, r.GetValue(recoverySteps) / 2) },
                 Methods = r.GetValue(methods)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    .Select(n => LinearizationMethods.Get(n, "--methods")).ToArray() ?? defaults.Methods,
+                    .Select(n => RecallLabMethod.Parse(n, "--methods")).ToArray() ?? defaults.Methods,
             };
             options.Validate();
             string outDir = r.GetValue(output)!;
@@ -106,6 +117,7 @@ public static class LabCommand
                       $"(chance {1.0 / o.Task.Values:P1}), {o.Task.Queries} queries per sequence, queries at least {o.Task.MinGap} tokens after the pairs; " +
                       $"{o.TestSequences} held-out sequences. Converted models: window {o.Window}; recovery {o.Recovery.MaxSteps} LoRA steps " +
                       $"(r {o.Recovery.Lora.Rank}, {string.Join(",", o.Recovery.Lora.Targets)}; LoLCATs: as many attention-transfer steps first). " +
+                      $"Delta-rule rows also train b_proj in full. Seed {o.Seed}, {o.Threads} libtorch thread{(o.Threads == 1 ? "" : "s")}. " +
                       $"Lab time {result.Seconds / 60:F1} min.").AppendLine();
         md.Append("| model | stage | state / sequence | recall | ");
         md.AppendLine(string.Join(" | ", RecallEvaluator.Buckets.Select(b => b.Name)) + " | steps |");
@@ -121,7 +133,7 @@ public static class LabCommand
             options = new
             {
                 task = o.Task, warmup_task = o.WarmupTask, warmup_steps = o.TeacherWarmup.MaxSteps, o.TrainSequences, o.TestSequences, o.Hidden, o.Heads, o.Layers, o.Window, teacher_steps = o.Teacher.MaxSteps,
-                recovery_steps = o.Recovery.MaxSteps, o.Methods,
+                recovery_steps = o.Recovery.MaxSteps, methods = o.Methods.Select(m => m.Name), o.Seed, o.Threads,
             },
             rows = rows.Select(x => new
             {

@@ -13,6 +13,7 @@ using Linearize.Modeling.Llama;
 using Linearize.Training.Distillation;
 using Linearize.Training.Lora;
 using Linearize.Training;
+using TorchSharp;
 
 namespace Linearize.Workflows;
 
@@ -23,6 +24,11 @@ namespace Linearize.Workflows;
 /// from beyond the window, so the buckets past 64 tokens are the ones that separate the methods. Each stage writes its
 /// result beside its checkpoints, so an interrupted lab continues where it stopped.
 /// </summary>
+/// <remarks>
+/// Every number is a function of <see cref="RecallLabOptions.Seed"/> and <see cref="RecallLabOptions.Threads"/>: data,
+/// initialisations, batch order and LoRA all draw from seeded generators derived from the one seed, and libtorch runs
+/// with the given thread count for the whole lab (a parallel reduction's summation order depends on it).
+/// </remarks>
 public sealed class RecallLab(RecallLabOptions options)
 {
     /// <summary>NaN accuracies (an empty bucket) are written as "NaN" rather than refused.</summary>
@@ -34,11 +40,32 @@ public sealed class RecallLab(RecallLabOptions options)
     public RecallLabResult Run(string outDir, Action<string>? log, Action<string, TrainingMetrics>? onStep, CancellationToken cancel)
     {
         options.Validate();
+        int threadsBefore = torch.get_num_threads();
+        torch.set_num_threads(options.Threads);
+        try
+        {
+            return RunWithThreads(outDir, log, onStep, cancel);
+        }
+        finally
+        {
+            torch.set_num_threads(threadsBefore);
+        }
+    }
+
+    /// <summary>The seed of data set <paramref name="stream"/> (0–7): the streams of two lab seeds never coincide.</summary>
+    private int DataSeed(int stream) => 8 * options.Seed + stream;
+
+    /// <summary>A training stage's options with the lab's seed (batch order, and the global generator the stage starts from).</summary>
+    private TrainingOptions Seeded(TrainingOptions stage) => stage with { Seed = options.Seed };
+
+    private RecallLabResult RunWithThreads(string outDir, Action<string>? log, Action<string, TrainingMetrics>? onStep, CancellationToken cancel)
+    {
         var watch = Stopwatch.StartNew();
+        RefuseOtherOptions(outDir);
         var task = options.Task;
-        var train = RecallGenerator.Generate(task, options.TrainSequences, 3 * options.Seed + 1);
-        var test = RecallGenerator.Generate(task, options.TestSequences, 3 * options.Seed + 2);
-        var validation = RecallGenerator.Generate(task, Math.Max(16, options.TestSequences / 4), 3 * options.Seed + 3);
+        var train = RecallGenerator.Generate(task, options.TrainSequences, DataSeed(1));
+        var test = RecallGenerator.Generate(task, options.TestSequences, DataSeed(2));
+        var validation = RecallGenerator.Generate(task, Math.Max(16, options.TestSequences / 4), DataSeed(3));
         string dataDir = Path.Combine(outDir, "data");
         if (!File.Exists(Path.Combine(dataDir, "test.jsonl")))
         {
@@ -102,12 +129,12 @@ public sealed class RecallLab(RecallLabOptions options)
             double warmupSeconds = 0;
             if (options.TeacherWarmup.MaxSteps > 0)
             {
-                var warmup = RecallGenerator.Generate(options.WarmupTask, options.WarmupSequences, 3 * options.Seed + 4)
+                var warmup = RecallGenerator.Generate(options.WarmupTask, options.WarmupSequences, DataSeed(4))
                     .Select(RecallGenerator.ToTraining).ToList();
-                var warmupVal = RecallGenerator.Generate(options.WarmupTask, 64, 3 * options.Seed + 5).Select(RecallGenerator.ToTraining).ToList();
+                var warmupVal = RecallGenerator.Generate(options.WarmupTask, 64, DataSeed(5)).Select(RecallGenerator.ToTraining).ToList();
                 var warmupDir = Path.Combine(dir, "warmup");
                 log?.Invoke($"teacher: stage 1, {options.TeacherWarmup.MaxSteps} steps of {options.TeacherWarmup.BatchSize} × {options.WarmupTask.SequenceLength} tokens ({options.WarmupTask.Pairs} pairs)");
-                var w = new Trainer(model, warmup, warmupVal, options.TeacherWarmup with { FullModules = new[] { "*" } }, warmupDir)
+                var w = new Trainer(model, warmup, warmupVal, Seeded(options.TeacherWarmup) with { FullModules = new[] { "*" } }, warmupDir)
                     .RunOrResume(cancel, m => onStep?.Invoke("teacher stage 1", m));
                 if (!w.Completed)
                 {
@@ -124,7 +151,7 @@ public sealed class RecallLab(RecallLabOptions options)
 
             var runDir = Path.Combine(dir, "run");
             log?.Invoke($"teacher: {model.ParameterCount():N0} parameters, stage 2: {options.Teacher.MaxSteps} steps of {options.Teacher.BatchSize} × {options.Task.SequenceLength} tokens ({options.Task.Pairs} pairs)");
-            var trainer = new Trainer(model, train, validation, options.Teacher with { FullModules = new[] { "*" } }, runDir);
+            var trainer = new Trainer(model, train, validation, Seeded(options.Teacher) with { FullModules = new[] { "*" } }, runDir);
             var result = trainer.RunOrResume(cancel, m => onStep?.Invoke("teacher", m));
             if (!result.Completed)
             {
@@ -150,20 +177,21 @@ public sealed class RecallLab(RecallLabOptions options)
         }
     }
 
-    private List<RecallLabRow>? Method(LinearizationMethod method, string dir, LlamaForCausalLM teacher, List<TrainingExample> train,
+    private List<RecallLabRow>? Method(RecallLabMethod row, string dir, LlamaForCausalLM teacher, List<TrainingExample> train,
         List<TrainingExample> validation, List<RecallExample> test, Action<string>? log, Action<string, TrainingMetrics>? onStep,
         CancellationToken cancel)
     {
+        var method = row.Method;
         var lin = new LinearizationConfig
         {
             Method = method,
-            Liger = new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window },
+            Liger = new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window, NegativeEigenvalues = row.NegativeEigenvalues },
             Lolcats = new LolcatsOptions { Shape = method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window },
         };
         using var student = Converter.Convert(teacher, lin);
         long state = StateBytes(student);
-        var rows = new List<RecallLabRow> { new(method.Name, "converted", state, RecallEvaluator.Evaluate(student, test), 0, 0) };
-        log?.Invoke($"{method}: converted, recall {rows[0].Recall.Accuracy:P1}");
+        var rows = new List<RecallLabRow> { new(row.Name, "converted", state, RecallEvaluator.Evaluate(student, test), 0, 0) };
+        log?.Invoke($"{row}: converted, recall {rows[0].Recall.Accuracy:P1}");
         long steps = 0;
         double seconds = 0;
         foreach (var p in student.parameters())
@@ -176,8 +204,8 @@ public sealed class RecallLab(RecallLabOptions options)
                     foreach (var p in a.TransferParameters)
                         p.requires_grad = true;
             string distillDir = Path.Combine(dir, "distill");
-            var distill = new Trainer(student, train, validation, options.Distill, distillDir, new AttentionTransferObjective());
-            var d = distill.RunOrResume(cancel, m => onStep?.Invoke($"{method} transfer", m));
+            var distill = new Trainer(student, train, validation, Seeded(options.Distill), distillDir, new AttentionTransferObjective());
+            var d = distill.RunOrResume(cancel, m => onStep?.Invoke($"{row} transfer", m));
             if (!d.Completed)
                 return null;
             LinearizationPipeline.RestoreTrainable(student, d.BestCheckpoint ?? d.LastCheckpoint);
@@ -188,17 +216,43 @@ public sealed class RecallLab(RecallLabOptions options)
         }
 
         LoraInjector.Inject(student, options.Recovery.Lora, (ulong)options.Seed);
+        var recovery = Seeded(options.Recovery);
+        if (method.IsDeltaRule)
+        {
+            // b_proj is the one parameter the teacher cannot supply (LigerAttention's remarks); LoRA leaves it frozen,
+            // so it is trained in full beside the adapters, or β would stay σ(0) = ½.
+            recovery = recovery with { FullModules = new[] { DeltaRuleParameter } };
+            FullTraining.Unfreeze(student, recovery.FullModules);
+        }
+
         string recoveryDir = Path.Combine(dir, "recovery");
-        var trainer = new Trainer(student, train, validation, options.Recovery, recoveryDir);
-        var r = trainer.RunOrResume(cancel, m => onStep?.Invoke($"{method} LoRA", m));
+        var trainer = new Trainer(student, train, validation, recovery, recoveryDir);
+        var r = trainer.RunOrResume(cancel, m => onStep?.Invoke($"{row} LoRA", m));
         if (!r.Completed)
             return null;
         LinearizationPipeline.RestoreTrainable(student, r.BestCheckpoint ?? r.LastCheckpoint);
         student.eval();
-        rows.Add(new RecallLabRow(method.Name, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
-        log?.Invoke($"{method}: recovered, recall {rows[1].Recall.Accuracy:P1}");
+        rows.Add(new RecallLabRow(row.Name, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
+        log?.Invoke($"{row}: recovered, recall {rows[1].Recall.Accuracy:P1}");
         return rows;
     }
+
+    /// <summary>
+    /// Rows reused from <paramref name="outDir"/> must come from the same options (the thread count included, which no
+    /// training checkpoint records), or the report would mix two labs: <c>lab.json</c> holds them, and another run on
+    /// the same directory must match it. Rows may be added (<see cref="RecallLabOptions.Methods"/> is not compared).
+    /// </summary>
+    private void RefuseOtherOptions(string outDir)
+    {
+        string file = Path.Combine(outDir, "lab.json");
+        string current = JsonSerializer.Serialize(options with { Methods = Array.Empty<RecallLabMethod>() }, Json);
+        if (File.Exists(file) && File.ReadAllText(file) != current)
+            throw new LinearizeException($"{outDir}: holds a lab run with other options ({file}: seed, threads, steps, task); rerun with the same ones, or give a new --out");
+        AtomicFile.WriteAllText(file, current);
+    }
+
+    /// <summary>The name fragment of the delta-rule layers' β projection, trained in full during recovery.</summary>
+    public const string DeltaRuleParameter = ".self_attn.b_proj.";
 
     /// <summary>Bytes of decoding state one sequence holds after the task's length (the engine's own accounting).</summary>
     private long StateBytes(LlamaForCausalLM model)

@@ -64,17 +64,27 @@ public sealed record RecallLabOptions
         MaxGradNorm = 1.0,
     };
 
-    /// <summary>Methods converted from the teacher (every Liger family, the sliding window, LoLCATs).</summary>
-    public IReadOnlyList<LinearizationMethod> Methods { get; init; } = new[]
+    /// <summary>Rows converted from the teacher: the sliding window, every Liger family (the delta-rule ones also with
+    /// β in (0, 2)), LoLCATs.</summary>
+    public IReadOnlyList<RecallLabMethod> Methods { get; init; } = new[]
     {
         LinearizationMethods.Swa, LinearizationMethods.LigerGla, LinearizationMethods.LigerHgrn2, LinearizationMethods.LigerGsa,
-        LinearizationMethods.LigerMamba2, LinearizationMethods.LigerMlstm, LinearizationMethods.LigerRetention, LinearizationMethods.LolcatsSw,
-    };
+        LinearizationMethods.LigerMamba2, LinearizationMethods.LigerMlstm, LinearizationMethods.LigerRetention, LinearizationMethods.LigerGdn,
+        LinearizationMethods.LigerDeltaNet,
+    }.Select(m => new RecallLabMethod(m)).Append(new RecallLabMethod(LinearizationMethods.LigerGdn, NegativeEigenvalues: true))
+        .Append(new RecallLabMethod(LinearizationMethods.LolcatsSw)).ToArray();
+
+    /// <summary>libtorch's intra-op threads for the whole lab. Fixed rather than measured (as <c>train</c> measures
+    /// free cores) because the thread count decides how parallel reductions split their sums, so the same seed gives
+    /// the same numbers only at the same count; one thread also keeps the lab from stalling on a shared machine
+    /// (docs/RESULTS.md, "Training beside other work").</summary>
+    public int Threads { get; init; } = 1;
 
     /// <summary>The sliding window of every converted model (Liger's 64).</summary>
     public int Window { get; init; } = 64;
 
-    /// <summary>The same recovery budget for every method: LoRA on q, k, v, o.</summary>
+    /// <summary>The same recovery budget for every method: LoRA on q, k, v, o; the delta-rule rows also train their one
+    /// new parameter, <c>b_proj</c>, in full (zero-initialised, it would otherwise leave β = σ(0) = ½ for every token).</summary>
     public TrainingOptions Recovery { get; init; } = new()
     {
         Lora = new LoraOptions { Rank = 8, Alpha = 16, Targets = new[] { "q_proj", "k_proj", "v_proj", "o_proj" } },
@@ -110,5 +120,9 @@ public sealed record RecallLabOptions
             throw new LinearizeException("lab: at least 10 training and 1 held-out sequences");
         if (Methods.Count == 0)
             throw new LinearizeException("lab: no methods to compare");
+        if (Methods.Select(m => m.Name).Distinct().Count() != Methods.Count)
+            throw new LinearizeException("lab: a method is listed twice");
+        if (Threads < 1)
+            throw new LinearizeException($"lab: --threads must be at least 1, got {Threads}");
     }
 }

@@ -1,0 +1,107 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Linearize.Checkpoints;
+using Linearize.Tests.Cli;
+using Linearize.Workflows;
+using Linearize.Tests.Fixtures;
+
+namespace Linearize.Tests.Recall;
+
+/// <summary>
+/// <c>lab recall</c> is an instrument: two runs with the same <c>--seed</c> and <c>--threads</c> must give the same
+/// numbers, down to every training loss and gradient norm (a tiny lab, two libtorch threads so that parallel
+/// reductions are part of what is checked, through every kind of stage: teacher from scratch, attention transfer, LoRA,
+/// and a delta-rule row whose b_proj trains in full). Another seed must give other numbers, so the seed
+/// really reaches the stages.
+/// </summary>
+[Collection("Torch")]
+public sealed class RecallLabDeterminismTests
+{
+    private static string[] Args(string outDir, int seed) => new[]
+    {
+        "lab", "recall", "--out", outDir, "--keys", "16", "--values", "16", "--pairs", "4", "--queries", "4", "--seq-len", "128", "--min-gap", "40",
+        "--hidden", "64", "--layers", "2", "--warmup-steps", "0", "--teacher-steps", "4", "--recovery-steps", "2",
+        "--train-sequences", "32", "--test-sequences", "16", "--methods", "liger-gdn+neg,lolcats-sw", "--threads", "2",
+        "--seed", seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    [Fact]
+    public void TheSameSeedAndThreadsGiveTheSameNumbersAndAnotherSeedOthers()
+    {
+        using var dir = new TempDir();
+        var runs = new[] { ("a", 0), ("b", 0), ("c", 1) }.Select(r =>
+        {
+            string lab = dir.File(r.Item1);
+            var (exit, _, err) = CliHarness.Run(Args(lab, r.Item2));
+            Assert.True(exit == 0, err);
+            return (Report: Report(lab), Training: Training(lab));
+        }).ToList();
+
+        Assert.Equal(runs[0].Report, runs[1].Report);
+        Assert.Equal(runs[0].Training, runs[1].Training);
+        Assert.Contains("liger-gdn+neg", runs[0].Report);
+        Assert.Contains("methods/liger-gdn+neg/recovery", runs[0].Training);
+        Assert.NotEqual(runs[0].Training, runs[2].Training);
+
+        // A lab directory refuses a run with another thread count: its rows would not be comparable.
+        var other = Args(dir.File("a"), 0);
+        other[Array.IndexOf(other, "--threads") + 1] = "1";
+        var (code, _, error) = CliHarness.Run(other);
+        Assert.True(code != 0 && error.Contains("other options", StringComparison.Ordinal), error);
+
+        // The delta-rule row's recovery trained b_proj (LoRA alone would leave it at its zero initialisation: β = σ(0)).
+        using var checkpoint = SafetensorsFile.Open(Path.Combine(dir.File("a"), "methods", "liger-gdn+neg", "recovery", "checkpoints", "last.safetensors"));
+        foreach (var layer in new[] { 0, 1 })
+        {
+            using var bProj = checkpoint.Read($"param.model.layers.{layer}.self_attn.b_proj.weight");
+            Assert.True(bProj.abs().max().item<float>() > 0, $"layer {layer}: b_proj did not move from zero");
+        }
+    }
+
+    [Theory]
+    [InlineData("liger-gdn", "liger-gdn", false)]
+    [InlineData("liger-gdn+neg", "liger-gdn", true)]
+    [InlineData("liger-deltanet+neg", "liger-deltanet", true)]
+    public void RowsAreMethodNamesWithPlusNegForTheDeltaRule(string text, string method, bool negative)
+    {
+        var row = RecallLabMethod.Parse(text, "--methods");
+        Assert.Equal((method, negative, text), (row.Method.Name, row.NegativeEigenvalues, row.Name));
+    }
+
+    [Fact]
+    public void PlusNegOnAMethodWithoutTheDeltaRuleAndUnknownNamesAreRefused()
+    {
+        Assert.Contains("delta-rule", Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse("liger-gla+neg", "--methods")).Message);
+        Assert.Contains("unknown", Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse("liger-gdn+nope", "--methods")).Message);
+        Assert.Contains("twice", Assert.Throws<LinearizeException>(() => new RecallLabOptions
+        {
+            Methods = new[] { RecallLabMethod.Parse("swa", "x"), RecallLabMethod.Parse("swa", "x") },
+        }.Validate()).Message);
+    }
+
+    [Fact]
+    public void TheDefaultRowsIncludeEveryDeltaRuleFamilyAndTheNegativeEigenvalueRow()
+    {
+        var names = new RecallLabOptions().Methods.Select(m => m.Name).ToList();
+        Assert.Contains("liger-gdn", names);
+        Assert.Contains("liger-deltanet", names);
+        Assert.Contains("liger-gdn+neg", names);
+    }
+
+    /// <summary>report.json without its wall-clock times.</summary>
+    private static string Report(string lab)
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(lab, "report.json")))!.AsObject();
+        json.Remove("seconds");
+        foreach (var row in json["rows"]!.AsArray())
+            row!.AsObject().Remove("train_seconds");
+        return json.ToJsonString(new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }); // "+neg" as written
+    }
+
+    /// <summary>Every training stage's per-step loss, gradient norm and validation loss, in full precision.</summary>
+    private static string Training(string lab) => string.Join("\n",
+        Directory.EnumerateFiles(lab, "metrics.jsonl", SearchOption.AllDirectories).Order(StringComparer.Ordinal).SelectMany(f =>
+            File.ReadLines(f).Select(l => JsonNode.Parse(l)!).Select(m =>
+                $"{Path.GetRelativePath(lab, f)} {m["step"]} {m["loss"]} {m["grad_norm"]} {m["eval_loss"]}")));
+}
