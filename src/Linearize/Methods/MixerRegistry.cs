@@ -29,7 +29,7 @@ public static class MixerRegistry
             {
                 var o = ((LigerAttention)layer).Options;
                 return new WindowMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, o.Window, 0, o.Alpha, o.Beta,
-                    new RecurrentBranch(o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
+                    new RecurrentBranch(o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim), o.SparseCache);
             }),
         [MethodKind.SlidingWindow] = new(
             typeof(SlidingWindowAttention),
