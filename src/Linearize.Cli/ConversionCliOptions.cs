@@ -46,6 +46,8 @@ public sealed class ConversionCliOptions
 
     public Option<bool> NegativeEigenvalues { get; } = new("--negative-eigenvalues") { Description = "liger-gdn, liger-deltanet: β = 2σ(W_β x) ∈ (0, 2) (Grazzi et al. 2025: negative eigenvalues for state tracking)" };
 
+    public Option<int> SparseCache { get; } = new("--sparse-cache") { Description = "liger-gla, -hgrn2, -mamba2, -mlstm, -retention: keep up to N evicted key-value pairs per KV head that the recurrent state recalls worst, attended with the window (LoLA; 0 = off)", DefaultValueFactory = _ => 0 };
+
     public Option<int> Sinks { get; } = new("--sinks") { Description = "swa: always-visible first tokens", DefaultValueFactory = _ => 0 };
 
     public Option<string> FeatureMap { get; } = new("--feature-map") { Description = "lolcats-*: hedgehog (softmax ⊕ softmax(−)) or t2r (ReLU(xW + b))", DefaultValueFactory = _ => "hedgehog" };
@@ -59,7 +61,8 @@ public sealed class ConversionCliOptions
     private IEnumerable<(Option Option, Func<LinearizationMethod, bool> AppliesTo)> MethodSpecific => new (Option, Func<LinearizationMethod, bool>)[]
     {
         (Alpha, IsLiger), (Beta, IsLiger), (GateNormalizer, IsLiger), (NormalizeRecurrent, IsLiger),
-        (Slots, m => m.Family == LigerFamily.Gsa), (NegativeEigenvalues, m => m.IsDeltaRule), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
+        (Slots, m => m.Family == LigerFamily.Gsa), (NegativeEigenvalues, m => m.IsDeltaRule),
+        (SparseCache, m => IsLiger(m) && !m.IsDeltaRule && m.Family != LigerFamily.Gsa), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
         (FeatureMap, IsLolcats), (FeatureDim, IsLolcats), (WindowFactor, IsLolcats), (AffineFactors, IsLolcats),
     };
 
@@ -74,7 +77,7 @@ public sealed class ConversionCliOptions
     public void AddTo(Command command)
     {
         FeatureMap.AcceptOnlyFromAmong("hedgehog", "t2r");
-        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, NegativeEigenvalues, Sinks,
+        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, NegativeEigenvalues, SparseCache, Sinks,
                      FeatureMap, FeatureDim, WindowFactor, AffineFactors })
             command.Add(o);
     }
@@ -93,6 +96,8 @@ public sealed class ConversionCliOptions
                 throw new LinearizeException($"{option.Name} applies to {NamesWhere(appliesTo)}, not {m}");
         if (r.GetValue(SoftmaxLayers) is not null && r.GetValue(SoftmaxEvery) is not null)
             throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
+        if (r.GetValue(SparseCache) < 0)
+            throw new LinearizeException($"--sparse-cache must be ≥ 0, got {r.GetValue(SparseCache)}");
         double gamma = r.GetValue(WindowFactor);
         if (!(gamma > 0 && gamma < 1))
             throw new LinearizeException($"--window-factor must be in (0, 1), got {gamma}");
@@ -120,6 +125,7 @@ public sealed class ConversionCliOptions
                 Slots = r.GetValue(Slots),
                 NormalizeRecurrent = r.GetValue(NormalizeRecurrent),
                 NegativeEigenvalues = r.GetValue(NegativeEigenvalues),
+                SparseCache = r.GetValue(SparseCache),
             },
             Lolcats = new LolcatsOptions
             {

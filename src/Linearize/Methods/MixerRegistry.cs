@@ -81,7 +81,7 @@ public static class MixerRegistry
 
     private static WindowMixer LigerMixer(LigerOptions o, LlamaConfig c) =>
         new(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, o.Window, 0, o.Alpha, o.Beta,
-            new RecurrentBranch(o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
+            new RecurrentBranch(o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim), o.SparseCache);
 
     /// <summary>Every kind has a row (checked by the tests, so a new <see cref="MethodKind"/> cannot be forgotten here).</summary>
     public static IEnumerable<MethodKind> KindsWithRows => Kinds.Keys;

@@ -154,6 +154,8 @@ public static class LigerFormat
             Refuse($"'linearization.recurrent_scale' is {o.RecurrentScale}, theirs is 1");
         if (o.NormalizeRecurrent)
             Refuse("'linearization.normalize_recurrent' is true");
+        if (o.SparseCache > 0)
+            Refuse($"'linearization.sparse_cache' is {o.SparseCache} (their layers have no sparse cache)");
         if (lin.SoftmaxLayers.Count > 0)
             Refuse($"'linearization.softmax_layers' keeps layers {string.Join(",", lin.SoftmaxLayers)} softmax");
         if (config.SlidingWindow is not null && config.ModelType != "mistral")

@@ -38,6 +38,15 @@ public sealed record LigerOptions
     /// State-Tracking in Linear RNNs Through Negative Eigenvalues" (fla's <c>allow_neg_eigval</c>).</summary>
     public bool NegativeEigenvalues { get; init; }
 
+    /// <summary>Sparse global cache (LoLA, McDermott et al. 2025; docs/METHODS.md §1.7): up to this many key–value pairs
+    /// per KV head that left the window, kept by how badly the recurrent state recalls them, attended in the same softmax
+    /// as the window. 0 = off (the plain Liger layer). Fixed size, so the decoding state does not grow.</summary>
+    public int SparseCache { get; init; }
+
+    /// <summary>The recurrent state carries the key sum <c>z = Σ decayed φ(k)</c> as an extra value column: for the
+    /// normalized read-out, and for the sparse cache's recall error (§1.7), which is normalized.</summary>
+    public bool CarriesKeySum => NormalizeRecurrent || SparseCache > 0;
+
     /// <summary>True for the delta-rule families (<see cref="LigerFamily.Gdn"/>, <see cref="LigerFamily.DeltaNet"/>).</summary>
     public bool IsDeltaRule => Family is LigerFamily.Gdn or LigerFamily.DeltaNet;
 
@@ -71,6 +80,13 @@ public sealed record LigerOptions
         // A ones column appended to v would be delta-updated like any value column, so it would not count the keys.
         if (NormalizeRecurrent && IsDeltaRule)
             throw new LinearizeException("normalize_recurrent does not apply to the delta rule: its state is not a sum of keys");
+        if (SparseCache < 0)
+            throw new LinearizeException($"sparse cache must be ≥ 0, got {SparseCache}");
+        // The recall error reads φ(k)·S / φ(k)·z; GSA's slot softmax and the delta rule's state have no key sum.
+        if (SparseCache > 0 && (IsDeltaRule || Family == LigerFamily.Gsa))
+            throw new LinearizeException($"the sparse cache applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm and liger-retention, not {Family}");
+        if (SparseCache > 0 && Window < 2)
+            throw new LinearizeException($"the sparse cache needs a window of at least 2 keys, got {Window}");
         if (headDim < 1)
             throw new LinearizeException($"head_dim must be positive, got {headDim}");
     }

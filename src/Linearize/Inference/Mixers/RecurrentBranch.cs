@@ -85,8 +85,8 @@ internal sealed unsafe class RecurrentBranch
 
     private bool IsGsa => _options.Family == LigerFamily.Gsa;
 
-    /// <summary>Value columns of the state: D, plus the denominator's ones column when normalizing.</summary>
-    private int ValueColumns => _d + (_options.NormalizeRecurrent ? 1 : 0);
+    /// <summary>Value columns of the state: D, plus the key sum's ones column when normalizing or keeping a sparse cache.</summary>
+    private int ValueColumns => _d + (_options.CarriesKeySum ? 1 : 0);
 
     /// <summary>Floats of the main state for all heads: <c>[H, K, V(+1)]</c>, or GSA's <c>[H, K, M]</c>.</summary>
     public long StateFloats => IsGsa ? (long)_heads * _d * _slots : (long)_heads * _d * ValueColumns;
@@ -163,7 +163,7 @@ internal sealed unsafe class RecurrentBranch
             VectorOps.Axpy(phiQ[c], row, o, cols);
         }
 
-        if (cols > d)
+        if (_options.NormalizeRecurrent)
         {
             float denominator = o[d] * _scale + DenominatorEps;
             for (int j = 0; j < d; j++)
@@ -174,6 +174,31 @@ internal sealed unsafe class RecurrentBranch
             for (int j = 0; j < d; j++)
                 output[j] = o[j] * _scale;
         }
+    }
+
+    /// <summary>
+    /// LoLA's recall error of the pair a gated step of head <paramref name="h"/> just wrote (docs/METHODS.md §1.7), read
+    /// from the updated state with the written key still in <paramref name="scratch"/>:
+    /// <c>‖v − key·S / (key·z + ε)‖²</c>, the twin of <c>LigerAttention.RecallErrors</c>. Call right after
+    /// <see cref="Step"/> for the same row and head.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public float RecallError(StepContext ctx, int b, int h, WindowState state, float* scratch)
+    {
+        int d = _d, cols = ValueColumns, kvHead = h / (_heads / _kvHeads);
+        float* key = scratch + _layout.Key, read = scratch + _layout.Read, v = ctx.V(b) + kvHead * d;
+        float* s = state.Recurrent.Pointer + (long)h * d * cols;
+        new Span<float>(read, cols).Clear();
+        for (int c = 0; c < d; c++)
+            VectorOps.Axpy(key[c], s + (long)c * cols, read, cols);
+        float denominator = read[d] + DenominatorEps, error = 0;
+        for (int j = 0; j < d; j++)
+        {
+            float e = v[j] - read[j] / denominator;
+            error += e * e;
+        }
+
+        return error;
     }
 
     /// <summary>

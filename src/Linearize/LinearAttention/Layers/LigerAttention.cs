@@ -59,7 +59,8 @@ public sealed class LigerAttention : ProjectedMixer
         string extra = _options.Family == LigerFamily.Gsa ? $", slots={_slots}"
             : _options.NegativeEigenvalues ? ", β∈(0,2)" : "";
         return $"{family}(window={_options.Window}, α={_options.Alpha}, β={_options.Beta}, norm={_options.EffectiveNormalizer}{extra}" +
-               (_options.NormalizeRecurrent ? ", normalized" : "") + ")";
+               (_options.NormalizeRecurrent ? ", normalized" : "") +
+               (_options.SparseCache > 0 ? $", sparse={_options.SparseCache}" : "") + ")";
     }
 
     public override Tensor forward(Tensor x, AttentionContext ctx)
@@ -67,14 +68,20 @@ public sealed class LigerAttention : ProjectedMixer
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         var (q, k, v) = Project(x); // [B, T, H, D], [B, T, H_kv, D] x2
-        var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LinearLayerCache(_options.Window - 1, 0));
+        var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LinearLayerCache(_options.Window - 1, 0, _options.SparseCache));
+        var valid = NewTokenValidity(ctx, b, t, x.device).to(ScalarType.Float32).view(b, t, 1, 1);
 
-        // Window branch: the teacher's softmax attention with RoPE, restricted to the window.
-        var window = WindowBranch.Attend(this, Rotate(q, ctx), Rotate(k, ctx), v.transpose(1, 2), ctx, _options.Window, 0, cache?.Window)
+        // Window branch: the teacher's softmax attention with RoPE, restricted to the window — and with a sparse cache
+        // (docs/METHODS.md §1.7) the evicted pairs kept by recall error, scored against the state before this call writes it.
+        var rq = Rotate(q, ctx);
+        var rk = Rotate(k, ctx);
+        var window = (_options.SparseCache > 0
+                ? WindowBranch.AttendWithSparse(this, rq, rk, v.transpose(1, 2), ctx, _options.Window, _options.SparseCache, cache,
+                    RecallErrors(k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache?.State))
+                : WindowBranch.Attend(this, rq, rk, v.transpose(1, 2), ctx, _options.Window, 0, cache?.Window))
             .transpose(1, 2); // [B, T, H, D]
 
         // Recurrent branch, float32; padded positions neither write (v = 0, slot write 0) nor decay (g = 0).
-        var valid = NewTokenValidity(ctx, b, t, x.device).to(ScalarType.Float32).view(b, t, 1, 1);
         var recurrent = _options.IsDeltaRule
             ? DeltaRule(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache)
             : Recurrent(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
@@ -95,13 +102,13 @@ public sealed class LigerAttention : ProjectedMixer
             case LigerFamily.Gla:
             {
                 var g = nn.functional.logsigmoid(k).Over(norm) * valid;
-                return Gla(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(v), Repeat(g), scale, cache, step);
+                return Gla(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(WithDenominator(v, valid)), Repeat(g), scale, cache, step);
             }
             case LigerFamily.Hgrn2:
             {
                 // HGRN2 ties the input gate to the forget gate: the "key" written is 1 − α (docs/METHODS.md §1.3, §3.8).
                 var g = nn.functional.logsigmoid(k).Over(norm) * valid;
-                return Gla(q.softmax(-1), Repeat(g.exp().OneMinus()), Repeat(v), Repeat(g), scale, cache, step);
+                return Gla(q.softmax(-1), Repeat(g.exp().OneMinus()), Repeat(WithDenominator(v, valid)), Repeat(g), scale, cache, step);
             }
             case LigerFamily.Gsa:
             {
@@ -116,7 +123,7 @@ public sealed class LigerAttention : ProjectedMixer
                     ? -nn.functional.softplus(pooled)
                     : nn.functional.logsigmoid(pooled)).Over(norm) * valid.view(valid.shape[0], valid.shape[1], 1);
                 var gh = group == 1 ? g : g.repeat_interleave(group, dim: 2);
-                return Scalar(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(v), gh, scale, cache, step);
+                return Scalar(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(WithDenominator(v, valid)), gh, scale, cache, step);
             }
         }
     }
@@ -176,17 +183,63 @@ public sealed class LigerAttention : ProjectedMixer
         return nn.functional.adaptive_avg_pool1d(flat, size * KvHeads).view(b, t, KvHeads, size);
     }
 
-    /// <summary>Appends a ones column to v so the kernel also returns the denominator <c>φ(q)·Σ decayed φ(k)</c>.</summary>
-    private Tensor WithDenominator(Tensor v) =>
-        _options.NormalizeRecurrent ? cat(new[] { v, ones_like(v.narrow(-1, 0, 1)) }, -1) : v;
+    /// <summary>Appends the validity column to v (1 for a real token, 0 for padding, which writes nothing) so the state
+    /// also carries the key sum <c>z = Σ decayed φ(k)</c> and the kernel returns <c>φ(q)·z</c> (<see cref="LigerOptions.CarriesKeySum"/>).
+    /// <paramref name="v"/> <c>[B, T, H_kv, D]</c>, <paramref name="valid"/> <c>[B, T, 1, 1]</c>.</summary>
+    private Tensor WithDenominator(Tensor v, Tensor valid) =>
+        _options.CarriesKeySum ? cat(new[] { v, valid.expand(v.shape[0], v.shape[1], v.shape[2], 1) }, -1) : v;
 
+    /// <summary>Divides by the denominator column when normalizing; otherwise drops the key-sum column if carried.</summary>
     private Tensor Normalized(Tensor o)
     {
-        if (!_options.NormalizeRecurrent)
+        if (!_options.CarriesKeySum)
             return o;
         long d = o.shape[^1] - 1;
-        return o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
+        return _options.NormalizeRecurrent
+            ? o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps)
+            : o.narrow(-1, 0, d);
+    }
 
+    /// <summary>
+    /// LoLA's recall error of each new pair (docs/METHODS.md §1.7), per KV head: the state right after the pair is
+    /// written, read with the pair's own written key as the query and normalized by the key sum,
+    /// <c>e_t = ‖v_t − φ(k_t)·S_t / (φ(k_t)·z_t + ε)‖²</c>. A KV head's state is any of its query heads' (they all write
+    /// the same keys, values and gates), so the first head of each group stands for it. <paramref name="k"/>,
+    /// <paramref name="v"/> <c>[B, T, H_kv, D]</c> float32 (v already zero at padding), <paramref name="valid"/>
+    /// <c>[B, T, 1, 1]</c>, <paramref name="state"/> the cached state before this call. Returns <c>[B, T, H_kv]</c>.
+    /// </summary>
+    private Tensor RecallErrors(Tensor k, Tensor v, Tensor valid, Tensor? state)
+    {
+        long b = k.shape[0], t = k.shape[1];
+        int group = Heads / KvHeads;
+        double norm = _options.EffectiveNormalizer;
+        var vz = WithDenominator(v, valid);
+        var h0 = state?.index_select(1, TorchArithmetic.Arange(0, Heads, group, ScalarType.Int64, k.device));
+        Tensor o;
+        bool step = t == 1 && state is not null;
+        if (_options.Family is LigerFamily.Gla or LigerFamily.Hgrn2)
+        {
+            var g = nn.functional.logsigmoid(k).Over(norm) * valid;
+            var key = _options.Family == LigerFamily.Gla ? k.softmax(-1) : g.exp().OneMinus();
+            o = step
+                ? GlaRecurrent.Step(key.select(1, 0), key.select(1, 0), vz.select(1, 0), g.select(1, 0), h0!, 1.0).Output.unsqueeze(1)
+                : GlaChunked.Forward(key, key, vz, g, 1.0, h0, _options.ChunkSize, _options.SubChunkSize).Output;
+        }
+        else
+        {
+            var pooled = Pool(k, 1).squeeze(-1);
+            var g = (_options.Family == LigerFamily.Mamba2
+                ? -nn.functional.softplus(pooled)
+                : nn.functional.logsigmoid(pooled)).Over(norm) * valid.view(b, t, 1);
+            var key = k.softmax(-1);
+            o = step
+                ? ScalarGateRecurrent.Step(key.select(1, 0), key.select(1, 0), vz.select(1, 0), g.select(1, 0), h0!, 1.0).Output.unsqueeze(1)
+                : ScalarGateChunked.Forward(key, key, vz, g, 1.0, h0, _options.ChunkSize).Output;
+        }
+
+        long d = v.shape[3];
+        var recalled = o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
+        return (v - recalled).square().sum(-1);
     }
 
     private delegate (Tensor Output, Tensor State) StepKernel(Tensor q, Tensor k, Tensor v, Tensor g, Tensor state, double scale);
@@ -205,7 +258,6 @@ public sealed class LigerAttention : ProjectedMixer
     private Tensor RunRecurrence(Tensor q, Tensor k, Tensor v, Tensor g, double scale, LinearLayerCache? cache, bool step,
         StepKernel stepKernel, ChunkKernel chunkKernel)
     {
-        v = WithDenominator(v);
         Tensor o, state;
         if (step)
         {

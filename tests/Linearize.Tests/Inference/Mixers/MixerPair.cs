@@ -36,7 +36,12 @@ internal sealed unsafe class MixerPair : IDisposable
     {
         "softmax", "softmax-window", "swa", "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm",
         "liger-retention", "liger-gdn", "liger-deltanet", "lolcats-sw", "lolcats-tk", "lolcats-sw-t2r",
+        "liger-gla-sparse", "liger-mamba2-sparse",
     };
+
+    /// <summary>Sparse-cache slots per KV head of the <c>-sparse</c> cases (docs/METHODS.md §1.7): few, so 70 steps
+    /// fill them and then replace pairs many times.</summary>
+    public const int SparseSlots = 3;
 
     public static IEnumerable<object[]> Cases() => Methods.Select(m => new object[] { m });
 
@@ -91,6 +96,12 @@ internal sealed unsafe class MixerPair : IDisposable
                 Window = Window,
                 FeatureMap = method.EndsWith("-t2r", StringComparison.Ordinal) ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog,
                 QueryBlock = 16,
+            }),
+            _ when method.EndsWith("-sparse", StringComparison.Ordinal) => new LigerAttention(config, 0, new LigerOptions
+            {
+                Family = LinearizationMethods.Get(method[..^"-sparse".Length], "test").Family!.Value,
+                Window = Window,
+                SparseCache = SparseSlots,
             }),
             _ => new LigerAttention(config, 0, new LigerOptions { Family = LinearizationMethods.Get(method, "test").Family!.Value, Window = Window }),
         };

@@ -79,6 +79,19 @@ internal static unsafe class MixerStateParts
             parts.Add(("window values", ev.ToArray(), av.ToArray()));
         }
 
+        if (cache.Sparse is { Keys: { } sparseKeys } sparse)
+        {
+            parts.Add(("sparse keys", Floats(sparseKeys[0]), Copy(state.SparseKeys.Pointer, state.SparseKeys.Length)));
+            parts.Add(("sparse values", Floats(sparse.Values![0]), Copy(state.SparseValues.Pointer, state.SparseValues.Length)));
+            parts.Add(("sparse errors", Floats(sparse.Score![0]), Copy(state.SparseScores.Pointer, state.SparseScores.Length)));
+            parts.Add(("sparse positions", Floats(sparse.Index![0]), state.SparseIndex.Select(i => (float)i).ToArray()));
+            parts.Add(("ring errors", Floats(sparse.RingScore![0]), Copy(state.RingScores.Pointer, state.RingScores.Length)));
+        }
+        else if (cache.Sparse is null)
+        {
+            Assert.Equal(0, state.Sparse);
+        }
+
         if (cache.State is { } main)
             parts.Add(("recurrent state", Floats(main[0]), Copy(state.Recurrent.Pointer, state.Recurrent.Length)));
         else
