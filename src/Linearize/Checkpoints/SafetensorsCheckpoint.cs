@@ -39,6 +39,13 @@ public sealed class SafetensorsCheckpoint : IDisposable
     /// <see cref="SafetensorsFile.ReadInto"/>).</summary>
     public void ReadInto(string name, long offset, Span<float> destination) => File(name).ReadInto(name, offset, destination);
 
+    /// <summary>See <see cref="SafetensorsFile.TryReadBFloat16Into"/>.</summary>
+    public bool TryReadBFloat16Into(string name, long offset, Span<ushort> destination) =>
+        File(name).TryReadBFloat16Into(name, offset, destination);
+
+    /// <summary>True when tensor <paramref name="name"/> is stored as BF16.</summary>
+    public bool IsBFloat16(string name) => GetInfo(name).DType == SafetensorsDType.BF16;
+
     private SafetensorsFile File(string name) =>
         _byTensor.TryGetValue(name, out var f) ? f : throw new CheckpointFormatException(Source, name, "not present in the checkpoint");
 

@@ -195,6 +195,31 @@ public sealed class SafetensorsFile : IDisposable
         return tensor;
     }
 
+    /// <summary>Copies elements <c>[offset, offset + destination.Length)</c> of a BF16 tensor's bit patterns into
+    /// <paramref name="destination"/>; false (nothing read) when the tensor is stored as another type.</summary>
+    public unsafe bool TryReadBFloat16Into(string name, long offset, Span<ushort> destination)
+    {
+        var info = GetInfo(name);
+        if (info.DType != SafetensorsDType.BF16)
+            return false;
+        if (offset < 0 || offset + destination.Length > info.ElementCount)
+            throw new ArgumentException($"{FilePath}: {name} has {info.ElementCount} elements, asked for [{offset}, {offset + destination.Length})");
+        if (destination.IsEmpty)
+            return true;
+        using var view = _map!.CreateViewAccessor(DataStart + info.Begin + offset * 2, destination.Length * 2L, MemoryMappedFileAccess.Read);
+        byte* basePtr = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+        try
+        {
+            new ReadOnlySpan<ushort>(basePtr + view.PointerOffset, destination.Length).CopyTo(destination);
+            return true;
+        }
+        finally
+        {
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+    }
+
     /// <summary>Reads elements <c>[offset, offset + destination.Length)</c> of floating-point tensor
     /// <paramref name="name"/> (F32, BF16 or F16, row-major) as float32 values straight from the mapped file into
     /// <paramref name="destination"/> — no tensor in between, so packing a large checkpoint a block of rows at a time

@@ -22,4 +22,12 @@ internal sealed class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWei
     }
 
     public void ReadInto(string name, long offset, Span<float> destination) => checkpoint.ReadInto(name, offset, destination);
+
+    public bool HasBFloat16(string name) => checkpoint.IsBFloat16(name);
+
+    public void ReadBFloat16Into(string name, long offset, Span<ushort> destination)
+    {
+        if (!checkpoint.TryReadBFloat16Into(name, offset, destination))
+            throw new InvalidOperationException($"{checkpoint.Source}: {name} is not stored as BF16");
+    }
 }

@@ -193,8 +193,26 @@ public sealed unsafe class DecodeEngine : IDisposable
         try
         {
             int blockRows = (int)Math.Max(1, StagingFloats / cols);
-            var staging = GC.AllocateUninitializedArray<float>(blockRows * cols);
             int row = 0;
+            // bfloat16 stored, bfloat16 packed: the bits are copied as they are (widening and rounding back is the
+            // identity), which is most of the start-up time of a large bfloat16 checkpoint.
+            if (format == WeightFormat.BFloat16 && names.All(weights.HasBFloat16))
+            {
+                var bits = GC.AllocateUninitializedArray<ushort>(blockRows * cols);
+                foreach (var (n, shape) in names.Zip(shapes))
+                    for (long r = 0; r < shape[0]; r += blockRows)
+                    {
+                        int count = (int)Math.Min(blockRows, shape[0] - r);
+                        var block = bits.AsSpan(0, count * cols);
+                        weights.ReadBFloat16Into(n, r * cols, block);
+                        matrix.PackRowsBFloat16(row, block);
+                        row += count;
+                    }
+
+                return matrix;
+            }
+
+            var staging = GC.AllocateUninitializedArray<float>(blockRows * cols);
             foreach (var (n, shape) in names.Zip(shapes))
                 for (long r = 0; r < shape[0]; r += blockRows)
                 {

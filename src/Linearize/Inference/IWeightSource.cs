@@ -22,4 +22,11 @@ internal interface IWeightSource
     /// <summary>Elements <c>[offset, offset + destination.Length)</c> of tensor <paramref name="name"/> (row-major) as
     /// float32 values into <paramref name="destination"/>.</summary>
     void ReadInto(string name, long offset, Span<float> destination);
+
+    /// <summary>True when tensor <paramref name="name"/> can be read as bfloat16 bit patterns as stored (no rounding).</summary>
+    bool HasBFloat16(string name);
+
+    /// <summary>Elements <c>[offset, offset + destination.Length)</c> as stored bfloat16 bit patterns (only where
+    /// <see cref="HasBFloat16"/>).</summary>
+    void ReadBFloat16Into(string name, long offset, Span<ushort> destination);
 }

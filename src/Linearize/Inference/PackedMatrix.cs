@@ -80,6 +80,16 @@ public sealed unsafe class PackedMatrix : IDisposable
             PackRow(first + r, rows.Slice(r * Cols, Cols));
     }
 
+    /// <summary>Copies rows <c>[first, first + n)</c> already in bfloat16 (row-major, <c>n × Cols</c> bit patterns) into a
+    /// bfloat16 matrix: what <see cref="PackRows"/> stores for those values widened to float32, without the round trip.</summary>
+    internal void PackRowsBFloat16(int first, ReadOnlySpan<ushort> rows)
+    {
+        int n = rows.Length / Cols;
+        if (Format != WeightFormat.BFloat16 || rows.Length != n * Cols || first < 0 || first + n > Rows)
+            throw new ArgumentException($"bfloat16 rows [{first}, {first + n}) of a {Format} [{Rows}, {Cols}] from {rows.Length} values");
+        rows.CopyTo(new Span<ushort>(Bf16 + (long)first * Cols, rows.Length));
+    }
+
     private void PackRow(int r, ReadOnlySpan<float> row)
     {
         long offset = (long)r * Cols;

@@ -17,6 +17,11 @@ internal sealed class StateDictWeights(IDictionary<string, Tensor> state, string
 
     public float[] ReadFloats(string name) => Floats(state[name]);
 
+    public bool HasBFloat16(string name) => false;
+
+    public void ReadBFloat16Into(string name, long offset, Span<ushort> destination) =>
+        throw new NotSupportedException("a loaded model's tensors are read as float32");
+
     public void ReadInto(string name, long offset, Span<float> destination)
     {
         using var flat = state[name].detach().reshape(-1);

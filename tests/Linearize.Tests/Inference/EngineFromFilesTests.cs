@@ -4,6 +4,7 @@ using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;
+using TorchSharp;
 
 namespace Linearize.Tests.Inference;
 
@@ -47,6 +48,41 @@ public sealed class EngineFromFilesTests
             var prompt = Enumerable.Range(0, 23).Select(i => 3 + i * 7 % (model.Config.VocabSize - 3)).ToArray();
             Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
             for (int t = 0; t < 12; t++)
+                Assert.Equal(packed.Step(a, 5 + t).ToArray(), mapped.Step(b, 5 + t).ToArray());
+        }
+    }
+
+    /// <summary>A bfloat16 checkpoint packed as bfloat16 copies its bits (no widening and rounding back): still the
+    /// engine a loaded bfloat16 model packs, bit for bit; and widened to float32 for the other formats.</summary>
+    [Theory]
+    [InlineData("gqa-untied", "teacher")]
+    [InlineData("mha-tied", "liger-gdn")]
+    public void BFloat16FilesEqualLoadedModel(string variant, string method)
+    {
+        using var dir = TinyModels.TempDirectory();
+        using (var teacher = TinyModels.Create(variant))
+        {
+            teacher.to(TorchSharp.torch.ScalarType.BFloat16);
+            if (method == "teacher")
+                ModelLoader.SaveHuggingFace(teacher, teacher.Config, dir.Path + "/m", null);
+            else
+                using (Converter.ConvertToDirectory(teacher, LigerConversionTests.Lin(method), dir.Path + "/m", null))
+                {
+                }
+        }
+
+        var source = ModelSource.Resolve(dir.Path + "/m", null);
+        using var model = ModelLoader.Load(source, TorchSharp.torch.ScalarType.BFloat16);
+        foreach (var weights in new[] { WeightFormat.BFloat16, WeightFormat.Float32, WeightFormat.Q8 })
+        {
+            var options = new EngineOptions { Weights = weights, Threads = 2 };
+            using var packed = Engines.Create(model, options);
+            using var mapped = Engines.Load(source, options);
+            using var a = packed.CreateSequence();
+            using var b = mapped.CreateSequence();
+            var prompt = Enumerable.Range(0, 19).Select(i => 3 + i * 5 % (model.Config.VocabSize - 3)).ToArray();
+            Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
+            for (int t = 0; t < 8; t++)
                 Assert.Equal(packed.Step(a, 5 + t).ToArray(), mapped.Step(b, 5 + t).ToArray());
         }
     }
