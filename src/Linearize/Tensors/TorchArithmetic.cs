@@ -59,6 +59,11 @@ public static class TorchArithmetic
         return negated.add(One, One);
     }
 
+    /// <summary><c>x²</c> elementwise as <c>x · x</c>: TorchSharp's <c>square()</c> is <c>pow(2)</c> with a Scalar it
+    /// does not keep alive (banned for that reason); libtorch computes <c>pow(x, 2)</c> as <c>x · x</c>, so the result
+    /// is the same to the bit.</summary>
+    public static Tensor Squared(this Tensor x) => x.mul(x);
+
     /// <summary><c>a · b</c> for a number b.</summary>
     public static Tensor Times(this Tensor a, double b)
     {

@@ -214,7 +214,7 @@ public sealed class Trainer
         var grads = _trainable.Select(p => p.Parameter.grad).Where(g => g is not null).Select(g => g!).ToList();
         if (grads.Count == 0)
             return 0;
-        double norm = Math.Sqrt(grads.Sum(g => g.to(ScalarType.Float64).square().sum().item<double>()));
+        double norm = Math.Sqrt(grads.Sum(g => g.to(ScalarType.Float64).Squared().sum().item<double>()));
         if (_options.MaxGradNorm > 0 && norm > _options.MaxGradNorm)
         {
             double factor = _options.MaxGradNorm / (norm + 1e-6); // torch.nn.utils.clip_grad_norm_

@@ -1,4 +1,5 @@
 using Linearize.Modeling;
+using Linearize.Tensors;
 using static TorchSharp.torch;
 
 namespace Linearize.Tests.Fixtures;
@@ -19,8 +20,8 @@ public static class TensorAssert
         Assert.Equal(expected.shape, actual.shape);
         var e = expected.to(ScalarType.Float64);
         var a = actual.to(ScalarType.Float64);
-        double num = (e - a).square().mean().sqrt().item<double>();
-        double den = e.square().mean().sqrt().item<double>();
+        double num = (e - a).Squared().mean().sqrt().item<double>();
+        double den = e.Squared().mean().sqrt().item<double>();
 
         double rel = num / Math.Max(den, 1e-30);
         Assert.True(rel <= ratio, $"{what}: relative RMSE {rel:E3} > {ratio:E1} (abs RMSE {num:E3})");

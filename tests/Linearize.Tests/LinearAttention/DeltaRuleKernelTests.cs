@@ -52,13 +52,13 @@ public sealed class DeltaRuleKernelTests(ITestOutputHelper output)
         return (q, k, v, beta, logAlpha, h0);
     }
 
-    private static Tensor L2Normalize(Tensor x) => x * x.square().sum(-1, keepdim: true).Plus(1e-6).rsqrt();
+    private static Tensor L2Normalize(Tensor x) => x * x.Squared().sum(-1, keepdim: true).Plus(1e-6).rsqrt();
 
     private static double RelErr(Tensor expected, Tensor actual)
     {
         var e = expected.to(ScalarType.Float64);
         var a = actual.to(ScalarType.Float64);
-        return (e - a).square().mean().sqrt().item<double>() / Math.Max(e.square().mean().sqrt().item<double>(), 1e-30);
+        return (e - a).Squared().mean().sqrt().item<double>() / Math.Max(e.Squared().mean().sqrt().item<double>(), 1e-30);
     }
 
     [Theory]

@@ -5,6 +5,7 @@ using Linearize.LinearAttention.Layers;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
+using Linearize.Tensors;
 using Linearize.Tests.Cli;
 using Linearize.Tests.Fixtures;
 using Linearize.Tests.LinearAttention;
@@ -82,8 +83,8 @@ public sealed class AttentionTransferTests
         using var noGrad = no_grad();
         var ids = tensor(val[0].InputIds.Select(i => (long)i).ToArray()).view(1, -1);
         var target = teacher.Forward(ids);
-        double errBefore = (untrained.Forward(ids) - target).square().mean().item<float>();
-        double errAfter = (model.Forward(ids) - target).square().mean().item<float>();
+        double errBefore = (untrained.Forward(ids) - target).Squared().mean().item<float>();
+        double errAfter = (model.Forward(ids) - target).Squared().mean().item<float>();
 
         Assert.True(errAfter < errBefore, $"logit MSE to the teacher {errBefore:E3} → {errAfter:E3}");
     }

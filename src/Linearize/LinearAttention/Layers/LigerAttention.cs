@@ -168,7 +168,7 @@ public sealed class LigerAttention : ProjectedMixer
         return o;
     }
 
-    private static Tensor L2Normalize(Tensor x) => x * x.square().sum(-1, keepdim: true).Plus(LinearAttentionConstants.L2NormEps).rsqrt();
+    private static Tensor L2Normalize(Tensor x) => x * x.Squared().sum(-1, keepdim: true).Plus(LinearAttentionConstants.L2NormEps).rsqrt();
 
     /// <summary>
     /// Liger's parameter-free <c>AdaptiveAvgPool1d(size · H_kv)</c> over the flattened key projection
@@ -239,7 +239,7 @@ public sealed class LigerAttention : ProjectedMixer
 
         long d = v.shape[3];
         var recalled = o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
-        return (v - recalled).square().sum(-1);
+        return (v - recalled).Squared().sum(-1);
     }
 
     private delegate (Tensor Output, Tensor State) StepKernel(Tensor q, Tensor k, Tensor v, Tensor g, Tensor state, double scale);

@@ -162,7 +162,7 @@ public sealed class LolcatsAttention : ProjectedMixer
 
         var rowValid = valid.to(ScalarType.Float32).view(valid.shape[0], 1, valid.shape[1], 1);
         long count = Math.Max(1, (long)rowValid.sum().item<float>()) * qr.shape[1] * qr.shape[3];
-        var mse = ((y - teacher).square() * rowValid).sum().Over(count);
+        var mse = ((y - teacher).Squared() * rowValid).sum().Over(count);
         Tensor? xent = null;
         if (transfer.WithCrossEntropy)
         {

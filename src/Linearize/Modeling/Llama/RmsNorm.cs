@@ -28,7 +28,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x.to(ScalarType.Float32);
-        var variance = h.square().mean(new long[] { -1 }, keepdim: true);
+        var variance = h.Squared().mean(new long[] { -1 }, keepdim: true);
         h = h * torch.rsqrt(variance.Plus(_eps));
 
         return (_weight * h.to(x.dtype)).MoveToOuterDisposeScope();
