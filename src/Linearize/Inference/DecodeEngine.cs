@@ -192,37 +192,12 @@ public sealed unsafe class DecodeEngine : IDisposable
         var matrix = PackedMatrix.Allocate(rows, cols, format);
         try
         {
-            int blockRows = (int)Math.Max(1, StagingFloats / cols);
-            int row = 0;
-            // bfloat16 stored, bfloat16 packed: the bits are copied as they are (widening and rounding back is the
-            // identity), which is most of the start-up time of a large bfloat16 checkpoint.
+            // bfloat16 stored, bfloat16 packed: the bits are copied as they are (widening and rounding back would be
+            // the identity).
             if (format == WeightFormat.BFloat16 && names.All(weights.HasBFloat16))
-            {
-                var bits = GC.AllocateUninitializedArray<ushort>(blockRows * cols);
-                foreach (var (n, shape) in names.Zip(shapes))
-                    for (long r = 0; r < shape[0]; r += blockRows)
-                    {
-                        int count = (int)Math.Min(blockRows, shape[0] - r);
-                        var block = bits.AsSpan(0, count * cols);
-                        weights.ReadBFloat16Into(n, r * cols, block);
-                        matrix.PackRowsBFloat16(row, block);
-                        row += count;
-                    }
-
-                return matrix;
-            }
-
-            var staging = GC.AllocateUninitializedArray<float>(blockRows * cols);
-            foreach (var (n, shape) in names.Zip(shapes))
-                for (long r = 0; r < shape[0]; r += blockRows)
-                {
-                    int count = (int)Math.Min(blockRows, shape[0] - r);
-                    var block = staging.AsSpan(0, count * cols);
-                    weights.ReadInto(n, r * cols, block);
-                    matrix.PackRows(row, block);
-                    row += count;
-                }
-
+                StageBlocks<ushort>(names, shapes, cols, weights.ReadBFloat16Into, matrix.PackRowsBFloat16);
+            else
+                StageBlocks<float>(names, shapes, cols, weights.ReadInto, matrix.PackRows);
             return matrix;
         }
         catch
@@ -230,6 +205,28 @@ public sealed unsafe class DecodeEngine : IDisposable
             matrix.Dispose();
             throw;
         }
+    }
+
+    private delegate void BlockReader<T>(string name, long offset, Span<T> destination);
+
+    private delegate void BlockPacker<T>(int firstRow, ReadOnlySpan<T> rows);
+
+    /// <summary>Feeds every part's rows, a block of about <see cref="StagingFloats"/> elements at a time, through one
+    /// staging buffer: read into it, then packed at the matrix's next row.</summary>
+    private static void StageBlocks<T>(string[] names, long[][] shapes, int cols, BlockReader<T> read, BlockPacker<T> pack)
+    {
+        int blockRows = (int)Math.Max(1, StagingFloats / cols);
+        var staging = GC.AllocateUninitializedArray<T>(blockRows * cols);
+        int row = 0;
+        foreach (var (n, shape) in names.Zip(shapes))
+            for (long r = 0; r < shape[0]; r += blockRows)
+            {
+                int count = (int)Math.Min(blockRows, shape[0] - r);
+                var block = staging.AsSpan(0, count * cols);
+                read(n, r * cols, block);
+                pack(row, block);
+                row += count;
+            }
     }
 
     private static float[]? Vector(IWeightSource weights, string name, bool optional = false)

@@ -27,12 +27,7 @@ public sealed class MixerTests
         using var pair = MixerPair.Create(method);
         using var x = MixerPair.Rows(70, seed: 11);
         var drift = new MixerDrift();
-        for (int t = 0; t < 70; t++)
-        {
-            using var row = x.narrow(1, t, 1);
-            drift.Add("step output", $"step {t}", pair.Torch(row), pair.Engine(row));
-            drift.AddStates(pair, $"step {t}");
-        }
+        StepBoth(pair, x, 0, 70, drift);
 
         drift.AssertWithin(method, Tolerance);
     }
@@ -50,12 +45,7 @@ public sealed class MixerTests
         using (var head = x.narrow(1, 0, prompt))
             drift.Add("prefill output", "prefill", pair.Torch(head), pair.Engine(head, prefill: true));
         drift.AddStates(pair, "prefill");
-        for (int t = prompt; t < prompt + steps; t++)
-        {
-            using var row = x.narrow(1, t, 1);
-            drift.Add("step output", $"step {t}", pair.Torch(row), pair.Engine(row));
-            drift.AddStates(pair, $"step {t}");
-        }
+        StepBoth(pair, x, prompt, prompt + steps, drift);
 
         drift.AssertWithin(method, Tolerance);
     }
@@ -73,12 +63,7 @@ public sealed class MixerTests
         pair.ImportTorchCache();
         var drift = new MixerDrift();
         drift.AddStates(pair, "hand-over");
-        for (int t = prompt; t < prompt + steps; t++)
-        {
-            using var row = x.narrow(1, t, 1);
-            drift.Add("step output", $"step {t}", pair.Torch(row), pair.Engine(row));
-            drift.AddStates(pair, $"step {t}");
-        }
+        StepBoth(pair, x, prompt, prompt + steps, drift);
 
         drift.AssertWithin(method, Tolerance);
     }
@@ -88,5 +73,17 @@ public sealed class MixerTests
     {
         var missing = LinearizationMethods.Names.Except(MixerPair.Methods).ToArray();
         Assert.True(missing.Length == 0, $"no per-mixer engine test for {string.Join(", ", missing)}: add it to MixerPair.Methods");
+    }
+
+    /// <summary>Rows <c>[from, to)</c> of <paramref name="x"/> one step at a time through both sides, recording output
+    /// and state drift after each.</summary>
+    private static void StepBoth(MixerPair pair, Tensor x, int from, int to, MixerDrift drift)
+    {
+        for (int t = from; t < to; t++)
+        {
+            using var row = x.narrow(1, t, 1);
+            drift.Add("step output", $"step {t}", pair.Torch(row), pair.Engine(row));
+            drift.AddStates(pair, $"step {t}");
+        }
     }
 }
