@@ -58,7 +58,7 @@ public static class BenchPrefillCommand
                     var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
                     using var llama = ModelLoader.Load(source);
                     using var engine = Engines.Create(llama, options);
-                    var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
+                    var mixers = string.Join("; ", llama.DescribeMixers());
                     bool bounded = MixerFactory.HasGrowingCache(llama.Config);
                     var rows = new List<Row>();
                     var random = new Random(0);

@@ -47,9 +47,7 @@ public static class ConvertCommand
             using var teacher = ModelLoader.Load(source, model.ParseDType(r));
             var linearization = conversion.Build(r, teacher.Config.NumHiddenLayers);
             using var student = Converter.ConvertToDirectory(teacher, linearization, outDir, source.TokenizerPath);
-            var mixers = student.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x)
-                .Select(g => $"{g.Key} × {g.Count()}");
-            Console.Out.WriteLine($"wrote {outDir}: {string.Join("; ", mixers)} ({watch.Elapsed.TotalSeconds:F1} s)");
+            Console.Out.WriteLine($"wrote {outDir}: {string.Join("; ", student.DescribeMixers())} ({watch.Elapsed.TotalSeconds:F1} s)");
             return 0;
         }));
         return command;

@@ -120,23 +120,29 @@ public static class StreamingConverter
         LinearizationConfig linearization, ScalarType dtype)
     {
         var added = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var described = new List<string>();
+        var described = new string[config.NumHiddenLayers];
+        string? softmaxDescription = null, linearDescription = null;
         bool adds = true;
         using var noGrad = no_grad();
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             bool softmax = linearization.IsSoftmaxLayer(i);
-            // A layer of a method that adds nothing is only built for its description, once per kind.
-            if ((softmax || !adds) && described.Count > 0 && DescriptionOf(described, softmax) is string known)
+            // Layers of one kind describe alike; one whose kind adds nothing is built only to be described, once.
+            if ((softmax ? softmaxDescription : adds ? null : linearDescription) is string known)
             {
-                described.Add(known);
+                described[i] = known;
                 continue;
             }
 
             using var layer = MixerRegistry.CreateLayer(config, i, linearization);
-            described.Add((softmax ? "S:" : "L:") + layer.Describe());
+            described[i] = layer.Describe();
             if (softmax)
+            {
+                softmaxDescription = described[i];
                 continue;
+            }
+
+            linearDescription = described[i];
             int before = added.Count;
             foreach (var (name, t) in layer.state_dict())
             {
@@ -148,10 +154,6 @@ public static class StreamingConverter
             adds = added.Count > before;
         }
 
-        var mixers = described.Select(d => d[2..]).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}").ToArray();
-        return (added, mixers);
+        return (added, TokenMixer.Summarize(described));
     }
-
-    private static string? DescriptionOf(List<string> described, bool softmax) =>
-        described.FirstOrDefault(d => d.StartsWith(softmax ? "S:" : "L:", StringComparison.Ordinal));
 }

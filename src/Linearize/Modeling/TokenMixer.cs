@@ -14,4 +14,8 @@ public abstract class TokenMixer : nn.Module<Tensor, AttentionContext, Tensor>
 
     /// <summary>A short description for <c>inspect</c>, e.g. <c>softmax</c> or <c>liger-gla(window=64)</c>.</summary>
     public abstract string Describe();
+
+    /// <summary>Layer descriptions in order, each distinct one with its count: <c>liger-gla(window=64, …) × 12</c>.</summary>
+    public static IReadOnlyList<string> Summarize(IEnumerable<string> descriptions) =>
+        descriptions.GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}").ToArray();
 }

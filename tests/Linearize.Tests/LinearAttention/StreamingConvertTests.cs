@@ -54,7 +54,7 @@ public sealed class StreamingConvertTests
         Assert.Equal(sa.Keys.Order(), sb.Keys.Order());
         foreach (var (name, t) in sa)
             Assert.True(t.equal(sb[name]).all().item<bool>(), $"{method}: {name} differs");
-        Assert.Equal(a.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"), result.Mixers);
+        Assert.Equal(a.DescribeMixers(), result.Mixers);
     }
 
     [Fact]

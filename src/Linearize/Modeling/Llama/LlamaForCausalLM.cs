@@ -38,6 +38,9 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, ModelCache?, Tensor?, T
     /// <summary>The dtype of the weights (float32 or bfloat16).</summary>
     public ScalarType DType => _model.EmbedTokens.weight!.dtype;
 
+    /// <summary>Each distinct layer mixer with its count (<see cref="TokenMixer.Summarize"/>).</summary>
+    public IReadOnlyList<string> DescribeMixers() => TokenMixer.Summarize(_model.Layers.Select(l => l.SelfAttention.Describe()));
+
     /// <summary>State-dict keys that a checkpoint may contain but this model does not hold (the tied head; tensors an
     /// authors' format carries that their layer never reads).</summary>
     public IReadOnlySet<string> IgnorableCheckpointKeys

@@ -31,7 +31,7 @@ public static class DecodeBenchmark
         {
             using var llama = ModelLoader.Load(source);
             using var engine = options.Engine is null ? null : Engines.Create(llama, options.Engine);
-            var mixers = string.Join("; ", llama.Model.Layers.Select(l => l.SelfAttention.Describe()).GroupBy(x => x).Select(g => $"{g.Key} × {g.Count()}"));
+            var mixers = string.Join("; ", llama.DescribeMixers());
             var rows = new List<DecodeRow>();
             if (engine is not null)
                 WarmUp(engine);
