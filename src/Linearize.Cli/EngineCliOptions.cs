@@ -17,7 +17,7 @@ public sealed class EngineCliOptions
 
     public Option<string> WeightDType { get; } = new("--weight-dtype")
     {
-        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes); compute stays float32",
+        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit blocks as llama.cpp does); float32 arithmetic otherwise",
         DefaultValueFactory = _ => "float32",
     };
 

@@ -31,7 +31,7 @@ public static class EvalCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var weightDType = new Option<string>("--weight-dtype")
         {
-            Description = "Score with every weight matrix rounded as the decode engine stores it (bfloat16 or q8), computing in float32: the format's perplexity cost",
+            Description = "Score with every weight matrix rounded as the decode engine stores it (bfloat16 or q8; q8 also rounds each projection's input to Q8 blocks, as the engine does), computing in float32: the format's perplexity cost",
             DefaultValueFactory = _ => "float32",
         };
         weightDType.AcceptOnlyFromAmong("float32", "bfloat16", "q8");
@@ -65,6 +65,7 @@ public static class EvalCommand
             if (format != Linearize.Inference.WeightFormat.Float32 && model.ParseDType(r) != TorchSharp.torch.ScalarType.Float32)
                 throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");
             Linearize.Inference.WeightRounding.Apply(llama, format);
+            using var _rounding = Linearize.Inference.ActivationRounding.Apply(llama, format);
             var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
             if (File.Exists(path) && PerplexityEvaluator.FirstInvalidUtf8(path) is long bad)
                 Console.Error.WriteLine($"warning: {path} is not valid UTF-8 (first bad byte at offset {bad}); such bytes are read as U+FFFD and scored — is this a text file?");
@@ -104,7 +105,8 @@ public static class EvalCommand
             var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
             table.AddRow("protocol", result.Protocol + (result.Protocol == "rolling" ? $" (window {evaluator.MaxLength}, stride {r.GetValue(stride) ?? evaluator.MaxLength})" : $" (max {evaluator.MaxLength} tokens)"));
             if (format != Linearize.Inference.WeightFormat.Float32)
-                table.AddRow("weights", $"rounded to {r.GetValue(weightDType)} (as the decode engine stores them)");
+                table.AddRow("weights", $"rounded to {r.GetValue(weightDType)} (as the decode engine stores them)"
+                    + (format == Linearize.Inference.WeightFormat.Q8 ? ", projection inputs to Q8 blocks" : ""));
             table.AddRow("documents", result.Documents.ToString());
             table.AddRow("tokens scored", result.Tokens.ToString());
             table.AddRow("mean NLL (nats/token)", result.MeanNll.ToString("F6"));

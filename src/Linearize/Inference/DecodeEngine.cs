@@ -39,6 +39,8 @@ public sealed unsafe class DecodeEngine : IDisposable
 
     private readonly MatMulJob _matmul = new();
     private readonly RowsJob _rows = new();
+    private readonly QuantizeJob _quantize = new();
+    private readonly Q8Activations _quantized = new(); // a Q8 product's activations, quantized once per product
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
     private readonly double _eps;
@@ -572,6 +574,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         // Prefill: the compute-bound tiled product, in blocks a thread claims whole. Always tiled, however few the rows,
         // so a row's arithmetic does not depend on how a prompt was cut into blocks or what else shared its block.
         _matmul.Tiled = _ctx.Prefill;
+        _matmul.Quantized = w.Format == WeightFormat.Q8 ? Quantize(x, xStride, count, w.Cols) : null;
         int grain = _matmul.Tiled ? MatMat.BlockRows : Math.Max(8, DecodeChunkBytes / (int)Math.Max(1, w.Bytes / w.Rows)) & ~1;
         if (w.Bytes * Math.Min(count, 16) < Options.ParallelMinBytes)
             _matmul.Execute(0, w.Rows);
@@ -583,6 +586,24 @@ public sealed unsafe class DecodeEngine : IDisposable
         fixed (float* bp = bias)
             for (int b = 0; b < count; b++)
                 AddInPlace(y + (long)b * yStride, bp, bias.Length);
+    }
+
+    /// <summary>The activation rows of a Q8 product quantized to Q8 blocks (llama.cpp's rule: its Q8_0 weights take
+    /// Q8_0 activations), on this thread for a decoding batch, across the pool for a prefill block.</summary>
+    private Q8Activations Quantize(float* x, int xStride, int count, int cols)
+    {
+        _quantized.Prepare(count, cols);
+        if (count < 32)
+            _quantized.QuantizeRows(x, xStride, 0, count);
+        else
+        {
+            _quantize.Target = _quantized;
+            _quantize.X = x;
+            _quantize.XStride = xStride;
+            _pool.Run(_quantize, count, grain: 8);
+        }
+
+        return _quantized;
     }
 
     /// <summary>A row-wise operation over <paramref name="count"/> rows: on this thread for a decoding batch, across the
@@ -624,6 +645,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     {
         _pool.Dispose();
         _ctx.Dispose();
+        _quantized.Dispose();
         foreach (var l in _layers)
             l.Dispose();
         _embedding.Dispose();

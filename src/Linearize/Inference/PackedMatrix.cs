@@ -161,7 +161,16 @@ public sealed unsafe class PackedMatrix : IDisposable
         }
     }
 
-    /// <summary>All rows as float32 <c>[rows · cols]</c>: what the engine multiplies by.</summary>
+    /// <summary>Row <paramref name="row"/> of a Q8 matrix as stored: its int8 quants and its block scales.</summary>
+    internal void CopyQ8Row(int row, Span<sbyte> quants, Span<float> scales)
+    {
+        if (Format != WeightFormat.Q8 || (uint)row >= (uint)Rows)
+            throw new ArgumentException($"row {row} of a {Format} [{Rows}, {Cols}] matrix has no Q8 blocks");
+        new ReadOnlySpan<sbyte>(Q8Data + (long)row * Cols, Cols).CopyTo(quants);
+        new ReadOnlySpan<float>(_scales + (long)row * BlocksPerRow, BlocksPerRow).CopyTo(scales);
+    }
+
+    /// <summary>All rows as float32 <c>[rows · cols]</c>: the weights every product with this matrix uses.</summary>
     public float[] Dequantize()
     {
         var all = new float[(long)Rows * Cols];

@@ -70,9 +70,10 @@ public abstract class ProjectedMixer : TokenMixer, IProjectionHost
     protected (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
         long b = x.shape[0], t = x.shape[1];
-        return (QProj.forward(x).view(b, t, Heads, HeadDim),
-            KProj.forward(x).view(b, t, KvHeads, HeadDim),
-            VProj.forward(x).view(b, t, KvHeads, HeadDim));
+        // call, PyTorch's module(x), not forward: a module's hooks run (ActivationRounding rounds projection inputs).
+        return (QProj.call(x).view(b, t, Heads, HeadDim),
+            KProj.call(x).view(b, t, KvHeads, HeadDim),
+            VProj.call(x).view(b, t, KvHeads, HeadDim));
     }
 
     /// <summary>Heads-first, RoPE applied: <c>[B, T, H, D] → [B, H, T, D]</c>.</summary>
@@ -82,7 +83,7 @@ public abstract class ProjectedMixer : TokenMixer, IProjectionHost
     protected Tensor Output(Tensor heads, ScalarType dtype)
     {
         long b = heads.shape[0], t = heads.shape[1];
-        return OProj.forward(heads.reshape(b, t, Heads * HeadDim).to(dtype));
+        return OProj.call(heads.reshape(b, t, Heads * HeadDim).to(dtype));
     }
 
     /// <summary>Which of the T new positions are real tokens, <c>[B, T]</c> bool (all true without padding).</summary>

@@ -150,10 +150,22 @@ public sealed class EnginePrefillTests
                     using var w = PackedMatrix.Pack(weights, rows, cols, format);
                     var expected = NaiveMatVec.Multiply(w, x, count);
                     var y = new float[count * rows];
+                    using var q = new Q8Activations();
                     fixed (float* xp = x, yp = y)
                     {
-                        MatMat.Rows(w, xp, cols, count, yp, rows, 0, 16, KernelIsaSupport.Best);
-                        MatMat.Rows(w, xp, cols, count, yp, rows, 16, rows, KernelIsaSupport.Best);
+                        if (format == WeightFormat.Q8)
+                        {
+                            q.Quantize(xp, cols, count, cols);
+                            MatMat.RowsQ8(w, q, count, yp, rows, 0, 16, KernelIsaSupport.Best);
+                            MatMat.RowsQ8(w, q, count, yp, rows, 16, rows, KernelIsaSupport.Best);
+                            for (int b = 0; b < count; b++)
+                                q.DequantizeRow(b, x.AsSpan(b * cols, cols)); // the activations multiplied, for the bound
+                        }
+                        else
+                        {
+                            MatMat.Rows(w, xp, cols, count, yp, rows, 0, 16, KernelIsaSupport.Best);
+                            MatMat.Rows(w, xp, cols, count, yp, rows, 16, rows, KernelIsaSupport.Best);
+                        }
                     }
 
                     var dense = w.Dequantize();

@@ -30,6 +30,13 @@ public sealed unsafe class MatVecKernelTests
 
     private static void FastKernelEqualsNaiveTwin(WeightFormat format, KernelIsa isa)
     {
+        if (format == WeightFormat.Q8)
+        {
+            // Q8 weights multiply activations quantized to Q8 blocks: their own kernel and naive twin.
+            Q8KernelTests.EqualsNaiveTwin((w, x, n, y, s, a, b) => MatVecQ8.Rows(w, x, n, y, s, a, b, isa), $"q8/{isa}");
+            return;
+        }
+
         // Column counts around every vector width and Q8 block (8, 16, 32, 64: full blocks of four vectors, single
         // vectors, scalar tails, pairs of Q8 blocks and an odd one), and real ones (172 = stories260K's MLP).
         foreach (int cols in new[] { 1, 7, 16, 31, 33, 48, 64, 65, 96, 100, 172, 768, 1030 })

@@ -5,9 +5,9 @@ namespace Linearize.Inference.Kernels;
 /// (<c>Vector512&lt;float&gt;</c>, <c>Vector256&lt;float&gt;</c>), so a kernel is written once as a generic method over
 /// <c>TVec, TV</c> and the JIT compiles one specialised copy per width (a struct type argument: no virtual calls).
 /// The kernels' locals are the runtime vectors themselves, not a wrapper struct: the JIT then folds loads into the FMAs
-/// and accumulates in place, as in hand-written code. ggml's <c>GGML_F32_VEC</c> macros do the same job in C. The widening loads
-/// (bfloat16, int8) live here because they are the ISA-specific instructions; which one a row needs is the
-/// <see cref="IRowLoader"/>'s choice.
+/// and accumulates in place, as in hand-written code. ggml's <c>GGML_F32_VEC</c> macros do the same job in C. The widening load
+/// (bfloat16) lives here because it is an ISA-specific instruction; whether a row needs it is the
+/// <see cref="IRowLoader"/>'s choice. (Q8 weights are not widened: <see cref="MatVecQ8"/> multiplies them as int8.)
 /// </summary>
 /// <remarks>Every operation is one ISA operation (fused multiply-add rounded once, the runtime's <c>Sum</c>), so a
 /// generic kernel computes bit for bit what the same kernel spelled out for one width would, and every kernel of a
@@ -27,9 +27,6 @@ internal unsafe interface IFloatVector<TSelf, TV> where TSelf : struct, IFloatVe
 
     /// <summary><see cref="Count"/> bfloat16 values widened to float32 (bf16 is the top half of a float32).</summary>
     static abstract TV LoadBFloat16(ushort* p);
-
-    /// <summary><see cref="Count"/> int8 values converted to float32 (Q8 quants before their block's scale).</summary>
-    static abstract TV LoadInt8(sbyte* p);
 
     static abstract TV Broadcast(float value);
 

@@ -8,12 +8,12 @@ namespace Linearize.Inference.Kernels;
 /// <summary>
 /// Matrix × matrix for prefill: <c>y[t, r] = Σ_c W[r, c] · x[t, c]</c> over a block of rows and many tokens. Unlike
 /// decoding, this is compute-bound, so the work is arranged for the FMA units rather than for one pass over memory:
-/// a block of <see cref="BlockRows"/> rows is first widened to float32 in a per-thread buffer (bfloat16 and Q8 are
+/// a block of <see cref="BlockRows"/> rows is first widened to float32 in a per-thread buffer (bfloat16 is
 /// expanded once per block and reused for every token — the arithmetic stays float32, as in decoding), then tiles of
 /// 2 rows × <see cref="TokenTile"/> tokens (<see cref="Tile2x8"/>) keep 16 accumulators in registers: per 16 columns, 2 weight loads and 8
 /// activation loads feed 16 FMAs. The depth is cut into slices of at most <see cref="MaxDepth"/> columns so a tile's
 /// activations (8 × 2 KiB) stay in a 32 KiB L1 (Zen 4's) beside the two rows streaming through it. AVX-512 only; other ISAs fall back to
-/// <see cref="MatVec"/>. The naive twin is <see cref="NaiveMatVec"/>.
+/// <see cref="MatVec"/>. Q8 weights multiply quantized activations (<see cref="RowsQ8"/>). The naive twin is <see cref="NaiveMatVec"/>.
 /// </summary>
 public static unsafe class MatMat
 {
@@ -36,6 +36,8 @@ public static unsafe class MatMat
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rows(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1, KernelIsa isa)
     {
+        if (w.Format == WeightFormat.Q8)
+            throw new ArgumentException($"a Q8 matrix multiplies activations quantized to Q8 blocks: {nameof(RowsQ8)}");
         if (isa != KernelIsa.Avx512)
         {
             MatVec.Rows(w, x, xStride, count, y, yStride, r0, r1, isa, batchInvariant: true);
@@ -61,6 +63,14 @@ public static unsafe class MatMat
                 Block(rows, b1 - b0, cols, x, xStride, count, y + b0, yStride);
         }
     }
+
+    /// <summary>
+    /// Rows <c>[r0, r1)</c> of a Q8 matrix times the first <paramref name="count"/> rows of <paramref name="x"/>, written
+    /// to <paramref name="y"/> at <c>t · yStride + r</c>: <see cref="MatVecQ8"/>'s kernel, whose arithmetic per token does
+    /// not depend on the batch, so prefill and decoding agree bit for bit.
+    /// </summary>
+    public static void RowsQ8(PackedMatrix w, Q8Activations x, int count, float* y, int yStride, int r0, int r1, KernelIsa isa) =>
+        MatVecQ8.Rows(w, x, count, y, yStride, r0, r1, isa);
 
     /// <summary><paramref name="n"/> float32 rows <c>[n, cols]</c> at <paramref name="rows"/> times every token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

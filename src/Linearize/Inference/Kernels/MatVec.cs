@@ -11,7 +11,8 @@ namespace Linearize.Inference.Kernels;
 /// <c>b &lt; count</c>. Decoding is memory-bound (every weight is read once per step), so the kernels stream each row
 /// once and, for a batch, multiply it with every vector while it sits in L1 — rows outer, vectors inner, in tiles of
 /// four — which is why batch N costs little more than batch 1. Float32 accumulation in vector lanes; the naive twin is
-/// <see cref="NaiveMatVec"/>.
+/// <see cref="NaiveMatVec"/>. Float32 and bfloat16 weights only: a <see cref="WeightFormat.Q8"/> matrix multiplies
+/// activations quantized to Q8 blocks, in <see cref="MatVecQ8"/>.
 /// </summary>
 /// <remarks>Each kernel is written once over the vector width (<see cref="IFloatVector{TSelf, TV}"/>: <see cref="Vec512"/>
 /// for AVX-512, <see cref="Vec256"/> for AVX2) and the row format (<see cref="IRowLoader"/>); the JIT compiles a copy
@@ -49,6 +50,9 @@ public static unsafe class MatVec
         }
     }
 
+    private static ArgumentException Q8NeedsQuantizedActivations(PackedMatrix w) =>
+        new($"a {w.Format} matrix multiplies activations quantized to Q8 blocks: {nameof(MatVecQ8)}.{nameof(MatVecQ8.Rows)}");
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Rows<TVec, TV>(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1,
         bool batchInvariant) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
@@ -62,8 +66,7 @@ public static unsafe class MatVec
                 Dense<TVec, TV, BFloat16Rows>(w.Bf16, w.Cols, x, xStride, count, y, yStride, r0, r1, batchInvariant);
                 break;
             default:
-                Q8<TVec, TV>(w, x, xStride, count, y, yStride, r0, r1, batchInvariant);
-                break;
+                throw Q8NeedsQuantizedActivations(w);
         }
     }
 
@@ -81,7 +84,7 @@ public static unsafe class MatVec
                 {
                     WeightFormat.Float32 => DotScalar<Float32Rows>(w.F32 + (long)r * cols, xb, cols),
                     WeightFormat.BFloat16 => DotScalar<BFloat16Rows>(w.Bf16 + (long)r * cols, xb, cols),
-                    _ => Q8DotScalar(w.Q8Data + (long)r * cols, w.Q8Scales + (long)r * w.BlocksPerRow, xb, 0, cols),
+                    _ => throw Q8NeedsQuantizedActivations(w),
                 };
             }
     }
@@ -296,132 +299,5 @@ public static unsafe class MatVec
         }
 
         return Vector128.Create(s0, s1, s2, s3);
-    }
-
-    // ---- Q8: int8 blocks of 32 with a float32 scale. Each block's int8 · x sum is formed in float, then scaled. ----
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q8<TVec, TV>(PackedMatrix w, float* x, int xStride, int count, float* y, int yStride, int r0, int r1,
-        bool batchInvariant) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
-    {
-        int cols = w.Cols, blocks = w.BlocksPerRow;
-        for (int r = r0; r < r1; r++)
-        {
-            sbyte* q = w.Q8Data + (long)r * cols;
-            float* scales = w.Q8Scales + (long)r * blocks;
-            if (batchInvariant)
-            {
-                for (int b = 0; b < count; b++)
-                    y[(long)b * yStride + r] = Q8Dot<TVec, TV>(q, scales, x + (long)b * xStride, cols);
-                continue;
-            }
-
-            for (int b = 0; b < count; b += Tile)
-            {
-                int n = Math.Min(Tile, count - b);
-                float* x0 = x + (long)b * xStride;
-                float* yb = y + (long)b * yStride + r;
-                if (n == 1)
-                {
-                    yb[0] = Q8Dot<TVec, TV>(q, scales, x0, cols);
-                    continue;
-                }
-
-                float* x1 = x0 + xStride, x2 = n > 2 ? x0 + 2L * xStride : x0, x3 = n > 3 ? x0 + 3L * xStride : x0;
-                Store(yb, yStride, Q8Dot4<TVec, TV>(q, scales, x0, x1, x2, x3, cols), n);
-            }
-        }
-    }
-
-    /// <summary>The partial last block (and the scalar path): <c>Σ_blocks d · Σ q·x</c> from column <paramref name="from"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q8DotScalar(sbyte* q, float* scales, float* x, int from, int cols)
-    {
-        float total = 0;
-        for (int start = from; start < cols; start += PackedMatrix.Q8BlockSize)
-        {
-            int end = Math.Min(cols, start + PackedMatrix.Q8BlockSize);
-            float block = 0;
-            for (int i = start; i < end; i++)
-                block += q[i] * x[i];
-            total += block * scales[start / PackedMatrix.Q8BlockSize];
-        }
-
-        return total;
-    }
-
-    /// <summary>The <paramref name="k"/>-th vector of a block's quants widened to float32, or zero past the block
-    /// (a block of 32 is two 16-lane vectors or four 8-lane ones).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV Q8Chunk<TVec, TV>(sbyte* block, int k) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged =>
-        k * TVec.Count < PackedMatrix.Q8BlockSize ? TVec.LoadInt8(block + k * TVec.Count) : TVec.Zero;
-
-    /// <summary>A block's lane-wise <c>Σ q·x</c> from its widened quants: the first product rounded, then FMAs in order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV Q8Block<TVec, TV>(TV q0, TV q1, TV q2, TV q3, float* x) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
-    {
-        int w = TVec.Count;
-        var b = TVec.FusedMultiplyAdd(q1, TVec.Load(x + w), TVec.Multiply(q0, TVec.Load(x)));
-        if (2 * w < PackedMatrix.Q8BlockSize)
-            b = TVec.FusedMultiplyAdd(q2, TVec.Load(x + 2 * w), b);
-        if (3 * w < PackedMatrix.Q8BlockSize)
-            b = TVec.FusedMultiplyAdd(q3, TVec.Load(x + 3 * w), b);
-        return b;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV Q8Block<TVec, TV>(sbyte* q, float* x) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged =>
-        Q8Block<TVec, TV>(Q8Chunk<TVec, TV>(q, 0), Q8Chunk<TVec, TV>(q, 1), Q8Chunk<TVec, TV>(q, 2), Q8Chunk<TVec, TV>(q, 3), x);
-
-    /// <summary>One vector. A 16-lane block is only two FMAs deep, so its blocks alternate between two accumulators
-    /// to keep FMAs in flight; an 8-lane block's four FMAs already do, and one accumulator is kept.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q8Dot<TVec, TV>(sbyte* q, float* scales, float* x, int cols) where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
-    {
-        const int block = PackedMatrix.Q8BlockSize;
-        bool two = 2 * TVec.Count == block;
-        TV acc0 = TVec.Zero, acc1 = TVec.Zero;
-        int full = cols / block, blk = 0;
-        if (two)
-            for (; blk + 2 <= full; blk += 2)
-            {
-                int i = blk * block;
-                acc0 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q + i, x + i), TVec.Broadcast(scales[blk]), acc0);
-                acc1 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q + i + block, x + i + block), TVec.Broadcast(scales[blk + 1]), acc1);
-            }
-
-        for (; blk < full; blk++)
-        {
-            int i = blk * block;
-            acc0 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q + i, x + i), TVec.Broadcast(scales[blk]), acc0);
-        }
-
-        return TVec.Sum(two ? TVec.Add(acc0, acc1) : acc0) + Q8DotScalar(q, scales, x, full * block, cols);
-    }
-
-    /// <summary>Four vectors sharing each block's widened quants, one accumulator each.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector128<float> Q8Dot4<TVec, TV>(sbyte* q, float* scales, float* x0, float* x1, float* x2, float* x3, int cols)
-        where TVec : struct, IFloatVector<TVec, TV> where TV : unmanaged
-    {
-        TV a0 = TVec.Zero, a1 = TVec.Zero, a2 = TVec.Zero, a3 = TVec.Zero;
-        int full = cols / PackedMatrix.Q8BlockSize;
-        for (int blk = 0; blk < full; blk++)
-        {
-            int i = blk * PackedMatrix.Q8BlockSize;
-            TV q0 = Q8Chunk<TVec, TV>(q + i, 0), q1 = Q8Chunk<TVec, TV>(q + i, 1), q2 = Q8Chunk<TVec, TV>(q + i, 2), q3 = Q8Chunk<TVec, TV>(q + i, 3);
-            var d = TVec.Broadcast(scales[blk]);
-            a0 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x0 + i), d, a0);
-            a1 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x1 + i), d, a1);
-            a2 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x2 + i), d, a2);
-            a3 = TVec.FusedMultiplyAdd(Q8Block<TVec, TV>(q0, q1, q2, q3, x3 + i), d, a3);
-        }
-
-        int tail = full * PackedMatrix.Q8BlockSize;
-        return Vector128.Create(
-            TVec.Sum(a0) + Q8DotScalar(q, scales, x0, tail, cols),
-            TVec.Sum(a1) + Q8DotScalar(q, scales, x1, tail, cols),
-            TVec.Sum(a2) + Q8DotScalar(q, scales, x2, tail, cols),
-            TVec.Sum(a3) + Q8DotScalar(q, scales, x3, tail, cols));
     }
 }

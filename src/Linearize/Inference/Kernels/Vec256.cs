@@ -27,9 +27,6 @@ internal readonly unsafe struct Vec256 : IFloatVector<Vec256, Vector256<float>>
         Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(p)), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> LoadInt8(sbyte* p) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Broadcast(float value) => Vector256.Create(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -27,9 +27,6 @@ internal readonly unsafe struct Vec512 : IFloatVector<Vec512, Vector512<float>>
         Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> LoadInt8(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Broadcast(float value) => Vector512.Create(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -15,13 +15,24 @@ internal sealed unsafe class MatMulJob : RangeJob
     public KernelIsa Isa;
     public bool BatchInvariant;
 
+    /// <summary>For a Q8 matrix: the rows at <see cref="X"/> already quantized to Q8 blocks (once per product, before
+    /// the threads split the weight rows).</summary>
+    public Q8Activations? Quantized;
+
     /// <summary>Use the tiled matrix × matrix kernel (prefill) instead of the streaming matrix × vectors one.</summary>
     public bool Tiled;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int start, int end)
     {
-        if (Tiled)
+        if (Matrix!.Format == WeightFormat.Q8)
+        {
+            if (Tiled)
+                MatMat.RowsQ8(Matrix, Quantized!, Count, Y, YStride, start, end, Isa);
+            else
+                MatVecQ8.Rows(Matrix, Quantized!, Count, Y, YStride, start, end, Isa);
+        }
+        else if (Tiled)
             MatMat.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa);
         else
             MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa, BatchInvariant);

@@ -142,7 +142,7 @@ public sealed class LigerAttention : ProjectedMixer
         Tensor? g = null;
         if (_options.Family == LigerFamily.Gdn)
             g = Repeat(nn.functional.logsigmoid(Pool(k, 1).squeeze(-1)).Over(_options.EffectiveNormalizer) * validBt);
-        var beta = _betaProj!.forward(x).to(ScalarType.Float32).sigmoid();        // [B, T, H]
+        var beta = _betaProj!.call(x).to(ScalarType.Float32).sigmoid();        // [B, T, H]
         if (_options.NegativeEigenvalues)
             beta = beta.Times(2);
         beta = beta * validBt;

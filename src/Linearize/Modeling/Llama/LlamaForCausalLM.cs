@@ -66,7 +66,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, ModelCache?, Tensor?, T
     {
         var logits = _lmHead is null
             ? nn.functional.linear(hidden, _model.EmbedTokens.weight!)
-            : _lmHead.forward(hidden);
+            : _lmHead.call(hidden);
         return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
     }
 

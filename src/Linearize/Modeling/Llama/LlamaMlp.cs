@@ -49,7 +49,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>, IProjectionHost
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = nn.functional.silu(_gateProj.forward(x)) * _upProj.forward(x);
-        return _downProj.forward(h).MoveToOuterDisposeScope();
+        var h = nn.functional.silu(_gateProj.call(x)) * _upProj.call(x);
+        return _downProj.call(h).MoveToOuterDisposeScope();
     }
 }

@@ -80,7 +80,7 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
         foreach (var layer in _layers)
             h = layer.forward(h, ctx);
         cache?.Advance(t);
-        return _norm.forward(h).MoveToOuterDisposeScope();
+        return _norm.call(h).MoveToOuterDisposeScope();
     }
 
     /// <summary>

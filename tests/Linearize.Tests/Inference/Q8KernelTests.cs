@@ -1,0 +1,136 @@
+using Linearize.Inference;
+using Linearize.Inference.Kernels;
+using Linearize.Tests.Fixtures;
+
+namespace Linearize.Tests.Inference;
+
+/// <summary>The Q8 × quantized-activation kernels (<see cref="MatVecQ8"/>) against their naive twin with each int8
+/// product instruction forced (<see cref="MatVecKernelTests"/> runs each ISA's choice), and the activation quantizer
+/// against the weights' rule.</summary>
+public sealed unsafe class Q8KernelTests
+{
+    /// <summary>Rows <c>[r0, r1)</c> times the first <c>count</c> quantized rows into <c>y</c> (stride = rows).</summary>
+    internal delegate void Q8Rows(PackedMatrix w, Q8Activations x, int count, float* y, int yStride, int r0, int r1);
+
+    private static float[] Random(int n, int seed, float scale = 1f)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+    }
+
+    /// <summary>The AVX2 fallback (<c>vpmaddubsw</c> + <c>vpmaddwd</c>) forced, on a CPU that would pick VNNI.</summary>
+    [IsaTheory(KernelIsa.Avx2)]
+    [InlineData(KernelIsa.Avx2)]
+    public void MaddProductsEqualNaiveTwin(KernelIsa isa)
+    {
+        Assert.Equal(KernelIsa.Avx2, isa);
+        EqualsNaiveTwin((w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), "madd");
+    }
+
+    [VnniFact]
+    public void VnniProductsEqualNaiveTwin() => EqualsNaiveTwin((w, x, n, y, s, a, b) => MatVecQ8.Rows<VnniProducts>(w, x, n, y, s, a, b), "vnni");
+
+    /// <summary>The two product instructions sum the same exact int32s, so their results are bit-identical.</summary>
+    [VnniFact]
+    public void VnniAndMaddAgreeBitForBit()
+    {
+        const int rows = 23, cols = 1030, count = 6;
+        using var w = PackedMatrix.Pack(Random(rows * cols, 3, 2f), rows, cols, WeightFormat.Q8);
+        var x = Random(count * cols, 4, 5f);
+        using var q = new Q8Activations();
+        var a = new float[count * rows];
+        var b = new float[count * rows];
+        fixed (float* xp = x, ap = a, bp = b)
+        {
+            q.Quantize(xp, cols, count, cols);
+            MatVecQ8.Rows<VnniProducts>(w, q, count, ap, rows, 0, rows);
+            MatVecQ8.Rows<MaddProducts>(w, q, count, bp, rows, 0, rows);
+        }
+
+        Assert.True(a.AsSpan().SequenceEqual(b));
+    }
+
+    /// <summary>
+    /// Column counts around the 32-wide block (partial last blocks, pairs of blocks and an odd one) and real ones;
+    /// batches around the 4-vector tile. Every vector's result must also be bit-identical to the vector quantized and
+    /// multiplied alone (the kernels are batch-invariant by construction).
+    /// </summary>
+    internal static void EqualsNaiveTwin(Q8Rows run, string name)
+    {
+        foreach (int cols in new[] { 1, 7, 16, 31, 32, 33, 64, 65, 96, 100, 172, 768, 1030 })
+            foreach (int count in new[] { 1, 2, 3, 4, 5, 8, 11 })
+            {
+                const int rows = 37;
+                using var w = PackedMatrix.Pack(Random(rows * cols, cols, 3f), rows, cols, WeightFormat.Q8);
+                var x = Random(count * cols, cols + 1000 * count);
+                var expected = NaiveMatVec.Multiply(w, x, count);
+                var y = new float[count * rows];
+                var alone = new float[count * rows];
+                using var q = new Q8Activations();
+                using var one = new Q8Activations();
+                fixed (float* xp = x, yp = y, ap = alone)
+                {
+                    q.Quantize(xp, cols, count, cols);
+                    // Two row ranges, as two threads would take them.
+                    run(w, q, count, yp, rows, 0, 20);
+                    run(w, q, count, yp, rows, 20, rows);
+                    for (int b = 0; b < count; b++)
+                    {
+                        one.Quantize(xp + b * cols, cols, 1, cols);
+                        run(w, one, 1, ap + b * rows, rows, 0, rows);
+                    }
+                }
+
+                Assert.True(y.AsSpan().SequenceEqual(alone), $"{name} cols {cols} batch {count}: batched ≠ alone");
+                var dense = w.Dequantize();
+                var xd = new float[cols];
+                for (int b = 0; b < count; b++)
+                {
+                    q.DequantizeRow(b, xd);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        // float32 accumulation of exact block sums: error bounded by a few ulps of Σ|w·x|.
+                        double magnitude = 0;
+                        for (int c = 0; c < cols; c++)
+                            magnitude += Math.Abs((double)dense[r * cols + c] * xd[c]);
+                        double err = Math.Abs(y[b * rows + r] - expected[b * rows + r]);
+                        Assert.True(err <= 1e-5 * magnitude + 1e-30,
+                            $"{name} cols {cols} batch {count} row {r} vector {b}: |{y[b * rows + r]} − {expected[b * rows + r]}| = {err:E2} > 1e-5 · {magnitude:E2}");
+                    }
+                }
+            }
+    }
+
+    /// <summary>The vectorised quantizer is bit for bit the weights' scalar rule, ties (k + ½ → away from zero), zero
+    /// blocks and partial last blocks included, and pads each row to whole blocks with zeros.</summary>
+    [Fact]
+    public void ActivationsQuantizeExactlyAsWeightsDo()
+    {
+        const int cols = 77, count = 5;
+        var x = Random(count * cols, 11, 4f);
+        for (int c = 0; c < 32; c++)
+        {
+            // Row 1's first block: max 127 so d = 1 and every value is a tie or an integer.
+            x[cols + c] = c == 0 ? 127f : (c % 2 == 0 ? 1 : -1) * (c + 0.5f);
+            x[2 * cols + c] = 0; // row 2's first block: all zeros
+        }
+
+        using var q = new Q8Activations();
+        fixed (float* xp = x)
+            q.Quantize(xp, cols, count, cols);
+        Assert.Equal(3, q.BlocksPerRow);
+        var expectedQ = new sbyte[cols];
+        for (int b = 0; b < count; b++)
+            for (int k = 0; k < 3; k++)
+            {
+                int start = k * 32, n = Math.Min(32, cols - start);
+                float d = PackedMatrix.QuantizeBlock(x.AsSpan(b * cols + start, n), expectedQ.AsSpan(start, n));
+                Assert.Equal(d, q.Scales(b)[k]);
+                for (int c = start; c < start + 32; c++)
+                    Assert.Equal(c < cols ? expectedQ[c] : (sbyte)0, q.Quants(b)[c]);
+            }
+
+        Assert.Equal((sbyte)3, q.Quants(1)[2]);   // 2.5 → 3
+        Assert.Equal((sbyte)-4, q.Quants(1)[3]);  // −3.5 → −4
+    }
+}
