@@ -56,23 +56,23 @@ public static class BenchPrefillCommand
                 foreach (string path in paths)
                 {
                     var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
-                    using var llama = ModelLoader.Load(source);
-                    using var engine = Engines.Create(llama, options);
-                    var mixers = string.Join("; ", llama.DescribeMixers());
-                    bool bounded = MixerFactory.HasGrowingCache(llama.Config);
+                    using var engine = Engines.Load(source, options);
+                    var config = engine.Config;
+                    var mixers = string.Join("; ", Engines.DescribeMixers(config));
+                    bool bounded = MixerFactory.HasGrowingCache(config);
                     var rows = new List<Row>();
                     var random = new Random(0);
-                    Measure(engine, Enumerable.Range(0, Math.Min(64, prompts.Min())).Select(_ => random.Next(llama.Config.VocabSize)).ToArray()); // warm-up
+                    Measure(engine, Enumerable.Range(0, Math.Min(64, prompts.Min())).Select(_ => random.Next(config.VocabSize)).ToArray()); // warm-up
                     foreach (int length in prompts)
                     {
-                        if (bounded && length > llama.Config.MaxPositionEmbeddings)
+                        if (bounded && length > config.MaxPositionEmbeddings)
                         {
-                            rows.Add(new Row(length, null, null, 0, $"beyond its {llama.Config.MaxPositionEmbeddings} positions"));
+                            rows.Add(new Row(length, null, null, 0, $"beyond its {config.MaxPositionEmbeddings} positions"));
                             progress.Report((runs.Count * prompts.Length + rows.Count, paths.Length * prompts.Length));
                             continue;
                         }
 
-                        var ids = Enumerable.Range(0, length).Select(_ => random.Next(llama.Config.VocabSize)).ToArray();
+                        var ids = Enumerable.Range(0, length).Select(_ => random.Next(config.VocabSize)).ToArray();
                         double best = double.MaxValue;
                         long state = 0;
                         for (int i = 0; i < reps; i++)

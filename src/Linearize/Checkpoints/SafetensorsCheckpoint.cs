@@ -43,6 +43,9 @@ public sealed class SafetensorsCheckpoint : IDisposable
     public bool TryReadBFloat16Into(string name, long offset, Span<ushort> destination) =>
         File(name).TryReadBFloat16Into(name, offset, destination);
 
+    /// <summary>See <see cref="SafetensorsFile.MapInPlace"/>: valid until this checkpoint is disposed.</summary>
+    public unsafe byte* MapInPlace(string name) => File(name).MapInPlace(name);
+
     /// <summary>True when tensor <paramref name="name"/> is stored as BF16.</summary>
     public bool IsBFloat16(string name) => GetInfo(name).DType == SafetensorsDType.BF16;
 
