@@ -44,6 +44,10 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
 
     public RotaryEmbedding Rope => _rope;
 
+    /// <summary>Recompute each layer's activations in the backward pass instead of keeping them (<see cref="LayerCheckpoint"/>):
+    /// applies to forward passes that record gradients and use no cache (training).</summary>
+    public bool CheckpointActivations { get; set; }
+
     /// <summary>
     /// Runs the stack on <paramref name="inputIds"/> <c>[B, T]</c>.
     /// <paramref name="attentionMask"/> (optional, <c>[B, past + T]</c>, 1 = token, 0 = padding) follows the Hugging Face
@@ -77,8 +81,9 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
         var h = _embedTokens.forward(inputIds);
         var (cos, sin) = _rope.Get(positions, h.dtype);
         var ctx = new AttentionContext(positions, cos, sin, past, keyPadding, cache);
+        bool checkpoint = CheckpointActivations && cache is null && is_grad_enabled();
         foreach (var layer in _layers)
-            h = layer.forward(h, ctx);
+            h = checkpoint ? LayerCheckpoint.Apply(layer, h, ctx) : layer.forward(h, ctx);
         cache?.Advance(t);
         return _norm.forward(h).MoveToOuterDisposeScope();
     }
