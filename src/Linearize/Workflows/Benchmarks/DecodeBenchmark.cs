@@ -29,6 +29,7 @@ public static class DecodeBenchmark
         int total = models.Count * options.Contexts.Count;
         foreach (var (name, source) in models)
         {
+            PeakMemory.Reset();
             var rows = new List<DecodeRow>();
             if (options.Engine is not null)
             {
@@ -42,7 +43,7 @@ public static class DecodeBenchmark
                 }
 
                 runs.Add(new DecodeRun(name, string.Join("; ", Engines.DescribeMixers(engine.Config)), source.Path,
-                    EngineOptions.FormatName(engine.Options.Weights), engine.WeightBytesPerStep, rows));
+                    EngineOptions.FormatName(engine.Options.Weights), engine.WeightBytesPerStep, rows, PeakMemory.Bytes()));
                 continue;
             }
 
@@ -54,7 +55,7 @@ public static class DecodeBenchmark
             }
 
             runs.Add(new DecodeRun(name, string.Join("; ", llama.DescribeMixers()), source.Path, llama.DType.ToString().ToLowerInvariant(),
-                llama.parameters().Sum(p => p.numel() * p.element_size()), rows));
+                llama.parameters().Sum(p => p.numel() * p.element_size()), rows, PeakMemory.Bytes()));
         }
 
         return runs;
