@@ -36,6 +36,36 @@ public static class ModelLoader
         return model;
     }
 
+    /// <summary>
+    /// Only layers <c>[from, to)</c> of the Hugging Face checkpoint <paramref name="checkpoint"/>, float32, each tensor
+    /// read from its (memory-mapped) shard and copied into the layer alone: memory is those layers plus the tensor
+    /// being read, not the model (block-wise attention transfer, docs/BLOCKWISE-TRANSFER.md). The weights equal the
+    /// same layers of <see cref="Load"/>'s model bit for bit, and keep their names.
+    /// </summary>
+    public static LlamaForCausalLM LoadLayers(SafetensorsCheckpoint checkpoint, LlamaConfig config, int from, int to)
+    {
+        var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to);
+        try
+        {
+            StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(checkpoint), partOfCheckpoint: true);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Opens the safetensors checkpoint of <paramref name="source"/> (headers only; tensors are read on
+    /// demand), for <see cref="LoadLayers"/>.</summary>
+    public static SafetensorsCheckpoint OpenCheckpoint(ModelSource source) =>
+        source.Kind == ModelSourceKind.HuggingFaceDirectory
+            ? SafetensorsCheckpoint.Open(source.Path)
+            : throw new LinearizeException($"{source.Path}: reading a model layer by layer needs a Hugging Face directory (config.json + safetensors)");
+
     /// <summary>Resolves <paramref name="modelPath"/>, loads model and tokenizer.</summary>
     /// <param name="idTokenizerFallback">Without a tokenizer file, use <see cref="IdTokenizer"/> (token ids as text)
     /// instead of failing: for models of synthetic tasks that have no text tokenizer.</param>
