@@ -37,14 +37,16 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Only layers <c>[from, to)</c> of the Hugging Face checkpoint <paramref name="checkpoint"/>, float32, each tensor
-    /// read from its (memory-mapped) shard and copied into the layer alone: memory is those layers plus the tensor
-    /// being read, not the model (block-wise attention transfer, docs/BLOCKWISE-TRANSFER.md). The weights equal the
-    /// same layers of <see cref="Load"/>'s model bit for bit, and keep their names.
+    /// Only layers <c>[from, to)</c> of the Hugging Face checkpoint <paramref name="checkpoint"/>, each tensor read from
+    /// its (memory-mapped) shard and copied into the layer alone, so memory is those layers plus the tensor being read,
+    /// not the model (block-wise attention transfer, docs/BLOCKWISE-TRANSFER.md). The model computes in float32, as
+    /// <see cref="Load"/>'s does; the linear projections, which block-wise transfer keeps frozen, stay in the type the
+    /// checkpoint stores them in (<see cref="WideningLinear"/>: bfloat16 halves the block's memory) and give the same
+    /// outputs bit for bit. Parameters keep their names.
     /// </summary>
     public static LlamaForCausalLM LoadLayers(SafetensorsCheckpoint checkpoint, LlamaConfig config, int from, int to)
     {
-        var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to);
+        var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to, (index, layer) => KeepStoredProjections(checkpoint, index, layer));
         try
         {
             StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(checkpoint), partOfCheckpoint: true);
@@ -57,6 +59,30 @@ public static class ModelLoader
 
         model.eval();
         return model;
+    }
+
+    /// <summary>Swaps each float32 projection of layer <paramref name="index"/> whose checkpoint weight is stored
+    /// narrower (bfloat16, float16) for a <see cref="WideningLinear"/> of that type, freeing the float32 one at once.</summary>
+    private static void KeepStoredProjections(SafetensorsCheckpoint checkpoint, int index, LlamaDecoderLayer layer)
+    {
+        foreach (var (prefix, module) in layer.named_modules())
+        {
+            if (module is not IProjectionHost host)
+                continue;
+            foreach (string name in host.ProjectionNames)
+            {
+                string key = $"model.layers.{index}.{prefix}.{name}.weight";
+                if (!checkpoint.Contains(key))
+                    continue; // the strict load reports it
+                var stored = checkpoint.GetInfo(key).DType.ToScalarType();
+                var old = host.GetProjection(name);
+                var weight = old.parameters().First();
+                if (stored == weight.dtype || stored is not (ScalarType.BFloat16 or ScalarType.Float16))
+                    continue;
+                host.SetProjection(name, new WideningLinear(weight.shape[1], weight.shape[0], old.parameters().Count() > 1, stored));
+                old.Dispose();
+            }
+        }
     }
 
     /// <summary>Opens the safetensors checkpoint of <paramref name="source"/> (headers only; tensors are read on

@@ -113,13 +113,13 @@ public sealed class AttentionTransferRun
     public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null)
     {
         var (source, config, tokenizer) = Describe();
+        using var checkpoint = ModelLoader.OpenCheckpoint(source); // every shard checked before any work
         var data = PrepareData(tokenizer);
         int layers = config.NumHiddenLayers, blocks = BlockCount(layers);
         var sequences = data.Train.Select((e, i) => ($"train.{i}", e)).Concat(data.Validation.Select((e, i) => ($"validation.{i}", e))).ToList();
         log?.Invoke($"saving the residual stream at {blocks} block boundaries for {Plural.Of(sequences.Count, "sequence")} " +
                     $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * config.HiddenSize * 4 / (1 << 20):F0} MiB), one layer at a time");
         Directory.CreateDirectory(Path.GetDirectoryName(BoundaryPath(0))!);
-        using var checkpoint = ModelLoader.OpenCheckpoint(source);
         using var recorder = new AttentionTransferRecorder(layers: new HashSet<int>()); // pass the teacher's attention on, record nothing
         using var noGrad = no_grad();
         // The float32 model's embedding lookup: its rows, widened exactly from the stored type.

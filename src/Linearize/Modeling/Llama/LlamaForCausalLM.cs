@@ -41,8 +41,10 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, ModelCache?, Tensor?, T
     /// <summary>Only layers <c>[from, to)</c> (random weights, the names they have in the whole model), without
     /// embeddings, final norm or head: one block of block-wise attention transfer, run with
     /// <see cref="LlamaModel.ForwardLayers"/>, in the memory of those layers alone.</summary>
-    public static LlamaForCausalLM Slice(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory, int from, int to) =>
-        new(config, new LlamaModel(config, mixerFactory, from, to));
+    /// <param name="built">Called with each layer (and its index) as soon as it is built, before the next one is.</param>
+    public static LlamaForCausalLM Slice(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory, int from, int to,
+        Action<int, LlamaDecoderLayer>? built = null) =>
+        new(config, new LlamaModel(config, mixerFactory, from, to, built));
 
     public LlamaConfig Config { get; }
 

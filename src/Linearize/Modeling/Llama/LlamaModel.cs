@@ -45,13 +45,22 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
     /// <summary>Only layers <c>[from, to)</c>, under the names they have in the whole stack
     /// (<c>layers.{i}.…</c>), with RoPE but without embeddings or final norm: what <see cref="ForwardLayers"/> needs to
     /// train or run one block, in the memory of that block (block-wise attention transfer, docs/METHODS.md §2.7).</summary>
-    internal LlamaModel(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory, int from, int to) : base(nameof(LlamaModel))
+    /// <param name="built">Called with each layer as soon as it is built, before the next one is (to narrow its frozen
+    /// weights while only one layer is wide).</param>
+    internal LlamaModel(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory, int from, int to,
+        Action<int, LlamaDecoderLayer>? built) : base(nameof(LlamaModel))
     {
         if (from < 0 || to > config.NumHiddenLayers || from >= to)
             throw new ArgumentOutOfRangeException(nameof(from), $"layers [{from}, {to}) of {config.NumHiddenLayers}");
         _vocabSize = config.VocabSize;
         _firstLayer = from;
-        _layers = Enumerable.Range(from, to - from).Select(i => new LlamaDecoderLayer(config, mixerFactory(config, i))).ToArray();
+        _layers = new LlamaDecoderLayer[to - from];
+        for (int i = from; i < to; i++)
+        {
+            _layers[i - from] = new LlamaDecoderLayer(config, mixerFactory(config, i));
+            built?.Invoke(i, _layers[i - from]);
+        }
+
         _layerModules = new DecoderLayerSlice(from, _layers);
         _rope = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
         RegisterComponents();
@@ -75,7 +84,8 @@ public sealed class LlamaModel : nn.Module<Tensor, ModelCache?, Tensor?, Tensor>
             ? _layers[index - _firstLayer]
             : throw new ArgumentOutOfRangeException(nameof(index), $"layer {index} is not held (layers [{_firstLayer}, {_firstLayer + _layers.Length}))");
 
-    /// <summary>The dtype of the weights.</summary>
+    /// <summary>The dtype of the weights (of a slice: of its first norm, the type it computes in; frozen projections
+    /// may be stored narrower, see <see cref="WideningLinear"/>).</summary>
     public ScalarType DType => _embedTokens?.weight!.dtype ?? _layers[0].parameters().First().dtype;
 
     public RotaryEmbedding Rope => _rope;
