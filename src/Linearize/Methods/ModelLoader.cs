@@ -40,13 +40,15 @@ public static class ModelLoader
     /// Only layers <c>[from, to)</c> of the Hugging Face checkpoint <paramref name="checkpoint"/>, each tensor read from
     /// its (memory-mapped) shard and copied into the layer alone, so memory is those layers plus the tensor being read,
     /// not the model (block-wise attention transfer, docs/BLOCKWISE-TRANSFER.md). The model computes in float32, as
-    /// <see cref="Load"/>'s does; the linear projections, which block-wise transfer keeps frozen, stay in the type the
-    /// checkpoint stores them in (<see cref="WideningLinear"/>: bfloat16 halves the block's memory) and give the same
-    /// outputs bit for bit. Parameters keep their names.
+    /// <see cref="Load"/>'s does, and its outputs are the same bit for bit; parameters keep their names.
     /// </summary>
-    public static LlamaForCausalLM LoadLayers(SafetensorsCheckpoint checkpoint, LlamaConfig config, int from, int to)
+    /// <param name="keepStoredProjections">Keep the linear projections in the type the checkpoint stores them in
+    /// (<see cref="WideningLinear"/>: bfloat16 halves their memory; each product widens its matrix, which costs time on
+    /// every forward). Only for frozen projections, as in attention transfer.</param>
+    public static LlamaForCausalLM LoadLayers(SafetensorsCheckpoint checkpoint, LlamaConfig config, int from, int to, bool keepStoredProjections)
     {
-        var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to, (index, layer) => KeepStoredProjections(checkpoint, index, layer));
+        var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to,
+            keepStoredProjections ? (index, layer) => KeepStoredProjections(checkpoint, index, layer) : null);
         try
         {
             StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(checkpoint), partOfCheckpoint: true);

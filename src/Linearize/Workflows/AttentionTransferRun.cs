@@ -155,7 +155,9 @@ public sealed class AttentionTransferRun
     /// (a LoLCATs layer in transfer mode passes the teacher's attention on), releases the layer.</summary>
     private static void RunLayer(SafetensorsCheckpoint checkpoint, LlamaConfig config, int layer, AttentionTransferRecorder recorder, List<Tensor> hidden)
     {
-        using var model = ModelLoader.LoadLayers(checkpoint, config, layer, layer + 1);
+        // One layer, wide: it runs once per sequence, and widening bfloat16 projections on each run would cost more
+        // than the half layer it saves.
+        using var model = ModelLoader.LoadLayers(checkpoint, config, layer, layer + 1, keepStoredProjections: false);
         if (model.Model.Layer(layer).SelfAttention is LolcatsAttention a)
             a.Transfer = recorder;
         for (int i = 0; i < hidden.Count; i++)
@@ -194,7 +196,7 @@ public sealed class AttentionTransferRun
             throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no LoLCATs layer to train");
         LlamaForCausalLM model;
         using (var checkpoint = ModelLoader.OpenCheckpoint(source))
-            model = ModelLoader.LoadLayers(checkpoint, config, from, to);
+            model = ModelLoader.LoadLayers(checkpoint, config, from, to, keepStoredProjections: true); // frozen: half the memory in bfloat16
         using var _m = model;
         long trainable = Unfreeze(model, from, to);
         log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {Plural.Of(data.Train.Count, "sequence")}");

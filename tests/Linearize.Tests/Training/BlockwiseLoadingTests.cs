@@ -120,7 +120,9 @@ public sealed class BlockwiseLoadingTests
         string model = Checkpoint(dir, ScalarType.BFloat16, 40_000);
         var config = ModelSource.Resolve(model).LoadConfig();
         using var checkpoint = SafetensorsCheckpoint.Open(model);
-        using var slice = ModelLoader.LoadLayers(checkpoint, config, 2, 4);
+        using var wide = ModelLoader.LoadLayers(checkpoint, config, 2, 4, keepStoredProjections: false);
+        Assert.All(wide.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        using var slice = ModelLoader.LoadLayers(checkpoint, config, 2, 4, keepStoredProjections: true);
         using var whole = ModelLoader.Load(ModelSource.Resolve(model));
         var wholeState = whole.state_dict();
         var names = slice.state_dict().Keys.ToList();
@@ -130,8 +132,8 @@ public sealed class BlockwiseLoadingTests
         {
             // The frozen projections stay bfloat16 (half the memory); everything else is float32, as in the whole model.
             Assert.Equal(name.EndsWith("_proj.weight", StringComparison.Ordinal) ? ScalarType.BFloat16 : ScalarType.Float32, t.dtype);
-            using var wide = t.to(ScalarType.Float32);
-            TensorAssert.BitEqual(name, wholeState[name], wide);
+            using var widened = t.to(ScalarType.Float32);
+            TensorAssert.BitEqual(name, wholeState[name], widened);
         }
 
         Assert.Equal(ScalarType.Float32, slice.DType);
