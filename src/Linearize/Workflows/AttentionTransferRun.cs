@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Data;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
@@ -106,22 +107,23 @@ public sealed class AttentionTransferRun
 
     /// <summary>Saves the residual stream at every block boundary for every training and validation sequence:
     /// <c>blocks/inputs/boundary-{b}.safetensors</c> holds the input of block b (<c>train.{i}</c>, <c>validation.{i}</c>,
-    /// each <c>[T, C]</c> float32). The stream is the teacher's: every LoLCATs layer passes the teacher's attention on.</summary>
+    /// each <c>[T, C]</c> float32). The stream is the teacher's: every LoLCATs layer passes the teacher's attention on.
+    /// Streamed: the embedding rows are read from the checkpoint, then each layer is loaded alone, run over every
+    /// stored sequence and released, so memory is one layer plus the stream, not the model.</summary>
     public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null)
     {
-        var (model, tokenizer, _) = Load();
-        using var _m = model;
+        var (source, config, tokenizer) = Describe();
+        using var checkpoint = ModelLoader.OpenCheckpoint(source); // every shard checked before any work
         var data = PrepareData(tokenizer);
-        int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
+        int layers = config.NumHiddenLayers, blocks = BlockCount(layers);
         var sequences = data.Train.Select((e, i) => ($"train.{i}", e)).Concat(data.Validation.Select((e, i) => ($"validation.{i}", e))).ToList();
         log?.Invoke($"saving the residual stream at {blocks} block boundaries for {Plural.Of(sequences.Count, "sequence")} " +
-                    $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * model.Config.HiddenSize * 4 / (1 << 20):F0} MiB)");
+                    $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * config.HiddenSize * 4 / (1 << 20):F0} MiB), one layer at a time");
         Directory.CreateDirectory(Path.GetDirectoryName(BoundaryPath(0))!);
         using var recorder = new AttentionTransferRecorder(layers: new HashSet<int>()); // pass the teacher's attention on, record nothing
-        var attached = AttentionTransferObjective.Attach(model, recorder);
         using var noGrad = no_grad();
-        var hidden = sequences.Select(s => model.Model.EmbedTokens.forward(tensor(s.e.InputIds.Select(i => (long)i).ToArray()).view(1, -1))[0]
-            .to(ScalarType.Float32).DetachFromDisposeScope()).ToList();
+        // The float32 model's embedding lookup: its rows, widened exactly from the stored type.
+        var hidden = sequences.Select(s => checkpoint.ReadRows(EmbeddingName, s.e.InputIds)).ToList();
         try
         {
             for (int b = 0; b < blocks; b++)
@@ -134,20 +136,12 @@ public sealed class AttentionTransferRun
                 progress?.Invoke(b + 1, blocks);
                 if (b == blocks - 1)
                     break;
-                for (int i = 0; i < hidden.Count; i++)
-                {
-                    using var scope = NewDisposeScope();
-                    var next = model.Model.ForwardLayers(hidden[i].unsqueeze(0).to(model.DType), b * BlockSize, (b + 1) * BlockSize)[0]
-                        .to(ScalarType.Float32).DetachFromDisposeScope();
-                    hidden[i].Dispose();
-                    hidden[i] = next;
-                }
+                for (int l = b * BlockSize; l < (b + 1) * BlockSize; l++)
+                    RunLayer(checkpoint, config, l, recorder, hidden);
             }
         }
         finally
         {
-            foreach (var a in attached)
-                a.Transfer = null;
             foreach (var h in hidden)
                 h.Dispose();
         }
@@ -155,14 +149,35 @@ public sealed class AttentionTransferRun
         return blocks;
     }
 
+    private const string EmbeddingName = "model.embed_tokens.weight";
+
+    /// <summary>Loads layer <paramref name="layer"/> alone, replaces each hidden state <c>[T, C]</c> by its output
+    /// (a LoLCATs layer in transfer mode passes the teacher's attention on), releases the layer.</summary>
+    private static void RunLayer(SafetensorsCheckpoint checkpoint, LlamaConfig config, int layer, AttentionTransferRecorder recorder, List<Tensor> hidden)
+    {
+        // One layer, wide: it runs once per sequence, and widening bfloat16 projections on each run would cost more
+        // than the half layer it saves.
+        using var model = ModelLoader.LoadLayers(checkpoint, config, layer, layer + 1, keepStoredProjections: false);
+        if (model.Model.Layer(layer).SelfAttention is LolcatsAttention a)
+            a.Transfer = recorder;
+        for (int i = 0; i < hidden.Count; i++)
+        {
+            using var scope = NewDisposeScope();
+            var next = model.Model.ForwardLayers(hidden[i].unsqueeze(0).to(model.DType), layer, layer + 1)[0]
+                .to(ScalarType.Float32).DetachFromDisposeScope();
+            hidden[i].Dispose();
+            hidden[i] = next;
+        }
+    }
+
     /// <summary>Trains block <paramref name="block"/> alone from its boundary file; on completion writes the block's
-    /// learned parameters to <c>blocks/block-{i}/block.safetensors</c>.</summary>
+    /// learned parameters to <c>blocks/block-{i}/block.safetensors</c>. Only the block's layers are loaded (from the
+    /// checkpoint, one tensor at a time), so memory is the block, not the model.</summary>
     public Result RunBlock(int block, CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
     {
         var watch = Stopwatch.StartNew();
-        var (model, tokenizer, _) = Load();
-        using var _m = model;
-        int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
+        var (source, config, tokenizer) = Describe();
+        int layers = config.NumHiddenLayers, blocks = BlockCount(layers);
         if (block < 0 || block >= blocks)
             throw new LinearizeException($"--block {block}: the model has {Plural.Of(blocks, "block")} of {BlockSize} layers (0..{blocks - 1})");
         string inputs = BoundaryPath(block);
@@ -177,9 +192,13 @@ public sealed class AttentionTransferRun
         }
 
         int from = block * BlockSize, to = Math.Min(layers, from + BlockSize);
-        long trainable = Unfreeze(model, from, to);
-        if (trainable == 0)
+        if (!Enumerable.Range(from, to - from).Any(l => IsLolcatsLayer(config, l)))
             throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no LoLCATs layer to train");
+        LlamaForCausalLM model;
+        using (var checkpoint = ModelLoader.OpenCheckpoint(source))
+            model = ModelLoader.LoadLayers(checkpoint, config, from, to, keepStoredProjections: true); // frozen: half the memory in bfloat16
+        using var _m = model;
+        long trainable = Unfreeze(model, from, to);
         log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {Plural.Of(data.Train.Count, "sequence")}");
         using var objective = new BlockTransferObjective(inputs, data.Train, data.Validation, from, to, _o.MseFactor, _o.XentFactor);
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, BlockDirectory(block), objective);
@@ -241,6 +260,20 @@ public sealed class AttentionTransferRun
         return loaded;
     }
 
+    /// <summary>The model's source, config and tokenizer, without its weights; refuses a model with no LoLCATs layer.</summary>
+    private (ModelSource Source, LlamaConfig Config, TextTokenizer Tokenizer) Describe()
+    {
+        var source = ModelSource.Resolve(_o.ModelPath, _o.TokenizerPath);
+        var config = source.LoadConfig();
+        var tokenizer = ModelLoader.LoadTokenizer(source, config);
+        if (!Enumerable.Range(0, config.NumHiddenLayers).Any(l => IsLolcatsLayer(config, l)))
+            throw new LinearizeException($"{_o.ModelPath}: has no LoLCATs layers; convert the teacher first (linearize convert --method lolcats-sw|lolcats-tk)");
+        return (source, config, tokenizer);
+    }
+
+    private static bool IsLolcatsLayer(LlamaConfig config, int layer) =>
+        MixerRegistry.LayerType(layer, LinearizationConfig.FromModel(config)) == typeof(LolcatsAttention);
+
     private TrainingData.Result PrepareData(TextTokenizer tokenizer) =>
         TrainingData.Prepare(_o.DataPath, _o.ValidationDataPath, tokenizer,
             _o.Data with { SequenceLength = _o.Training.SequenceLength, Seed = _o.Training.Seed });
@@ -251,7 +284,7 @@ public sealed class AttentionTransferRun
         foreach (var p in model.parameters())
             p.requires_grad = false;
         long count = 0;
-        foreach (var layer in model.Model.Layers.Skip(from).Take(to - from))
+        foreach (var layer in Enumerable.Range(from, to - from).Select(model.Model.Layer))
         {
             if (layer.SelfAttention is not LolcatsAttention a)
                 continue;
