@@ -91,7 +91,7 @@ public static class DistillCommand
 
                 if (onlyPrepare)
                 {
-                    int blocks = run.PrepareBlocks(log);
+                    int blocks = run.PrepareBlocks(log, cancel: interruption.Token);
                     Console.Error.WriteLine($"saved the inputs of {Plural.Of(blocks, "block")} in {Path.Combine(run.BlocksDirectory, "inputs")}; " +
                                             $"now run --block 0 … --block {blocks - 1} (any order, any machine sharing {outDir}), then --gather");
                     return 0;
@@ -116,7 +116,7 @@ public static class DistillCommand
                 var modelConfig = Linearize.Modeling.ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer)).LoadConfig();
                 int count = run.BlockCount(modelConfig.NumHiddenLayers);
                 if (!Enumerable.Range(0, count).All(b => File.Exists(run.BoundaryPath(b))))
-                    run.PrepareBlocks(log);
+                    run.PrepareBlocks(log, cancel: interruption.Token);
                 var pending = Enumerable.Range(0, count).Where(b => !run.BlockDone(b)).ToList();
                 if (r.GetValue(jobs) > 1)
                 {

@@ -110,7 +110,7 @@ public sealed class AttentionTransferRun
     /// each <c>[T, C]</c> float32). The stream is the teacher's: every LoLCATs layer passes the teacher's attention on.
     /// Streamed: the embedding rows are read from the checkpoint, then each layer is loaded alone, run over every
     /// stored sequence and released, so memory is one layer plus the stream, not the model.</summary>
-    public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null)
+    public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null, CancellationToken cancel = default)
     {
         var (source, config, tokenizer) = Describe();
         using var checkpoint = ModelLoader.OpenCheckpoint(source); // every shard checked before any work
@@ -137,7 +137,11 @@ public sealed class AttentionTransferRun
                 if (b == blocks - 1)
                     break;
                 for (int l = b * BlockSize; l < (b + 1) * BlockSize; l++)
+                {
+                    // Between layers: the boundary files written so far are whole, and a new --prepare starts over.
+                    cancel.ThrowIfCancellationRequested();
                     RunLayer(checkpoint, config, l, recorder, hidden);
+                }
             }
         }
         finally

@@ -75,6 +75,10 @@ public sealed class BlockwiseLoadingTests
             Assert.True(File.Exists(Path.Combine(model, SafetensorsWriter.IndexFileName)), "the checkpoint is sharded");
         string text = Text(dir);
         var run = Run(model, text, dir.File("run"));
+        // A signal stops --prepare between layers (the first boundary is whole), and a new --prepare starts over.
+        Assert.Throws<OperationCanceledException>(() => run.PrepareBlocks(cancel: new CancellationToken(canceled: true)));
+        Assert.True(File.Exists(run.BoundaryPath(0)));
+        Assert.False(File.Exists(run.BoundaryPath(1)));
         Assert.Equal(3, run.PrepareBlocks());
 
         // The whole model in memory, as before: float32 weights, every layer held.
