@@ -97,6 +97,16 @@ public static class StreamingConverter
         return new ConversionResult(mixers, linked, copied, added.Count);
     }
 
+    /// <summary>A teacher tensor in <paramref name="dtype"/>.</summary>
+    private static Tensor ReadAs(SafetensorsCheckpoint teacher, string name, ScalarType dtype)
+    {
+        var stored = teacher.Read(name);
+        if (stored.dtype == dtype)
+            return stored;
+        using (stored)
+            return stored.to(dtype);
+    }
+
     /// <summary>The teacher must hold exactly a teacher's parameters, as the in-memory conversion's strict load demands.</summary>
     private static void CheckTeacherTensors(SafetensorsCheckpoint teacher, LlamaConfig config)
     {
@@ -146,10 +156,11 @@ public static class StreamingConverter
             linearDescription = described[i];
             if (layer is LigerAttention { Options.HasLearnedGate: true } liger)
             {
-                // As Converter.Convert: the learned gate starts from this layer's teacher k_proj (docs/METHODS.md §1.8).
+                // As Converter.Convert: the learned gate starts from this layer's k_proj as the converted model stores it
+                // (in the element type asked for; docs/METHODS.md §1.8).
                 string k = $"model.layers.{i}.self_attn.k_proj.";
-                using var keyWeight = teacher.Read(k + "weight");
-                using var keyBias = teacher.Contains(k + "bias") ? teacher.Read(k + "bias") : null;
+                using var keyWeight = ReadAs(teacher, k + "weight", dtype);
+                using var keyBias = teacher.Contains(k + "bias") ? ReadAs(teacher, k + "bias", dtype) : null;
                 liger.InitializeGateFromKeys(keyWeight, keyBias);
             }
 
