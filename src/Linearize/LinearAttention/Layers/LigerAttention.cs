@@ -78,7 +78,29 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
     /// <inheritdoc />
     public AttentionTransferRecorder? Transfer { get; set; }
 
+    /// <summary>Name fragments of the parameters a Liger conversion adds (<c>.self_attn.b_proj.</c> for the delta rule,
+    /// <c>.self_attn.g_proj.</c> for the learned gate), which LoRA leaves frozen: recovery trains them in full beside the
+    /// adapters (<c>--train-modules</c>, the pipeline, the recall lab). Empty for other methods.</summary>
+    public static IReadOnlyList<string> AddedParameterFragments(LinearizationConfig linearization)
+    {
+        if (linearization.Method.Kind != MethodKind.Liger)
+            return Array.Empty<string>();
+        var fragments = new List<string>();
+        if (linearization.Method.IsDeltaRule)
+            fragments.Add(BetaProjectionFragment);
+        if (linearization.Liger.HasLearnedGate)
+            fragments.Add(GateProjectionFragment);
+        return fragments;
+    }
+
+    /// <summary>The name fragment of the delta rule's β projection.</summary>
+    public const string BetaProjectionFragment = ".self_attn.b_proj.";
+
+    /// <summary>The name fragment of the learned gate's projection.</summary>
+    public const string GateProjectionFragment = ".self_attn.g_proj.";
+
     /// <summary>The parameters the layer adds to the teacher: <c>b_proj</c> (delta rule) and <c>g_proj</c> (learned gate).</summary>
+    /// <remarks>Their name fragments, for training them in full: <see cref="AddedParameterFragments"/>.</remarks>
     public IEnumerable<Parameter> TransferParameters =>
         (_betaProj?.parameters() ?? Enumerable.Empty<Parameter>()).Concat(_gateProj?.parameters() ?? Enumerable.Empty<Parameter>());
 
@@ -172,10 +194,12 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
     /// teacher's output <c>[B, T, H, D]</c> (docs/METHODS.md §2.5, as the LoLCATs layers).</summary>
     private Tensor TransferLoss(AttentionTransferRecorder transfer, Tensor o, Tensor q, Tensor k, Tensor v, Tensor valid, AttentionContext ctx)
     {
+        if (transfer.WithCrossEntropy)
+            throw new LinearizeException("--xent-factor compares attention rows, which only the LoLCATs layers have; a Liger layer transfers by the MSE alone");
         var teacher = Teacher(q, k, v, ctx).transpose(1, 2); // [B, T, H, D]
         long count = Math.Max(1, (long)valid.sum().item<float>()) * o.shape[2] * o.shape[3];
         var mse = ((o.to(ScalarType.Float32) - teacher).Squared() * valid).sum().Over(count);
-        transfer.Record(LayerIndex, mse, transfer.WithCrossEntropy ? zeros_like(mse) : null);
+        transfer.Record(LayerIndex, mse, null);
         return teacher;
     }
 
