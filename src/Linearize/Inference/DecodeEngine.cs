@@ -66,9 +66,9 @@ public sealed unsafe class DecodeEngine : IDisposable
         _headDim = config.HeadDim;
         _eps = config.RmsNormEps;
         _pool = new WorkerPool(options.Threads);
-        // Delta-rule layers append their β logits to the fused projection: the context's rows make room for the widest.
-        int betaColumns = layers.Max(l => l.Qkv.Rows) - (_heads + 2 * _kvHeads) * _headDim;
-        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool, betaColumns) { BatchInvariant = options.BatchInvariant };
+        // Delta-rule and learned-gate layers append their logits to the fused projection: the context's rows make room for the widest.
+        int extraColumns = layers.Max(l => l.Qkv.Rows) - (_heads + 2 * _kvHeads) * _headDim;
+        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool, extraColumns) { BatchInvariant = options.BatchInvariant };
     }
 
     public LlamaConfig Config { get; }
@@ -171,6 +171,15 @@ public sealed unsafe class DecodeEngine : IDisposable
         {
             qkv = qkv.Append(p + "self_attn.b_proj.weight").ToArray();
             qkvBias = qkvBias?.Concat(new float[c.NumAttentionHeads]).ToArray();
+        }
+
+        // A learned-gate layer's g_proj [H, C] (with bias) likewise, after the β logits (StepContext.GateLogits).
+        if (weights.Contains(p + "self_attn.g_proj.weight"))
+        {
+            Require(weights, p + "self_attn.g_proj.bias");
+            int before = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim + (delta ? c.NumAttentionHeads : 0);
+            qkv = qkv.Append(p + "self_attn.g_proj.weight").ToArray();
+            qkvBias = (qkvBias ?? new float[before]).Concat(weights.ReadFloats(p + "self_attn.g_proj.bias")).ToArray();
         }
 
         return new EngineLayer

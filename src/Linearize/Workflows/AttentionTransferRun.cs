@@ -19,8 +19,9 @@ using static TorchSharp.torch;
 namespace Linearize.Workflows;
 
 /// <summary>
-/// LoLCATs stage 1, attention transfer (docs/METHODS.md §2.5): only the feature maps and window factors train, against the
-/// teacher's attention outputs, with the reference recipe by default (AdamW lr 1e-2, no weight decay, reduce-on-plateau,
+/// LoLCATs stage 1, attention transfer (docs/METHODS.md §2.5): only the parameters a method adds train (LoLCATs' feature
+/// maps and window factors; a Liger layer's learned gate <c>g_proj</c> and delta-rule <c>b_proj</c>), against the teacher's
+/// attention outputs, with the reference recipe by default (AdamW lr 1e-2, no weight decay, reduce-on-plateau,
 /// MSE × 1000). Joint (every layer in one run) or block-wise (§2.7): the residual stream at each block boundary is
 /// saved once (<see cref="PrepareBlocks"/>), each block then trains alone from its file (<see cref="RunBlock"/>, in any
 /// process on any machine sharing the directory), and <see cref="Gather"/> assembles the model.
@@ -81,7 +82,7 @@ public sealed class AttentionTransferRun
 
     public string BoundaryPath(int block) => Path.Combine(BlocksDirectory, "inputs", $"boundary-{block}.safetensors");
 
-    /// <summary>Trains every LoLCATs layer in one run and writes <c>model/</c>.</summary>
+    /// <summary>Trains every transfer layer in one run and writes <c>model/</c>.</summary>
     public Result Run(CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
     {
         var watch = Stopwatch.StartNew();
@@ -89,7 +90,7 @@ public sealed class AttentionTransferRun
         using var _ = model;
         var data = PrepareData(tokenizer);
         long trainable = Unfreeze(model, 0, model.Config.NumHiddenLayers);
-        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (feature maps, window factors) on {Plural.Of(data.Train.Count, "sequence")}");
+        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (the method's added ones) on {Plural.Of(data.Train.Count, "sequence")}");
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, _o.OutputDirectory,
             new AttentionTransferObjective(_o.MseFactor, _o.XentFactor));
         var result = trainer.Run(_o.Resume, cancel, onStep);
@@ -107,7 +108,7 @@ public sealed class AttentionTransferRun
 
     /// <summary>Saves the residual stream at every block boundary for every training and validation sequence:
     /// <c>blocks/inputs/boundary-{b}.safetensors</c> holds the input of block b (<c>train.{i}</c>, <c>validation.{i}</c>,
-    /// each <c>[T, C]</c> float32). The stream is the teacher's: every LoLCATs layer passes the teacher's attention on.
+    /// each <c>[T, C]</c> float32). The stream is the teacher's: every transfer layer passes the teacher's attention on.
     /// Streamed: the embedding rows are read from the checkpoint, then each layer is loaded alone, run over every
     /// stored sequence and released, so memory is one layer plus the stream, not the model.</summary>
     public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null, CancellationToken cancel = default)
@@ -196,13 +197,13 @@ public sealed class AttentionTransferRun
         }
 
         int from = block * BlockSize, to = Math.Min(layers, from + BlockSize);
-        if (!Enumerable.Range(from, to - from).Any(l => IsLolcatsLayer(config, l)))
-            throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no LoLCATs layer to train");
         LlamaForCausalLM model;
         using (var checkpoint = ModelLoader.OpenCheckpoint(source))
             model = ModelLoader.LoadLayers(checkpoint, config, from, to, keepStoredProjections: true); // frozen: half the memory in bfloat16
         using var _m = model;
         long trainable = Unfreeze(model, from, to);
+        if (trainable == 0)
+            throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no layer with parameters to transfer");
         log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {Plural.Of(data.Train.Count, "sequence")}");
         using var objective = new BlockTransferObjective(inputs, data.Train, data.Validation, from, to, _o.MseFactor, _o.XentFactor);
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, BlockDirectory(block), objective);
@@ -226,7 +227,7 @@ public sealed class AttentionTransferRun
         using var _m = model;
         int blocks = BlockCount(model.Config.NumHiddenLayers);
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasLolcatsLayer(model, b)).ToList();
+        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasTransferLayer(model, b)).ToList();
         if (missing.Count > 0)
             throw new LinearizeException($"{BlocksDirectory}: block(s) {string.Join(", ", missing)} not trained yet (no {BlockWeightsName})");
         using var noGrad = no_grad();
@@ -249,40 +250,47 @@ public sealed class AttentionTransferRun
         return ModelDirectory;
     }
 
-    private bool HasLolcatsLayer(LlamaForCausalLM model, int block) =>
-        model.Model.Layers.Skip(block * BlockSize).Take(BlockSize).Any(l => l.SelfAttention is LolcatsAttention);
+    private bool HasTransferLayer(LlamaForCausalLM model, int block) =>
+        model.Model.Layers.Skip(block * BlockSize).Take(BlockSize).Any(l => l.SelfAttention is ITransferLayer t && t.TransferParameters.Any());
 
     private (LlamaForCausalLM Model, TextTokenizer Tokenizer, ModelSource Source) Load()
     {
         var loaded = ModelLoader.LoadWithTokenizer(_o.ModelPath, _o.TokenizerPath);
-        if (!loaded.Model.Model.Layers.Any(l => l.SelfAttention is LolcatsAttention))
+        if (!AttentionTransferObjective.TransferLayers(loaded.Model).Any())
         {
             loaded.Model.Dispose();
-            throw new LinearizeException($"{_o.ModelPath}: has no LoLCATs layers; convert the teacher first (linearize convert --method lolcats-sw|lolcats-tk)");
+            throw new LinearizeException($"{_o.ModelPath}: has no layers with parameters to transfer; {AttentionTransferObjective.HowToConvert}");
         }
 
         return loaded;
     }
 
-    /// <summary>The model's source, config and tokenizer, without its weights; refuses a model with no LoLCATs layer.</summary>
+    /// <summary>The model's source, config and tokenizer, without its weights; refuses a model with no layer that attention
+    /// transfer trains.</summary>
     private (ModelSource Source, LlamaConfig Config, TextTokenizer Tokenizer) Describe()
     {
         var source = ModelSource.Resolve(_o.ModelPath, _o.TokenizerPath);
         var config = source.LoadConfig();
         var tokenizer = ModelLoader.LoadTokenizer(source, config);
-        if (!Enumerable.Range(0, config.NumHiddenLayers).Any(l => IsLolcatsLayer(config, l)))
-            throw new LinearizeException($"{_o.ModelPath}: has no LoLCATs layers; convert the teacher first (linearize convert --method lolcats-sw|lolcats-tk)");
+        if (!Enumerable.Range(0, config.NumHiddenLayers).Any(l => IsTransferLayer(config, l)))
+            throw new LinearizeException($"{_o.ModelPath}: has no layers with parameters to transfer; {AttentionTransferObjective.HowToConvert}");
         return (source, config, tokenizer);
     }
 
-    private static bool IsLolcatsLayer(LlamaConfig config, int layer) =>
-        MixerRegistry.LayerType(layer, LinearizationConfig.FromModel(config)) == typeof(LolcatsAttention);
+    /// <summary>Whether layer <paramref name="layer"/> has parameters attention transfer learns (<see cref="ITransferLayer"/>),
+    /// read from the configuration alone: a LoLCATs layer, or a Liger layer with added projections (β, a learned gate).</summary>
+    private static bool IsTransferLayer(LlamaConfig config, int layer)
+    {
+        var lin = LinearizationConfig.FromModel(config);
+        var type = MixerRegistry.LayerType(layer, lin);
+        return type == typeof(LolcatsAttention) || (type == typeof(LigerAttention) && LigerAttention.AddedParameterFragments(lin!).Count > 0);
+    }
 
     private TrainingData.Result PrepareData(TextTokenizer tokenizer) =>
         TrainingData.Prepare(_o.DataPath, _o.ValidationDataPath, tokenizer,
             _o.Data with { SequenceLength = _o.Training.SequenceLength, Seed = _o.Training.Seed });
 
-    /// <summary>Freezes everything, then makes the feature maps and window factors of layers [from, to) trainable.</summary>
+    /// <summary>Freezes everything, then makes the added parameters of layers [from, to) trainable.</summary>
     private static long Unfreeze(LlamaForCausalLM model, int from, int to)
     {
         foreach (var p in model.parameters())
@@ -290,7 +298,7 @@ public sealed class AttentionTransferRun
         long count = 0;
         foreach (var layer in Enumerable.Range(from, to - from).Select(model.Model.Layer))
         {
-            if (layer.SelfAttention is not LolcatsAttention a)
+            if (layer.SelfAttention is not ITransferLayer a)
                 continue;
             foreach (var p in a.TransferParameters)
             {
