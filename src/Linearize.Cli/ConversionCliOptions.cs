@@ -48,6 +48,23 @@ public sealed class ConversionCliOptions
 
     public Option<int> SparseCache { get; } = new("--sparse-cache") { Description = "liger-gla, -hgrn2, -mamba2, -mlstm, -retention: keep up to N evicted key-value pairs per KV head that the recurrent state recalls worst, attended with the window (LoLA; 0 = off)", DefaultValueFactory = _ => 0 };
 
+    public Option<string> Gate { get; } = new("--gate")
+    {
+        Description = "liger-gla, -mamba2, -mlstm, -retention, -gdn: keys (Liger's gate from the key projection) or learned (Lizard: a scalar per head σ(W_γ x), new g_proj trained by distill / --train-modules g_proj)",
+        DefaultValueFactory = _ => "keys",
+    };
+
+    public Option<double?> GateBias { get; } = new("--gate-bias")
+    {
+        Description = "--gate learned: start g_proj at zero weights and this bias (default: the mean of each head's k_proj rows, the key-pooled gate)",
+    };
+
+    public Option<string> OutputNorm { get; } = new("--output-norm")
+    {
+        Description = "liger-gla, -hgrn2, -mamba2, -mlstm, -retention: none, or rmsnorm (TransNormer: each head's recurrent read-out divided by its RMS)",
+        DefaultValueFactory = _ => "none",
+    };
+
     public Option<int> Sinks { get; } = new("--sinks") { Description = "swa: always-visible first tokens", DefaultValueFactory = _ => 0 };
 
     public Option<string> FeatureMap { get; } = new("--feature-map") { Description = "lolcats-*: hedgehog (softmax ⊕ softmax(−)) or t2r (ReLU(xW + b))", DefaultValueFactory = _ => "hedgehog" };
@@ -63,6 +80,8 @@ public sealed class ConversionCliOptions
         (Alpha, IsLiger), (Beta, IsLiger), (GateNormalizer, IsLiger), (NormalizeRecurrent, IsLiger),
         (Slots, m => m.Family == LigerFamily.Gsa), (NegativeEigenvalues, m => m.IsDeltaRule),
         (SparseCache, m => IsLiger(m) && !m.IsDeltaRule && m.Family != LigerFamily.Gsa), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
+        (Gate, m => m.Family is { } f && LigerOptions.SupportsLearnedGate(f)), (GateBias, m => m.Family is { } f && LigerOptions.SupportsLearnedGate(f)),
+        (OutputNorm, m => m.Family is { } f && LigerOptions.SupportsOutputNorm(f)),
         (FeatureMap, IsLolcats), (FeatureDim, IsLolcats), (WindowFactor, IsLolcats), (AffineFactors, IsLolcats),
     };
 
@@ -77,7 +96,10 @@ public sealed class ConversionCliOptions
     public void AddTo(Command command)
     {
         FeatureMap.AcceptOnlyFromAmong("hedgehog", "t2r");
-        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, NegativeEigenvalues, SparseCache, Sinks,
+        Gate.AcceptOnlyFromAmong("keys", "learned");
+        OutputNorm.AcceptOnlyFromAmong("none", "rmsnorm");
+        foreach (var o in new Option[] { Method, Window, SoftmaxLayers, SoftmaxEvery, Alpha, Beta, GateNormalizer, Slots, NormalizeRecurrent, NegativeEigenvalues, SparseCache,
+                     Gate, GateBias, OutputNorm, Sinks,
                      FeatureMap, FeatureDim, WindowFactor, AffineFactors })
             command.Add(o);
     }
@@ -85,7 +107,7 @@ public sealed class ConversionCliOptions
     /// <summary>The methods, one per line, for a command's description.</summary>
     public static string MethodList =>
         "Methods: " + string.Join("; ", LinearizationMethods.All.Select(m => $"{m.Name} ({m.Summary})")) +
-        ". Liger methods add no parameters except b_proj (β) for the delta rule; LoLCATs feature maps are trained with 'linearize distill'.";
+        ". Liger methods add no parameters except b_proj (β) for the delta rule and g_proj with --gate learned; LoLCATs feature maps and those are trained with 'linearize distill'.";
 
     /// <summary>Refuses options that do nothing for the chosen method, and contradictory ones — before any file is read.</summary>
     public void Validate(ParseResult r)
@@ -96,6 +118,15 @@ public sealed class ConversionCliOptions
                 throw new LinearizeException($"{option.Name} applies to {NamesWhere(appliesTo)}, not {m}");
         if (r.GetValue(SoftmaxLayers) is not null && r.GetValue(SoftmaxEvery) is not null)
             throw new LinearizeException("give --softmax-layers or --softmax-every, not both");
+        bool learned = r.GetValue(Gate) == "learned";
+        if (Given(r, GateBias) && !learned)
+            throw new LinearizeException("--gate-bias sets the learned gate's start: add --gate learned");
+        if (r.GetValue(GateBias) is { } bias && !double.IsFinite(bias))
+            throw new LinearizeException($"--gate-bias must be a finite number, got {bias}");
+        if (learned && r.GetValue(SparseCache) > 0)
+            throw new LinearizeException("--gate learned and --sparse-cache do not combine (the recall error needs one gate per KV head)");
+        if (r.GetValue(OutputNorm) == "rmsnorm" && r.GetValue(NormalizeRecurrent))
+            throw new LinearizeException("--output-norm rmsnorm replaces --normalize-recurrent's denominator: give one of them");
         if (r.GetValue(SparseCache) < 0)
             throw new LinearizeException($"--sparse-cache must be ≥ 0, got {r.GetValue(SparseCache)}");
         double gamma = r.GetValue(WindowFactor);
@@ -126,6 +157,9 @@ public sealed class ConversionCliOptions
                 NormalizeRecurrent = r.GetValue(NormalizeRecurrent),
                 NegativeEigenvalues = r.GetValue(NegativeEigenvalues),
                 SparseCache = r.GetValue(SparseCache),
+                Gate = r.GetValue(Gate) == "learned" ? LigerGate.Learned : LigerGate.Keys,
+                LearnedGateBias = r.GetValue(GateBias),
+                OutputNorm = r.GetValue(OutputNorm) == "rmsnorm" ? LigerOutputNorm.RmsNorm : LigerOutputNorm.None,
             },
             Lolcats = new LolcatsOptions
             {

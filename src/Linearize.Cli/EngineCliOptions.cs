@@ -26,6 +26,12 @@ public sealed class EngineCliOptions
         Description = "Engine threads (default: one per core)",
     };
 
+    public Option<bool> NoMmap { get; } = new("--no-mmap")
+    {
+        Description = "Copy every weight into the process's own memory. By default a checkpoint's bfloat16/float32 matrices that are already in " +
+                      "--weight-dtype are used where the file is mapped: start-up reads nothing and the pages are shared with the page cache",
+    };
+
     public EngineCliOptions()
     {
         Engine.AcceptOnlyFromAmong("engine", "torch");
@@ -37,6 +43,7 @@ public sealed class EngineCliOptions
         command.Add(Engine);
         command.Add(WeightDType);
         command.Add(Threads);
+        command.Add(NoMmap);
     }
 
     public bool UseEngine(ParseResult r) => r.GetValue(Engine) == "engine";
@@ -46,7 +53,10 @@ public sealed class EngineCliOptions
         int threads = r.GetValue(Threads) ?? Environment.ProcessorCount;
         if (threads < 1)
             throw new LinearizeException($"--threads must be at least 1, got {threads}");
-        return new EngineOptions { Weights = EngineOptions.ParseFormat(r.GetValue(WeightDType)!), Threads = threads };
+        return new EngineOptions
+        {
+            Weights = EngineOptions.ParseFormat(r.GetValue(WeightDType)!), Threads = threads, WeightsInPlace = !r.GetValue(NoMmap),
+        };
     }
 
     /// <summary>The engine for <paramref name="model"/>, or null with <c>--engine torch</c> (which refuses a non-float32

@@ -24,30 +24,35 @@ public sealed class ServedModelLoader
 
     public void AddTo(Command command)
     {
-        Model.AddTo(command);
+        // No --dtype: nothing runs in TorchSharp here; the engine's --weight-dtype chooses the weights' storage.
+        command.Add(Model.Model);
+        command.Add(Model.Tokenizer);
         command.Add(Engine.WeightDType);
         command.Add(Engine.Threads);
+        command.Add(Engine.NoMmap);
         command.Add(ChatFormat);
     }
 
-    /// <summary>Loads the model and packs a batch-invariant engine. The caller disposes the model and engine.</summary>
+    /// <summary>Packs a batch-invariant engine straight from the model's files (<see cref="Engines.Load"/>: no TorchSharp
+    /// model is held). The caller disposes the engine.</summary>
     public ServedModel Load(ParseResult r, string? id = null, string? modelPath = null)
     {
         string path = modelPath ?? r.GetValue(Model.Model)!;
-        string? tokenizerPath = r.GetValue(Model.Tokenizer);
         string format = r.GetValue(ChatFormat)!;
-        var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(path, tokenizerPath, Model.ParseDType(r));
+        var source = ModelSource.Resolve(path, r.GetValue(Model.Tokenizer));
+        var config = source.LoadConfig();
+        var tokenizer = ModelLoader.LoadTokenizer(source, config);
+        var template = format == "auto"
+            ? ChatTemplate.ForModel(source.Path, source.TokenizerPath)
+            : ChatTemplate.Create(ChatTemplate.ParseFormat(format));
+        var engine = Engines.Load(source, Engine.Parse(r) with { BatchInvariant = true });
         try
         {
-            var template = format == "auto"
-                ? ChatTemplate.ForModel(source.Path, source.TokenizerPath)
-                : ChatTemplate.Create(ChatTemplate.ParseFormat(format));
-            var engine = Linearize.Methods.Engines.Create(llama, Engine.Parse(r) with { BatchInvariant = true });
-            return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))), llama, engine, tokenizer, template);
+            return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))), config, engine, tokenizer, template);
         }
         catch
         {
-            llama.Dispose();
+            engine.Dispose();
             throw;
         }
     }

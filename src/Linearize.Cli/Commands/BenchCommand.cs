@@ -161,6 +161,7 @@ public static class BenchCommand
                         mixers = run.Mixers,
                         weight_dtype = run.WeightDType,
                         weight_bytes_per_step = run.WeightBytesPerStep,
+                        peak_rss_bytes = run.PeakRssBytes,
                         results = run.Rows.Select(x => new
                         {
                             context = x.Context,
@@ -200,7 +201,7 @@ public static class BenchCommand
 
             ConsoleUi.Out.Write(table);
             foreach (var run in runs)
-                ConsoleUi.Out.MarkupLine(Markup.Escape($"{run.Model}: {run.Mixers}; {run.WeightDType} weights, {ConsoleUi.Bytes(run.WeightBytesPerStep)} read per step"));
+                ConsoleUi.Out.MarkupLine(Markup.Escape($"{run.Model}: {run.Mixers}; {run.WeightDType} weights, {ConsoleUi.Bytes(run.WeightBytesPerStep)} read per step, peak RSS {ConsoleUi.Bytes(run.PeakRssBytes)}"));
             return 0;
         }));
         return command;

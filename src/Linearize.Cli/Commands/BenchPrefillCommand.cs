@@ -4,6 +4,7 @@ using System.Text.Json;
 using Linearize.Inference;
 using Linearize.Methods;
 using Linearize.Modeling;
+using Linearize.Workflows.Benchmarks;
 using Spectre.Console;
 
 namespace Linearize.Cli.Commands;
@@ -13,7 +14,7 @@ public static class BenchPrefillCommand
 {
     private sealed record Row(int PromptTokens, double? Seconds, double? TokensPerSecond, long StateBytes, string? Note);
 
-    private sealed record Run(string Model, string Path, string Mixers, string WeightDType, List<Row> Rows);
+    private sealed record Run(string Model, string Path, string Mixers, string WeightDType, List<Row> Rows, long PeakRssBytes);
 
     public static Command Create()
     {
@@ -56,23 +57,24 @@ public static class BenchPrefillCommand
                 foreach (string path in paths)
                 {
                     var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
-                    using var llama = ModelLoader.Load(source);
-                    using var engine = Engines.Create(llama, options);
-                    var mixers = string.Join("; ", llama.DescribeMixers());
-                    bool bounded = MixerFactory.HasGrowingCache(llama.Config);
+                    PeakMemory.Reset();
+                    using var engine = Engines.Load(source, options);
+                    var config = engine.Config;
+                    var mixers = string.Join("; ", Engines.DescribeMixers(config));
+                    bool bounded = MixerFactory.HasGrowingCache(config);
                     var rows = new List<Row>();
                     var random = new Random(0);
-                    Measure(engine, Enumerable.Range(0, Math.Min(64, prompts.Min())).Select(_ => random.Next(llama.Config.VocabSize)).ToArray()); // warm-up
+                    Measure(engine, Enumerable.Range(0, Math.Min(64, prompts.Min())).Select(_ => random.Next(config.VocabSize)).ToArray()); // warm-up
                     foreach (int length in prompts)
                     {
-                        if (bounded && length > llama.Config.MaxPositionEmbeddings)
+                        if (bounded && length > config.MaxPositionEmbeddings)
                         {
-                            rows.Add(new Row(length, null, null, 0, $"beyond its {llama.Config.MaxPositionEmbeddings} positions"));
+                            rows.Add(new Row(length, null, null, 0, $"beyond its {config.MaxPositionEmbeddings} positions"));
                             progress.Report((runs.Count * prompts.Length + rows.Count, paths.Length * prompts.Length));
                             continue;
                         }
 
-                        var ids = Enumerable.Range(0, length).Select(_ => random.Next(llama.Config.VocabSize)).ToArray();
+                        var ids = Enumerable.Range(0, length).Select(_ => random.Next(config.VocabSize)).ToArray();
                         double best = double.MaxValue;
                         long state = 0;
                         for (int i = 0; i < reps; i++)
@@ -81,7 +83,7 @@ public static class BenchPrefillCommand
                         progress.Report((runs.Count * prompts.Length + rows.Count, paths.Length * prompts.Length));
                     }
 
-                    runs.Add(new Run(BenchModelOptions.Name(path), path, mixers, EngineOptions.FormatName(options.Weights), rows));
+                    runs.Add(new Run(BenchModelOptions.Name(path), path, mixers, EngineOptions.FormatName(options.Weights), rows, PeakMemory.Bytes()));
                 }
 
                 return 0;
@@ -113,6 +115,7 @@ public static class BenchPrefillCommand
                     {
                         model = run.Path,
                         mixers = run.Mixers,
+                        peak_rss_bytes = run.PeakRssBytes,
                         results = run.Rows.Select(x => new
                         {
                             prompt_tokens = x.PromptTokens,
@@ -136,7 +139,7 @@ public static class BenchPrefillCommand
                         x.Seconds is null ? "" : ConsoleUi.Bytes(x.StateBytes));
             ConsoleUi.Out.Write(table);
             foreach (var run in runs)
-                ConsoleUi.Out.MarkupLine(Markup.Escape($"{run.Model}: {run.Mixers}"));
+                ConsoleUi.Out.MarkupLine(Markup.Escape($"{run.Model}: {run.Mixers}; peak RSS {ConsoleUi.Bytes(run.PeakRssBytes)}"));
             return 0;
         }));
         return command;

@@ -48,7 +48,6 @@ public static class BenchServeCommand
             foreach (var path in models)
             {
                 var served = loader.Load(r, modelPath: path);
-                using var _m = served.Model;
                 using var _e = served.Engine;
                 var prompts = r.GetValue(promptTokens) > 0
                     ? ServeLoadTest.LongPrompts(n, r.GetValue(promptTokens), served.Tokenizer)

@@ -35,9 +35,8 @@ public static class ChatCommand
             var sampling = new SamplingOptions(r.GetValue(temperature), 0, r.GetValue(topP), r.GetValue(seed));
             sampling.Validate();
             var served = loader.Load(r);
-            using var _m = served.Model;
             using var _e = served.Engine;
-            using var session = new ChatSession(served.Model, served.Engine, served.Tokenizer, served.Template, served.StopIds, served.ContextLimit);
+            using var session = new ChatSession(served.Engine, served.Tokenizer, served.Template, served.StopIds, served.ContextLimit);
             using var sampler = new Sampler(sampling);
             CancellationTokenSource? reply = null;
             Console.CancelKeyPress += (_, e) =>
@@ -117,9 +116,9 @@ public static class ChatCommand
                     err.WriteLine("(reply stopped)");
                 // A softmax model is stopped at its context by the session; a linear one goes on, with the note every
                 // command gives beyond the teacher's positions.
-                if (!noted && session.Position > served.Model.Config.MaxPositionEmbeddings)
+                if (!noted && session.Position > served.Config.MaxPositionEmbeddings)
                 {
-                    ContextLimit.Check(served.Model.Config, session.Position, "the conversation (tokens)");
+                    ContextLimit.Check(served.Config, session.Position, "the conversation (tokens)");
                     noted = true;
                 }
 

@@ -7,7 +7,8 @@ using Linearize.Workflows;
 
 namespace Linearize.Cli.Commands;
 
-/// <summary><c>linearize distill</c>: LoLCATs stage 1, attention transfer, joint or block-wise.</summary>
+/// <summary><c>linearize distill</c>: LoLCATs stage 1, attention transfer, joint or block-wise (also for the projections a
+/// Liger conversion adds: <c>g_proj</c>, <c>b_proj</c>).</summary>
 public static class DistillCommand
 {
     public static Command Create()
@@ -26,7 +27,8 @@ public static class DistillCommand
         var overwrite = OutputDirectory.OverwriteOption();
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout" };
         var command = new Command("distill",
-            "LoLCATs stage 1, attention transfer: train only the feature maps and window factors of a lolcats-sw/lolcats-tk model so each layer's " +
+            "LoLCATs stage 1, attention transfer: train only the parameters a conversion added (the feature maps and window factors of a " +
+            "lolcats-sw/lolcats-tk model; g_proj of --gate learned and b_proj of liger-gdn/liger-deltanet) so each layer's " +
             "hybrid attention imitates the teacher's softmax attention (every layer sees the teacher's hidden states, so layers train independently). " +
             "Reference recipe by default: AdamW lr 1e-2, no weight decay, reduce-on-plateau, MSE × 1000. Writes --out/model; recover next with 'linearize train'.");
         command.Add(model.Model);
@@ -91,7 +93,7 @@ public static class DistillCommand
 
                 if (onlyPrepare)
                 {
-                    int blocks = run.PrepareBlocks(log);
+                    int blocks = run.PrepareBlocks(log, cancel: interruption.Token);
                     Console.Error.WriteLine($"saved the inputs of {Plural.Of(blocks, "block")} in {Path.Combine(run.BlocksDirectory, "inputs")}; " +
                                             $"now run --block 0 … --block {blocks - 1} (any order, any machine sharing {outDir}), then --gather");
                     return 0;
@@ -116,7 +118,7 @@ public static class DistillCommand
                 var modelConfig = Linearize.Modeling.ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer)).LoadConfig();
                 int count = run.BlockCount(modelConfig.NumHiddenLayers);
                 if (!Enumerable.Range(0, count).All(b => File.Exists(run.BoundaryPath(b))))
-                    run.PrepareBlocks(log);
+                    run.PrepareBlocks(log, cancel: interruption.Token);
                 var pending = Enumerable.Range(0, count).Where(b => !run.BlockDone(b)).ToList();
                 if (r.GetValue(jobs) > 1)
                 {

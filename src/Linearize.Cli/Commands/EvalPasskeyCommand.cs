@@ -60,17 +60,18 @@ public static class EvalPasskeyCommand
                 ContextLimit.Check(config, options.Lengths.Max(), "--lengths");
             }
 
-            var (llama, tokenizer, _) = ModelLoader.LoadWithTokenizer(modelPath, r.GetValue(model.Tokenizer), model.ParseDType(r));
-            using var _m = llama;
+            var tokenizer = ModelLoader.LoadTokenizer(source, config);
             if (samples is not null)
-                PasskeyEvaluator.CheckTokenizer(samples, tokenizer, llama.Config.VocabSize, dataPath!);
+                PasskeyEvaluator.CheckTokenizer(samples, tokenizer, config.VocabSize, dataPath!);
             else
                 samples = new PasskeyGenerator(tokenizer, make.ReadText(r)).Generate(options!);
 
-            using var engine = engineOptions.Create(r, llama);
+            // The engine is packed straight from the files; the TorchSharp model is loaded only for --engine torch.
+            using var engine = engineOptions.Load(r, source);
+            using var llama = engine is null ? ModelLoader.Load(source, model.ParseDType(r)) : null;
             using var sampler = new Sampler(SamplingOptions.Greedy);
             Func<int[], int, int[]> greedy = engine is null
-                ? (prompt, n) => new Generator(llama).Generate(prompt, n, sampler).ToArray()
+                ? (prompt, n) => new Generator(llama!).Generate(prompt, n, sampler).ToArray()
                 : (prompt, n) => new EngineGenerator(engine).Generate(prompt, n, sampler).ToArray();
             var result = ConsoleUi.WithProgress("passkey samples", p => PasskeyEvaluator.Evaluate(samples, greedy, p));
 

@@ -59,14 +59,17 @@ public static class EvalTasksCommand
             var runs = new List<(string Model, TaskEvaluator.Result Result, JsonObject Config)>();
             foreach (var path in r.GetValue(models)!)
             {
-                var (llama, tok, source) = ModelLoader.LoadWithTokenizer(path, r.GetValue(tokenizer));
-                using var _m = llama;
+                // The engine is packed straight from the files; the TorchSharp model is loaded only for --engine torch.
+                var source = ModelSource.Resolve(path, r.GetValue(tokenizer));
+                var modelConfig = source.LoadConfig();
+                var tok = ModelLoader.LoadTokenizer(source, modelConfig);
                 if (r.GetValue(maxLength) is int ml)
-                    ContextLimit.Check(llama.Config, ml, "--max-length");
-                using var engine = engineOptions.Create(r, llama);
-                int contextLength = r.GetValue(maxLength) ?? llama.Config.MaxPositionEmbeddings;
+                    ContextLimit.Check(modelConfig, ml, "--max-length");
+                using var engine = engineOptions.Load(r, source);
+                using var llama = engine is null ? ModelLoader.Load(source) : null;
+                int contextLength = r.GetValue(maxLength) ?? modelConfig.MaxPositionEmbeddings;
                 var evaluator = engine is null
-                    ? new TaskEvaluator(llama, tok, contextLength, r.GetValue(batch))
+                    ? new TaskEvaluator(llama!, tok, contextLength, r.GetValue(batch))
                     : new TaskEvaluator(new EngineLoglikelihoodScorer(engine, tok, contextLength));
                 Console.Error.WriteLine($"• {path}: {string.Join(", ", taskList.Select(t => t.Name))} (max length {evaluator.Scorer.MaxLength}, BOS {(evaluator.Scorer.AddsBos ? "added" : "not added")})");
                 var result = RunWithProgress(evaluator, taskList, data, r.GetValue(fewshot), r.GetValue(limit));

@@ -24,8 +24,9 @@ public static class LabCommand
         var output = new Option<string>("--out", "-o") { Description = "Lab directory: data/, teacher/, methods/<method>/, report.md, report.json, recall.png", Required = true };
         var methods = new Option<string?>("--methods")
         {
-            Description = "Comma-separated rows: method names, a delta-rule one with +neg for β in (0, 2) (liger-gdn+neg) " +
-                          $"(default: {string.Join(",", new RecallLabOptions().Methods.Select(m => m.Name))}). The delta-rule rows train b_proj in full beside LoRA",
+            Description = "Comma-separated rows: method names, with +neg for β in (0, 2) (delta rule: liger-gdn+neg), +learned for the learned " +
+                          "gate (liger-gla+learned), +rmsnorm for the RMSNorm read-out (liger-gla+rmsnorm) " +
+                          $"(default: {string.Join(",", new RecallLabOptions().Methods.Select(m => m.Name))}). Rows that add b_proj or g_proj train them in full beside LoRA",
         };
         var trainSequences = new Option<int>("--train-sequences") { Description = "MQAR training sequences", DefaultValueFactory = _ => new RecallLabOptions().TrainSequences };
         var testSequences = new Option<int>("--test-sequences") { Description = "Held-out sequences every model is scored on", DefaultValueFactory = _ => new RecallLabOptions().TestSequences };
@@ -117,7 +118,7 @@ public static class LabCommand
                       $"(chance {1.0 / o.Task.Values:P1}), {o.Task.Queries} queries per sequence, queries at least {o.Task.MinGap} tokens after the pairs; " +
                       $"{o.TestSequences} held-out sequences. Converted models: window {o.Window}; recovery {o.Recovery.MaxSteps} LoRA steps " +
                       $"(r {o.Recovery.Lora.Rank}, {string.Join(",", o.Recovery.Lora.Targets)}; LoLCATs: as many attention-transfer steps first). " +
-                      $"Delta-rule rows also train b_proj in full. Seed {o.Seed}, {o.Threads} libtorch thread{(o.Threads == 1 ? "" : "s")}. " +
+                      $"Rows that add parameters (the delta rule's b_proj, the learned gate's g_proj) also train them in full. Seed {o.Seed}, {o.Threads} libtorch thread{(o.Threads == 1 ? "" : "s")}. " +
                       $"Lab time {result.Seconds / 60:F1} min.").AppendLine();
         md.Append("| model | stage | state / sequence | recall | ");
         md.AppendLine(string.Join(" | ", RecallEvaluator.Buckets.Select(b => b.Name)) + " | steps |");

@@ -45,7 +45,6 @@ public static class ServeCommand
             };
             options.Validate();
             var served = loader.Load(r, r.GetValue(modelId));
-            using var _m = served.Model;
             using var _e = served.Engine;
             // The first SIGTERM or SIGINT starts the drain, a second one ends its grace period. Handled here rather
             // than by the ASP.NET Core host, which would only raise an event nobody waits on (see NoSignalHostLifetime).

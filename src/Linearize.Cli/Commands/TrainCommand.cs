@@ -21,6 +21,11 @@ public static class TrainCommand
         var full = new Option<bool>("--full") { Description = "Train every parameter, no LoRA (training from scratch, full fine-tuning); the result is --out/model" };
         var overwrite = OutputDirectory.OverwriteOption();
         var trainModules = new Option<string?>("--train-modules") { Description = "Also train these parameters in full beside LoRA, by name fragment (e.g. embed_tokens,lm_head); the merged result is --out/model" };
+        var checkpointActivations = new Option<bool>("--checkpoint-activations")
+        {
+            Description = "Keep only each layer's input during the forward pass and recompute the layer in the backward pass: " +
+                          "activation memory of one layer instead of all, for about one more forward pass of time (not with --lora-dropout)",
+        };
         var command = new Command("train",
             "Fine-tune LoRA adapters on next-token prediction (Liger's recovery recipe by default), or every parameter (--full), or LoRA plus chosen modules in full (--train-modules). " +
             "Data: plain text, Alpaca JSON/JSONL, or pre-tokenized JSONL (input_ids, labels; e.g. from 'data recall'). Ctrl-C saves a checkpoint; --resume continues exactly.");
@@ -31,6 +36,7 @@ public static class TrainCommand
         command.Add(overwrite);
         command.Add(full);
         command.Add(trainModules);
+        command.Add(checkpointActivations);
         command.SetAction(r => CliRunner.Run(() =>
         {
             training.ApplyThreads(r);
@@ -51,10 +57,13 @@ public static class TrainCommand
             var fragments = fullOnly ? new[] { "*" } : modules?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? Array.Empty<string>();
             var options = training.Training(r) with { FullModules = fragments };
             options.Validate();
+            if (r.GetValue(checkpointActivations) && options.Lora.Dropout > 0)
+                throw new LinearizeException("--checkpoint-activations recomputes each layer, which would draw new dropout masks: drop --lora-dropout or the flag");
             string dataPath = r.GetValue(training.Data)!;
             var (llama, tokenizer, source) = ModelLoader.LoadWithTokenizer(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer), model.ParseDType(r),
                 idTokenizerFallback: TokenFile.IsTokenFile(dataPath));
             using var _m = llama;
+            llama.Model.CheckpointActivations = r.GetValue(checkpointActivations);
             var data = TrainingData.Prepare(dataPath, r.GetValue(training.ValData), tokenizer, training.DataOptions(r));
             var report = fullOnly ? null : LoraInjector.Inject(llama, options.Lora, (ulong)options.Seed);
             var unfrozen = FullTraining.Unfreeze(llama, fragments);
@@ -98,7 +107,8 @@ public static class TrainCommand
             else
                 written = $"adapter in {Path.Combine(outDir, "adapter")}";
             Console.Out.WriteLine($"done: {Plural.Of(result.Steps, "step")}, {result.Tokens:N0} labelled tokens, {result.TokensPerSecond:F0} tokens/s; " +
-                                    $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}; {Path.GetFileNameWithoutExtension(adapterFrom)} {written}");
+                                    $"validation loss best {result.BestEvalLoss:F4} final {result.FinalEvalLoss:F4}; {Path.GetFileNameWithoutExtension(adapterFrom)} {written}; " +
+                                    $"peak memory {System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64 / 1e9:F2} GB");
             return 0;
         }));
         return command;

@@ -182,8 +182,8 @@ public sealed class OpenAiEndpoints(ServedModel model, ServerOptions options, Ba
             {
                 if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int t))
                     throw ApiException.BadRequest($"'prompt' must be a string or an array of token ids; found {RequestFields.Kind(e)} in the array (one prompt per request)", "prompt");
-                if (t < 0 || t >= model.Model.Config.VocabSize)
-                    throw ApiException.BadRequest($"'prompt' token id {t} is outside the vocabulary [0, {model.Model.Config.VocabSize})", "prompt");
+                if (t < 0 || t >= model.Config.VocabSize)
+                    throw ApiException.BadRequest($"'prompt' token id {t} is outside the vocabulary [0, {model.Config.VocabSize})", "prompt");
                 ids.Add(t);
             }
         }

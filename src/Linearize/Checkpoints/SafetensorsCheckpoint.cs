@@ -1,4 +1,6 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Linearize.Checkpoints;
@@ -39,9 +41,41 @@ public sealed class SafetensorsCheckpoint : IDisposable
     /// <see cref="SafetensorsFile.ReadInto"/>).</summary>
     public void ReadInto(string name, long offset, Span<float> destination) => File(name).ReadInto(name, offset, destination);
 
+    /// <summary>Rows <paramref name="rows"/> of the floating-point matrix <paramref name="name"/> as a new float32
+    /// tensor <c>[rows.Count, columns]</c>, each row read straight from the mapped file: an embedding lookup that never
+    /// holds the table (BF16 and F16 widen exactly, so the rows equal those of the table loaded as float32).</summary>
+    public Tensor ReadRows(string name, IReadOnlyList<int> rows)
+    {
+        var info = GetInfo(name);
+        if (info.Shape.Length != 2)
+            throw new CheckpointFormatException(Source, name, $"has shape {SafetensorsFile.DescribeShape(info.Shape)}, not a matrix");
+        long columns = info.Shape[1];
+        var result = torch.empty(new long[] { rows.Count, columns }, ScalarType.Float32);
+        try
+        {
+            var values = MemoryMarshal.Cast<byte, float>(result.bytes);
+            for (int r = 0; r < rows.Count; r++)
+            {
+                if (rows[r] < 0 || rows[r] >= info.Shape[0])
+                    throw new ArgumentOutOfRangeException(nameof(rows), $"{name} has {info.Shape[0]} rows, asked for row {rows[r]}");
+                ReadInto(name, rows[r] * columns, values.Slice((int)(r * columns), (int)columns));
+            }
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+
+        return result;
+    }
+
     /// <summary>See <see cref="SafetensorsFile.TryReadBFloat16Into"/>.</summary>
     public bool TryReadBFloat16Into(string name, long offset, Span<ushort> destination) =>
         File(name).TryReadBFloat16Into(name, offset, destination);
+
+    /// <summary>See <see cref="SafetensorsFile.MapInPlace"/>: valid until this checkpoint is disposed.</summary>
+    public unsafe byte* MapInPlace(string name) => File(name).MapInPlace(name);
 
     /// <summary>True when tensor <paramref name="name"/> is stored as BF16.</summary>
     public bool IsBFloat16(string name) => GetInfo(name).DType == SafetensorsDType.BF16;

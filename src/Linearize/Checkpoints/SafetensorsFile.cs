@@ -21,6 +21,10 @@ public sealed class SafetensorsFile : IDisposable
 
     private readonly MemoryMappedFile? _map;
     private readonly Dictionary<string, SafetensorsTensorInfo> _tensors;
+    private readonly Lock _wholeLock = new();
+    private MemoryMappedViewAccessor? _whole;
+    private unsafe byte* _wholeBase;
+    private bool _disposed;
 
     private SafetensorsFile(string path, long dataStart, Dictionary<string, SafetensorsTensorInfo> tensors,
         IReadOnlyDictionary<string, string> metadata, MemoryMappedFile? map)
@@ -304,7 +308,51 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
-    public void Dispose() => _map?.Dispose();
+    /// <summary>
+    /// The address of tensor <paramref name="name"/>'s first byte in a read-only view of the whole file, valid until this
+    /// file is disposed: for readers that use the stored bytes in place (the engine's bfloat16/float32 weight rows) rather
+    /// than copy them. The view is created on first use; its pages are the page cache's, shared with every other reader of
+    /// the file and read from disk only when touched.
+    /// </summary>
+    public unsafe byte* MapInPlace(string name)
+    {
+        var info = GetInfo(name);
+        if (info.ByteCount == 0)
+            throw new ArgumentException($"{FilePath}: {name} is empty and has no address");
+        lock (_wholeLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_whole is null)
+            {
+                var view = _map!.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+                byte* p = null;
+                view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+                _wholeBase = p + view.PointerOffset;
+                _whole = view;
+            }
+
+            return _wholeBase + DataStart + info.Begin;
+        }
+    }
+
+    public unsafe void Dispose()
+    {
+        lock (_wholeLock)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            if (_whole is not null)
+            {
+                _whole.SafeMemoryMappedViewHandle.ReleasePointer();
+                _whole.Dispose();
+                _whole = null;
+                _wholeBase = null;
+            }
+        }
+
+        _map?.Dispose();
+    }
 
     internal static string DescribeShape(long[] shape) => "[" + string.Join(", ", shape) + "]";
 

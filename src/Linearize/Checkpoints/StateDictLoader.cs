@@ -21,12 +21,14 @@ public static class StateDictLoader
         Tensor Read(string name);
     }
 
-    public static void Load(nn.Module model, ITensorSource source, IReadOnlySet<string>? ignorable = null)
+    /// <param name="partOfCheckpoint">The model holds only some of the checkpoint's tensors (a slice of layers):
+    /// every model tensor must still be there, but the checkpoint's others are not read or reported.</param>
+    public static void Load(nn.Module model, ITensorSource source, IReadOnlySet<string>? ignorable = null, bool partOfCheckpoint = false)
     {
         var expected = model.state_dict();
         var names = new HashSet<string>(source.Names, StringComparer.Ordinal);
         var missing = expected.Keys.Where(k => !names.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var unexpected = names.Where(k => !expected.ContainsKey(k) && !(ignorable?.Contains(k) ?? false))
+        var unexpected = names.Where(k => !partOfCheckpoint && !expected.ContainsKey(k) && !(ignorable?.Contains(k) ?? false))
             .OrderBy(k => k, StringComparer.Ordinal).ToList();
         var mismatched = new List<string>();
         foreach (var (name, tensor) in expected)

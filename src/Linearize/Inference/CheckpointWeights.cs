@@ -4,7 +4,7 @@ namespace Linearize.Inference;
 
 /// <summary>The weights of a safetensors checkpoint, each read from the memory-mapped file when it is packed and
 /// released right after: loading this way holds the packed engine and one tensor, never a model.</summary>
-internal sealed class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWeightSource
+internal sealed unsafe class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWeightSource
 {
     public string Source => checkpoint.Source;
 
@@ -29,5 +29,12 @@ internal sealed class CheckpointWeights(SafetensorsCheckpoint checkpoint) : IWei
     {
         if (!checkpoint.TryReadBFloat16Into(name, offset, destination))
             throw new InvalidOperationException($"{checkpoint.Source}: {name} is not stored as BF16");
+    }
+
+    public void* MapInPlace(string name, WeightFormat format)
+    {
+        var info = checkpoint.GetInfo(name);
+        bool same = (format, info.DType) is (WeightFormat.BFloat16, SafetensorsDType.BF16) or (WeightFormat.Float32, SafetensorsDType.F32);
+        return same && info.Shape.Length == 2 && info.ByteCount > 0 ? checkpoint.MapInPlace(name) : null;
     }
 }

@@ -47,10 +47,12 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly DecodeSequence[] _one = new DecodeSequence[1];
     private readonly int[] _segmentLengths = new int[1];
     private DecodeSequence[] _rowSequences = Array.Empty<DecodeSequence>();
+    private readonly IDisposable? _weightOwner; // what keeps in-place rows mapped (a checkpoint), or null
 
     private DecodeEngine(LlamaConfig config, EngineOptions options, EngineLayer[] layers, PackedMatrix embedding, PackedMatrix head,
-        float[] finalNorm, float[] inverseFrequencies)
+        float[] finalNorm, float[] inverseFrequencies, IDisposable? weightOwner)
     {
+        _weightOwner = weightOwner;
         Config = config;
         Options = options;
         _layers = layers;
@@ -66,9 +68,9 @@ public sealed unsafe class DecodeEngine : IDisposable
         _headDim = config.HeadDim;
         _eps = config.RmsNormEps;
         _pool = new WorkerPool(options.Threads);
-        // Delta-rule layers append their β logits to the fused projection: the context's rows make room for the widest.
-        int betaColumns = layers.Max(l => l.Qkv.Rows) - (_heads + 2 * _kvHeads) * _headDim;
-        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool, betaColumns) { BatchInvariant = options.BatchInvariant };
+        // Delta-rule and learned-gate layers append their logits to the fused projection: the context's rows make room for the widest.
+        int extraColumns = layers.Max(l => l.Qkv.Rows) - (_heads + 2 * _kvHeads) * _headDim;
+        _ctx = new StepContext(_heads, _kvHeads, _headDim, _pool, extraColumns) { BatchInvariant = options.BatchInvariant };
     }
 
     public LlamaConfig Config { get; }
@@ -88,6 +90,12 @@ public sealed unsafe class DecodeEngine : IDisposable
         _layers.Sum(l => l.MatrixBytes + 2L * _hiddenSize * sizeof(float)) + _head.Bytes +
         (ReferenceEquals(_head, _embedding) ? 0 : _embedding.Bytes) + (long)_hiddenSize * sizeof(float);
 
+    /// <summary>Of <see cref="WeightBytes"/>, those used in place from the mapped checkpoint (<see cref="EngineOptions.WeightsInPlace"/>):
+    /// the page cache's, not this process's own allocation.</summary>
+    public long InPlaceWeightBytes =>
+        _layers.Sum(l => l.Qkv.InPlaceBytes + l.Output.InPlaceBytes + l.GateUp.InPlaceBytes + l.Down.InPlaceBytes) + _head.InPlaceBytes +
+        (ReferenceEquals(_head, _embedding) ? 0 : _embedding.InPlaceBytes);
+
     /// <summary>What each layer's mixer is, for reports.</summary>
     public string Describe() =>
         $"{EngineOptions.FormatName(Options.Weights)} weights, {KernelIsaSupport.Name(Options.Isa)}, {Options.Threads} threads";
@@ -105,33 +113,55 @@ public sealed unsafe class DecodeEngine : IDisposable
 
     /// <summary>Packs the weights <paramref name="weights"/> holds for a model of <paramref name="config"/>, layer
     /// <c>i</c> running <paramref name="mixers"/>[i]; <paramref name="invFreq"/> are the RoPE inverse frequencies
-    /// <c>[D/2]</c>. The mixers belong to the engine from here on (disposed with it, or on failure).</summary>
+    /// <c>[D/2]</c>. The mixers belong to the engine from here on (disposed with it, or on failure), and so does
+    /// <paramref name="weightOwner"/>, what keeps <paramref name="weights"/>' mapping alive: it is disposed with the engine
+    /// when rows are used in place, and at once otherwise (or on failure).</summary>
     internal static DecodeEngine Create(LlamaConfig config, IWeightSource weights, IReadOnlyList<EngineMixer> mixers, float[] invFreq,
-        EngineOptions? options = null)
+        EngineOptions? options = null, IDisposable? weightOwner = null)
     {
-        options ??= new EngineOptions();
+        try
+        {
+            var engine = Pack(config, weights, mixers, invFreq, options ?? new EngineOptions(), weightOwner);
+            if (engine.InPlaceWeightBytes == 0)
+                weightOwner?.Dispose();
+            return engine;
+        }
+        catch
+        {
+            weightOwner?.Dispose();
+            throw;
+        }
+    }
+
+    private static DecodeEngine Pack(LlamaConfig config, IWeightSource weights, IReadOnlyList<EngineMixer> mixers, float[] invFreq,
+        EngineOptions options, IDisposable? weightOwner)
+    {
         if (options.Threads < 1)
             throw new LinearizeException($"engine threads must be at least 1, got {options.Threads}");
         if (!KernelIsaSupport.IsSupported(options.Isa))
             throw new LinearizeException($"this CPU does not support {KernelIsaSupport.Name(options.Isa)} kernels");
         var layers = new EngineLayer[config.NumHiddenLayers];
+        PackedMatrix? embedding = null, head = null;
         try
         {
             for (int i = 0; i < layers.Length; i++)
-                layers[i] = PackLayer(config, weights, i, options.Weights, mixers[i]);
-            var embedding = Pack(weights, "model.embed_tokens.weight", options.Weights);
-            var head = config.TieWordEmbeddings ? embedding : Pack(weights, "lm_head.weight", options.Weights);
-            return new DecodeEngine(config, options, layers, embedding, head, Vector(weights, "model.norm.weight")!, invFreq);
+                layers[i] = PackLayer(config, weights, i, options, mixers[i]);
+            embedding = Pack(weights, "model.embed_tokens.weight", options);
+            head = config.TieWordEmbeddings ? embedding : Pack(weights, "lm_head.weight", options);
+            return new DecodeEngine(config, options, layers, embedding, head, Vector(weights, "model.norm.weight")!, invFreq,
+                weightOwner);
         }
         catch
         {
             foreach (var l in layers)
                 l?.Dispose();
+            embedding?.Dispose();
+            head?.Dispose();
             throw;
         }
     }
 
-    private static EngineLayer PackLayer(LlamaConfig c, IWeightSource weights, int i, WeightFormat format, EngineMixer mixer)
+    private static EngineLayer PackLayer(LlamaConfig c, IWeightSource weights, int i, EngineOptions options, EngineMixer mixer)
     {
         string p = $"model.layers.{i}.";
         // A delta-rule layer's b_proj [H, C] reads the same normed input as q/k/v: its rows join the fused matrix, so
@@ -145,17 +175,26 @@ public sealed unsafe class DecodeEngine : IDisposable
             qkvBias = qkvBias?.Concat(new float[c.NumAttentionHeads]).ToArray();
         }
 
+        // A learned-gate layer's g_proj [H, C] (with bias) likewise, after the β logits (StepContext.GateLogits).
+        if (weights.Contains(p + "self_attn.g_proj.weight"))
+        {
+            Require(weights, p + "self_attn.g_proj.bias");
+            int before = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim + (delta ? c.NumAttentionHeads : 0);
+            qkv = qkv.Append(p + "self_attn.g_proj.weight").ToArray();
+            qkvBias = (qkvBias ?? new float[before]).Concat(weights.ReadFloats(p + "self_attn.g_proj.bias")).ToArray();
+        }
+
         return new EngineLayer
         {
             AttentionNorm = Vector(weights, p + "input_layernorm.weight")!,
-            Qkv = Pack(weights, qkv, format),
+            Qkv = Pack(weights, qkv, options),
             QkvBias = qkvBias,
-            Output = Pack(weights, p + "self_attn.o_proj.weight", format),
+            Output = Pack(weights, p + "self_attn.o_proj.weight", options),
             OutputBias = Vector(weights, p + "self_attn.o_proj.bias", optional: true),
             MlpNorm = Vector(weights, p + "post_attention_layernorm.weight")!,
-            GateUp = Pack(weights, new[] { p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight" }, format),
+            GateUp = Pack(weights, new[] { p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight" }, options),
             GateUpBias = Concat(weights, p + "mlp.gate_proj.bias", p + "mlp.up_proj.bias"),
-            Down = Pack(weights, p + "mlp.down_proj.weight", format),
+            Down = Pack(weights, p + "mlp.down_proj.weight", options),
             DownBias = Vector(weights, p + "mlp.down_proj.bias", optional: true),
             Mixer = mixer,
         };
@@ -171,15 +210,43 @@ public sealed unsafe class DecodeEngine : IDisposable
         throw new LinearizeException($"decode engine: {weights.Source} has no tensor '{name}'{hint}");
     }
 
-    private static PackedMatrix Pack(IWeightSource weights, string name, WeightFormat format) => Pack(weights, new[] { name }, format);
+    private static PackedMatrix Pack(IWeightSource weights, string name, EngineOptions options) => Pack(weights, new[] { name }, options);
 
-    /// <summary>Stacks the named <c>[rows_i, C]</c> matrices into one and packs it, reading one part at a time.</summary>
-    private static PackedMatrix Pack(IWeightSource weights, string[] names, WeightFormat format)
+    /// <summary>
+    /// The named <c>[rows_i, C]</c> matrices as one, in <see cref="EngineOptions.Weights"/>: each used in place where the
+    /// source maps it in that format already (<see cref="EngineOptions.WeightsInPlace"/>), the rest packed a block of rows
+    /// at a time. With no part in place the parts are packed into one fused buffer; otherwise they are stacked, so no
+    /// in-place part is ever copied.
+    /// </summary>
+    private static PackedMatrix Pack(IWeightSource weights, string[] names, EngineOptions options)
     {
         foreach (var n in names)
             Require(weights, n);
         var shapes = names.Select(weights.Shape).ToArray();
-        return PackStaged(weights, names, shapes, format);
+        if (shapes.Any(s => s.Length != 2 || s[1] != shapes[0][1]))
+            throw new LinearizeException($"decode engine: {weights.Source}: {string.Join(", ", names)} must be matrices with the same columns");
+        var format = options.Weights;
+        // The batched kernels take rows in pairs: parts whose boundaries keep that pairing (every part but the last has
+        // even rows, as every real model's do) compute each row exactly as the fused copy would.
+        bool stackable = shapes.SkipLast(1).All(s => s[0] % 2 == 0);
+        var addresses = names.Select(n => options.WeightsInPlace && stackable ? (nint)weights.MapInPlace(n, format) : 0).ToArray();
+        if (addresses.All(a => a == 0))
+            return PackStaged(weights, names, shapes, format);
+        var parts = new List<PackedMatrix>();
+        try
+        {
+            for (int i = 0; i < names.Length; i++)
+                parts.Add(addresses[i] != 0
+                    ? PackedMatrix.InPlace((int)shapes[i][0], (int)shapes[i][1], format, (void*)addresses[i])
+                    : PackStaged(weights, new[] { names[i] }, new[] { shapes[i] }, format));
+            return parts.Count == 1 ? parts[0] : PackedMatrix.Stack(parts.ToArray());
+        }
+        catch
+        {
+            foreach (var p in parts)
+                p.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Staging rows per block when packing: ~16 MiB of float32 whatever the matrix, so packing holds the packed
@@ -651,6 +718,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         _embedding.Dispose();
         if (!ReferenceEquals(_head, _embedding))
             _head.Dispose();
+        _weightOwner?.Dispose(); // after every in-place matrix is gone
         foreach (var b in new[] { _x, _normed, _tmp, _hidden, _act, _logits })
             b.Dispose();
     }

@@ -8,6 +8,12 @@ public sealed record EngineOptions
     /// <summary>Storage of every weight matrix (embedding and head included); norms, activations and states stay float32.</summary>
     public WeightFormat Weights { get; init; } = WeightFormat.Float32;
 
+    /// <summary>Use a mapped checkpoint's rows where they are when they already are in <see cref="Weights"/>'s format
+    /// (bfloat16 or float32 <c>[out, in]</c> matrices), instead of copying them: start-up reads nothing, the weights are
+    /// the page cache's (shared with other processes and evictable), and the process holds no second copy. Off, every
+    /// matrix is copied into the process's own memory (as llama.cpp's <c>--no-mmap</c>), which can use huge pages.</summary>
+    public bool WeightsInPlace { get; init; } = true;
+
     /// <summary>Threads of the engine's worker pool (the caller included). Default: one per core.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 

@@ -4,7 +4,7 @@ namespace Linearize.Inference;
 /// Where the engine reads a model's weights when it packs them, by Hugging Face name: a loaded model's parameters, or
 /// a checkpoint read one tensor at a time (so nothing but the packed copy stays in memory).
 /// </summary>
-internal interface IWeightSource
+internal unsafe interface IWeightSource
 {
     /// <summary>Where the weights come from, for errors.</summary>
     string Source { get; }
@@ -29,4 +29,9 @@ internal interface IWeightSource
     /// <summary>Elements <c>[offset, offset + destination.Length)</c> as stored bfloat16 bit patterns (only where
     /// <see cref="HasBFloat16"/>).</summary>
     void ReadBFloat16Into(string name, long offset, Span<ushort> destination);
+
+    /// <summary>The address of tensor <paramref name="name"/>'s stored bytes when they already are the engine's rows in
+    /// <paramref name="format"/> (a mapped file's bfloat16 or float32 <c>[out, in]</c> matrix), valid for as long as the
+    /// source lives; null when the tensor must be packed (another dtype, q8, or a source that is not a file).</summary>
+    void* MapInPlace(string name, WeightFormat format);
 }

@@ -1,12 +1,20 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Linearize.Inference;
 
 /// <summary>
-/// A weight matrix <c>[rows, cols]</c> (row-major, the layout of <c>nn.Linear.weight</c>) packed once into one
-/// contiguous 64-byte-aligned native buffer in a <see cref="WeightFormat"/>, so a matrix-vector product streams it
-/// from memory exactly once. Q8 keeps its float32 block scales in a second buffer <c>[rows, ceil(cols / 32)]</c>; a
-/// row's last block may be partial.
+/// A weight matrix <c>[rows, cols]</c> (row-major, the layout of <c>nn.Linear.weight</c>) in a <see cref="WeightFormat"/>,
+/// so a matrix-vector product streams it from memory exactly once. Three kinds of storage:
+/// <list type="bullet">
+/// <item><b>packed</b>: one contiguous 64-byte-aligned native buffer this matrix owns; Q8 keeps its float32 block scales
+/// in a second buffer <c>[rows, ceil(cols / 32)]</c> (a row's last block may be partial);</item>
+/// <item><b>in place</b>: rows that already are in the format where a file maps them (a safetensors bfloat16 or float32
+/// <c>[out, in]</c> tensor), borrowed, never copied: the mapping's owner keeps them alive;</item>
+/// <item><b>stacked</b>: parts with the same columns and format, their rows one after the other (q|k|v, gate|up), each
+/// part packed or in place. Kernels run part by part (<see cref="Parts"/>), so a product over a stack computes every
+/// row exactly as over the fused copy.</item>
+/// </list>
 /// </summary>
 public sealed unsafe class PackedMatrix : IDisposable
 {
@@ -15,14 +23,26 @@ public sealed unsafe class PackedMatrix : IDisposable
 
     private void* _data;
     private float* _scales;
+    private readonly bool _borrowed;
+    private readonly PackedMatrix[]? _parts;
 
-    private PackedMatrix(int rows, int cols, WeightFormat format)
+    private PackedMatrix(int rows, int cols, WeightFormat format, void* borrowed = null, PackedMatrix[]? parts = null)
     {
         if (rows < 1 || cols < 1)
             throw new ArgumentException($"a packed matrix needs positive dimensions, got [{rows}, {cols}]");
         Rows = rows;
         Cols = cols;
         Format = format;
+        _parts = parts;
+        if (parts is not null)
+            return;
+        if (borrowed is not null)
+        {
+            _data = borrowed;
+            _borrowed = true;
+            return;
+        }
+
         _data = HugePages.Allocate(DataBytes);
         if (format == WeightFormat.Q8)
             _scales = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * BlocksPerRow * sizeof(float)), 64);
@@ -45,7 +65,13 @@ public sealed unsafe class PackedMatrix : IDisposable
     };
 
     /// <summary>Bytes a full product reads: the weights plus, for Q8, the scales.</summary>
-    public long Bytes => DataBytes + (Format == WeightFormat.Q8 ? (long)Rows * BlocksPerRow * sizeof(float) : 0);
+    public long Bytes => _parts?.Sum(p => p.Bytes) ?? DataBytes + (Format == WeightFormat.Q8 ? (long)Rows * BlocksPerRow * sizeof(float) : 0);
+
+    /// <summary>Of <see cref="Bytes"/>, those used in place from a mapped file rather than held in this process's own memory.</summary>
+    public long InPlaceBytes => _parts?.Sum(p => p.InPlaceBytes) ?? (_borrowed ? DataBytes : 0);
+
+    /// <summary>The parts of a stacked matrix, in row order; null for a matrix with one storage.</summary>
+    internal PackedMatrix[]? Parts => _parts;
 
     internal float* F32 => (float*)_data;
 
@@ -69,6 +95,23 @@ public sealed unsafe class PackedMatrix : IDisposable
     /// <summary>An empty matrix to be filled with <see cref="PackRows"/>, for sources read a block of rows at a time.</summary>
     internal static PackedMatrix Allocate(int rows, int cols, WeightFormat format) => new(rows, cols, format);
 
+    /// <summary>Rows stored at <paramref name="data"/> in <paramref name="format"/> already (float32 or bfloat16, row-major
+    /// <c>[rows, cols]</c>), used where they are: the caller keeps the memory alive and unchanged for this matrix's life.</summary>
+    internal static PackedMatrix InPlace(int rows, int cols, WeightFormat format, void* data)
+    {
+        if (format == WeightFormat.Q8 || data is null)
+            throw new ArgumentException($"only float32 and bfloat16 rows are used in place, got {format}");
+        return new PackedMatrix(rows, cols, format, borrowed: data);
+    }
+
+    /// <summary>The rows of <paramref name="parts"/> one after the other; the stack owns the parts from here on.</summary>
+    internal static PackedMatrix Stack(PackedMatrix[] parts)
+    {
+        if (parts.Length == 0 || parts.Any(p => p.Cols != parts[0].Cols || p.Format != parts[0].Format || p._parts is not null))
+            throw new ArgumentException("stacked parts need the same columns and format, and cannot be stacks themselves");
+        return new PackedMatrix(parts.Sum(p => p.Rows), parts[0].Cols, parts[0].Format, parts: parts);
+    }
+
     /// <summary>Packs rows <c>[first, first + n)</c> from <paramref name="rows"/> (row-major, <c>n × Cols</c>); each row
     /// is packed exactly as <see cref="Pack"/> packs it.</summary>
     internal void PackRows(int first, ReadOnlySpan<float> rows)
@@ -85,13 +128,15 @@ public sealed unsafe class PackedMatrix : IDisposable
     internal void PackRowsBFloat16(int first, ReadOnlySpan<ushort> rows)
     {
         int n = rows.Length / Cols;
-        if (Format != WeightFormat.BFloat16 || rows.Length != n * Cols || first < 0 || first + n > Rows)
+        if (Format != WeightFormat.BFloat16 || _borrowed || _parts is not null || rows.Length != n * Cols || first < 0 || first + n > Rows)
             throw new ArgumentException($"bfloat16 rows [{first}, {first + n}) of a {Format} [{Rows}, {Cols}] from {rows.Length} values");
         rows.CopyTo(new Span<ushort>(Bf16 + (long)first * Cols, rows.Length));
     }
 
     private void PackRow(int r, ReadOnlySpan<float> row)
     {
+        if (_borrowed || _parts is not null)
+            throw new InvalidOperationException("only a matrix this process allocated is packed into");
         long offset = (long)r * Cols;
         switch (Format)
         {
@@ -139,11 +184,55 @@ public sealed unsafe class PackedMatrix : IDisposable
 
     public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
+    /// <summary>bfloat16 bits → float32, exactly (<see cref="FromBFloat16"/> on each), 32 at a time where vectors allow:
+    /// the prefill kernels widen every row of a bfloat16 matrix once per block of prompt tokens.</summary>
+    internal static void WidenBFloat16(ReadOnlySpan<ushort> bits, Span<float> destination)
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var d = MemoryMarshal.Cast<float, uint>(destination);
+            for (; c + Vector512<ushort>.Count <= bits.Length; c += Vector512<ushort>.Count)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Create(bits.Slice(c, Vector512<ushort>.Count)));
+                Vector512.ShiftLeft(lo, 16).CopyTo(d.Slice(c));
+                Vector512.ShiftLeft(hi, 16).CopyTo(d.Slice(c + Vector512<uint>.Count));
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var d = MemoryMarshal.Cast<float, uint>(destination);
+            for (; c + Vector256<ushort>.Count <= bits.Length; c += Vector256<ushort>.Count)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Create(bits.Slice(c, Vector256<ushort>.Count)));
+                Vector256.ShiftLeft(lo, 16).CopyTo(d.Slice(c));
+                Vector256.ShiftLeft(hi, 16).CopyTo(d.Slice(c + Vector256<uint>.Count));
+            }
+        }
+
+        for (; c < bits.Length; c++)
+            destination[c] = FromBFloat16(bits[c]);
+    }
+
     /// <summary>Writes row <paramref name="row"/> as float32 (the values every product with this matrix uses).</summary>
     public void DequantizeRow(int row, Span<float> destination)
     {
         if ((uint)row >= (uint)Rows)
             throw new ArgumentOutOfRangeException(nameof(row));
+        if (_parts is not null)
+        {
+            foreach (var p in _parts)
+            {
+                if (row < p.Rows)
+                {
+                    p.DequantizeRow(row, destination);
+                    return;
+                }
+
+                row -= p.Rows;
+            }
+        }
+
         long offset = (long)row * Cols;
         switch (Format)
         {
@@ -151,8 +240,7 @@ public sealed unsafe class PackedMatrix : IDisposable
                 new ReadOnlySpan<float>(F32 + offset, Cols).CopyTo(destination);
                 break;
             case WeightFormat.BFloat16:
-                for (int c = 0; c < Cols; c++)
-                    destination[c] = FromBFloat16(Bf16[offset + c]);
+                WidenBFloat16(new ReadOnlySpan<ushort>(Bf16 + offset, Cols), destination);
                 break;
             default:
                 for (int c = 0; c < Cols; c++)
@@ -200,6 +288,19 @@ public sealed unsafe class PackedMatrix : IDisposable
 
     private void Free()
     {
+        if (_parts is not null)
+        {
+            foreach (var p in _parts)
+                p.Dispose();
+            return;
+        }
+
+        if (_borrowed)
+        {
+            _data = null;
+            return;
+        }
+
         if (_data != null)
             HugePages.Free(_data);
         if (_scales != null)

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Linearize.Inference;
 
 /// <summary>The weights of a loaded TorchSharp model (its <c>state_dict</c>); the tensors stay the model's.</summary>
-internal sealed class StateDictWeights(IDictionary<string, Tensor> state, string source) : IWeightSource
+internal sealed unsafe class StateDictWeights(IDictionary<string, Tensor> state, string source) : IWeightSource
 {
     public string Source { get; } = source;
 
@@ -21,6 +21,9 @@ internal sealed class StateDictWeights(IDictionary<string, Tensor> state, string
 
     public void ReadBFloat16Into(string name, long offset, Span<ushort> destination) =>
         throw new NotSupportedException("a loaded model's tensors are read as float32");
+
+    /// <summary>Never in place: the model's tensors can be freed or trained while the engine runs.</summary>
+    public void* MapInPlace(string name, WeightFormat format) => null;
 
     public void ReadInto(string name, long offset, Span<float> destination)
     {

@@ -16,4 +16,7 @@ public static class LinearAttentionConstants
     /// <summary>ε of the delta rule's L2 normalization of q and k, <c>x / √(Σx² + ε)</c> (fla's <c>l2norm</c>;
     /// docs/METHODS.md §1.6).</summary>
     public const double L2NormEps = 1e-6;
+
+    /// <summary>ε of the RMSNorm read-out <c>o / √(mean(o²) + ε)</c> (<c>--output-norm rmsnorm</c>, docs/METHODS.md §1.9).</summary>
+    public const double OutputNormEps = 1e-6;
 }

@@ -18,8 +18,9 @@ public static class Engines
         DecodeEngine.Create(model, MixerRegistry.CreateEngineMixer, options);
 
     /// <summary>
-    /// The engine straight from a Hugging Face directory: each tensor is read from the memory-mapped checkpoint, packed
-    /// and released, so the process holds the packed weights and no TorchSharp model. Sources that need a model to be
+    /// The engine straight from a Hugging Face directory, holding no TorchSharp model: matrices already stored in the
+    /// engine's format are used where the file maps them (<see cref="EngineOptions.WeightsInPlace"/>), the others read
+    /// from the mapping a block of rows at a time and packed. Sources that need a model to be
     /// built first (a llama2.c file, whose q/k rows are permuted on load; the Liger authors' directories) are loaded and
     /// packed as <see cref="Create"/> does.
     /// </summary>
@@ -33,22 +34,36 @@ public static class Engines
         }
 
         var lin = LinearizationConfig.FromModel(config);
-        using var checkpoint = SafetensorsCheckpoint.Open(source.Path);
+        var checkpoint = SafetensorsCheckpoint.Open(source.Path);
         var mixers = new List<EngineMixer>();
+        float[] invFreq;
         try
         {
             for (int i = 0; i < config.NumHiddenLayers; i++)
                 mixers.Add(MixerRegistry.CreateEngineMixer(config, i, lin, (layer, index) => LoadLayer(layer, index, checkpoint)));
             using var rope = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
-            var invFreq = rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
-            return DecodeEngine.Create(config, new CheckpointWeights(checkpoint), mixers, invFreq, options);
+            invFreq = rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
         }
         catch
         {
             foreach (var m in mixers)
                 (m as IDisposable)?.Dispose();
+            checkpoint.Dispose();
             throw;
         }
+
+        // The engine owns the mapping from here: matrices it uses in place live in it (EngineOptions.WeightsInPlace).
+        return DecodeEngine.Create(config, new CheckpointWeights(checkpoint), mixers, invFreq, options, weightOwner: checkpoint);
+    }
+
+    /// <summary>Each layer's token mixer by method as <see cref="TokenMixer.Summarize"/> counts them, read from the
+    /// configuration alone (for reports about an engine that holds no TorchSharp model).</summary>
+    public static IReadOnlyList<string> DescribeMixers(LlamaConfig config)
+    {
+        var lin = LinearizationConfig.FromModel(config);
+        string softmax = config.SlidingWindow is int w ? $"softmax(window={w})" : "softmax";
+        return TokenMixer.Summarize(Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(i => lin is null || lin.IsSoftmaxLayer(i) ? softmax : lin.Method.Name));
     }
 
     /// <summary>Fills a layer built alone from the checkpoint's <c>model.layers.{i}.self_attn.*</c> tensors (strictly:

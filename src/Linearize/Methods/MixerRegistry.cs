@@ -56,6 +56,10 @@ public static class MixerRegistry
             ? Softmax.CreateLayer(config, layer, new LinearizationConfig())
             : For(linearization.Method).CreateLayer(config, layer, linearization);
 
+    /// <summary>The class <see cref="CreateLayer"/> would build for layer <paramref name="layer"/>, without building it.</summary>
+    public static Type LayerType(int layer, LinearizationConfig? linearization) =>
+        linearization is null || linearization.IsSoftmaxLayer(layer) ? Softmax.LayerType : For(linearization.Method).LayerType;
+
     /// <summary>The engine mixer for a built TorchSharp layer, found by the layer's class.</summary>
     internal static EngineMixer CreateEngineMixer(TokenMixer layer, LlamaConfig config)
     {

@@ -36,6 +36,64 @@ public static class ModelLoader
         return model;
     }
 
+    /// <summary>
+    /// Only layers <c>[from, to)</c> of the Hugging Face checkpoint <paramref name="checkpoint"/>, each tensor read from
+    /// its (memory-mapped) shard and copied into the layer alone, so memory is those layers plus the tensor being read,
+    /// not the model (block-wise attention transfer, docs/BLOCKWISE-TRANSFER.md). The model computes in float32, as
+    /// <see cref="Load"/>'s does, and its outputs are the same bit for bit; parameters keep their names.
+    /// </summary>
+    /// <param name="keepStoredProjections">Keep the linear projections in the type the checkpoint stores them in
+    /// (<see cref="WideningLinear"/>: bfloat16 halves their memory; each product widens its matrix, which costs time on
+    /// every forward). Only for frozen projections, as in attention transfer.</param>
+    public static LlamaForCausalLM LoadLayers(SafetensorsCheckpoint checkpoint, LlamaConfig config, int from, int to, bool keepStoredProjections)
+    {
+        var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to,
+            keepStoredProjections ? (index, layer) => KeepStoredProjections(checkpoint, index, layer) : null);
+        try
+        {
+            StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(checkpoint), partOfCheckpoint: true);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Swaps each float32 projection of layer <paramref name="index"/> whose checkpoint weight is stored
+    /// narrower (bfloat16, float16) for a <see cref="WideningLinear"/> of that type, freeing the float32 one at once.</summary>
+    private static void KeepStoredProjections(SafetensorsCheckpoint checkpoint, int index, LlamaDecoderLayer layer)
+    {
+        foreach (var (prefix, module) in layer.named_modules())
+        {
+            if (module is not IProjectionHost host)
+                continue;
+            foreach (string name in host.ProjectionNames)
+            {
+                string key = $"model.layers.{index}.{prefix}.{name}.weight";
+                if (!checkpoint.Contains(key))
+                    continue; // the strict load reports it
+                var stored = checkpoint.GetInfo(key).DType.ToScalarType();
+                var old = host.GetProjection(name);
+                var weight = old.parameters().First();
+                if (stored == weight.dtype || stored is not (ScalarType.BFloat16 or ScalarType.Float16))
+                    continue;
+                host.SetProjection(name, new WideningLinear(weight.shape[1], weight.shape[0], old.parameters().Count() > 1, stored));
+                old.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Opens the safetensors checkpoint of <paramref name="source"/> (headers only; tensors are read on
+    /// demand), for <see cref="LoadLayers"/>.</summary>
+    public static SafetensorsCheckpoint OpenCheckpoint(ModelSource source) =>
+        source.Kind == ModelSourceKind.HuggingFaceDirectory
+            ? SafetensorsCheckpoint.Open(source.Path)
+            : throw new LinearizeException($"{source.Path}: reading a model layer by layer needs a Hugging Face directory (config.json + safetensors)");
+
     /// <summary>Resolves <paramref name="modelPath"/>, loads model and tokenizer.</summary>
     /// <param name="idTokenizerFallback">Without a tokenizer file, use <see cref="IdTokenizer"/> (token ids as text)
     /// instead of failing: for models of synthetic tasks that have no text tokenizer.</param>

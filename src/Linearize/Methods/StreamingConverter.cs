@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
+using Linearize.LinearAttention.Layers;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 using TorchSharp;
@@ -31,7 +32,7 @@ public static class StreamingConverter
         using var teacher = SafetensorsCheckpoint.Open(teacherDirectory);
         CheckTeacherTensors(teacher, teacherConfig);
 
-        var (added, mixers) = AddedParameters(config, linearization, dtype);
+        var (added, mixers) = AddedParameters(config, linearization, dtype, teacher);
         int linked = 0, copied = 0;
         try
         {
@@ -96,6 +97,16 @@ public static class StreamingConverter
         return new ConversionResult(mixers, linked, copied, added.Count);
     }
 
+    /// <summary>A teacher tensor in <paramref name="dtype"/>.</summary>
+    private static Tensor ReadAs(SafetensorsCheckpoint teacher, string name, ScalarType dtype)
+    {
+        var stored = teacher.Read(name);
+        if (stored.dtype == dtype)
+            return stored;
+        using (stored)
+            return stored.to(dtype);
+    }
+
     /// <summary>The teacher must hold exactly a teacher's parameters, as the in-memory conversion's strict load demands.</summary>
     private static void CheckTeacherTensors(SafetensorsCheckpoint teacher, LlamaConfig config)
     {
@@ -117,7 +128,7 @@ public static class StreamingConverter
     /// <summary>Builds each layer's mixer alone (so memory is one layer) and keeps the parameters the method adds, under
     /// their model names; also describes the mixers as the loaded model will.</summary>
     private static (Dictionary<string, Tensor> Added, IReadOnlyList<string> Mixers) AddedParameters(LlamaConfig config,
-        LinearizationConfig linearization, ScalarType dtype)
+        LinearizationConfig linearization, ScalarType dtype, SafetensorsCheckpoint teacher)
     {
         var added = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var described = new string[config.NumHiddenLayers];
@@ -143,6 +154,16 @@ public static class StreamingConverter
             }
 
             linearDescription = described[i];
+            if (layer is LigerAttention { Options.HasLearnedGate: true } liger)
+            {
+                // As Converter.Convert: the learned gate starts from this layer's k_proj as the converted model stores it
+                // (in the element type asked for; docs/METHODS.md §1.8).
+                string k = $"model.layers.{i}.self_attn.k_proj.";
+                using var keyWeight = ReadAs(teacher, k + "weight", dtype);
+                using var keyBias = teacher.Contains(k + "bias") ? ReadAs(teacher, k + "bias", dtype) : null;
+                liger.InitializeGateFromKeys(keyWeight, keyBias);
+            }
+
             int before = added.Count;
             foreach (var (name, t) in layer.state_dict())
             {

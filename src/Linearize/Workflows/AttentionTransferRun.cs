@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Data;
 using Linearize.LinearAttention;
 using Linearize.LinearAttention.Layers;
@@ -18,8 +19,9 @@ using static TorchSharp.torch;
 namespace Linearize.Workflows;
 
 /// <summary>
-/// LoLCATs stage 1, attention transfer (docs/METHODS.md §2.5): only the feature maps and window factors train, against the
-/// teacher's attention outputs, with the reference recipe by default (AdamW lr 1e-2, no weight decay, reduce-on-plateau,
+/// LoLCATs stage 1, attention transfer (docs/METHODS.md §2.5): only the parameters a method adds train (LoLCATs' feature
+/// maps and window factors; a Liger layer's learned gate <c>g_proj</c> and delta-rule <c>b_proj</c>), against the teacher's
+/// attention outputs, with the reference recipe by default (AdamW lr 1e-2, no weight decay, reduce-on-plateau,
 /// MSE × 1000). Joint (every layer in one run) or block-wise (§2.7): the residual stream at each block boundary is
 /// saved once (<see cref="PrepareBlocks"/>), each block then trains alone from its file (<see cref="RunBlock"/>, in any
 /// process on any machine sharing the directory), and <see cref="Gather"/> assembles the model.
@@ -80,7 +82,7 @@ public sealed class AttentionTransferRun
 
     public string BoundaryPath(int block) => Path.Combine(BlocksDirectory, "inputs", $"boundary-{block}.safetensors");
 
-    /// <summary>Trains every LoLCATs layer in one run and writes <c>model/</c>.</summary>
+    /// <summary>Trains every transfer layer in one run and writes <c>model/</c>.</summary>
     public Result Run(CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
     {
         var watch = Stopwatch.StartNew();
@@ -88,7 +90,7 @@ public sealed class AttentionTransferRun
         using var _ = model;
         var data = PrepareData(tokenizer);
         long trainable = Unfreeze(model, 0, model.Config.NumHiddenLayers);
-        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (feature maps, window factors) on {Plural.Of(data.Train.Count, "sequence")}");
+        log?.Invoke($"attention transfer: {trainable:N0} trainable parameters (the method's added ones) on {Plural.Of(data.Train.Count, "sequence")}");
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, _o.OutputDirectory,
             new AttentionTransferObjective(_o.MseFactor, _o.XentFactor));
         var result = trainer.Run(_o.Resume, cancel, onStep);
@@ -106,22 +108,23 @@ public sealed class AttentionTransferRun
 
     /// <summary>Saves the residual stream at every block boundary for every training and validation sequence:
     /// <c>blocks/inputs/boundary-{b}.safetensors</c> holds the input of block b (<c>train.{i}</c>, <c>validation.{i}</c>,
-    /// each <c>[T, C]</c> float32). The stream is the teacher's: every LoLCATs layer passes the teacher's attention on.</summary>
-    public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null)
+    /// each <c>[T, C]</c> float32). The stream is the teacher's: every transfer layer passes the teacher's attention on.
+    /// Streamed: the embedding rows are read from the checkpoint, then each layer is loaded alone, run over every
+    /// stored sequence and released, so memory is one layer plus the stream, not the model.</summary>
+    public int PrepareBlocks(Action<string>? log = null, Action<int, int>? progress = null, CancellationToken cancel = default)
     {
-        var (model, tokenizer, _) = Load();
-        using var _m = model;
+        var (source, config, tokenizer) = Describe();
+        using var checkpoint = ModelLoader.OpenCheckpoint(source); // every shard checked before any work
         var data = PrepareData(tokenizer);
-        int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
+        int layers = config.NumHiddenLayers, blocks = BlockCount(layers);
         var sequences = data.Train.Select((e, i) => ($"train.{i}", e)).Concat(data.Validation.Select((e, i) => ($"validation.{i}", e))).ToList();
         log?.Invoke($"saving the residual stream at {blocks} block boundaries for {Plural.Of(sequences.Count, "sequence")} " +
-                    $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * model.Config.HiddenSize * 4 / (1 << 20):F0} MiB)");
+                    $"({(double)blocks * sequences.Count * _o.Training.SequenceLength * config.HiddenSize * 4 / (1 << 20):F0} MiB), one layer at a time");
         Directory.CreateDirectory(Path.GetDirectoryName(BoundaryPath(0))!);
         using var recorder = new AttentionTransferRecorder(layers: new HashSet<int>()); // pass the teacher's attention on, record nothing
-        var attached = AttentionTransferObjective.Attach(model, recorder);
         using var noGrad = no_grad();
-        var hidden = sequences.Select(s => model.Model.EmbedTokens.forward(tensor(s.e.InputIds.Select(i => (long)i).ToArray()).view(1, -1))[0]
-            .to(ScalarType.Float32).DetachFromDisposeScope()).ToList();
+        // The float32 model's embedding lookup: its rows, widened exactly from the stored type.
+        var hidden = sequences.Select(s => checkpoint.ReadRows(EmbeddingName, s.e.InputIds)).ToList();
         try
         {
             for (int b = 0; b < blocks; b++)
@@ -134,20 +137,16 @@ public sealed class AttentionTransferRun
                 progress?.Invoke(b + 1, blocks);
                 if (b == blocks - 1)
                     break;
-                for (int i = 0; i < hidden.Count; i++)
+                for (int l = b * BlockSize; l < (b + 1) * BlockSize; l++)
                 {
-                    using var scope = NewDisposeScope();
-                    var next = model.Model.ForwardLayers(hidden[i].unsqueeze(0).to(model.DType), b * BlockSize, (b + 1) * BlockSize)[0]
-                        .to(ScalarType.Float32).DetachFromDisposeScope();
-                    hidden[i].Dispose();
-                    hidden[i] = next;
+                    // Between layers: the boundary files written so far are whole, and a new --prepare starts over.
+                    cancel.ThrowIfCancellationRequested();
+                    RunLayer(checkpoint, config, l, recorder, hidden);
                 }
             }
         }
         finally
         {
-            foreach (var a in attached)
-                a.Transfer = null;
             foreach (var h in hidden)
                 h.Dispose();
         }
@@ -155,14 +154,35 @@ public sealed class AttentionTransferRun
         return blocks;
     }
 
+    private const string EmbeddingName = "model.embed_tokens.weight";
+
+    /// <summary>Loads layer <paramref name="layer"/> alone, replaces each hidden state <c>[T, C]</c> by its output
+    /// (a LoLCATs layer in transfer mode passes the teacher's attention on), releases the layer.</summary>
+    private static void RunLayer(SafetensorsCheckpoint checkpoint, LlamaConfig config, int layer, AttentionTransferRecorder recorder, List<Tensor> hidden)
+    {
+        // One layer, wide: it runs once per sequence, and widening bfloat16 projections on each run would cost more
+        // than the half layer it saves.
+        using var model = ModelLoader.LoadLayers(checkpoint, config, layer, layer + 1, keepStoredProjections: false);
+        if (model.Model.Layer(layer).SelfAttention is LolcatsAttention a)
+            a.Transfer = recorder;
+        for (int i = 0; i < hidden.Count; i++)
+        {
+            using var scope = NewDisposeScope();
+            var next = model.Model.ForwardLayers(hidden[i].unsqueeze(0).to(model.DType), layer, layer + 1)[0]
+                .to(ScalarType.Float32).DetachFromDisposeScope();
+            hidden[i].Dispose();
+            hidden[i] = next;
+        }
+    }
+
     /// <summary>Trains block <paramref name="block"/> alone from its boundary file; on completion writes the block's
-    /// learned parameters to <c>blocks/block-{i}/block.safetensors</c>.</summary>
+    /// learned parameters to <c>blocks/block-{i}/block.safetensors</c>. Only the block's layers are loaded (from the
+    /// checkpoint, one tensor at a time), so memory is the block, not the model.</summary>
     public Result RunBlock(int block, CancellationToken cancel, Action<string>? log = null, Action<TrainingMetrics>? onStep = null)
     {
         var watch = Stopwatch.StartNew();
-        var (model, tokenizer, _) = Load();
-        using var _m = model;
-        int layers = model.Config.NumHiddenLayers, blocks = BlockCount(layers);
+        var (source, config, tokenizer) = Describe();
+        int layers = config.NumHiddenLayers, blocks = BlockCount(layers);
         if (block < 0 || block >= blocks)
             throw new LinearizeException($"--block {block}: the model has {Plural.Of(blocks, "block")} of {BlockSize} layers (0..{blocks - 1})");
         string inputs = BoundaryPath(block);
@@ -177,9 +197,13 @@ public sealed class AttentionTransferRun
         }
 
         int from = block * BlockSize, to = Math.Min(layers, from + BlockSize);
+        LlamaForCausalLM model;
+        using (var checkpoint = ModelLoader.OpenCheckpoint(source))
+            model = ModelLoader.LoadLayers(checkpoint, config, from, to, keepStoredProjections: true); // frozen: half the memory in bfloat16
+        using var _m = model;
         long trainable = Unfreeze(model, from, to);
         if (trainable == 0)
-            throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no LoLCATs layer to train");
+            throw new LinearizeException($"block {block} (layers {from}..{to - 1}) has no layer with parameters to transfer");
         log?.Invoke($"block {block}: layers {from}..{to - 1}, {trainable:N0} trainable parameters, {Plural.Of(data.Train.Count, "sequence")}");
         using var objective = new BlockTransferObjective(inputs, data.Train, data.Validation, from, to, _o.MseFactor, _o.XentFactor);
         var trainer = new Trainer(model, data.Train, data.Validation, _o.Training, BlockDirectory(block), objective);
@@ -203,7 +227,7 @@ public sealed class AttentionTransferRun
         using var _m = model;
         int blocks = BlockCount(model.Config.NumHiddenLayers);
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasLolcatsLayer(model, b)).ToList();
+        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasTransferLayer(model, b)).ToList();
         if (missing.Count > 0)
             throw new LinearizeException($"{BlocksDirectory}: block(s) {string.Join(", ", missing)} not trained yet (no {BlockWeightsName})");
         using var noGrad = no_grad();
@@ -226,34 +250,55 @@ public sealed class AttentionTransferRun
         return ModelDirectory;
     }
 
-    private bool HasLolcatsLayer(LlamaForCausalLM model, int block) =>
-        model.Model.Layers.Skip(block * BlockSize).Take(BlockSize).Any(l => l.SelfAttention is LolcatsAttention);
+    private bool HasTransferLayer(LlamaForCausalLM model, int block) =>
+        model.Model.Layers.Skip(block * BlockSize).Take(BlockSize).Any(l => l.SelfAttention is ITransferLayer t && t.TransferParameters.Any());
 
     private (LlamaForCausalLM Model, TextTokenizer Tokenizer, ModelSource Source) Load()
     {
         var loaded = ModelLoader.LoadWithTokenizer(_o.ModelPath, _o.TokenizerPath);
-        if (!loaded.Model.Model.Layers.Any(l => l.SelfAttention is LolcatsAttention))
+        if (!AttentionTransferObjective.TransferLayers(loaded.Model).Any())
         {
             loaded.Model.Dispose();
-            throw new LinearizeException($"{_o.ModelPath}: has no LoLCATs layers; convert the teacher first (linearize convert --method lolcats-sw|lolcats-tk)");
+            throw new LinearizeException($"{_o.ModelPath}: has no layers with parameters to transfer; {AttentionTransferObjective.HowToConvert}");
         }
 
         return loaded;
+    }
+
+    /// <summary>The model's source, config and tokenizer, without its weights; refuses a model with no layer that attention
+    /// transfer trains.</summary>
+    private (ModelSource Source, LlamaConfig Config, TextTokenizer Tokenizer) Describe()
+    {
+        var source = ModelSource.Resolve(_o.ModelPath, _o.TokenizerPath);
+        var config = source.LoadConfig();
+        var tokenizer = ModelLoader.LoadTokenizer(source, config);
+        if (!Enumerable.Range(0, config.NumHiddenLayers).Any(l => IsTransferLayer(config, l)))
+            throw new LinearizeException($"{_o.ModelPath}: has no layers with parameters to transfer; {AttentionTransferObjective.HowToConvert}");
+        return (source, config, tokenizer);
+    }
+
+    /// <summary>Whether layer <paramref name="layer"/> has parameters attention transfer learns (<see cref="ITransferLayer"/>),
+    /// read from the configuration alone: a LoLCATs layer, or a Liger layer with added projections (β, a learned gate).</summary>
+    private static bool IsTransferLayer(LlamaConfig config, int layer)
+    {
+        var lin = LinearizationConfig.FromModel(config);
+        var type = MixerRegistry.LayerType(layer, lin);
+        return type == typeof(LolcatsAttention) || (type == typeof(LigerAttention) && LigerAttention.AddedParameterFragments(lin!).Count > 0);
     }
 
     private TrainingData.Result PrepareData(TextTokenizer tokenizer) =>
         TrainingData.Prepare(_o.DataPath, _o.ValidationDataPath, tokenizer,
             _o.Data with { SequenceLength = _o.Training.SequenceLength, Seed = _o.Training.Seed });
 
-    /// <summary>Freezes everything, then makes the feature maps and window factors of layers [from, to) trainable.</summary>
+    /// <summary>Freezes everything, then makes the added parameters of layers [from, to) trainable.</summary>
     private static long Unfreeze(LlamaForCausalLM model, int from, int to)
     {
         foreach (var p in model.parameters())
             p.requires_grad = false;
         long count = 0;
-        foreach (var layer in model.Model.Layers.Skip(from).Take(to - from))
+        foreach (var layer in Enumerable.Range(from, to - from).Select(model.Model.Layer))
         {
-            if (layer.SelfAttention is not LolcatsAttention a)
+            if (layer.SelfAttention is not ITransferLayer a)
                 continue;
             foreach (var p in a.TransferParameters)
             {

@@ -3,6 +3,7 @@ using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
 using Linearize.Data;
 using Linearize.Evaluation;
+using Linearize.LinearAttention.Layers;
 using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
@@ -13,7 +14,8 @@ using Linearize.Training;
 namespace Linearize.Workflows;
 
 /// <summary>
-/// Teacher → converted → LoRA-trained → merged linear model, with perplexity of each stage on the same text under
+/// Teacher → converted → LoRA-trained (plus, in full, the parameters a Liger conversion adds: <c>b_proj</c>, <c>g_proj</c>)
+/// → merged linear model, with perplexity of each stage on the same text under
 /// both protocols (per-line and rolling), written to <c>report.md</c> and <c>report.json</c>.
 /// Layout of the output directory: <c>converted/</c>, <c>train/</c> (checkpoints, metrics, adapter), <c>merged/</c>
 /// (the final model), <c>report.*</c>.
@@ -149,8 +151,17 @@ public sealed class LinearizationPipeline
         var skip = _o.Linearization.SoftmaxLayers.ToHashSet();
         var lora = LoraInjector.Inject(student, _o.Training.Lora, (ulong)_o.Training.Seed, skip); // as LoLCATs: softmax layers keep their weights
         log?.Invoke($"training {lora.TrainableParameters:N0} LoRA parameters ({lora.TrainableFraction:P3}) on {Plural.Of(data.Train.Count, "sequence")}");
+        // The parameters a Liger conversion adds (b_proj, g_proj) have no LoRA and would stay at their initialisation:
+        // trained in full beside the adapters, as the recall lab does.
+        var trainingOptions = _o.Training with
+        {
+            FullModules = _o.Training.FullModules.Union(LigerAttention.AddedParameterFragments(_o.Linearization)).ToArray(),
+        };
+        var unfrozen = FullTraining.Unfreeze(student, trainingOptions.FullModules);
+        if (unfrozen.Tensors > 0)
+            log?.Invoke($"also training {unfrozen.Values:N0} parameters in full ({string.Join(", ", trainingOptions.FullModules)})");
         string trainDir = Path.Combine(outDir, "train");
-        var trainer = new Trainer(student, data.Train, data.Validation, _o.Training, trainDir);
+        var trainer = new Trainer(student, data.Train, data.Validation, trainingOptions, trainDir);
         var training = trainer.Run(_o.Resume, cancel, onStep);
         if (!training.Completed)
             return new Result(stages, training, data, lora, watch.Elapsed.TotalSeconds, "", "");
@@ -158,7 +169,7 @@ public sealed class LinearizationPipeline
         // Best checkpoint by validation loss when there is one (the reference code means to, but discards it).
         if (training.BestCheckpoint is not null)
             RestoreTrainable(student, training.BestCheckpoint);
-        LoraAdapterFile.Save(student, _o.Training.Lora, Path.Combine(trainDir, "adapter"), convertedDir);
+        LoraAdapterFile.Save(student, trainingOptions.Lora, Path.Combine(trainDir, "adapter"), convertedDir);
         LoraInjector.Merge(student);
         string mergedDir = Path.Combine(outDir, "merged");
         ModelLoader.SaveHuggingFace(student, student.Config, mergedDir, source.TokenizerPath);

@@ -185,7 +185,7 @@ public sealed class RecallLab(RecallLabOptions options)
         var lin = new LinearizationConfig
         {
             Method = method,
-            Liger = new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window, NegativeEigenvalues = row.NegativeEigenvalues },
+            Liger = row.Liger(new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window }),
             Lolcats = new LolcatsOptions { Shape = method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window },
         };
         using var student = Converter.Convert(teacher, lin);
@@ -217,11 +217,11 @@ public sealed class RecallLab(RecallLabOptions options)
 
         LoraInjector.Inject(student, options.Recovery.Lora, (ulong)options.Seed);
         var recovery = Seeded(options.Recovery);
-        if (method.IsDeltaRule)
+        if (LigerAttention.AddedParameterFragments(lin) is { Count: > 0 } added)
         {
-            // b_proj is the one parameter the teacher cannot supply (LigerAttention's remarks); LoRA leaves it frozen,
-            // so it is trained in full beside the adapters, or β would stay σ(0) = ½.
-            recovery = recovery with { FullModules = new[] { DeltaRuleParameter } };
+            // b_proj and g_proj are what the teacher cannot supply (LigerAttention's remarks); LoRA leaves them frozen,
+            // so they are trained in full beside the adapters, or β would stay σ(0) = ½ and the gate at its start.
+            recovery = recovery with { FullModules = added };
             FullTraining.Unfreeze(student, recovery.FullModules);
         }
 
@@ -250,9 +250,6 @@ public sealed class RecallLab(RecallLabOptions options)
             throw new LinearizeException($"{outDir}: holds a lab run with other options ({file}: seed, threads, steps, task); rerun with the same ones, or give a new --out");
         AtomicFile.WriteAllText(file, current);
     }
-
-    /// <summary>The name fragment of the delta-rule layers' β projection, trained in full during recovery.</summary>
-    public const string DeltaRuleParameter = ".self_attn.b_proj.";
 
     /// <summary>Bytes of decoding state one sequence holds after the task's length (the engine's own accounting).</summary>
     private long StateBytes(LlamaForCausalLM model)

@@ -65,13 +65,14 @@ public sealed record RecallLabOptions
     };
 
     /// <summary>Rows converted from the teacher: the sliding window, every Liger family (the delta-rule ones also with
-    /// β in (0, 2)), LoLCATs.</summary>
+    /// β in (0, 2); GLA also with the learned gate and with the RMSNorm read-out), LoLCATs.</summary>
     public IReadOnlyList<RecallLabMethod> Methods { get; init; } = new[]
     {
         LinearizationMethods.Swa, LinearizationMethods.LigerGla, LinearizationMethods.LigerHgrn2, LinearizationMethods.LigerGsa,
         LinearizationMethods.LigerMamba2, LinearizationMethods.LigerMlstm, LinearizationMethods.LigerRetention, LinearizationMethods.LigerGdn,
         LinearizationMethods.LigerDeltaNet,
     }.Select(m => new RecallLabMethod(m)).Append(new RecallLabMethod(LinearizationMethods.LigerGdn, NegativeEigenvalues: true))
+        .Append(new RecallLabMethod(LinearizationMethods.LigerGla, LearnedGate: true)).Append(new RecallLabMethod(LinearizationMethods.LigerGla, RmsNorm: true))
         .Append(new RecallLabMethod(LinearizationMethods.LolcatsSw)).ToArray();
 
     /// <summary>libtorch's intra-op threads for the whole lab. Fixed rather than measured (as <c>train</c> measures
@@ -83,8 +84,9 @@ public sealed record RecallLabOptions
     /// <summary>The sliding window of every converted model (Liger's 64).</summary>
     public int Window { get; init; } = 64;
 
-    /// <summary>The same recovery budget for every method: LoRA on q, k, v, o; the delta-rule rows also train their one
-    /// new parameter, <c>b_proj</c>, in full (zero-initialised, it would otherwise leave β = σ(0) = ½ for every token).</summary>
+    /// <summary>The same recovery budget for every method: LoRA on q, k, v, o; the rows whose conversion adds parameters
+    /// also train those in full — the delta rule's <c>b_proj</c> (zero-initialised, it would otherwise leave β = σ(0) = ½
+    /// for every token) and the learned gate's <c>g_proj</c>.</summary>
     public TrainingOptions Recovery { get; init; } = new()
     {
         Lora = new LoraOptions { Rank = 8, Alpha = 16, Targets = new[] { "q_proj", "k_proj", "v_proj", "o_proj" } },

@@ -58,5 +58,43 @@ public sealed class MethodRegistryTests
         Assert.Same(method, LinearizationConfig.FromModel(config)!.Method);
     }
 
+    /// <summary>The learned gate, its bias and the RMSNorm read-out survive config.json too.</summary>
+    [Theory]
+    [InlineData("liger-gla", "learned", null, "rmsnorm")]
+    [InlineData("liger-gdn", "learned", 3.5, "none")]
+    [InlineData("liger-hgrn2", "keys", null, "rmsnorm")]
+    public void GateAndOutputNormRoundTripThroughConfigJson(string name, string gate, double? bias, string norm)
+    {
+        var method = LinearizationMethods.Get(name, "test");
+        var liger = new LigerOptions
+        {
+            Family = method.Family!.Value,
+            Gate = gate == "learned" ? LigerGate.Learned : LigerGate.Keys,
+            LearnedGateBias = bias,
+            OutputNorm = norm == "rmsnorm" ? LigerOutputNorm.RmsNorm : LigerOutputNorm.None,
+        };
+        var json = TinyModels.BaseJson();
+        json[LinearizationConfig.SectionName] = new LinearizationConfig { Method = method, Liger = liger }.ToJson();
+        var config = LlamaConfig.FromJson(JsonNode.Parse(json.ToJsonString())!.AsObject(), "tiny");
+        var read = LinearizationConfig.FromModel(config)!.Liger;
+        Assert.Equal(liger.Gate, read.Gate);
+        Assert.Equal(liger.LearnedGateBias, read.LearnedGateBias);
+        Assert.Equal(liger.OutputNorm, read.OutputNorm);
+    }
+
+    [Theory]
+    [InlineData("gate", "\"sometimes\"", "linearization.gate")]
+    [InlineData("output_norm", "\"layernorm\"", "linearization.output_norm")]
+    public void AnUnknownGateOrOutputNormNamesTheField(string key, string value, string field)
+    {
+        var json = TinyModels.BaseJson();
+        var section = new LinearizationConfig().ToJson();
+        section[key] = JsonNode.Parse(value);
+        json[LinearizationConfig.SectionName] = section;
+        var config = LlamaConfig.FromJson(JsonNode.Parse(json.ToJsonString())!.AsObject(), "tiny");
+        var e = Assert.Throws<LinearizeException>(() => LinearizationConfig.FromModel(config));
+        Assert.Contains(field, e.Message);
+    }
+
     public static IEnumerable<object[]> Methods() => LinearizationMethods.Names.Select(n => new object[] { n });
 }

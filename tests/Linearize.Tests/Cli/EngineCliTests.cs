@@ -42,6 +42,7 @@ public sealed class EngineCliTests
         foreach (var m in models)
         {
             Assert.Equal("bfloat16", m.GetProperty("weight_dtype").GetString());
+            Assert.True(m.GetProperty("peak_rss_bytes").GetInt64() > 10L << 20);
             var rows = m.GetProperty("results").EnumerateArray().ToArray();
             Assert.Equal(new[] { 16, 100 }, rows.Select(x => x.GetProperty("context").GetInt32()));
             foreach (var row in rows)

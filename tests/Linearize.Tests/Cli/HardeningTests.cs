@@ -166,6 +166,13 @@ public sealed class HardeningTests
     [InlineData("lolcats-sw", "--normalize-recurrent", "--normalize-recurrent applies to liger-gla, liger-hgrn2, liger-gsa, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, liger-deltanet, not lolcats-sw")]
     [InlineData("liger-gla", "--feature-map t2r", "--feature-map applies to lolcats-sw, lolcats-tk, not liger-gla")]
     [InlineData("swa", "--window-factor 0.2", "--window-factor applies to lolcats-sw, lolcats-tk, not swa")]
+    [InlineData("liger-hgrn2", "--gate learned", "--gate applies to liger-gla, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, not liger-hgrn2")]
+    [InlineData("lolcats-sw", "--gate-bias 2", "--gate-bias applies to liger-gla, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, not lolcats-sw")]
+    [InlineData("liger-gsa", "--output-norm rmsnorm", "--output-norm applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, not liger-gsa")]
+    [InlineData("liger-deltanet", "--output-norm rmsnorm", "--output-norm applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, not liger-deltanet")]
+    [InlineData("liger-gla", "--gate-bias 2", "--gate-bias sets the learned gate's start: add --gate learned")]
+    [InlineData("liger-gla", "--gate learned --sparse-cache 4", "--gate learned and --sparse-cache do not combine")]
+    [InlineData("liger-gla", "--output-norm rmsnorm --normalize-recurrent", "--output-norm rmsnorm replaces --normalize-recurrent's denominator")]
     public void OptionsThatDoNothingForTheMethodAreRefused(string method, string option, string message)
     {
         // Issue 9 item 9: every method-specific option is validated the same way (checked before the model is read).

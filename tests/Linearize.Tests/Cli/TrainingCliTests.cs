@@ -86,4 +86,23 @@ public sealed class TrainingCliTests
         Assert.Contains("--threads must be at least 1, got 0", refused.Err);
         Assert.False(Directory.Exists(dir.File("o")));
     }
+
+    /// <summary><c>--checkpoint-activations</c> trains (reporting peak memory), and is refused beside LoRA dropout, whose
+    /// masks the recomputation would redraw.</summary>
+    [Fact]
+    public void CheckpointActivationsTrainsAndRefusesDropout()
+    {
+        using var dir = new TempDir();
+        var (exit, output, err) = CliHarness.Run("train", "--model", SampleData.Stories260KDir, "--data", SampleData.TinyStoriesExcerpt,
+            "--skip-docs", "1000", "--seq-len", "32", "--grad-accum", "1", "--max-steps", "1", "--val-records", "2", "--checkpoint-activations",
+            "--out", dir.File("run"));
+        Assert.True(exit == 0, err);
+        Assert.Matches(@"peak memory \d+\.\d\d GB", output);
+
+        var refused = CliHarness.Run("train", "--model", SampleData.Stories260KDir, "--data", SampleData.TinyStoriesExcerpt, "--lora-dropout", "0.1",
+            "--checkpoint-activations", "--out", dir.File("o"));
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains("--checkpoint-activations recomputes each layer", refused.Err);
+        Assert.False(Directory.Exists(dir.File("o")));
+    }
 }

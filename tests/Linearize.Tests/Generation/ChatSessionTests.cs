@@ -22,7 +22,7 @@ public sealed class ChatSessionTests
         var tok = new CharTokenizer(model.Config.VocabSize);
         var template = ChatTemplate.Create(ChatFormat.ChatMl); // short prompts: the character tokenizer spends a token per character
         var stops = new HashSet<int> { 2 };
-        using var session = new ChatSession(model, engine, tok, template, stops, method == "teacher" ? model.Config.MaxPositionEmbeddings : null);
+        using var session = new ChatSession(engine, tok, template, stops, method == "teacher" ? model.Config.MaxPositionEmbeddings : null);
         using var sampler = new Sampler(SamplingOptions.Greedy);
 
         var reply1 = new List<int>();

@@ -57,6 +57,13 @@ public sealed class EngineFromFilesTests
             var options = new EngineOptions { Weights = weights, Threads = 2 };
             using var packed = Engines.Create(model, options);
             using var mapped = Engines.Load(source, options);
+            // Matrices stored in the packed format are used where the file maps them, the others packed.
+            bool inPlace = (weights, dtype) is (WeightFormat.Float32, ScalarType.Float32) or (WeightFormat.BFloat16, ScalarType.BFloat16);
+            Assert.Equal(0, packed.InPlaceWeightBytes);
+            if (inPlace)
+                Assert.InRange(mapped.InPlaceWeightBytes, mapped.WeightBytes / 2, mapped.WeightBytes);
+            else
+                Assert.Equal(0, mapped.InPlaceWeightBytes);
             using var a = packed.CreateSequence();
             using var b = mapped.CreateSequence();
             var prompt = Enumerable.Range(0, 23).Select(i => 3 + i * 7 % (model.Config.VocabSize - 3)).ToArray();

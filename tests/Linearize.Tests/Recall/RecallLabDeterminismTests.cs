@@ -2,6 +2,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
+using Linearize.Checkpoints.Configuration;
 using Linearize.Tests.Cli;
 using Linearize.Workflows;
 using Linearize.Tests.Fixtures;
@@ -69,6 +70,46 @@ public sealed class RecallLabDeterminismTests
         Assert.Equal((method, negative, text), (row.Method.Name, row.NegativeEigenvalues, row.Name));
     }
 
+    [Theory]
+    [InlineData("liger-gla+learned", "liger-gla", false, true, false)]
+    [InlineData("liger-gla+rmsnorm", "liger-gla", false, false, true)]
+    [InlineData("liger-gdn+neg+learned", "liger-gdn", true, true, false)]
+    [InlineData("liger-retention+learned+rmsnorm", "liger-retention", false, true, true)]
+    public void RowsTakeTheLearnedGateAndTheRmsNormReadOut(string text, string method, bool negative, bool learned, bool rmsnorm)
+    {
+        var row = RecallLabMethod.Parse(text, "--methods");
+        Assert.Equal((method, negative, learned, rmsnorm, text), (row.Method.Name, row.NegativeEigenvalues, row.LearnedGate, row.RmsNorm, row.Name));
+        var liger = row.Liger(new LigerOptions { Family = row.Method.Family!.Value });
+        Assert.Equal(learned ? LigerGate.Learned : LigerGate.Keys, liger.Gate);
+        Assert.Equal(rmsnorm ? LigerOutputNorm.RmsNorm : LigerOutputNorm.None, liger.OutputNorm);
+    }
+
+    [Theory]
+    [InlineData("liger-hgrn2+learned", "learned gate")]
+    [InlineData("swa+learned", "learned gate")]
+    [InlineData("liger-gsa+rmsnorm", "RMSNorm")]
+    [InlineData("liger-gdn+rmsnorm", "RMSNorm")]
+    public void VariantsOnMethodsWithoutThePieceAreRefused(string text, string message) =>
+        Assert.Contains(message, Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse(text, "--methods")).Message);
+
+    /// <summary>A learned-gate row's recovery trains g_proj in full beside LoRA (smoke: a few steps of everything).</summary>
+    [Fact]
+    public void ALearnedGateRowTrainsItsGateAndAnRmsNormRowRuns()
+    {
+        using var dir = new TempDir();
+        var args = Args(dir.File("lab"), 0);
+        args[Array.IndexOf(args, "--methods") + 1] = "liger-gla+learned,liger-gla+rmsnorm";
+        var (exit, _, err) = CliHarness.Run(args);
+        Assert.True(exit == 0, err);
+        string report = Report(dir.File("lab"));
+        Assert.Contains("liger-gla+learned", report);
+        Assert.Contains("liger-gla+rmsnorm", report);
+        string converted = Path.Combine(dir.File("lab"), "methods", "liger-gla+learned");
+        using var checkpoint = SafetensorsFile.Open(Path.Combine(converted, "recovery", "checkpoints", "last.safetensors"));
+        Assert.Contains("param.model.layers.0.self_attn.g_proj.weight", checkpoint.Names);
+        Assert.Contains("param.model.layers.1.self_attn.g_proj.bias", checkpoint.Names);
+    }
+
     [Fact]
     public void PlusNegOnAMethodWithoutTheDeltaRuleAndUnknownNamesAreRefused()
     {
@@ -87,6 +128,8 @@ public sealed class RecallLabDeterminismTests
         Assert.Contains("liger-gdn", names);
         Assert.Contains("liger-deltanet", names);
         Assert.Contains("liger-gdn+neg", names);
+        Assert.Contains("liger-gla+learned", names);
+        Assert.Contains("liger-gla+rmsnorm", names);
     }
 
     /// <summary>report.json without its wall-clock times.</summary>

@@ -43,7 +43,7 @@ internal sealed class TestServer : IAsyncDisposable
     {
         var model = CreateModel(method);
         var engine = Engines.Create(model, new EngineOptions { Threads = 2, BatchInvariant = true });
-        var served = new ServedModel("tiny-" + method, model, engine, new CharTokenizer(model.Config.VocabSize), template ?? ChatTemplate.Alpaca());
+        var served = new ServedModel("tiny-" + method, model.Config, engine, new CharTokenizer(model.Config.VocabSize), template ?? ChatTemplate.Alpaca());
         var server = await LinearizeServer.StartAsync(served, new ServerOptions
         {
             Port = 0, MaxBatch = maxBatch, MaxQueue = maxQueue, PrefillSliceTokens = prefillSlice, MaxPromptTokens = maxPromptTokens,

@@ -136,6 +136,39 @@ public sealed class AttentionTransferTests
             TensorAssert.BitEqual($"resumed {name}", reference[name], t);
     }
 
+    /// <summary>A Liger layer with added projections (the learned gate's <c>g_proj</c>, the delta rule's <c>b_proj</c>)
+    /// transfers too: only those change, and the distance to the teacher's attention falls.</summary>
+    [Theory]
+    [InlineData("liger-gla+learned")]
+    [InlineData("liger-gdn+learned")]
+    [InlineData("liger-deltanet")]
+    public void LigerAddedProjectionsTrainAndTheTransferLossFalls(string variant)
+    {
+        using var dir = new TempDir();
+        using var teacher = TinyModels.Create("gqa-untied");
+        using var model = Converter.Convert(teacher, LigerGateAndNormTests.Lin(variant));
+        foreach (var p in model.parameters())
+            p.requires_grad = false;
+        foreach (var layer in AttentionTransferObjective.TransferLayers(model))
+            foreach (var p in layer.TransferParameters)
+                p.requires_grad = true;
+        var (train, val) = Data(model.Config.VocabSize);
+        var before = Snapshot(model);
+        var trainer = new Trainer(model, train, val, Options with { LearningRate = 3e-2 }, dir.Path, new AttentionTransferObjective());
+        double initial = trainer.Evaluate();
+        var result = trainer.Run(false, CancellationToken.None);
+        Assert.True(result.Completed);
+        foreach (var (name, t) in model.state_dict())
+        {
+            if (Converter.IsAddedParameter(name))
+                Assert.True((before[name] - t).abs().max().item<float>() > 0, $"{name} did not train");
+            else
+                TensorAssert.BitEqual($"frozen {name}", before[name], t);
+        }
+
+        Assert.True(result.FinalEvalLoss < initial, $"transfer loss {initial:F4} → {result.FinalEvalLoss:F4}");
+    }
+
     [Fact]
     public void DistillRefusesAModelWithoutLolcatsLayers()
     {

@@ -156,6 +156,10 @@ public static class LigerFormat
             Refuse("'linearization.normalize_recurrent' is true");
         if (o.SparseCache > 0)
             Refuse($"'linearization.sparse_cache' is {o.SparseCache} (their layers have no sparse cache)");
+        if (o.HasLearnedGate)
+            Refuse("'linearization.gate' is learned (their gate comes from the keys)");
+        if (o.OutputNorm != LigerOutputNorm.None)
+            Refuse("'linearization.output_norm' is rmsnorm (their read-out is not normalized)");
         if (lin.SoftmaxLayers.Count > 0)
             Refuse($"'linearization.softmax_layers' keeps layers {string.Join(",", lin.SoftmaxLayers)} softmax");
         if (config.SlidingWindow is not null && config.ModelType != "mistral")

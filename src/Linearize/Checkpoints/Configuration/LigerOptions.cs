@@ -50,6 +50,33 @@ public sealed record LigerOptions
     /// <summary>True for the delta-rule families (<see cref="LigerFamily.Gdn"/>, <see cref="LigerFamily.DeltaNet"/>).</summary>
     public bool IsDeltaRule => Family is LigerFamily.Gdn or LigerFamily.DeltaNet;
 
+    /// <summary>Where the forget gate comes from: the keys (Liger) or a learned per-head projection <c>g_proj</c> (Lizard;
+    /// docs/METHODS.md §1.8).</summary>
+    public LigerGate Gate { get; init; } = LigerGate.Keys;
+
+    /// <summary>The learned gate's initialisation. Null (the default): <c>g_proj</c> is the pooled key projection, each
+    /// head's row the mean of its KV head's <c>k_proj</c> rows (negated for Mamba2), so an untrained conversion keeps the
+    /// key-pooled gate exactly for the scalar families. A number: zero weights and this bias, a data-independent start
+    /// at <c>log α = logsigmoid(bias)/normalizer</c> for every token.</summary>
+    public double? LearnedGateBias { get; init; }
+
+    /// <summary>Normalization of the recurrent read-out: none (Liger) or a per-head RMSNorm (TransNormer; docs/METHODS.md §1.9).</summary>
+    public LigerOutputNorm OutputNorm { get; init; } = LigerOutputNorm.None;
+
+    /// <summary>True when the layer has the learned gate's projection <c>g_proj</c>.</summary>
+    public bool HasLearnedGate => Gate == LigerGate.Learned;
+
+    /// <summary>The families whose gate is one scalar per head or per channel from the keys, which a learned scalar per head
+    /// can replace: GLA, the scalar families and Gated DeltaNet (not HGRN2, whose key is tied to its per-channel gate, GSA's
+    /// per-slot gate, or DeltaNet, which has none).</summary>
+    public static bool SupportsLearnedGate(LigerFamily family) =>
+        family is LigerFamily.Gla or LigerFamily.Mamba2 or LigerFamily.Mlstm or LigerFamily.Retention or LigerFamily.Gdn;
+
+    /// <summary>The families whose read-out is a sum over keys that a denominator normalizes, which an RMSNorm can normalize
+    /// instead (not GSA, whose slot softmax normalizes, or the delta rule, whose state is not a sum of keys).</summary>
+    public static bool SupportsOutputNorm(LigerFamily family) =>
+        family is LigerFamily.Gla or LigerFamily.Hgrn2 or LigerFamily.Mamba2 or LigerFamily.Mlstm or LigerFamily.Retention;
+
     /// <summary>Chunk length of the chunked kernels (fla BT = 64).</summary>
     public int ChunkSize { get; init; } = 64;
 
@@ -80,6 +107,17 @@ public sealed record LigerOptions
         // A ones column appended to v would be delta-updated like any value column, so it would not count the keys.
         if (NormalizeRecurrent && IsDeltaRule)
             throw new LinearizeException("normalize_recurrent does not apply to the delta rule: its state is not a sum of keys");
+        if (HasLearnedGate && !SupportsLearnedGate(Family))
+            throw new LinearizeException($"the learned gate applies to liger-gla, liger-mamba2, liger-mlstm, liger-retention and liger-gdn, not {Family}");
+        // The sparse cache's recall error reads one state per KV head; learned gates differ between a group's query heads.
+        if (HasLearnedGate && SparseCache > 0)
+            throw new LinearizeException("the learned gate and the sparse cache do not combine: recall errors need one gate per KV head");
+        if (LearnedGateBias is { } bias && (!HasLearnedGate || !double.IsFinite(bias)))
+            throw new LinearizeException($"a learned gate bias ({bias}) needs the learned gate and a finite value");
+        if (OutputNorm != LigerOutputNorm.None && !SupportsOutputNorm(Family))
+            throw new LinearizeException($"the RMSNorm read-out applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm and liger-retention, not {Family}");
+        if (OutputNorm != LigerOutputNorm.None && NormalizeRecurrent)
+            throw new LinearizeException("normalize_recurrent and the RMSNorm read-out are two normalizations of the same read-out: choose one");
         if (SparseCache < 0)
             throw new LinearizeException($"sparse cache must be ≥ 0, got {SparseCache}");
         // The recall error reads φ(k)·S / φ(k)·z; GSA's slot softmax and the delta rule's state have no key sum.

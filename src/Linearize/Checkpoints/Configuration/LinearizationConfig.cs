@@ -77,6 +77,9 @@ public sealed record LinearizationConfig
         ["normalize_recurrent"] = Liger.NormalizeRecurrent,
         ["negative_eigenvalues"] = Liger.NegativeEigenvalues,
         ["sparse_cache"] = Liger.SparseCache,
+        ["gate"] = Liger.Gate == LigerGate.Learned ? "learned" : "keys",
+        ["learned_gate_bias"] = Liger.LearnedGateBias,
+        ["output_norm"] = Liger.OutputNorm == LigerOutputNorm.RmsNorm ? "rmsnorm" : "none",
         ["chunk_size"] = Liger.ChunkSize,
         ["sub_chunk_size"] = Liger.SubChunkSize,
         ["sinks"] = Sinks,
@@ -141,6 +144,7 @@ public sealed record LinearizationConfig
         double? normalizer = f.Double("gate_normalizer");
         if (normalizer is <= 0)
             throw f.Error("gate_normalizer", $"must be positive, got {normalizer}");
+        string gate = f.String("gate") ?? "keys", outputNorm = f.String("output_norm") ?? "none";
         var config = new LinearizationConfig
         {
             Method = method,
@@ -159,6 +163,19 @@ public sealed record LinearizationConfig
                 NormalizeRecurrent = f.Bool("normalize_recurrent") ?? false,
                 NegativeEigenvalues = f.Bool("negative_eigenvalues") ?? false,
                 SparseCache = f.Int("sparse_cache", min: 0) ?? 0,
+                Gate = gate switch
+                {
+                    "keys" => LigerGate.Keys,
+                    "learned" => LigerGate.Learned,
+                    _ => throw f.Error("gate", $"'{gate}' is not a gate (supported: keys, learned)"),
+                },
+                LearnedGateBias = f.Double("learned_gate_bias"),
+                OutputNorm = outputNorm switch
+                {
+                    "none" => LigerOutputNorm.None,
+                    "rmsnorm" => LigerOutputNorm.RmsNorm,
+                    _ => throw f.Error("output_norm", $"'{outputNorm}' is not an output norm (supported: none, rmsnorm)"),
+                },
                 ChunkSize = chunk,
                 SubChunkSize = subChunk,
             },

@@ -19,7 +19,7 @@ public sealed class ChatSession : IDisposable
     private readonly IReadOnlySet<int> _stopIds;
     private DecodeSequence? _sequence;
 
-    public ChatSession(LlamaForCausalLM model, DecodeEngine engine, TextTokenizer tokenizer, ChatTemplate template, IReadOnlySet<int> stopIds,
+    public ChatSession(DecodeEngine engine, TextTokenizer tokenizer, ChatTemplate template, IReadOnlySet<int> stopIds,
         long? contextLimit)
     {
         _generator = new EngineGenerator(engine);

@@ -14,12 +14,15 @@ namespace Linearize.Inference.Mixers;
 /// GSA keeps a key→slot state and a slot→value state joined by a softmax over M slots. The delta-rule families
 /// (<c>LigerAttention.DeltaRule</c> with <c>DeltaRuleRecurrent.Step</c>) L2-normalize q and k, take β from the row's
 /// <c>b_proj</c> logits and, for Gated DeltaNet, α from the pooled key: <c>S ← αS; S ← S + k (β (v − Sᵀk))ᵀ</c>,
-/// <c>o = scale · Sᵀq</c>, with the same <c>[H, K, V]</c> state.
+/// <c>o = scale · Sᵀq</c>, with the same <c>[H, K, V]</c> state. With the learned gate (docs/METHODS.md §1.8) the gate of
+/// every channel is <c>logsigmoid(g)/n</c> from the row's <c>g_proj</c> logit for the query head; with the RMSNorm read-out
+/// (§1.9) the head's read-out is divided by its root mean square.
 /// </summary>
 internal sealed unsafe class RecurrentBranch
 {
     private const float DenominatorEps = (float)LinearAttentionConstants.DenominatorEps;
     private const float L2NormEps = (float)LinearAttentionConstants.L2NormEps;
+    private const float OutputNormEps = (float)LinearAttentionConstants.OutputNormEps;
     private readonly LigerOptions _options;
     private readonly int _heads, _kvHeads, _d, _slots;
     private readonly float _normalizer, _scale;
@@ -109,13 +112,17 @@ internal sealed unsafe class RecurrentBranch
         if (IsGsa)
             Gsa(ctx, b, kvHead, q, k, v, state.Recurrent.Pointer + (long)h * _d * _slots, state.SlotValues.Pointer + (long)h * _slots * _d, scratch, output);
         else if (_options.IsDeltaRule)
-            DeltaRule(q, k, v, ctx.BetaLogits(b)[h], state.Recurrent.Pointer + (long)h * _d * _d, scratch, output);
+            DeltaRule(q, k, v, ctx.BetaLogits(b)[h], GateLogit(ctx, b, h), state.Recurrent.Pointer + (long)h * _d * _d, scratch, output);
         else
-            Gated(q, k, v, state.Recurrent.Pointer + (long)h * _d * ValueColumns, scratch, output);
+            Gated(q, k, v, GateLogit(ctx, b, h), state.Recurrent.Pointer + (long)h * _d * ValueColumns, scratch, output);
     }
 
+    /// <summary>The learned gate's logit of row <paramref name="b"/>, query head <paramref name="h"/>; 0 (unused) without one.</summary>
+    private float GateLogit(StepContext ctx, int b, int h) =>
+        _options.HasLearnedGate ? ctx.GateLogits(b, _options.IsDeltaRule)[h] : 0f;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Gated(float* q, float* k, float* v, float* s, float* scratch, float* output)
+    private void Gated(float* q, float* k, float* v, float gateLogit, float* s, float* scratch, float* output)
     {
         int d = _d, cols = ValueColumns;
         float* phiQ = scratch + _layout.PhiQ, key = scratch + _layout.Key, decay = scratch + _layout.Decay, vv = scratch + _layout.Values,
@@ -124,6 +131,17 @@ internal sealed unsafe class RecurrentBranch
         VectorOps.Softmax(phiQ, d);
         switch (_options.Family)
         {
+            case LigerFamily.Gla when _options.HasLearnedGate:
+            case LigerFamily.Mamba2 or LigerFamily.Mlstm or LigerFamily.Retention when _options.HasLearnedGate:
+            {
+                // One learned scalar per query head, for every channel.
+                float e = MathF.Exp(VectorOps.LogSigmoid(gateLogit) / _normalizer);
+                for (int c = 0; c < d; c++)
+                    decay[c] = e;
+                Copy(k, key, d);
+                VectorOps.Softmax(key, d);
+                break;
+            }
             case LigerFamily.Gla:
                 VectorOps.LogSigmoidDecay(k, decay, d, _normalizer);
                 Copy(k, key, d);
@@ -174,6 +192,16 @@ internal sealed unsafe class RecurrentBranch
             for (int j = 0; j < d; j++)
                 output[j] = o[j] * _scale;
         }
+
+        if (_options.OutputNorm == LigerOutputNorm.RmsNorm)
+        {
+            float squares = 0;
+            for (int j = 0; j < d; j++)
+                squares += output[j] * output[j];
+            float r = 1f / MathF.Sqrt(squares / d + OutputNormEps);
+            for (int j = 0; j < d; j++)
+                output[j] *= r;
+        }
     }
 
     /// <summary>
@@ -207,7 +235,7 @@ internal sealed unsafe class RecurrentBranch
     /// state. Two passes over the <c>[K, V]</c> state: the write needs the whole recall first.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DeltaRule(float* q, float* k, float* v, float betaLogit, float* s, float* scratch, float* output)
+    private void DeltaRule(float* q, float* k, float* v, float betaLogit, float gateLogit, float* s, float* scratch, float* output)
     {
         int d = _d;
         float* qn = scratch + _layout.QNorm, kn = scratch + _layout.KNorm, error = scratch + _layout.Correction, o = scratch + _layout.DeltaRead;
@@ -218,7 +246,11 @@ internal sealed unsafe class RecurrentBranch
             beta *= 2; // β ∈ (0, 2): the eigenvalue along k may turn negative (Grazzi et al. 2025)
         float alpha = 1;
         bool gated = _options.Family == LigerFamily.Gdn;
-        if (gated)
+        if (gated && _options.HasLearnedGate)
+        {
+            alpha = MathF.Exp(VectorOps.LogSigmoid(gateLogit) / _normalizer);
+        }
+        else if (gated)
         {
             // As the scalar-gate families: one gate per KV head from the mean of its raw key (Liger's pooling).
             float sum = 0;

@@ -5,19 +5,19 @@ namespace Linearize.Inference.Mixers;
 /// <summary>
 /// The buffers of one decoding step for a batch of <see cref="Count"/> sequences, shared by every layer's mixer (layers
 /// run one after another). Row b of each buffer belongs to <c>Sequences[b]</c>. Layout per row: <see cref="Qkv"/> =
-/// raw projections <c>[q (H·D) | k (H_kv·D) | v (H_kv·D) | β logits (<see cref="BetaColumns"/>)]</c>; <see cref="QRot"/> <c>[H·D]</c> and
+/// raw projections <c>[q (H·D) | k (H_kv·D) | v (H_kv·D) | β logits, gate logits (<see cref="ExtraColumns"/>)]</c>; <see cref="QRot"/> <c>[H·D]</c> and
 /// <see cref="KRot"/> <c>[H_kv·D]</c> after RoPE (q also scaled by 1/√D); <see cref="Attention"/> <c>[H·D]</c> = the
 /// mixer's output before <c>o_proj</c>; <see cref="Rope"/> <c>[cos (D/2) | sin (D/2)]</c> at the row's position.
 /// </summary>
 internal sealed unsafe class StepContext : IDisposable
 {
-    public StepContext(int heads, int kvHeads, int headDim, WorkerPool pool, int betaColumns = 0)
+    public StepContext(int heads, int kvHeads, int headDim, WorkerPool pool, int extraColumns = 0)
     {
         Heads = heads;
         KvHeads = kvHeads;
         HeadDim = headDim;
         Pool = pool;
-        BetaColumns = betaColumns;
+        ExtraColumns = extraColumns;
     }
 
     public int Heads { get; }
@@ -29,11 +29,12 @@ internal sealed unsafe class StepContext : IDisposable
     public WorkerPool Pool { get; }
 
     /// <summary>
-    /// Columns after v in each <see cref="Qkv"/> row: H when some layer is a delta-rule Liger layer, whose fused
-    /// projection appends <c>b_proj</c>'s β logits (one per query head) so that β costs no extra pass over the row;
-    /// else 0. Layers without <c>b_proj</c> leave these columns alone (one buffer serves every layer).
+    /// Columns after v in each <see cref="Qkv"/> row, for the widest layer: a delta-rule Liger layer's fused projection
+    /// appends <c>b_proj</c>'s β logits (H, one per query head), a learned-gate layer's then <c>g_proj</c>'s gate logits
+    /// (H), so neither costs an extra pass over the row; else 0. Layers without them leave these columns alone (one buffer
+    /// serves every layer).
     /// </summary>
-    public int BetaColumns { get; }
+    public int ExtraColumns { get; }
 
     public DecodeSequence[] Sequences { get; set; } = Array.Empty<DecodeSequence>();
 
@@ -91,7 +92,7 @@ internal sealed unsafe class StepContext : IDisposable
     /// <summary>Mixers must not let the batch change a sequence's arithmetic (<see cref="EngineOptions.BatchInvariant"/>).</summary>
     public bool BatchInvariant { get; set; }
 
-    public int QkvStride => (Heads + 2 * KvHeads) * HeadDim + BetaColumns;
+    public int QkvStride => (Heads + 2 * KvHeads) * HeadDim + ExtraColumns;
 
     public FloatBuffer Qkv { get; } = new(0);
 
@@ -114,6 +115,10 @@ internal sealed unsafe class StepContext : IDisposable
 
     /// <summary>Row <paramref name="b"/>'s β logits <c>[H]</c> (<c>b_proj x</c>; delta-rule layers only).</summary>
     public float* BetaLogits(int b) => Qkv.Pointer + (long)b * QkvStride + (Heads + 2 * KvHeads) * HeadDim;
+
+    /// <summary>Row <paramref name="b"/>'s learned-gate logits <c>[H]</c> (<c>g_proj x + b</c>), after the β logits when the
+    /// layer has them (<paramref name="afterBeta"/>).</summary>
+    public float* GateLogits(int b, bool afterBeta) => BetaLogits(b) + (afterBeta ? Heads : 0);
 
     public float* Cos(int b) => Rope.Pointer + (long)b * HeadDim;
 

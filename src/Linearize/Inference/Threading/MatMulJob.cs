@@ -25,16 +25,36 @@ internal sealed unsafe class MatMulJob : RangeJob
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int start, int end)
     {
-        if (Matrix!.Format == WeightFormat.Q8)
+        if (Matrix!.Parts is not { } parts)
+        {
+            Run(Matrix, Y, start, end);
+            return;
+        }
+
+        // A stacked matrix (PackedMatrix.Stack): each part's share of [start, end), written at the part's first row.
+        int first = 0;
+        foreach (var part in parts)
+        {
+            int a = Math.Max(start, first), b = Math.Min(end, first + part.Rows);
+            if (a < b)
+                Run(part, Y + first, a - first, b - first);
+            first += part.Rows;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Run(PackedMatrix matrix, float* y, int start, int end)
+    {
+        if (matrix.Format == WeightFormat.Q8)
         {
             if (Tiled)
-                MatMat.RowsQ8(Matrix, Quantized!, Count, Y, YStride, start, end, Isa);
+                MatMat.RowsQ8(matrix, Quantized!, Count, y, YStride, start, end, Isa);
             else
-                MatVecQ8.Rows(Matrix, Quantized!, Count, Y, YStride, start, end, Isa);
+                MatVecQ8.Rows(matrix, Quantized!, Count, y, YStride, start, end, Isa);
         }
         else if (Tiled)
-            MatMat.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa);
+            MatMat.Rows(matrix, X, XStride, Count, y, YStride, start, end, Isa);
         else
-            MatVec.Rows(Matrix!, X, XStride, Count, Y, YStride, start, end, Isa, BatchInvariant);
+            MatVec.Rows(matrix, X, XStride, Count, y, YStride, start, end, Isa, BatchInvariant);
     }
 }

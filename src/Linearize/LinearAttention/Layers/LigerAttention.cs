@@ -5,6 +5,7 @@ using Linearize.LinearAttention.Ops;
 using Linearize.Modeling;
 using Linearize.Tensors;
 using TorchSharp;
+using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
 
@@ -26,13 +27,21 @@ namespace Linearize.LinearAttention.Layers;
 /// <see cref="LigerOptions.NegativeEigenvalues"/>, where β = 2σ(W_β x), Grazzi et al. 2025) and is deterministic;
 /// training moves it. The delta rule needs ‖k‖ = 1 for its transitions to stay contractions, so φ is L2
 /// normalization of q and k per head instead of a softmax.
+/// <para>With the learned gate (<see cref="LigerGate.Learned"/>, Lizard; docs/METHODS.md §1.8) the layer adds
+/// <c>g_proj</c> <c>[H, C]</c> with bias, and the gate is one scalar per query head, <c>log α = logsigmoid(g_proj x)/normalizer</c>,
+/// instead of the key-built one. With the RMSNorm read-out (TransNormer; §1.9) each head's recurrent read-out is divided by
+/// its root mean square instead of by a denominator. In attention transfer (<see cref="Transfer"/>) the layer trains its
+/// added projections against the teacher's softmax attention and passes the teacher's output on.</para>
 /// </remarks>
-public sealed class LigerAttention : ProjectedMixer
+public sealed class LigerAttention : ProjectedMixer, ITransferLayer
 {
     private readonly LigerOptions _options;
     private readonly int _slots;
     [ComponentName(Name = "b_proj")]
     private readonly nn.Module<Tensor, Tensor>? _betaProj;
+    [ComponentName(Name = "g_proj")]
+    private readonly Linear? _gateProj;
+    private readonly int _teacherWindow;
 
     public LigerAttention(LlamaConfig config, int layerIndex, LigerOptions options)
         : base(nameof(LigerAttention), config, layerIndex)
@@ -48,10 +57,82 @@ public sealed class LigerAttention : ProjectedMixer
             _betaProj = betaProj;
         }
 
+        if (options.HasLearnedGate)
+        {
+            var gateProj = nn.Linear(config.HiddenSize, Heads, hasBias: true);
+            using (no_grad())
+            {
+                gateProj.weight!.zero_();
+                gateProj.bias!.FillWith(options.LearnedGateBias ?? 0.0); // replaced by the pooled keys on conversion when null
+            }
+
+            _gateProj = gateProj;
+        }
+
+        _teacherWindow = config.SlidingWindow ?? 0;
         RegisterComponents();
     }
 
     public LigerOptions Options => _options;
+
+    /// <inheritdoc />
+    public AttentionTransferRecorder? Transfer { get; set; }
+
+    /// <summary>Name fragments of the parameters a Liger conversion adds (<c>.self_attn.b_proj.</c> for the delta rule,
+    /// <c>.self_attn.g_proj.</c> for the learned gate), which LoRA leaves frozen: recovery trains them in full beside the
+    /// adapters (<c>--train-modules</c>, the pipeline, the recall lab). Empty for other methods.</summary>
+    public static IReadOnlyList<string> AddedParameterFragments(LinearizationConfig linearization)
+    {
+        if (linearization.Method.Kind != MethodKind.Liger)
+            return Array.Empty<string>();
+        var fragments = new List<string>();
+        if (linearization.Method.IsDeltaRule)
+            fragments.Add(BetaProjectionFragment);
+        if (linearization.Liger.HasLearnedGate)
+            fragments.Add(GateProjectionFragment);
+        return fragments;
+    }
+
+    /// <summary>The name fragment of the delta rule's β projection.</summary>
+    public const string BetaProjectionFragment = ".self_attn.b_proj.";
+
+    /// <summary>The name fragment of the learned gate's projection.</summary>
+    public const string GateProjectionFragment = ".self_attn.g_proj.";
+
+    /// <summary>The parameters the layer adds to the teacher: <c>b_proj</c> (delta rule) and <c>g_proj</c> (learned gate).</summary>
+    /// <remarks>Their name fragments, for training them in full: <see cref="AddedParameterFragments"/>.</remarks>
+    public IEnumerable<Parameter> TransferParameters =>
+        (_betaProj?.parameters() ?? Enumerable.Empty<Parameter>()).Concat(_gateProj?.parameters() ?? Enumerable.Empty<Parameter>());
+
+    /// <summary>
+    /// The learned gate's start from the keys (docs/METHODS.md §1.8): head h's row of <c>g_proj</c> is the mean of its KV
+    /// head's D rows of <paramref name="keyWeight"/> <c>[H_kv·D, C]</c> (and its bias the mean of <paramref name="keyBias"/>'s),
+    /// negated for Mamba2, so that <c>logsigmoid(g_proj x)</c> is the key-pooled gate of the scalar families exactly
+    /// (Mamba2's <c>−softplus(p) = logsigmoid(−p)</c>) and the per-channel gate's mean argument for GLA. Does nothing when the
+    /// layer has no learned gate or its options fix a constant bias.
+    /// </summary>
+    public void InitializeGateFromKeys(Tensor keyWeight, Tensor? keyBias)
+    {
+        if (_gateProj is null || _options.LearnedGateBias is not null)
+            return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        int group = Heads / KvHeads;
+        double sign = _options.Family == LigerFamily.Mamba2 ? -1.0 : 1.0;
+        var w = keyWeight.to(ScalarType.Float32).view(KvHeads, HeadDim, -1).mean(new long[] { 1 }).repeat_interleave(group, dim: 0).Times(sign);
+        _gateProj.weight!.copy_(w);
+        if (keyBias is null)
+            _gateProj.bias!.zero_();
+        else
+            _gateProj.bias!.copy_(keyBias.to(ScalarType.Float32).view(KvHeads, HeadDim).mean(new long[] { 1 }).repeat_interleave(group, dim: 0).Times(sign));
+    }
+
+    /// <summary><see cref="InitializeGateFromKeys(Tensor, Tensor?)"/> from the layer's own (teacher) <c>k_proj</c>.</summary>
+    public void InitializeGateFromKeys()
+    {
+        var k = (Linear)KProj;
+        InitializeGateFromKeys(k.weight!, k.bias);
+    }
 
     public override string Describe()
     {
@@ -59,7 +140,9 @@ public sealed class LigerAttention : ProjectedMixer
         string extra = _options.Family == LigerFamily.Gsa ? $", slots={_slots}"
             : _options.NegativeEigenvalues ? ", β∈(0,2)" : "";
         return $"{family}(window={_options.Window}, α={_options.Alpha}, β={_options.Beta}, norm={_options.EffectiveNormalizer}{extra}" +
+               (_options.HasLearnedGate ? ", learned gate" : "") +
                (_options.NormalizeRecurrent ? ", normalized" : "") +
+               (_options.OutputNorm == LigerOutputNorm.RmsNorm ? ", rmsnorm" : "") +
                (_options.SparseCache > 0 ? $", sparse={_options.SparseCache}" : "") + ")";
     }
 
@@ -68,6 +151,8 @@ public sealed class LigerAttention : ProjectedMixer
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         var (q, k, v) = Project(x); // [B, T, H, D], [B, T, H_kv, D] x2
+        if (Transfer is { } passThrough && !passThrough.Records(LayerIndex))
+            return Output(Teacher(q, k, v, ctx).transpose(1, 2), x.dtype).MoveToOuterDisposeScope(); // block-wise: outside the block
         var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LinearLayerCache(_options.Window - 1, 0, _options.SparseCache));
         var valid = NewTokenValidity(ctx, b, t, x.device).to(ScalarType.Float32).view(b, t, 1, 1);
 
@@ -84,13 +169,45 @@ public sealed class LigerAttention : ProjectedMixer
         // Recurrent branch, float32; padded positions neither write (v = 0, slot write 0) nor decay (g = 0).
         var recurrent = _options.IsDeltaRule
             ? DeltaRule(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache)
-            : Recurrent(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
+            : Recurrent(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
 
         var o = window.Times(_options.Alpha).Plus(recurrent.Times(_options.Beta));
+        if (Transfer is { } transfer)
+        {
+            if (cache is not null)
+                throw new LinearizeException($"layer {LayerIndex}: attention transfer runs without a decoding cache");
+            o = TransferLoss(transfer, o, q, k, v, valid, ctx);
+        }
+
         return Output(o, x.dtype).MoveToOuterDisposeScope();
     }
 
-    private Tensor Recurrent(Tensor q, Tensor k, Tensor v, Tensor valid, LinearLayerCache? cache)
+    /// <summary>The teacher's softmax attention from the layer's q/k/v, <c>[B, H, T, D]</c> float32, without gradients.</summary>
+    private Tensor Teacher(Tensor q, Tensor k, Tensor v, AttentionContext ctx)
+    {
+        int group = Heads / KvHeads;
+        Tensor Repeat(Tensor y) => group == 1 ? y : y.repeat_interleave(group, dim: 1);
+        return TeacherSoftmax.Compute(Rotate(q, ctx), Repeat(Rotate(k, ctx)), Repeat(v.transpose(1, 2)), ctx, _teacherWindow).Output;
+    }
+
+    /// <summary>Records <c>MSE(o, teacher)</c> over real tokens on the per-head outputs before <c>o_proj</c> and returns the
+    /// teacher's output <c>[B, T, H, D]</c> (docs/METHODS.md §2.5, as the LoLCATs layers).</summary>
+    private Tensor TransferLoss(AttentionTransferRecorder transfer, Tensor o, Tensor q, Tensor k, Tensor v, Tensor valid, AttentionContext ctx)
+    {
+        if (transfer.WithCrossEntropy)
+            throw new LinearizeException("--xent-factor compares attention rows, which only the LoLCATs layers have; a Liger layer transfers by the MSE alone");
+        var teacher = Teacher(q, k, v, ctx).transpose(1, 2); // [B, T, H, D]
+        long count = Math.Max(1, (long)valid.sum().item<float>()) * o.shape[2] * o.shape[3];
+        var mse = ((o.to(ScalarType.Float32) - teacher).Squared() * valid).sum().Over(count);
+        transfer.Record(LayerIndex, mse, null);
+        return teacher;
+    }
+
+    /// <summary>The learned gate <c>logsigmoid(g_proj x)/normalizer</c> per query head, float32 <c>[B, T, H]</c>.</summary>
+    private Tensor LearnedLogGate(Tensor x) =>
+        nn.functional.logsigmoid(_gateProj!.forward(x).to(ScalarType.Float32)).Over(_options.EffectiveNormalizer);
+
+    private Tensor Recurrent(Tensor x, Tensor q, Tensor k, Tensor v, Tensor valid, LinearLayerCache? cache)
     {
         int group = Heads / KvHeads;
         Tensor Repeat(Tensor x) => group == 1 ? x : x.repeat_interleave(group, dim: 2); // repeat_kv: H_kv → H
@@ -99,6 +216,12 @@ public sealed class LigerAttention : ProjectedMixer
         bool step = q.shape[1] == 1 && cache is not null;
         switch (_options.Family)
         {
+            case LigerFamily.Gla when _options.HasLearnedGate:
+            {
+                // One learned scalar per query head, the same for every channel (docs/METHODS.md §1.8).
+                var g = LearnedLogGate(x).unsqueeze(-1).expand(q.shape[0], q.shape[1], Heads, HeadDim) * valid;
+                return Gla(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(WithDenominator(v, valid)), g, scale, cache, step);
+            }
             case LigerFamily.Gla:
             {
                 var g = nn.functional.logsigmoid(k).Over(norm) * valid;
@@ -118,11 +241,21 @@ public sealed class LigerAttention : ProjectedMixer
             }
             default:
             {
-                var pooled = Pool(k, 1).squeeze(-1); // one value per KV head: [B, T, H_kv]
-                var g = (_options.Family == LigerFamily.Mamba2
-                    ? -nn.functional.softplus(pooled)
-                    : nn.functional.logsigmoid(pooled)).Over(norm) * valid.view(valid.shape[0], valid.shape[1], 1);
-                var gh = group == 1 ? g : g.repeat_interleave(group, dim: 2);
+                var validBt = valid.view(valid.shape[0], valid.shape[1], 1);
+                Tensor gh;
+                if (_options.HasLearnedGate)
+                {
+                    gh = LearnedLogGate(x) * validBt; // per query head: [B, T, H]
+                }
+                else
+                {
+                    var pooled = Pool(k, 1).squeeze(-1); // one value per KV head: [B, T, H_kv]
+                    var g = (_options.Family == LigerFamily.Mamba2
+                        ? -nn.functional.softplus(pooled)
+                        : nn.functional.logsigmoid(pooled)).Over(norm) * validBt;
+                    gh = group == 1 ? g : g.repeat_interleave(group, dim: 2);
+                }
+
                 return Scalar(q.softmax(-1), Repeat(k.softmax(-1)), Repeat(WithDenominator(v, valid)), gh, scale, cache, step);
             }
         }
@@ -140,7 +273,9 @@ public sealed class LigerAttention : ProjectedMixer
         Tensor Repeat(Tensor y) => group == 1 ? y : y.repeat_interleave(group, dim: 2); // repeat_kv: H_kv → H
         var validBt = valid.view(b, t, 1);
         Tensor? g = null;
-        if (_options.Family == LigerFamily.Gdn)
+        if (_options.Family == LigerFamily.Gdn && _options.HasLearnedGate)
+            g = LearnedLogGate(x) * validBt;
+        else if (_options.Family == LigerFamily.Gdn)
             g = Repeat(nn.functional.logsigmoid(Pool(k, 1).squeeze(-1)).Over(_options.EffectiveNormalizer) * validBt);
         var beta = _betaProj!.call(x).to(ScalarType.Float32).sigmoid();        // [B, T, H]
         if (_options.NegativeEigenvalues)
@@ -189,9 +324,16 @@ public sealed class LigerAttention : ProjectedMixer
     private Tensor WithDenominator(Tensor v, Tensor valid) =>
         _options.CarriesKeySum ? cat(new[] { v, valid.expand(v.shape[0], v.shape[1], v.shape[2], 1) }, -1) : v;
 
-    /// <summary>Divides by the denominator column when normalizing; otherwise drops the key-sum column if carried.</summary>
+    /// <summary>Divides by the denominator column when normalizing; otherwise drops the key-sum column if carried; then the
+    /// RMSNorm read-out when chosen (docs/METHODS.md §1.9).</summary>
     private Tensor Normalized(Tensor o)
     {
+        if (_options.OutputNorm == LigerOutputNorm.RmsNorm)
+        {
+            var read = _options.CarriesKeySum ? o.narrow(-1, 0, o.shape[^1] - 1) : o;
+            return read * read.Squared().mean(new long[] { -1 }, keepdim: true).Plus(LinearAttentionConstants.OutputNormEps).rsqrt();
+        }
+
         if (!_options.CarriesKeySum)
             return o;
         long d = o.shape[^1] - 1;

@@ -21,7 +21,7 @@ namespace Linearize.LinearAttention.Layers;
 /// <see cref="LolcatsLayerCache"/> and equals the forward pass for both window shapes (the reference's cache decodes
 /// a terrace-trained model with a 64-key sliding window; this one keeps 2w keys and decodes the terrace exactly).
 /// </summary>
-public sealed class LolcatsAttention : ProjectedMixer
+public sealed class LolcatsAttention : ProjectedMixer, ITransferLayer
 {
     [ComponentName(Name = "feature_map_q")]
     private readonly LolcatsFeatureMap _featureMapQ;
@@ -90,7 +90,7 @@ public sealed class LolcatsAttention : ProjectedMixer
         {
             // Block-wise transfer, a layer outside the trained block: only the teacher's output is needed.
             var kvh = RepeatKv(kr);
-            return Output(TeacherAttention(qr, kvh, RepeatKv(vt), ctx).Output.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
+            return Output(TeacherSoftmax.Compute(qr, kvh, RepeatKv(vt), ctx, _teacherWindow).Output.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
         }
 
         var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LolcatsLayerCache(_options.Lag));
@@ -144,21 +144,10 @@ public sealed class LolcatsAttention : ProjectedMixer
         cache.Set(keys, values, positions, valid, state, frontier);
     }
 
-    /// <summary>The teacher's softmax attention in float32, without gradients, from post-RoPE q and k/v repeated to H
-    /// heads: output <c>[B, H, T, D]</c> and weights <c>[B, H, T, T]</c>.</summary>
-    private (Tensor Output, Tensor Weights) TeacherAttention(Tensor qr, Tensor kh, Tensor vh, AttentionContext ctx)
-    {
-        using var noGrad = no_grad();
-        var scores = qr.to(ScalarType.Float32).matmul(kh.to(ScalarType.Float32).transpose(-2, -1)).Over(Math.Sqrt(HeadDim));
-        var allowed = AttentionMasks.Causal(0, qr.shape[2], kh.shape[2], ctx.KeyPadding, _teacherWindow > 0 ? _teacherWindow : null, qr.device);
-        var weights = scores.MaskedFill(allowed.logical_not(), float.MinValue).softmax(-1);
-        return (weights.matmul(vh.to(ScalarType.Float32)), weights);
-    }
-
     private Tensor TransferLoss(AttentionTransferRecorder transfer, Tensor qr, Tensor kr, Tensor vt, Tensor kh, Tensor vh,
         Tensor fq, Tensor fk, Tensor positions, Tensor valid, Tensor gamma, Tensor lambda, Tensor y, AttentionContext ctx)
     {
-        var (teacher, teacherWeights) = TeacherAttention(qr, kh, vh, ctx);
+        var (teacher, teacherWeights) = TeacherSoftmax.Compute(qr, kh, vh, ctx, _teacherWindow);
 
         var rowValid = valid.to(ScalarType.Float32).view(valid.shape[0], 1, valid.shape[1], 1);
         long count = Math.Max(1, (long)rowValid.sum().item<float>()) * qr.shape[1] * qr.shape[3];

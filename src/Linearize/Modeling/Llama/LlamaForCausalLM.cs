@@ -31,12 +31,27 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, ModelCache?, Tensor?, T
         RegisterComponents();
     }
 
+    private LlamaForCausalLM(LlamaConfig config, LlamaModel model) : base(nameof(LlamaForCausalLM))
+    {
+        Config = config;
+        _model = model;
+        RegisterComponents();
+    }
+
+    /// <summary>Only layers <c>[from, to)</c> (random weights, the names they have in the whole model), without
+    /// embeddings, final norm or head: one block of block-wise attention transfer, run with
+    /// <see cref="LlamaModel.ForwardLayers"/>, in the memory of those layers alone.</summary>
+    /// <param name="built">Called with each layer (and its index) as soon as it is built, before the next one is.</param>
+    public static LlamaForCausalLM Slice(LlamaConfig config, Func<LlamaConfig, int, TokenMixer> mixerFactory, int from, int to,
+        Action<int, LlamaDecoderLayer>? built = null) =>
+        new(config, new LlamaModel(config, mixerFactory, from, to, built));
+
     public LlamaConfig Config { get; }
 
     public LlamaModel Model => _model;
 
     /// <summary>The dtype of the weights (float32 or bfloat16).</summary>
-    public ScalarType DType => _model.EmbedTokens.weight!.dtype;
+    public ScalarType DType => _model.DType;
 
     /// <summary>Each distinct layer mixer with its count (<see cref="TokenMixer.Summarize"/>).</summary>
     public IReadOnlyList<string> DescribeMixers() => TokenMixer.Summarize(_model.Layers.Select(l => l.SelfAttention.Describe()));

@@ -10,7 +10,9 @@ using static TorchSharp.torch;
 namespace Linearize.Training.Distillation;
 
 /// <summary>
-/// LoLCATs stage 1 (docs/METHODS.md §2.5, reference <c>distill_attention_xent_mse.py</c>): every LoLCATs layer computes the
+/// LoLCATs stage 1 (docs/METHODS.md §2.5, reference <c>distill_attention_xent_mse.py</c>): every layer with parameters to
+/// transfer (<see cref="ITransferLayer"/>: LoLCATs' feature maps and window factors, a Liger layer's <c>b_proj</c> /
+/// <c>g_proj</c>) computes the
 /// teacher's softmax attention from the same q/k/v and passes the teacher's output on, so layers train independently;
 /// the loss is <c>mse_factor × mean over layers of MSE(hybrid, teacher)</c> on the per-head outputs before
 /// <c>o_proj</c>, plus <c>xent_factor ×</c> the attention-row cross-entropy. Every token counts (labels are not used).
@@ -33,7 +35,7 @@ public sealed class AttentionTransferObjective(double mseFactor = AttentionTrans
         return Run(model, recorder => { using var scope = NewDisposeScope(); model.Model.forward(ids, null, null); });
     }
 
-    /// <summary>Runs <paramref name="forward"/> with every LoLCATs layer in transfer mode and returns the weighted loss.</summary>
+    /// <summary>Runs <paramref name="forward"/> with every transfer layer in transfer mode and returns the weighted loss.</summary>
     internal Tensor Run(LlamaForCausalLM model, Action<AttentionTransferRecorder> forward)
     {
         using var recorder = new AttentionTransferRecorder(xentFactor > 0, layers);
@@ -52,24 +54,25 @@ public sealed class AttentionTransferObjective(double mseFactor = AttentionTrans
         }
     }
 
-    /// <summary>Puts every LoLCATs layer of <paramref name="model"/> in transfer mode with <paramref name="recorder"/>;
+    /// <summary>Puts every transfer layer of <paramref name="model"/> in transfer mode with <paramref name="recorder"/>;
     /// returns them (set <c>Transfer = null</c> to leave it).</summary>
-    public static List<LolcatsAttention> Attach(LlamaForCausalLM model, AttentionTransferRecorder recorder)
+    public static List<ITransferLayer> Attach(LlamaForCausalLM model, AttentionTransferRecorder recorder)
     {
-        var attached = new List<LolcatsAttention>();
-        foreach (var layer in model.Model.Layers)
-        {
-            if (layer.SelfAttention is LolcatsAttention a)
-            {
-                a.Transfer = recorder;
-                attached.Add(a);
-            }
-        }
-
+        var attached = TransferLayers(model).ToList();
         if (attached.Count == 0)
-            throw new LinearizeException("attention transfer needs LoLCATs layers: convert the teacher with --method lolcats-sw or lolcats-tk first");
+            throw new LinearizeException($"attention transfer needs layers with parameters to learn: {HowToConvert}");
+        foreach (var a in attached)
+            a.Transfer = recorder;
         return attached;
     }
+
+    /// <summary>The layers of <paramref name="model"/> that attention transfer trains: those that add parameters to the teacher.</summary>
+    public static IEnumerable<ITransferLayer> TransferLayers(LlamaForCausalLM model) =>
+        model.Model.Layers.Select(l => l.SelfAttention).OfType<ITransferLayer>().Where(a => a.TransferParameters.Any());
+
+    /// <summary>What to convert with to get transfer layers, for error messages.</summary>
+    public const string HowToConvert =
+        "convert the teacher with --method lolcats-sw|lolcats-tk, a Liger method with --gate learned, or liger-gdn|liger-deltanet first";
 
     public long Weight(TrainingExample example) => example.InputIds.Length;
 

@@ -29,23 +29,33 @@ public static class DecodeBenchmark
         int total = models.Count * options.Contexts.Count;
         foreach (var (name, source) in models)
         {
-            using var llama = ModelLoader.Load(source);
-            using var engine = options.Engine is null ? null : Engines.Create(llama, options.Engine);
-            var mixers = string.Join("; ", llama.DescribeMixers());
+            PeakMemory.Reset();
             var rows = new List<DecodeRow>();
-            if (engine is not null)
+            if (options.Engine is not null)
+            {
+                // The engine straight from the files: the benchmark holds what `generate` holds, no TorchSharp model.
+                using var engine = Engines.Load(source, options.Engine);
                 WarmUp(engine);
+                foreach (int context in options.Contexts)
+                {
+                    rows.Add(MeasureEngine(engine, context, options));
+                    progress?.Report((runs.Count * options.Contexts.Count + rows.Count, total));
+                }
+
+                runs.Add(new DecodeRun(name, string.Join("; ", Engines.DescribeMixers(engine.Config)), source.Path,
+                    EngineOptions.FormatName(engine.Options.Weights), engine.WeightBytesPerStep, rows, PeakMemory.Bytes()));
+                continue;
+            }
+
+            using var llama = ModelLoader.Load(source);
             foreach (int context in options.Contexts)
             {
-                rows.Add(engine is null
-                    ? MeasureTorch(llama, context, options.Steps, options.PrefillChunk)
-                    : MeasureEngine(llama, engine, context, options));
+                rows.Add(MeasureTorch(llama, context, options.Steps, options.PrefillChunk));
                 progress?.Report((runs.Count * options.Contexts.Count + rows.Count, total));
             }
 
-            runs.Add(new DecodeRun(name, mixers, source.Path,
-                engine is null ? llama.DType.ToString().ToLowerInvariant() : EngineOptions.FormatName(engine.Options.Weights),
-                engine?.WeightBytesPerStep ?? llama.parameters().Sum(p => p.numel() * p.element_size()), rows));
+            runs.Add(new DecodeRun(name, string.Join("; ", llama.DescribeMixers()), source.Path, llama.DType.ToString().ToLowerInvariant(),
+                llama.parameters().Sum(p => p.numel() * p.element_size()), rows, PeakMemory.Bytes()));
         }
 
         return runs;
@@ -83,7 +93,7 @@ public static class DecodeBenchmark
 
     /// <summary>The engine: one context (synthetic or prefilled, fanned out to the batch), warm-up steps, then timed
     /// greedy steps.</summary>
-    private static DecodeRow MeasureEngine(LlamaForCausalLM llama, DecodeEngine engine, int context, DecodeBenchmarkOptions o)
+    private static DecodeRow MeasureEngine(DecodeEngine engine, int context, DecodeBenchmarkOptions o)
     {
         DecodeSequence first;
         if (o.SyntheticFill)
@@ -92,8 +102,8 @@ public static class DecodeBenchmark
         }
         else
         {
-            using var cache = PrefillRandom(llama, context, o.PrefillChunk);
-            first = engine.Import(cache);
+            first = engine.CreateSequence();
+            engine.Prefill(first, RandomTokens(engine.Config.VocabSize, context));
         }
 
         long contextState = first.StateBytes; // what holding this context costs, before the measured steps add to it
@@ -129,20 +139,29 @@ public static class DecodeBenchmark
         }
     }
 
-    /// <summary>A cache holding <paramref name="context"/> random tokens (seeded by the length), prefilled in chunks.</summary>
+    /// <summary>A cache holding <paramref name="context"/> random tokens (<see cref="RandomTokens"/>), prefilled in chunks.</summary>
     private static ModelCache PrefillRandom(LlamaForCausalLM llama, int context, int chunk)
     {
         using var noGrad = no_grad();
         var cache = llama.CreateCache();
-        using var generator = new torch.Generator((ulong)context);
+        var ids = RandomTokens(llama.Config.VocabSize, context);
         for (int start = 0; start < context; start += chunk)
         {
             using var scope = NewDisposeScope();
             int len = Math.Min(chunk, context - start);
-            llama.Forward(torch.randint(0, llama.Config.VocabSize, new long[] { 1, len }, dtype: ScalarType.Int64, generator: generator), cache);
+            using var block = torch.tensor(ids.AsSpan(start, len).ToArray().Select(x => (long)x).ToArray(), new long[] { 1, len }, ScalarType.Int64);
+            llama.Forward(block, cache);
         }
 
         return cache;
+    }
+
+    /// <summary><paramref name="count"/> token ids drawn uniformly, seeded by the count: every path and every run decodes
+    /// after the same context.</summary>
+    private static int[] RandomTokens(int vocab, int count)
+    {
+        var random = new Random(count);
+        return Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
     }
 
     /// <summary>The TorchSharp path: prefill, then timed single-token forwards with the cache.</summary>

@@ -6,4 +6,6 @@ namespace Linearize.Workflows.Benchmarks;
 /// <param name="Path">The model as given.</param>
 /// <param name="WeightDType">The weights' format as decoded (<c>float32</c>, <c>bfloat16</c>, <c>q8</c>).</param>
 /// <param name="WeightBytesPerStep">Weight bytes a step reads.</param>
-public sealed record DecodeRun(string Model, string Mixers, string Path, string WeightDType, long WeightBytesPerStep, IReadOnlyList<DecodeRow> Rows);
+/// <param name="PeakRssBytes">Peak resident bytes while this model was loaded and measured (<see cref="PeakMemory"/>).</param>
+public sealed record DecodeRun(string Model, string Mixers, string Path, string WeightDType, long WeightBytesPerStep, IReadOnlyList<DecodeRow> Rows,
+    long PeakRssBytes);

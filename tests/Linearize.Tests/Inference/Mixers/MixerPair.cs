@@ -21,7 +21,7 @@ namespace Linearize.Tests.Inference.Mixers;
 /// with its own <see cref="ModelCache"/>, the engine mixer with one <see cref="DecodeSequence"/>'s state. The layer's
 /// <c>o_proj</c> is the identity (<c>H·D = C</c>), so its output is the mixer output the engine writes before
 /// <c>o_proj</c>, head by head. The engine mixer gets what the engine's fused product would give it: the layer's own
-/// q/k/v projections of the row (and the delta rule's <c>b_proj</c> logits) and the layer's RoPE tables.
+/// q/k/v projections of the row (and the delta rule's <c>b_proj</c>, the learned gate's <c>g_proj</c> logits) and the layer's RoPE tables.
 /// </summary>
 internal sealed unsafe class MixerPair : IDisposable
 {
@@ -37,7 +37,13 @@ internal sealed unsafe class MixerPair : IDisposable
         "softmax", "softmax-window", "swa", "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm",
         "liger-retention", "liger-gdn", "liger-deltanet", "lolcats-sw", "lolcats-tk", "lolcats-sw-t2r",
         "liger-gla-sparse", "liger-mamba2-sparse",
+        "liger-gla-learned", "liger-mamba2-learned", "liger-retention-learned", "liger-gdn-learned", "liger-gla-rmsnorm",
+        "liger-mlstm-rmsnorm", "liger-hgrn2-rmsnorm", "liger-gla-learned-rmsnorm", "liger-retention-sparse-rmsnorm",
     };
+
+    /// <summary>Variant suffixes of the Liger cases: the sparse cache, the learned gate (docs/METHODS.md §1.8) and the
+    /// RMSNorm read-out (§1.9), in this order after the method name.</summary>
+    private static readonly string[] Variants = { "-rmsnorm", "-learned", "-sparse" };
 
     /// <summary>Sparse-cache slots per KV head of the <c>-sparse</c> cases (docs/METHODS.md §1.7): few, so 70 steps
     /// fill them and then replace pairs many times.</summary>
@@ -52,7 +58,7 @@ internal sealed unsafe class MixerPair : IDisposable
     private readonly StepContext _ctx;
     private readonly ModelCache _cache = new(1);
     private readonly nn.Module<Tensor, Tensor> _q, _k, _v;
-    private readonly Tensor? _betaWeight; // b_proj [H, C], delta rule only
+    private readonly List<(Tensor Weight, Tensor? Bias)> _extras = new(); // b_proj [H, C] (delta rule), g_proj [H, C] + bias (learned gate)
     private DecodeSequence _sequence;
 
     private MixerPair(string method, TokenMixer layer, EngineMixer mixer, LlamaConfig config)
@@ -63,8 +69,12 @@ internal sealed unsafe class MixerPair : IDisposable
         _rope = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
         var host = (IProjectionHost)layer;
         (_q, _k, _v) = (host.GetProjection("q_proj"), host.GetProjection("k_proj"), host.GetProjection("v_proj"));
-        _betaWeight = layer.state_dict().TryGetValue("b_proj.weight", out var beta) ? beta : null;
-        _ctx = new StepContext(Heads, KvHeads, HeadDim, _pool, _betaWeight is null ? 0 : Heads);
+        var weights = layer.state_dict();
+        if (weights.TryGetValue("b_proj.weight", out var beta))
+            _extras.Add((beta, null));
+        if (weights.TryGetValue("g_proj.weight", out var gate))
+            _extras.Add((gate, weights["g_proj.bias"]));
+        _ctx = new StepContext(Heads, KvHeads, HeadDim, _pool, _extras.Count * Heads);
         _sequence = NewSequence();
     }
 
@@ -97,13 +107,7 @@ internal sealed unsafe class MixerPair : IDisposable
                 FeatureMap = method.EndsWith("-t2r", StringComparison.Ordinal) ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog,
                 QueryBlock = 16,
             }),
-            _ when method.EndsWith("-sparse", StringComparison.Ordinal) => new LigerAttention(config, 0, new LigerOptions
-            {
-                Family = LinearizationMethods.Get(method[..^"-sparse".Length], "test").Family!.Value,
-                Window = Window,
-                SparseCache = SparseSlots,
-            }),
-            _ => new LigerAttention(config, 0, new LigerOptions { Family = LinearizationMethods.Get(method, "test").Family!.Value, Window = Window }),
+            _ => new LigerAttention(config, 0, LigerCase(method)),
         };
         layer.eval();
         RandomWeights.Initialize(layer, seed, std: 0.2);
@@ -116,6 +120,28 @@ internal sealed unsafe class MixerPair : IDisposable
         // The engine's choice for this layer, as DecodeEngine gets it.
         var mixer = MixerRegistry.CreateEngineMixer(layer, config);
         return new MixerPair(method, layer, mixer, config);
+    }
+
+    /// <summary>A Liger case's options: the method, then any of <see cref="Variants"/>.</summary>
+    private static LigerOptions LigerCase(string method)
+    {
+        string name = method;
+        var found = new HashSet<string>();
+        foreach (var suffix in Variants)
+            if (name.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                found.Add(suffix);
+                name = name[..^suffix.Length];
+            }
+
+        return new LigerOptions
+        {
+            Family = LinearizationMethods.Get(name, "test").Family!.Value,
+            Window = Window,
+            SparseCache = found.Contains("-sparse") ? SparseSlots : 0,
+            Gate = found.Contains("-learned") ? LigerGate.Learned : LigerGate.Keys,
+            OutputNorm = found.Contains("-rmsnorm") ? LigerOutputNorm.RmsNorm : LigerOutputNorm.None,
+        };
     }
 
     private DecodeSequence NewSequence() => new(new[] { _mixer.CreateState() }, null!);
@@ -191,8 +217,8 @@ internal sealed unsafe class MixerPair : IDisposable
         _ctx.Layer = 0;
         _ctx.Sequences = Enumerable.Repeat(_sequence, n).ToArray();
         var parts = new List<Tensor> { _q.forward(x), _k.forward(x), _v.forward(x) };
-        if (_betaWeight is not null)
-            parts.Add(nn.functional.linear(x, _betaWeight));
+        foreach (var (weight, bias) in _extras)
+            parts.Add(nn.functional.linear(x, weight, bias));
         var qkv = cat(parts.ToArray(), -1).contiguous().data<float>().ToArray(); // [n, QkvStride]
         var positions = TorchArithmetic.Arange(position, position + n, ScalarType.Int64).unsqueeze(0);
         var (cos, sin) = _rope.Get(positions, ScalarType.Float32);
