@@ -249,12 +249,8 @@ public sealed class SafetensorsFile : IDisposable
                     new ReadOnlySpan<float>(src, destination.Length).CopyTo(destination);
                     break;
                 case SafetensorsDType.BF16:
-                {
-                    var bits = new ReadOnlySpan<ushort>(src, destination.Length);
-                    for (int i = 0; i < bits.Length; i++)
-                        destination[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
+                    BFloat16Bits.Widen(new ReadOnlySpan<ushort>(src, destination.Length), destination);
                     break;
-                }
                 case SafetensorsDType.F16:
                 {
                     var halves = new ReadOnlySpan<Half>(src, destination.Length);

@@ -148,7 +148,15 @@ public sealed unsafe class PackedMatrix : IDisposable
                     Bf16[offset + c] = ToBFloat16(row[c]);
                 break;
             default:
-                for (int blk = 0; blk < BlocksPerRow; blk++)
+                int blk = 0;
+                // Full blocks with vectors where the CPU has them: the same rule bit for bit (Q8Activations.QuantizeBlock256),
+                // which is what keeps quantizing an 8B checkpoint at load from taking minutes.
+                if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+                    fixed (float* values = row)
+                        for (; blk < Cols / Q8BlockSize; blk++)
+                            _scales[(long)r * BlocksPerRow + blk] =
+                                Kernels.Q8Activations.QuantizeBlock256(values + blk * Q8BlockSize, Q8Data + offset + blk * Q8BlockSize);
+                for (; blk < BlocksPerRow; blk++)
                 {
                     int start = blk * Q8BlockSize, n = Math.Min(Q8BlockSize, Cols - start);
                     float scale = QuantizeBlock(row.Slice(start, n), new Span<sbyte>(Q8Data + offset + start, n));
@@ -184,35 +192,9 @@ public sealed unsafe class PackedMatrix : IDisposable
 
     public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
-    /// <summary>bfloat16 bits → float32, exactly (<see cref="FromBFloat16"/> on each), 32 at a time where vectors allow:
-    /// the prefill kernels widen every row of a bfloat16 matrix once per block of prompt tokens.</summary>
-    internal static void WidenBFloat16(ReadOnlySpan<ushort> bits, Span<float> destination)
-    {
-        int c = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var d = MemoryMarshal.Cast<float, uint>(destination);
-            for (; c + Vector512<ushort>.Count <= bits.Length; c += Vector512<ushort>.Count)
-            {
-                var (lo, hi) = Vector512.Widen(Vector512.Create(bits.Slice(c, Vector512<ushort>.Count)));
-                Vector512.ShiftLeft(lo, 16).CopyTo(d.Slice(c));
-                Vector512.ShiftLeft(hi, 16).CopyTo(d.Slice(c + Vector512<uint>.Count));
-            }
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            var d = MemoryMarshal.Cast<float, uint>(destination);
-            for (; c + Vector256<ushort>.Count <= bits.Length; c += Vector256<ushort>.Count)
-            {
-                var (lo, hi) = Vector256.Widen(Vector256.Create(bits.Slice(c, Vector256<ushort>.Count)));
-                Vector256.ShiftLeft(lo, 16).CopyTo(d.Slice(c));
-                Vector256.ShiftLeft(hi, 16).CopyTo(d.Slice(c + Vector256<uint>.Count));
-            }
-        }
-
-        for (; c < bits.Length; c++)
-            destination[c] = FromBFloat16(bits[c]);
-    }
+    /// <summary>bfloat16 bits → float32, exactly (<see cref="FromBFloat16"/> on each), with vectors: the prefill kernels
+    /// widen every row of a bfloat16 matrix once per block of prompt tokens.</summary>
+    internal static void WidenBFloat16(ReadOnlySpan<ushort> bits, Span<float> destination) => BFloat16Bits.Widen(bits, destination);
 
     /// <summary>Writes row <paramref name="row"/> as float32 (the values every product with this matrix uses).</summary>
     public void DequantizeRow(int row, Span<float> destination)

@@ -133,4 +133,30 @@ public sealed unsafe class Q8KernelTests
         Assert.Equal((sbyte)3, q.Quants(1)[2]);   // 2.5 → 3
         Assert.Equal((sbyte)-4, q.Quants(1)[3]);  // −3.5 → −4
     }
+
+    /// <summary>Packing weights as Q8 (vectorized for full blocks) stores exactly the scalar rule's quants and scales,
+    /// ties and zero blocks included, and the partial last block too.</summary>
+    [Fact]
+    public void PackedWeightsFollowTheScalarRule()
+    {
+        const int cols = 77, rows = 5;
+        var w = Random(rows * cols, 13, 4f);
+        for (int c = 0; c < 32; c++)
+        {
+            w[cols + c] = c == 0 ? 127f : (c % 2 == 0 ? 1 : -1) * (c + 0.5f);
+            w[2 * cols + c] = 0;
+        }
+
+        using var m = PackedMatrix.Pack(w, rows, cols, WeightFormat.Q8);
+        var expected = new sbyte[cols];
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < m.BlocksPerRow; k++)
+            {
+                int start = k * 32, n = Math.Min(32, cols - start);
+                float d = PackedMatrix.QuantizeBlock(w.AsSpan(r * cols + start, n), expected.AsSpan(start, n));
+                Assert.Equal(d, m.Q8Scales[r * m.BlocksPerRow + k]);
+                for (int c = start; c < start + n; c++)
+                    Assert.Equal(expected[c], m.Q8Data[(long)r * cols + c]);
+            }
+    }
 }

@@ -113,7 +113,7 @@ public sealed unsafe class Q8Activations : IDisposable
     /// is ggml's: two saturating packs interleave 128-bit lanes, and a permutation restores the order.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float QuantizeBlock256(float* x, sbyte* q)
+    internal static float QuantizeBlock256(float* x, sbyte* q)
     {
         var v0 = Vector256.Load(x);
         var v1 = Vector256.Load(x + 8);
