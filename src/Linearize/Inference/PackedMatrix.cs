@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace Linearize.Inference;
 
@@ -192,10 +191,6 @@ public sealed unsafe class PackedMatrix : IDisposable
 
     public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
-    /// <summary>bfloat16 bits → float32, exactly (<see cref="FromBFloat16"/> on each), with vectors: the prefill kernels
-    /// widen every row of a bfloat16 matrix once per block of prompt tokens.</summary>
-    internal static void WidenBFloat16(ReadOnlySpan<ushort> bits, Span<float> destination) => BFloat16Bits.Widen(bits, destination);
-
     /// <summary>Writes row <paramref name="row"/> as float32 (the values every product with this matrix uses).</summary>
     public void DequantizeRow(int row, Span<float> destination)
     {
@@ -222,7 +217,7 @@ public sealed unsafe class PackedMatrix : IDisposable
                 new ReadOnlySpan<float>(F32 + offset, Cols).CopyTo(destination);
                 break;
             case WeightFormat.BFloat16:
-                WidenBFloat16(new ReadOnlySpan<ushort>(Bf16 + offset, Cols), destination);
+                BFloat16Bits.Widen(new ReadOnlySpan<ushort>(Bf16 + offset, Cols), destination); // what prefill does to each row
                 break;
             default:
                 for (int c = 0; c < Cols; c++)

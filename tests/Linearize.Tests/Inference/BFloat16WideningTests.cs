@@ -1,3 +1,4 @@
+using Linearize;
 using Linearize.Inference;
 
 namespace Linearize.Tests.Inference;
@@ -14,7 +15,7 @@ public sealed class BFloat16WideningTests
         {
             var bits = Enumerable.Range(0, length).Select(_ => (ushort)random.Next(ushort.MaxValue + 1)).ToArray();
             var widened = new float[length];
-            PackedMatrix.WidenBFloat16(bits, widened);
+            BFloat16Bits.Widen(bits, widened);
             for (int i = 0; i < length; i++)
                 Assert.Equal(BitConverter.SingleToUInt32Bits(PackedMatrix.FromBFloat16(bits[i])), BitConverter.SingleToUInt32Bits(widened[i]));
         }
