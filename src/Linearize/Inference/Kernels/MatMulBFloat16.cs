@@ -1,0 +1,82 @@
+using System.Runtime.CompilerServices;
+using Linearize.Inference.Kernels.Native;
+
+namespace Linearize.Inference.Kernels;
+
+/// <summary>
+/// A <see cref="WeightFormat.BFloat16"/> matrix times activations rounded to bfloat16 (<see cref="BFloat16Activations"/>),
+/// for <see cref="EngineOptions.BFloat16Products"/>: <c>y[t, r] = Σ_c W[r, c] · x[t, c]</c> with both factors bfloat16
+/// and float32 sums, llama.cpp's BF16 × BF16 product. The weights stay bfloat16 (nothing is widened), and with
+/// AVX512-BF16 each <c>vdpbf16ps</c> does 32 multiply-adds where a float32 FMA does 16 — prefill is bound by that
+/// rate (<see cref="MatMat"/>). Native tiles of 4 rows × up to 6 tokens (<see cref="NativeBFloat16Tiles"/>) where the
+/// CPU has the instruction, <see cref="BFloat16Dot.Dot"/> elsewhere; the naive twin is <see cref="BFloat16Dot.Scalar"/>.
+/// </summary>
+/// <remarks>Every dot product follows <see cref="BFloat16Dot"/>'s order whatever the tile, the slot it sits in or the
+/// number of tokens, so the kernel is batch-invariant by construction: decoding (any batch) and prefill (any block) use
+/// it alike and agree bit for bit, and the native and managed paths give the same bits. The rows of a block of
+/// <see cref="BlockRows"/> take each tile of tokens in turn, so the tokens' rows stay in L1 while the block's rows
+/// stream from L2.</remarks>
+public static unsafe class MatMulBFloat16
+{
+    /// <summary>Rows that share each tile of tokens (the unit a prefill thread claims is <see cref="MatMat.BlockRows"/>).</summary>
+    public const int BlockRows = 16;
+
+    /// <summary>
+    /// Rows <c>[r0, r1)</c> of <paramref name="w"/> times the first <paramref name="count"/> rows of <paramref name="x"/>,
+    /// written to <paramref name="y"/> at <c>t · yStride + r</c>. Native tiles when <paramref name="isa"/> is
+    /// <see cref="KernelIsa.Avx512"/> and the CPU has AVX512-BF16.
+    /// </summary>
+    public static void Rows(PackedMatrix w, BFloat16Activations x, int count, float* y, int yStride, int r0, int r1, KernelIsa isa) =>
+        Rows(w, x, count, y, yStride, r0, r1, native: isa == KernelIsa.Avx512 && NativeBFloat16Tiles.IsSupported);
+
+    /// <summary>Which path <see cref="Rows(PackedMatrix, BFloat16Activations, int, float*, int, int, int, KernelIsa)"/>
+    /// takes with <paramref name="isa"/>, for reports.</summary>
+    public static string Describe(KernelIsa isa) =>
+        isa == KernelIsa.Avx512 && NativeBFloat16Tiles.IsSupported ? "vdpbf16ps" : "vdpbf16ps emulated with FMA";
+
+    /// <summary>The kernel with the path chosen (tests run both).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Rows(PackedMatrix w, BFloat16Activations x, int count, float* y, int yStride, int r0, int r1, bool native)
+    {
+        if (w.Format != WeightFormat.BFloat16 || w.Parts is not null || x.Cols != w.Cols || (uint)count > (uint)x.Count || r0 < 0 || r1 > w.Rows)
+            throw new ArgumentException($"rows [{r0}, {r1}) of a {w.Format} [{w.Rows}, {w.Cols}]{(w.Parts is null ? "" : " stack")} " +
+                                        $"times {count} of {x.Count} bfloat16 rows of {x.Cols}");
+        int cols = w.Cols;
+        if (!native)
+        {
+            for (int r = r0; r < r1; r++)
+                for (int t = 0; t < count; t++)
+                    y[(long)t * yStride + r] = BFloat16Dot.Dot(w.Bf16 + (long)r * cols, x.Row(t), cols);
+            return;
+        }
+
+        const int tileRows = NativeBFloat16Tiles.Rows, tileTokens = NativeBFloat16Tiles.MaxTokens;
+        var wp = stackalloc ushort*[tileRows];
+        var xp = stackalloc ushort*[tileTokens];
+        var sums = stackalloc float[tileRows * tileTokens];
+        for (int b0 = r0; b0 < r1; b0 += BlockRows)
+        {
+            int b1 = Math.Min(r1, b0 + BlockRows);
+            for (int t0 = 0; t0 < count; t0 += tileTokens)
+            {
+                int tokens = Math.Min(tileTokens, count - t0);
+                for (int j = 0; j < tokens; j++)
+                    xp[j] = x.Row(t0 + j);
+                for (int r = b0; r < b1; r += tileRows)
+                {
+                    // A block's last rows, fewer than a tile: the last row is repeated and its copies dropped.
+                    int rows = Math.Min(tileRows, b1 - r);
+                    for (int i = 0; i < tileRows; i++)
+                        wp[i] = w.Bf16 + (long)(r + Math.Min(i, rows - 1)) * cols;
+                    NativeBFloat16Tiles.Tile(wp, xp, tokens, cols, sums);
+                    for (int j = 0; j < tokens; j++)
+                    {
+                        float* yj = y + (long)(t0 + j) * yStride + r;
+                        for (int i = 0; i < rows; i++)
+                            yj[i] = sums[j * tileRows + i];
+                    }
+                }
+            }
+        }
+    }
+}

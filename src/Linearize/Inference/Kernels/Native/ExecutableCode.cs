@@ -1,0 +1,75 @@
+using System.Runtime.InteropServices;
+
+namespace Linearize.Inference.Kernels.Native;
+
+/// <summary>
+/// Machine code copied into pages the process may execute (Linux): mapped read-write with <c>mmap</c>, filled, then
+/// switched to read-execute with <c>mprotect</c> — never writable and executable at once — and unmapped on dispose.
+/// This is how the engine runs the instructions .NET has no intrinsics for (AVX512-BF16's <c>vdpbf16ps</c>; see
+/// <see cref="NativeBFloat16Tiles"/>) without shipping a native library per platform: the bytes are assembled once
+/// from checked-in assembly (<c>build/assemble-kernels.sh</c>) and are position independent.
+/// </summary>
+internal sealed unsafe partial class ExecutableCode : IDisposable
+{
+    private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4;
+    private const int MapPrivate = 0x02, MapAnonymous = 0x20;
+
+    private byte* _start;
+    private readonly nuint _length;
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "mprotect", SetLastError = true)]
+    private static partial int Mprotect(nint address, nuint length, int protection);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    private static partial int Munmap(nint address, nuint length);
+
+    /// <summary>Copies <paramref name="code"/> into fresh executable pages; throws when the system refuses them (the
+    /// caller falls back to managed code).</summary>
+    public ExecutableCode(ReadOnlySpan<byte> code)
+    {
+        if (!OperatingSystem.IsLinux())
+            throw new PlatformNotSupportedException("executable code pages are mapped with Linux's mmap");
+        _length = (nuint)Math.Max(1, code.Length);
+        nint p = Mmap(0, _length, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+        if (p == -1)
+            throw new InvalidOperationException($"mmap of {_length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+        code.CopyTo(new Span<byte>((void*)p, code.Length));
+        if (Mprotect(p, _length, ProtRead | ProtExec) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            Munmap(p, _length);
+            throw new InvalidOperationException($"mprotect to read-execute failed (errno {errno})");
+        }
+
+        _start = (byte*)p;
+    }
+
+    /// <summary>The address of the byte at <paramref name="offset"/> (a function's entry point).</summary>
+    public nint Address(int offset)
+    {
+        if (_start is null)
+            throw new ObjectDisposedException(nameof(ExecutableCode));
+        if ((uint)offset >= _length)
+            throw new ArgumentOutOfRangeException(nameof(offset));
+        return (nint)(_start + offset);
+    }
+
+    ~ExecutableCode() => Free();
+
+    public void Dispose()
+    {
+        Free();
+        GC.SuppressFinalize(this);
+    }
+
+    private void Free()
+    {
+        if (_start is null)
+            return;
+        Munmap((nint)_start, _length);
+        _start = null;
+    }
+}
