@@ -32,6 +32,13 @@ public sealed class EngineCliOptions
                       "--weight-dtype are used where the file is mapped: start-up reads nothing and the pages are shared with the page cache",
     };
 
+    public Option<bool> BFloat16Products { get; } = new("--bf16-products")
+    {
+        Description = "With --weight-dtype bfloat16: round each product's input to bfloat16 too and multiply bfloat16 by bfloat16 " +
+                      "(AVX512-BF16 vdpbf16ps where the CPU has it, as llama.cpp does for BF16 weights): about twice the prefill " +
+                      "throughput, activations to 8 significant bits",
+    };
+
     public EngineCliOptions()
     {
         Engine.AcceptOnlyFromAmong("engine", "torch");
@@ -44,6 +51,7 @@ public sealed class EngineCliOptions
         command.Add(WeightDType);
         command.Add(Threads);
         command.Add(NoMmap);
+        command.Add(BFloat16Products);
     }
 
     public bool UseEngine(ParseResult r) => r.GetValue(Engine) == "engine";
@@ -53,10 +61,11 @@ public sealed class EngineCliOptions
         int threads = r.GetValue(Threads) ?? Environment.ProcessorCount;
         if (threads < 1)
             throw new LinearizeException($"--threads must be at least 1, got {threads}");
-        return new EngineOptions
-        {
-            Weights = EngineOptions.ParseFormat(r.GetValue(WeightDType)!), Threads = threads, WeightsInPlace = !r.GetValue(NoMmap),
-        };
+        var weights = EngineOptions.ParseFormat(r.GetValue(WeightDType)!);
+        bool products = r.GetValue(BFloat16Products);
+        if (products && weights != WeightFormat.BFloat16)
+            throw new LinearizeException("--bf16-products multiplies bfloat16 weights: add --weight-dtype bfloat16");
+        return new EngineOptions { Weights = weights, Threads = threads, WeightsInPlace = !r.GetValue(NoMmap), BFloat16Products = products };
     }
 
     /// <summary>The engine for <paramref name="model"/>, or null with <c>--engine torch</c> (which refuses a non-float32
@@ -65,8 +74,7 @@ public sealed class EngineCliOptions
     {
         if (UseEngine(r))
             return Engines.Create(model, Parse(r));
-        if (r.GetValue(WeightDType) != "float32")
-            throw new LinearizeException("--weight-dtype applies to the decode engine; drop it or use --engine engine");
+        RefuseTorch(r);
         return null;
     }
 
@@ -76,8 +84,15 @@ public sealed class EngineCliOptions
     {
         if (UseEngine(r))
             return Engines.Load(source, Parse(r));
+        RefuseTorch(r);
+        return null;
+    }
+
+    private void RefuseTorch(ParseResult r)
+    {
         if (r.GetValue(WeightDType) != "float32")
             throw new LinearizeException("--weight-dtype applies to the decode engine; drop it or use --engine engine");
-        return null;
+        if (r.GetValue(BFloat16Products))
+            throw new LinearizeException("--bf16-products applies to the decode engine; drop it or use --engine engine");
     }
 }

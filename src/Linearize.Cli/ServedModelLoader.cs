@@ -30,6 +30,7 @@ public sealed class ServedModelLoader
         command.Add(Engine.WeightDType);
         command.Add(Engine.Threads);
         command.Add(Engine.NoMmap);
+        command.Add(Engine.BFloat16Products);
         command.Add(ChatFormat);
     }
 

@@ -35,6 +35,10 @@ public static class EvalCommand
             DefaultValueFactory = _ => "float32",
         };
         weightDType.AcceptOnlyFromAmong("float32", "bfloat16", "q8");
+        var bf16Products = new Option<bool>("--bf16-products")
+        {
+            Description = "With --weight-dtype bfloat16: round each projection's input to bfloat16 too, as the engine's --bf16-products does",
+        };
 
         var command = new Command("ppl",
             "Perplexity. Default protocol: each non-empty line is a document (BOS + line, truncated to --max-length), " +
@@ -47,6 +51,7 @@ public static class EvalCommand
         command.Add(stride);
         command.Add(json);
         command.Add(weightDType);
+        command.Add(bf16Products);
         command.SetAction(r => CliRunner.Run(() =>
         {
             int? docs = r.GetValue(maxDocs);
@@ -64,8 +69,10 @@ public static class EvalCommand
             var format = Linearize.Inference.EngineOptions.ParseFormat(r.GetValue(weightDType)!);
             if (format != Linearize.Inference.WeightFormat.Float32 && model.ParseDType(r) != TorchSharp.torch.ScalarType.Float32)
                 throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");
+            if (r.GetValue(bf16Products) && format != Linearize.Inference.WeightFormat.BFloat16)
+                throw new LinearizeException("--bf16-products rounds the inputs of bfloat16 products: add --weight-dtype bfloat16");
             Linearize.Inference.WeightRounding.Apply(llama, format);
-            using var _rounding = Linearize.Inference.ActivationRounding.Apply(llama, format);
+            using var _rounding = Linearize.Inference.ActivationRounding.Apply(llama, format, r.GetValue(bf16Products));
             var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
             if (File.Exists(path) && PerplexityEvaluator.FirstInvalidUtf8(path) is long bad)
                 Console.Error.WriteLine($"warning: {path} is not valid UTF-8 (first bad byte at offset {bad}); such bytes are read as U+FFFD and scored — is this a text file?");
@@ -89,6 +96,7 @@ public static class EvalCommand
                     text = path,
                     protocol = result.Protocol,
                     weight_dtype = r.GetValue(weightDType),
+                    bf16_products = r.GetValue(bf16Products),
                     max_length = evaluator.MaxLength,
                     stride = r.GetValue(stride) ?? (result.Protocol == "rolling" ? evaluator.MaxLength : (int?)null),
                     documents = result.Documents,
@@ -106,7 +114,8 @@ public static class EvalCommand
             table.AddRow("protocol", result.Protocol + (result.Protocol == "rolling" ? $" (window {evaluator.MaxLength}, stride {r.GetValue(stride) ?? evaluator.MaxLength})" : $" (max {evaluator.MaxLength} tokens)"));
             if (format != Linearize.Inference.WeightFormat.Float32)
                 table.AddRow("weights", $"rounded to {r.GetValue(weightDType)} (as the decode engine stores them)"
-                    + (format == Linearize.Inference.WeightFormat.Q8 ? ", projection inputs to Q8 blocks" : ""));
+                    + (format == Linearize.Inference.WeightFormat.Q8 ? ", projection inputs to Q8 blocks" : "")
+                    + (r.GetValue(bf16Products) ? ", projection inputs to bfloat16" : ""));
             table.AddRow("documents", result.Documents.ToString());
             table.AddRow("tokens scored", result.Tokens.ToString());
             table.AddRow("mean NLL (nats/token)", result.MeanNll.ToString("F6"));

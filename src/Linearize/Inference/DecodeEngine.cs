@@ -41,6 +41,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly RowsJob _rows = new();
     private readonly QuantizeJob _quantize = new();
     private readonly Q8Activations _quantized = new(); // a Q8 product's activations, quantized once per product
+    private readonly BFloat16Activations _rounded = new(); // a bfloat16 product's activations (EngineOptions.BFloat16Products)
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
     private readonly double _eps;
@@ -98,7 +99,9 @@ public sealed unsafe class DecodeEngine : IDisposable
 
     /// <summary>What each layer's mixer is, for reports.</summary>
     public string Describe() =>
-        $"{EngineOptions.FormatName(Options.Weights)} weights, {KernelIsaSupport.Name(Options.Isa)}, {Options.Threads} threads";
+        $"{EngineOptions.FormatName(Options.Weights)} weights" +
+        (Options.BFloat16Products && Options.Weights == WeightFormat.BFloat16 ? $" × bfloat16 activations ({MatMulBFloat16.Describe(Options.Isa)})" : "") +
+        $", {KernelIsaSupport.Name(Options.Isa)}, {Options.Threads} threads";
 
     /// <summary>Packs <paramref name="model"/>'s weights (a teacher, a converted model, or a hybrid; LoRA adapters must be
     /// merged first). <paramref name="mixerFor"/> gives each layer's engine mixer: the engine does not know the
@@ -642,12 +645,17 @@ public sealed unsafe class DecodeEngine : IDisposable
         // so a row's arithmetic does not depend on how a prompt was cut into blocks or what else shared its block.
         _matmul.Tiled = _ctx.Prefill;
         _matmul.Quantized = w.Format == WeightFormat.Q8 ? Quantize(x, xStride, count, w.Cols) : null;
-        int grain = _matmul.Tiled ? MatMat.BlockRows : Math.Max(8, DecodeChunkBytes / (int)Math.Max(1, w.Bytes / w.Rows)) & ~1;
+        _matmul.Rounded = w.Format == WeightFormat.BFloat16 && Options.BFloat16Products ? Round(x, xStride, count, w.Cols) : null;
+        // Decoding: chunks of whole row pairs (MatVec's tiles), or of whole 4-row tiles for MatMulBFloat16.
+        int grain = _matmul.Tiled ? MatMat.BlockRows
+            : Math.Max(8, DecodeChunkBytes / (int)Math.Max(1, w.Bytes / w.Rows)) & (_matmul.Rounded is null ? ~1 : ~3);
         if (w.Bytes * Math.Min(count, 16) < Options.ParallelMinBytes)
             _matmul.Execute(0, w.Rows);
         else
             _pool.Run(_matmul, w.Rows, grain);
         _matmul.Matrix = null;
+        _matmul.Quantized = null;
+        _matmul.Rounded = null;
         if (bias is null)
             return;
         fixed (float* bp = bias)
@@ -665,12 +673,32 @@ public sealed unsafe class DecodeEngine : IDisposable
         else
         {
             _quantize.Target = _quantized;
+            _quantize.Rounded = null;
             _quantize.X = x;
             _quantize.XStride = xStride;
             _pool.Run(_quantize, count, grain: 8);
         }
 
         return _quantized;
+    }
+
+    /// <summary>The activation rows of a bfloat16 product rounded to bfloat16 (<see cref="EngineOptions.BFloat16Products"/>),
+    /// as <see cref="Quantize"/> does for Q8.</summary>
+    private BFloat16Activations Round(float* x, int xStride, int count, int cols)
+    {
+        _rounded.Prepare(count, cols);
+        if (count < 32)
+            _rounded.RoundRows(x, xStride, 0, count);
+        else
+        {
+            _quantize.Target = null;
+            _quantize.Rounded = _rounded;
+            _quantize.X = x;
+            _quantize.XStride = xStride;
+            _pool.Run(_quantize, count, grain: 8);
+        }
+
+        return _rounded;
     }
 
     /// <summary>A row-wise operation over <paramref name="count"/> rows: on this thread for a decoding batch, across the
@@ -713,6 +741,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         _pool.Dispose();
         _ctx.Dispose();
         _quantized.Dispose();
+        _rounded.Dispose();
         foreach (var l in _layers)
             l.Dispose();
         _embedding.Dispose();

@@ -28,6 +28,13 @@ public sealed record EngineOptions
     /// Off by default, because the tiled kernels reuse each loaded weight vector for several sequences in registers.</summary>
     public bool BatchInvariant { get; init; }
 
+    /// <summary>Multiply every <see cref="WeightFormat.BFloat16"/> matrix by its input rounded to bfloat16 too, bfloat16 ×
+    /// bfloat16 with float32 sums, as llama.cpp does for BF16 weights (<see cref="MatMulBFloat16"/>): with AVX512-BF16
+    /// (<c>vdpbf16ps</c>) twice the multiply-adds per instruction of float32, which is what bounds prefill. Decoding and
+    /// prefill alike, so they agree bit for bit; the reference rounds the same inputs (<see cref="ActivationRounding"/>).
+    /// Off by default: the activations lose their low 16 bits. No effect on float32 and q8 matrices.</summary>
+    public bool BFloat16Products { get; init; }
+
     /// <summary>Prompt tokens per prefill block: the rows of one matrix × matrix product. Larger blocks reuse each weight
     /// for more tokens; the activations of a block (about <c>4 · (2·intermediate + 6·hidden)</c> bytes per token) must
     /// stay modest.</summary>

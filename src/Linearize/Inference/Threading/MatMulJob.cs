@@ -19,6 +19,10 @@ internal sealed unsafe class MatMulJob : RangeJob
     /// the threads split the weight rows).</summary>
     public Q8Activations? Quantized;
 
+    /// <summary>For a bfloat16 matrix with <see cref="EngineOptions.BFloat16Products"/>: the rows at <see cref="X"/>
+    /// already rounded to bfloat16 (once per product, before the threads split the weight rows).</summary>
+    public BFloat16Activations? Rounded;
+
     /// <summary>Use the tiled matrix × matrix kernel (prefill) instead of the streaming matrix × vectors one.</summary>
     public bool Tiled;
 
@@ -52,6 +56,8 @@ internal sealed unsafe class MatMulJob : RangeJob
             else
                 MatVecQ8.Rows(matrix, Quantized!, Count, y, YStride, start, end, Isa);
         }
+        else if (matrix.Format == WeightFormat.BFloat16 && Rounded is not null)
+            MatMulBFloat16.Rows(matrix, Rounded, Count, y, YStride, start, end, Isa); // batch-invariant: decoding and prefill alike
         else if (Tiled)
             MatMat.Rows(matrix, X, XStride, Count, y, YStride, start, end, Isa);
         else
