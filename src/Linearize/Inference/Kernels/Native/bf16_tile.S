@@ -4,11 +4,11 @@
 # copies into executable memory at run time (ExecutableCode.cs): .NET 10 has no AVX512-BF16 intrinsics. Position
 # independent, no data, no relocations, no calls: the bytes run wherever they are copied.
 #
-# One function per tile shape, bf16_tile_<R>x<T>: R weight rows × T activation rows, R·T zmm accumulators.
-#   void bf16_tile_RxT(const uint16_t* const* w,   // rdi: R row pointers, bfloat16 [cols] each
+# One function per tile shape, bf16_tile_4x<T>: 4 weight rows × T activation rows (T = 1..6), 4·T zmm accumulators.
+#   void bf16_tile_4xT(const uint16_t* const* w,   // rdi: R row pointers, bfloat16 [cols] each
 #                      const uint16_t* const* x,   // rsi: T row pointers, bfloat16 [cols] each
 #                      int64_t cols,               // rdx: columns (≥ 1)
-#                      float* out);                // rcx: [T, R] float32 dot products, out[t·R + r]
+#                      float* out);                // rcx: [T, 4] float32 dot products, out[t·4 + r]
 # SysV x64. Lane i of accumulator (r, t) sums, for every 32-column block k in order, first the odd product
 # w[32k+2i+1]·x[32k+2i+1], then the even one w[32k+2i]·x[32k+2i] (vdpbf16ps's order, Intel SDM); a last partial block
 # is read with masked, zeroing loads (nothing past cols is touched). Each accumulator is then reduced by one fixed tree:
@@ -145,20 +145,36 @@
         .endr
 .endm
 
-# Accumulator zmm\acc reduced by the fixed tree, stored as float32 at [rcx + 4·\acc].
-.macro REDUCE acc
-        vextractf64x4 ymm29, zmm\acc, 1
-        vaddps ymm29, ymm29, ymm\acc
-        vextractf32x4 xmm30, ymm29, 1
-        vaddps xmm29, xmm29, xmm30
-        vmovhlps xmm30, xmm29, xmm29
-        vaddps xmm29, xmm29, xmm30
-        vmovshdup xmm30, xmm29
-        vaddss xmm29, xmm29, xmm30
-        vmovss [rcx + 4 * \acc], xmm29
+# Token \t's four accumulators (rows 0-3: zmm 4t .. 4t+3) reduced by the fixed tree, the four sums stored as
+# float32 at [rcx + 16·\t]. The tree runs on the four at once (three 512-bit adds and two in-lane ones instead of
+# four per accumulator), each lane still adding exactly the pairs the tree names:
+#   B01 = [A0 lo256 | A1 lo256] + [A0 hi256 | A1 hi256]       b_r[i] = a_r[i] + a_r[i+8]   (B23 likewise)
+#   C   = [b0 lo | b1 lo | b2 lo | b3 lo] + [b0 hi | … ]      c_r[i] = b_r[i] + b_r[i+4]
+#   D   = C + C with pairs swapped in each 128-bit lane       d_r[i] = c_r[i] + c_r[i+2]
+#   S   = D + D with neighbours swapped                       s_r    = d_r[0] + d_r[1]
+# then lane 0 of each 128-bit lane (k2 = 0x1111) is compressed into one xmm.
+.macro REDUCE4 t, a0, a1, a2, a3
+        vshuff64x2 zmm24, zmm\a0, zmm\a1, 0x44
+        vshuff64x2 zmm25, zmm\a0, zmm\a1, 0xEE
+        vaddps zmm24, zmm24, zmm25
+        vshuff64x2 zmm26, zmm\a2, zmm\a3, 0x44
+        vshuff64x2 zmm27, zmm\a2, zmm\a3, 0xEE
+        vaddps zmm26, zmm26, zmm27
+        vshuff32x4 zmm25, zmm24, zmm26, 0x88
+        vshuff32x4 zmm27, zmm24, zmm26, 0xDD
+        vaddps zmm24, zmm25, zmm27
+        vpermilps zmm25, zmm24, 0x4E
+        vaddps zmm24, zmm24, zmm25
+        vpermilps zmm25, zmm24, 0xB1
+        vaddps zmm24, zmm24, zmm25
+        vcompressps zmm25{k2}{z}, zmm24
+        vmovups [rcx + 16 * \t], xmm25
 .endm
 
 .macro TILE R, T
+        .if \R != 4
+        .error "the reduction (REDUCE4) and the output layout assume 4 rows"
+        .endif
         .globl bf16_tile_\R\()x\T
         .type bf16_tile_\R\()x\T, @function
         .p2align 6
@@ -212,9 +228,11 @@ bf16_tile_\R\()x\T:
         pop rcx
         BLOCK \R, \T, 1
 3:
+        mov eax, 0x1111
+        kmovw k2, eax
         i = 0
-        .rept \R * \T
-        REDUCE %i
+        .rept \T
+        REDUCE4 %i, %(4 * i), %(4 * i + 1), %(4 * i + 2), %(4 * i + 3)
         i = i + 1
         .endr
         vzeroupper
