@@ -89,7 +89,8 @@ public static class BenchPrefillCommand
                 return 0;
             });
 
-            string title = $"engine prefill, {EngineOptions.FormatName(options.Weights)} weights, {options.Threads} threads, blocks of {blocks}" +
+            string title = $"engine prefill, {EngineOptions.FormatName(options.Weights)} weights" +
+                           (options.BFloat16Products ? " × bfloat16 activations" : "") + $", {options.Threads} threads, blocks of {blocks}" +
                            (contention.Count > 0 ? $", beside {contention.Count} busy processes" : "");
             if (r.GetValue(plot) is string png)
             {
@@ -109,6 +110,7 @@ public static class BenchPrefillCommand
                 {
                     threads = options.Threads,
                     weight_dtype = EngineOptions.FormatName(options.Weights),
+                    bf16_products = options.BFloat16Products,
                     prefill_chunk = blocks,
                     contend = contention.Count,
                     models = runs.Select(run => new
