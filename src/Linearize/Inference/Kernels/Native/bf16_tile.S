@@ -5,7 +5,7 @@
 # independent, no data, no relocations, no calls: the bytes run wherever they are copied.
 #
 # One function per tile shape, bf16_tile_4x<T>: 4 weight rows × T activation rows (T = 1..6), 4·T zmm accumulators.
-#   void bf16_tile_4xT(const uint16_t* const* w,   // rdi: R row pointers, bfloat16 [cols] each
+#   void bf16_tile_4xT(const uint16_t* const* w,   // rdi: 4 row pointers, bfloat16 [cols] each
 #                      const uint16_t* const* x,   // rsi: T row pointers, bfloat16 [cols] each
 #                      int64_t cols,               // rdx: columns (≥ 1)
 #                      float* out);                // rcx: [T, 4] float32 dot products, out[t·4 + r]
