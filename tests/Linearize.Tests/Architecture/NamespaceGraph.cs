@@ -49,7 +49,11 @@ internal static class NamespaceGraph
     private static TypeDefinition? Resolve(TypeReference reference, ModuleDefinition module)
     {
         while (reference is TypeSpecification spec)
+        {
+            if (reference is FunctionPointerType)
+                return null; // no element type; Expand yields its signature's types
             reference = spec.ElementType;
+        }
         if (reference is GenericParameter)
             return null;
         if (reference.Scope is ModuleDefinition m && m == module || reference is TypeDefinition)
@@ -122,9 +126,18 @@ internal static class NamespaceGraph
         }
     }
 
-    /// <summary>A type and, for generic instances, arrays and pointers, the types inside it.</summary>
+    /// <summary>A type and, for generic instances, arrays and pointers, the types inside it; for a function pointer, the
+    /// types of its signature.</summary>
     private static IEnumerable<TypeReference> Expand(TypeReference type)
     {
+        if (type is FunctionPointerType pointer)
+        {
+            // An unmanaged function pointer (delegate* …): the types of its signature are what it references.
+            foreach (var t in Expand(pointer.ReturnType).Concat(pointer.Parameters.SelectMany(p => Expand(p.ParameterType))))
+                yield return t;
+            yield break;
+        }
+
         yield return type;
         if (type is GenericInstanceType g)
             foreach (var a in g.GenericArguments)
