@@ -79,7 +79,7 @@ public sealed class ConversionCliOptions
     {
         (Alpha, IsLiger), (Beta, IsLiger), (GateNormalizer, IsLiger), (NormalizeRecurrent, IsLiger),
         (Slots, m => m.Family == LigerFamily.Gsa), (NegativeEigenvalues, m => m.IsDeltaRule),
-        (SparseCache, m => (IsLiger(m) && !m.IsDeltaRule && m.Family != LigerFamily.Gsa) || m.Shape == LolcatsWindowShape.Sw), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
+        (SparseCache, m => m.SupportsSparseCache), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
         (Gate, m => m.Family is { } f && LigerOptions.SupportsLearnedGate(f)), (GateBias, m => m.Family is { } f && LigerOptions.SupportsLearnedGate(f)),
         (OutputNorm, m => m.Family is { } f && LigerOptions.SupportsOutputNorm(f)),
         (FeatureMap, IsLolcats), (FeatureDim, IsLolcats), (WindowFactor, IsLolcats), (AffineFactors, IsLolcats),
