@@ -46,7 +46,7 @@ public sealed class ConversionCliOptions
 
     public Option<bool> NegativeEigenvalues { get; } = new("--negative-eigenvalues") { Description = "liger-gdn, liger-deltanet: β = 2σ(W_β x) ∈ (0, 2) (Grazzi et al. 2025: negative eigenvalues for state tracking)" };
 
-    public Option<int> SparseCache { get; } = new("--sparse-cache") { Description = "lolcats-sw, liger-gla, -hgrn2, -mamba2, -mlstm, -retention: keep up to N evicted key-value pairs per KV head that the linear state recalls worst, attended in the window's softmax (LoLA; lolcats-sw keeps them out of the linear state while cached; 0 = off)", DefaultValueFactory = _ => 0 };
+    public Option<int> SparseCache { get; } = new("--sparse-cache") { Description = "lolcats-sw, liger-gla, -hgrn2, -mamba2, -mlstm, -retention, -gdn, -deltanet: keep up to N evicted key-value pairs per KV head that the linear state recalls worst, attended in the window's softmax (LoLA; lolcats-sw keeps them out of the linear state while cached; 0 = off)", DefaultValueFactory = _ => 0 };
 
     public Option<string> Gate { get; } = new("--gate")
     {

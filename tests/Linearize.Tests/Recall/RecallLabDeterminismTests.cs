@@ -88,6 +88,7 @@ public sealed class RecallLabDeterminismTests
     [InlineData("lolcats-sw+sparse16", "lolcats-sw", 16)]
     [InlineData("liger-gla+sparse16", "liger-gla", 16)]
     [InlineData("liger-mamba2+rmsnorm+sparse3", "liger-mamba2", 3)]
+    [InlineData("liger-gdn+neg+sparse8", "liger-gdn", 8)]
     public void RowsTakeASparseCacheOfNPairs(string text, string method, int sparse)
     {
         var row = RecallLabMethod.Parse(text, "--methods");
@@ -99,7 +100,7 @@ public sealed class RecallLabDeterminismTests
     }
 
     [Theory]
-    [InlineData("liger-gdn+sparse16", "applies only to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, lolcats-sw")]
+    [InlineData("swa+sparse16", "applies only to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, liger-deltanet, lolcats-sw")]
     [InlineData("lolcats-tk+sparse4", "applies only to")]
     [InlineData("liger-gsa+sparse4", "applies only to")]
     [InlineData("liger-gla+sparse0", "at least 1")]

@@ -36,7 +36,7 @@ internal sealed unsafe class MixerPair : IDisposable
     {
         "softmax", "softmax-window", "swa", "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm",
         "liger-retention", "liger-gdn", "liger-deltanet", "lolcats-sw", "lolcats-tk", "lolcats-sw-t2r", "lolcats-sw-sparse",
-        "liger-gla-sparse", "liger-mamba2-sparse",
+        "liger-gla-sparse", "liger-mamba2-sparse", "liger-gdn-sparse",
         "liger-gla-learned", "liger-mamba2-learned", "liger-retention-learned", "liger-gdn-learned", "liger-gla-rmsnorm",
         "liger-mlstm-rmsnorm", "liger-hgrn2-rmsnorm", "liger-gla-learned-rmsnorm", "liger-retention-sparse-rmsnorm",
     };
