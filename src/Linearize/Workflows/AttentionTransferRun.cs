@@ -225,8 +225,8 @@ public sealed class AttentionTransferRun
     /// (docs/BLOCKWISE-TRANSFER.md, "Memory"): each weight file of the converted checkpoint that holds no learned
     /// parameter is hard-linked into <c>model/</c> (copied where the file system cannot link), and each one that does is
     /// rewritten one tensor at a time, the learned parameters in float32 as they were trained and every other tensor as
-    /// stored; config.json is copied as it is. Memory is one tensor. Loaded in float32, the result equals, bit for bit, the converted model with the
-    /// learned parameters copied in and saved whole.
+    /// stored; config.json is copied as it is. Memory is one tensor. Loaded in float32, the result equals, bit for bit,
+    /// the converted model with the learned parameters copied in and saved whole.
     /// </summary>
     public string Gather(Action<string>? log = null)
     {
