@@ -27,6 +27,7 @@ public static class StreamingConverter
         string? tokenizerPath)
     {
         var teacherConfig = LlamaConfig.Load(Path.Combine(teacherDirectory, "config.json"));
+        Inference.Q8Checkpoint.Refuse(teacherConfig, teacherDirectory, "conversion");
         var config = Converter.ConvertedConfig(teacherConfig, linearization)
             .With(j => j["torch_dtype"] = dtype == ScalarType.BFloat16 ? "bfloat16" : "float32");
         using var teacher = SafetensorsCheckpoint.Open(teacherDirectory);
