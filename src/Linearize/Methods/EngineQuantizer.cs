@@ -85,11 +85,7 @@ public static class EngineQuantizer
             }
 
             if (checkpoint.Files.Count > 1)
-                AtomicFile.WriteAllText(Path.Combine(staging, SafetensorsWriter.IndexFileName), new JsonObject
-                {
-                    ["metadata"] = new JsonObject { ["total_size"] = after },
-                    ["weight_map"] = weightMap,
-                }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                SafetensorsWriter.WriteIndex(staging, weightMap, after);
             config.With(j => j["quantization_config"] = Q8Checkpoint.QuantizationConfig()).Save(Path.Combine(staging, "config.json"));
             ModelLoader.CopyTokenizer(tokenizerPath, staging);
         });

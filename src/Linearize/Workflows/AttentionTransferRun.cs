@@ -292,11 +292,7 @@ public sealed class AttentionTransferRun
                 }
 
                 if (checkpoint.Files.Count > 1)
-                    AtomicFile.WriteAllText(Path.Combine(staging, SafetensorsWriter.IndexFileName), new JsonObject
-                    {
-                        ["metadata"] = new JsonObject { ["total_size"] = total },
-                        ["weight_map"] = weightMap,
-                    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                    SafetensorsWriter.WriteIndex(staging, weightMap, total);
                 File.Copy(Path.Combine(source.Path, "config.json"), Path.Combine(staging, "config.json")); // as it was, byte for byte
                 ModelLoader.CopyTokenizer(source.TokenizerPath, staging);
             });
