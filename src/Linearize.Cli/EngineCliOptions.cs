@@ -17,7 +17,8 @@ public sealed class EngineCliOptions
 
     public Option<string> WeightDType { get; } = new("--weight-dtype")
     {
-        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit blocks as llama.cpp does); float32 arithmetic otherwise",
+        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit blocks as llama.cpp does); float32 arithmetic otherwise. " +
+                      "A q8 checkpoint (linearize quantize) runs as q8 unless this is given, which dequantizes it",
         DefaultValueFactory = _ => "float32",
     };
 
@@ -56,6 +57,7 @@ public sealed class EngineCliOptions
         return new EngineOptions
         {
             Weights = EngineOptions.ParseFormat(r.GetValue(WeightDType)!), Threads = threads, WeightsInPlace = !r.GetValue(NoMmap),
+            KeepStoredQ8 = r.GetResult(WeightDType) is not { Implicit: false },
         };
     }
 
