@@ -46,7 +46,7 @@ public sealed class ConversionCliOptions
 
     public Option<bool> NegativeEigenvalues { get; } = new("--negative-eigenvalues") { Description = "liger-gdn, liger-deltanet: β = 2σ(W_β x) ∈ (0, 2) (Grazzi et al. 2025: negative eigenvalues for state tracking)" };
 
-    public Option<int> SparseCache { get; } = new("--sparse-cache") { Description = "liger-gla, -hgrn2, -mamba2, -mlstm, -retention: keep up to N evicted key-value pairs per KV head that the recurrent state recalls worst, attended with the window (LoLA; 0 = off)", DefaultValueFactory = _ => 0 };
+    public Option<int> SparseCache { get; } = new("--sparse-cache") { Description = "lolcats-sw, liger-gla, -hgrn2, -mamba2, -mlstm, -retention, -gdn, -deltanet: keep up to N evicted key-value pairs per KV head that the linear state recalls worst, attended in the window's softmax (LoLA; lolcats-sw keeps them out of the linear state while cached; 0 = off)", DefaultValueFactory = _ => 0 };
 
     public Option<string> Gate { get; } = new("--gate")
     {
@@ -79,7 +79,7 @@ public sealed class ConversionCliOptions
     {
         (Alpha, IsLiger), (Beta, IsLiger), (GateNormalizer, IsLiger), (NormalizeRecurrent, IsLiger),
         (Slots, m => m.Family == LigerFamily.Gsa), (NegativeEigenvalues, m => m.IsDeltaRule),
-        (SparseCache, m => IsLiger(m) && !m.IsDeltaRule && m.Family != LigerFamily.Gsa), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
+        (SparseCache, m => m.SupportsSparseCache), (Sinks, m => m.Kind == MethodKind.SlidingWindow),
         (Gate, m => m.Family is { } f && LigerOptions.SupportsLearnedGate(f)), (GateBias, m => m.Family is { } f && LigerOptions.SupportsLearnedGate(f)),
         (OutputNorm, m => m.Family is { } f && LigerOptions.SupportsOutputNorm(f)),
         (FeatureMap, IsLolcats), (FeatureDim, IsLolcats), (WindowFactor, IsLolcats), (AffineFactors, IsLolcats),
@@ -156,7 +156,7 @@ public sealed class ConversionCliOptions
                 Slots = r.GetValue(Slots),
                 NormalizeRecurrent = r.GetValue(NormalizeRecurrent),
                 NegativeEigenvalues = r.GetValue(NegativeEigenvalues),
-                SparseCache = r.GetValue(SparseCache),
+                SparseCache = m.Kind == MethodKind.Liger ? r.GetValue(SparseCache) : 0,
                 Gate = r.GetValue(Gate) == "learned" ? LigerGate.Learned : LigerGate.Keys,
                 LearnedGateBias = r.GetValue(GateBias),
                 OutputNorm = r.GetValue(OutputNorm) == "rmsnorm" ? LigerOutputNorm.RmsNorm : LigerOutputNorm.None,
@@ -169,6 +169,7 @@ public sealed class ConversionCliOptions
                 FeatureDim = r.GetValue(FeatureDim),
                 InitWindowFactor = Math.Log(gamma / (1 - gamma)),
                 AffineAttentionFactors = r.GetValue(AffineFactors),
+                SparseCache = m.Kind == MethodKind.Lolcats ? r.GetValue(SparseCache) : 0,
             },
         };
     }

@@ -17,7 +17,8 @@ public sealed class EngineCliOptions
 
     public Option<string> WeightDType { get; } = new("--weight-dtype")
     {
-        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit blocks as llama.cpp does); float32 arithmetic otherwise",
+        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit blocks as llama.cpp does); float32 arithmetic otherwise. " +
+                      "A q8 checkpoint (linearize quantize) runs as q8 unless this is given, which dequantizes it",
         DefaultValueFactory = _ => "float32",
     };
 
@@ -65,7 +66,11 @@ public sealed class EngineCliOptions
         bool products = r.GetValue(BFloat16Products);
         if (products && weights != WeightFormat.BFloat16)
             throw new LinearizeException("--bf16-products multiplies bfloat16 weights: add --weight-dtype bfloat16");
-        return new EngineOptions { Weights = weights, Threads = threads, WeightsInPlace = !r.GetValue(NoMmap), BFloat16Products = products };
+        return new EngineOptions
+        {
+            Weights = weights, Threads = threads, WeightsInPlace = !r.GetValue(NoMmap), BFloat16Products = products,
+            KeepStoredQ8 = r.GetResult(WeightDType) is not { Implicit: false },
+        };
     }
 
     /// <summary>The engine for <paramref name="model"/>, or null with <c>--engine torch</c> (which refuses a non-float32

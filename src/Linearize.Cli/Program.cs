@@ -40,6 +40,7 @@ public static class Program
         DistillCommand.Create(),
         TrainCommand.Create(),
         MergeCommand.Create(),
+        QuantizeCommand.Create(),
         PipelineCommand.Create(),
         ImportLlama2cCommand.Create(),
         ImportLolcatsCommand.Create(),

@@ -11,6 +11,7 @@ public static class Plural
 
     private static string Pluralize(string singular) => singular switch
     {
+        "matrix" => "matrices",
         "sequence" or "record" or "step" or "document" or "module" or "tensor" or "block" or "request" or "line" or "item" or "pair" => singular + "s",
         _ when singular.EndsWith('s') || singular.EndsWith('x') => singular + "es",
         _ => singular + "s",

@@ -83,7 +83,7 @@ public static class BenchPrefillCommand
                         progress.Report((runs.Count * prompts.Length + rows.Count, paths.Length * prompts.Length));
                     }
 
-                    runs.Add(new Run(BenchModelOptions.Name(path), path, mixers, EngineOptions.FormatName(options.Weights), rows, PeakMemory.Bytes()));
+                    runs.Add(new Run(BenchModelOptions.Name(path), path, mixers, EngineOptions.FormatName(engine.Options.Weights), rows, PeakMemory.Bytes()));
                 }
 
                 return 0;
@@ -117,6 +117,7 @@ public static class BenchPrefillCommand
                     {
                         model = run.Path,
                         mixers = run.Mixers,
+                        weight_dtype = run.WeightDType,
                         peak_rss_bytes = run.PeakRssBytes,
                         results = run.Rows.Select(x => new
                         {

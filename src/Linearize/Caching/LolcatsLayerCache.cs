@@ -8,10 +8,17 @@ namespace Linearize.Caching;
 /// invalid), the linear state <c>Σ φk [v, 1]ᵀ</c> <c>[B, H, F, Dv + 1]</c> in float32 (its last column is the key state
 /// Σ φk), and per row the <c>Frontier</c>: every key at a position below it is inside the linear state. Keys are stored
 /// raw and featurized when they leave the window, as in the reference's <c>LinearAttentionTKWindowCache</c>.
+/// With a sparse cache (LoLA, docs/METHODS.md §1.7; sliding window only) it also holds the <see cref="SparseKvCache"/> of
+/// evicted pairs kept out of the state, and the frontier is one position later: every pair that has left the window is
+/// then either folded into the state or in the slots.
 /// </summary>
 public sealed class LolcatsLayerCache : ILayerCache
 {
-    public LolcatsLayerCache(int capacity) => Capacity = capacity;
+    public LolcatsLayerCache(int capacity, int sparseCapacity = 0)
+    {
+        Capacity = capacity;
+        Sparse = sparseCapacity > 0 ? new SparseKvCache(sparseCapacity, 0) : null;
+    }
 
     /// <summary>Keys kept: w for the sliding window, 2w for the terrace.</summary>
     public int Capacity { get; }
@@ -25,6 +32,10 @@ public sealed class LolcatsLayerCache : ILayerCache
     public Tensor? Valid { get; private set; }
 
     public Tensor? State { get; private set; }
+
+    /// <summary>The sparse global cache (its ring scores are empty: a LoLCATs pair is scored when it is offered); null
+    /// when the layer keeps none.</summary>
+    public SparseKvCache? Sparse { get; private set; }
 
     /// <summary><c>[B]</c> int64: keys at positions below this are in <see cref="State"/>.</summary>
     public Tensor? Frontier { get; private set; }
@@ -58,13 +69,13 @@ public sealed class LolcatsLayerCache : ILayerCache
         var newValid = valid.narrow(1, valid.shape[1] - Capacity, Capacity).clone().DetachFromDisposeScope();
         var newState = state.detach().clone().DetachFromDisposeScope();
         var newFrontier = frontier.clone().DetachFromDisposeScope();
-        Dispose();
+        DisposeTensors();
         (Keys, Values, Positions, Valid, State, Frontier) = (newKeys, newValues, newPositions, newValid, newState, newFrontier);
     }
 
     public long StateBytes =>
         Keys is null ? 0 : 2 * Keys.numel() * Keys.element_size() + Positions!.numel() * 8 + Valid!.numel() +
-                           State!.numel() * State.element_size() + Frontier!.numel() * 8;
+                           State!.numel() * State.element_size() + Frontier!.numel() * 8 + (Sparse?.StateBytes ?? 0);
 
     public ILayerCache SelectRows(Tensor rows)
     {
@@ -73,10 +84,17 @@ public sealed class LolcatsLayerCache : ILayerCache
         return new LolcatsLayerCache(Capacity)
         {
             Keys = Pick(Keys), Values = Pick(Values), Positions = Pick(Positions), Valid = Pick(Valid), State = Pick(State), Frontier = Pick(Frontier),
+            Sparse = Sparse?.SelectRows(rows),
         };
     }
 
     public void Dispose()
+    {
+        Sparse?.Dispose();
+        DisposeTensors();
+    }
+
+    private void DisposeTensors()
     {
         foreach (var t in new[] { Keys, Values, Positions, Valid, State, Frontier })
             t?.Dispose();

@@ -3,9 +3,10 @@ using System.Runtime.InteropServices;
 namespace Linearize.Checkpoints;
 
 /// <summary>
-/// Hard links for weight files a conversion passes on unchanged: the new directory names the same bytes at no cost in
-/// time or disk. Safe because this project never writes a weight file in place (every write goes to a temporary file
-/// that is renamed over the old name), so a change to either directory gives it a new file and leaves the other's alone.
+/// Hard links for weight files a conversion or a block-wise gather passes on unchanged: the new directory names the
+/// same bytes at no cost in time or disk. Safe because this project never writes a weight file in place (every write
+/// goes to a temporary file that is renamed over the old name), so a change to either directory gives it a new file
+/// and leaves the other's alone.
 /// </summary>
 public static partial class HardLink
 {

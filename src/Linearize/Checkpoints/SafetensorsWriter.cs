@@ -143,14 +143,18 @@ public static class SafetensorsWriter
                 weightMap[e.Name] = file;
         }
 
-        var index = new JsonObject
-        {
-            ["metadata"] = new JsonObject { ["total_size"] = total },
-            ["weight_map"] = weightMap,
-        };
-        AtomicFile.WriteAllText(indexPath, index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        WriteIndex(directory, weightMap, total);
         string single = Path.Combine(directory, SingleFileName);
         if (File.Exists(single))
             File.Delete(single);
     }
+
+    /// <summary>Writes <c>model.safetensors.index.json</c> into <paramref name="directory"/>: <paramref name="weightMap"/>
+    /// (tensor name → file name) and the tensors' <paramref name="totalBytes"/>, the Hugging Face layout.</summary>
+    public static void WriteIndex(string directory, JsonObject weightMap, long totalBytes) =>
+        AtomicFile.WriteAllText(Path.Combine(directory, IndexFileName), new JsonObject
+        {
+            ["metadata"] = new JsonObject { ["total_size"] = totalBytes },
+            ["weight_map"] = weightMap,
+        }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 }

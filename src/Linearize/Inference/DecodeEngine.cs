@@ -240,7 +240,8 @@ public sealed unsafe class DecodeEngine : IDisposable
         {
             for (int i = 0; i < names.Length; i++)
                 parts.Add(addresses[i] != 0
-                    ? PackedMatrix.InPlace((int)shapes[i][0], (int)shapes[i][1], format, (void*)addresses[i])
+                    ? PackedMatrix.InPlace((int)shapes[i][0], (int)shapes[i][1], format, (void*)addresses[i],
+                        format == WeightFormat.Q8 ? weights.MapQ8ScalesInPlace(names[i]) : null)
                     : PackStaged(weights, new[] { names[i] }, new[] { shapes[i] }, format));
             return parts.Count == 1 ? parts[0] : PackedMatrix.Stack(parts.ToArray());
         }
@@ -268,6 +269,18 @@ public sealed unsafe class DecodeEngine : IDisposable
             // the identity).
             if (format == WeightFormat.BFloat16 && names.All(weights.HasBFloat16))
                 StageBlocks<ushort>(names, shapes, cols, weights.ReadBFloat16Into, matrix.PackRowsBFloat16);
+            else if (format == WeightFormat.Q8 && names.All(n => weights.MapInPlace(n, format) != null))
+            {
+                // A q8 checkpoint copied (--no-mmap): its quants and scales as stored, not dequantized and quantized again.
+                int row = 0, blocks = matrix.BlocksPerRow;
+                foreach (var (n, shape) in names.Zip(shapes))
+                {
+                    int partRows = (int)shape[0];
+                    matrix.PackRowsQ8(row, new ReadOnlySpan<sbyte>(weights.MapInPlace(n, format), checked(partRows * cols)),
+                        new ReadOnlySpan<float>(weights.MapQ8ScalesInPlace(n), checked(partRows * blocks)));
+                    row += partRows;
+                }
+            }
             else
                 StageBlocks<float>(names, shapes, cols, weights.ReadInto, matrix.PackRows);
             return matrix;

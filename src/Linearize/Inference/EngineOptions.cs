@@ -8,6 +8,11 @@ public sealed record EngineOptions
     /// <summary>Storage of every weight matrix (embedding and head included); norms, activations and states stay float32.</summary>
     public WeightFormat Weights { get; init; } = WeightFormat.Float32;
 
+    /// <summary>A q8 checkpoint (<see cref="Q8Checkpoint"/>) runs in <see cref="WeightFormat.Q8"/>, its matrices mapped in
+    /// place, whatever <see cref="Weights"/> says: it holds nothing finer, and dequantizing it to float32 would take 3.6×
+    /// the memory for the same weights. Off, its matrices are dequantized to <see cref="Weights"/>.</summary>
+    public bool KeepStoredQ8 { get; init; } = true;
+
     /// <summary>Use a mapped checkpoint's rows where they are when they already are in <see cref="Weights"/>'s format
     /// (bfloat16 or float32 <c>[out, in]</c> matrices), instead of copying them: start-up reads nothing, the weights are
     /// the page cache's (shared with other processes and evictable), and the process holds no second copy. Off, every

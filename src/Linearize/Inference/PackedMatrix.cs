@@ -9,7 +9,8 @@ namespace Linearize.Inference;
 /// <item><b>packed</b>: one contiguous 64-byte-aligned native buffer this matrix owns; Q8 keeps its float32 block scales
 /// in a second buffer <c>[rows, ceil(cols / 32)]</c> (a row's last block may be partial);</item>
 /// <item><b>in place</b>: rows that already are in the format where a file maps them (a safetensors bfloat16 or float32
-/// <c>[out, in]</c> tensor), borrowed, never copied: the mapping's owner keeps them alive;</item>
+/// <c>[out, in]</c> tensor, or a q8 checkpoint's quants and scales, <see cref="Q8Checkpoint"/>), borrowed, never copied:
+/// the mapping's owner keeps them alive;</item>
 /// <item><b>stacked</b>: parts with the same columns and format, their rows one after the other (q|k|v, gate|up), each
 /// part packed or in place. Kernels run part by part (<see cref="Parts"/>), so a product over a stack computes every
 /// row exactly as over the fused copy.</item>
@@ -25,7 +26,8 @@ public sealed unsafe class PackedMatrix : IDisposable
     private readonly bool _borrowed;
     private readonly PackedMatrix[]? _parts;
 
-    private PackedMatrix(int rows, int cols, WeightFormat format, void* borrowed = null, PackedMatrix[]? parts = null)
+    private PackedMatrix(int rows, int cols, WeightFormat format, void* borrowed = null, PackedMatrix[]? parts = null,
+        float* borrowedScales = null)
     {
         if (rows < 1 || cols < 1)
             throw new ArgumentException($"a packed matrix needs positive dimensions, got [{rows}, {cols}]");
@@ -38,6 +40,7 @@ public sealed unsafe class PackedMatrix : IDisposable
         if (borrowed is not null)
         {
             _data = borrowed;
+            _scales = borrowedScales;
             _borrowed = true;
             return;
         }
@@ -67,7 +70,7 @@ public sealed unsafe class PackedMatrix : IDisposable
     public long Bytes => _parts?.Sum(p => p.Bytes) ?? DataBytes + (Format == WeightFormat.Q8 ? (long)Rows * BlocksPerRow * sizeof(float) : 0);
 
     /// <summary>Of <see cref="Bytes"/>, those used in place from a mapped file rather than held in this process's own memory.</summary>
-    public long InPlaceBytes => _parts?.Sum(p => p.InPlaceBytes) ?? (_borrowed ? DataBytes : 0);
+    public long InPlaceBytes => _parts?.Sum(p => p.InPlaceBytes) ?? (_borrowed ? Bytes : 0);
 
     /// <summary>The parts of a stacked matrix, in row order; null for a matrix with one storage.</summary>
     internal PackedMatrix[]? Parts => _parts;
@@ -94,13 +97,14 @@ public sealed unsafe class PackedMatrix : IDisposable
     /// <summary>An empty matrix to be filled with <see cref="PackRows"/>, for sources read a block of rows at a time.</summary>
     internal static PackedMatrix Allocate(int rows, int cols, WeightFormat format) => new(rows, cols, format);
 
-    /// <summary>Rows stored at <paramref name="data"/> in <paramref name="format"/> already (float32 or bfloat16, row-major
-    /// <c>[rows, cols]</c>), used where they are: the caller keeps the memory alive and unchanged for this matrix's life.</summary>
-    internal static PackedMatrix InPlace(int rows, int cols, WeightFormat format, void* data)
+    /// <summary>Rows stored at <paramref name="data"/> in <paramref name="format"/> already (row-major <c>[rows, cols]</c>;
+    /// for Q8 the int8 quants, with their float32 block scales <c>[rows, ceil(cols / 32)]</c> at <paramref name="scales"/>),
+    /// used where they are: the caller keeps the memory alive and unchanged for this matrix's life.</summary>
+    internal static PackedMatrix InPlace(int rows, int cols, WeightFormat format, void* data, float* scales = null)
     {
-        if (format == WeightFormat.Q8 || data is null)
-            throw new ArgumentException($"only float32 and bfloat16 rows are used in place, got {format}");
-        return new PackedMatrix(rows, cols, format, borrowed: data);
+        if (data is null || (format == WeightFormat.Q8) != (scales is not null))
+            throw new ArgumentException($"rows in place need their data, and block scales exactly when they are Q8 (got {format})");
+        return new PackedMatrix(rows, cols, format, borrowed: data, borrowedScales: scales);
     }
 
     /// <summary>The rows of <paramref name="parts"/> one after the other; the stack owns the parts from here on.</summary>
@@ -130,6 +134,18 @@ public sealed unsafe class PackedMatrix : IDisposable
         if (Format != WeightFormat.BFloat16 || _borrowed || _parts is not null || rows.Length != n * Cols || first < 0 || first + n > Rows)
             throw new ArgumentException($"bfloat16 rows [{first}, {first + n}) of a {Format} [{Rows}, {Cols}] from {rows.Length} values");
         rows.CopyTo(new Span<ushort>(Bf16 + (long)first * Cols, rows.Length));
+    }
+
+    /// <summary>Copies rows <c>[first, first + n)</c> already in Q8 (their quants, row-major <c>n × Cols</c>, and block
+    /// scales, <c>n × BlocksPerRow</c>) into a Q8 matrix: a q8 checkpoint's rows as stored (<see cref="Q8Checkpoint"/>).</summary>
+    internal void PackRowsQ8(int first, ReadOnlySpan<sbyte> quants, ReadOnlySpan<float> scales)
+    {
+        int n = quants.Length / Cols;
+        if (Format != WeightFormat.Q8 || _borrowed || _parts is not null || quants.Length != n * Cols || scales.Length != n * BlocksPerRow ||
+            first < 0 || first + n > Rows)
+            throw new ArgumentException($"Q8 rows [{first}, {first + n}) of a {Format} [{Rows}, {Cols}] from {quants.Length} quants and {scales.Length} scales");
+        quants.CopyTo(new Span<sbyte>(Q8Data + (long)first * Cols, quants.Length));
+        scales.CopyTo(new Span<float>(_scales + (long)first * BlocksPerRow, scales.Length));
     }
 
     private void PackRow(int r, ReadOnlySpan<float> row)
@@ -235,6 +251,16 @@ public sealed unsafe class PackedMatrix : IDisposable
         new ReadOnlySpan<float>(_scales + (long)row * BlocksPerRow, BlocksPerRow).CopyTo(scales);
     }
 
+    /// <summary>A packed (not stacked) Q8 matrix's int8 quants <c>[rows, cols]</c>, as stored.</summary>
+    internal ReadOnlySpan<sbyte> Q8Quants() => Format == WeightFormat.Q8 && _parts is null
+        ? new ReadOnlySpan<sbyte>(Q8Data, checked((int)((long)Rows * Cols)))
+        : throw new InvalidOperationException($"a {Format} matrix{(_parts is null ? "" : " stack")} has no Q8 quants of its own");
+
+    /// <summary>A packed (not stacked) Q8 matrix's block scales <c>[rows, ceil(cols / 32)]</c>, as stored.</summary>
+    internal ReadOnlySpan<float> Q8BlockScales() => Format == WeightFormat.Q8 && _parts is null
+        ? new ReadOnlySpan<float>(_scales, checked((int)((long)Rows * BlocksPerRow)))
+        : throw new InvalidOperationException($"a {Format} matrix{(_parts is null ? "" : " stack")} has no Q8 scales of its own");
+
     /// <summary>All rows as float32 <c>[rows · cols]</c>: the weights every product with this matrix uses.</summary>
     public float[] Dequantize()
     {
@@ -275,6 +301,7 @@ public sealed unsafe class PackedMatrix : IDisposable
         if (_borrowed)
         {
             _data = null;
+            _scales = null;
             return;
         }
 

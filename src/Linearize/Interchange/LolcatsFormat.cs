@@ -235,6 +235,8 @@ public static partial class LolcatsFormat
             Refuse($"'linearization.softmax_layers' keeps layers {string.Join(",", lin.SoftmaxLayers)} softmax");
         if (config.ModelType is not ("llama" or "mistral"))
             Refuse($"a {config.ModelType} teacher");
+        if (lin.Lolcats.SparseCache > 0)
+            Refuse($"'linearization.sparse_cache' is {lin.Lolcats.SparseCache} (their layers have no sparse cache)");
         var o = lin.Lolcats;
         string type = AttentionTypes.Single(kv => kv.Value == lin.Method).Key;
         bool hedgehog = o.FeatureMap == LolcatsFeatureMapKind.Hedgehog;

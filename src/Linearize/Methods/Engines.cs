@@ -33,14 +33,18 @@ public static class Engines
             return Create(model, options);
         }
 
+        var engineOptions = options ?? new EngineOptions();
+        if (Q8Checkpoint.IsQuantized(config) && engineOptions.KeepStoredQ8)
+            engineOptions = engineOptions with { Weights = WeightFormat.Q8 };
         var lin = LinearizationConfig.FromModel(config);
         var checkpoint = SafetensorsCheckpoint.Open(source.Path);
+        var weights = new CheckpointWeights(checkpoint);
         var mixers = new List<EngineMixer>();
         float[] invFreq;
         try
         {
             for (int i = 0; i < config.NumHiddenLayers; i++)
-                mixers.Add(MixerRegistry.CreateEngineMixer(config, i, lin, (layer, index) => LoadLayer(layer, index, checkpoint)));
+                mixers.Add(MixerRegistry.CreateEngineMixer(config, i, lin, (layer, index) => LoadLayer(layer, index, weights)));
             using var rope = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
             invFreq = rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
         }
@@ -53,7 +57,7 @@ public static class Engines
         }
 
         // The engine owns the mapping from here: matrices it uses in place live in it (EngineOptions.WeightsInPlace).
-        return DecodeEngine.Create(config, new CheckpointWeights(checkpoint), mixers, invFreq, options, weightOwner: checkpoint);
+        return DecodeEngine.Create(config, weights, mixers, invFreq, engineOptions, weightOwner: checkpoint);
     }
 
     /// <summary>Each layer's token mixer by method as <see cref="TokenMixer.Summarize"/> counts them, read from the
@@ -67,18 +71,19 @@ public static class Engines
     }
 
     /// <summary>Fills a layer built alone from the checkpoint's <c>model.layers.{i}.self_attn.*</c> tensors (strictly:
-    /// every parameter present, in float32).</summary>
-    private static void LoadLayer(TokenMixer layer, int index, SafetensorsCheckpoint checkpoint)
+    /// every parameter present, in float32; a q8 checkpoint's projections dequantized, as the engine multiplies them).</summary>
+    private static void LoadLayer(TokenMixer layer, int index, CheckpointWeights weights)
     {
         string prefix = $"model.layers.{index}.self_attn.";
         using var noGrad = no_grad();
         foreach (var (name, p) in layer.named_parameters())
         {
-            if (!checkpoint.Contains(prefix + name))
-                throw new LinearizeException($"{checkpoint.Source}: missing tensor {prefix + name}");
-            using var t = checkpoint.Read(prefix + name);
-            if (!t.shape.SequenceEqual(p.shape))
-                throw new LinearizeException($"{checkpoint.Source}: {prefix + name} has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}]");
+            if (!weights.Contains(prefix + name))
+                throw new LinearizeException($"{weights.Source}: missing tensor {prefix + name}");
+            var shape = weights.Shape(prefix + name);
+            if (!shape.SequenceEqual(p.shape))
+                throw new LinearizeException($"{weights.Source}: {prefix + name} has shape [{string.Join(", ", shape)}], expected [{string.Join(", ", p.shape)}]");
+            using var t = torch.tensor(weights.ReadFloats(prefix + name), shape);
             p.copy_(t);
         }
 

@@ -1,5 +1,6 @@
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Inference;
 using Linearize.Modeling.Llama;
 using Linearize.Modeling;
 using Linearize.Tokenization;
@@ -25,6 +26,7 @@ public static class ModelLoader
         else
         {
             var config = LlamaConfig.Load(Path.Combine(source.Path, "config.json"));
+            Q8Checkpoint.Refuse(config, source.Path, "a TorchSharp model (training, conversion, --engine torch)");
             model = new LlamaForCausalLM(config, MixerFactory.For(config));
             using var ckpt = SafetensorsCheckpoint.Open(source.Path);
             StateDictLoader.Load(model, new StateDictLoader.CheckpointSource(ckpt), model.IgnorableCheckpointKeys);
@@ -47,6 +49,7 @@ public static class ModelLoader
     /// every forward). Only for frozen projections, as in attention transfer.</param>
     public static LlamaForCausalLM LoadLayers(SafetensorsCheckpoint checkpoint, LlamaConfig config, int from, int to, bool keepStoredProjections)
     {
+        Q8Checkpoint.Refuse(config, checkpoint.Source, "attention transfer");
         var model = LlamaForCausalLM.Slice(config, MixerFactory.For(config), from, to,
             keepStoredProjections ? (index, layer) => KeepStoredProjections(checkpoint, index, layer) : null);
         try

@@ -27,6 +27,7 @@ public static class StreamingConverter
         string? tokenizerPath)
     {
         var teacherConfig = LlamaConfig.Load(Path.Combine(teacherDirectory, "config.json"));
+        Inference.Q8Checkpoint.Refuse(teacherConfig, teacherDirectory, "conversion");
         var config = Converter.ConvertedConfig(teacherConfig, linearization)
             .With(j => j["torch_dtype"] = dtype == ScalarType.BFloat16 ? "bfloat16" : "float32");
         using var teacher = SafetensorsCheckpoint.Open(teacherDirectory);
@@ -79,11 +80,7 @@ public static class StreamingConverter
 
                 // One teacher file and nothing added stays a single model.safetensors; anything else needs the index.
                 if (teacher.Files.Count > 1 || added.Count > 0)
-                    AtomicFile.WriteAllText(Path.Combine(staging, SafetensorsWriter.IndexFileName), new JsonObject
-                    {
-                        ["metadata"] = new JsonObject { ["total_size"] = total },
-                        ["weight_map"] = weightMap,
-                    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                    SafetensorsWriter.WriteIndex(staging, weightMap, total);
                 config.Save(Path.Combine(staging, "config.json"));
                 ModelLoader.CopyTokenizer(tokenizerPath, staging);
             });

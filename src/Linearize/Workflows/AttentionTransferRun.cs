@@ -220,38 +220,96 @@ public sealed class AttentionTransferRun
     /// <summary>Whether block <paramref name="block"/> has finished (its learned parameters are saved).</summary>
     public bool BlockDone(int block) => File.Exists(Path.Combine(BlockDirectory(block), BlockWeightsName));
 
-    /// <summary>Assembles <c>model/</c> from the converted model and every block's learned parameters.</summary>
+    /// <summary>
+    /// Assembles <c>model/</c> from the converted model and every block's learned parameters without loading the model
+    /// (docs/BLOCKWISE-TRANSFER.md, "Memory"): each weight file of the converted checkpoint that holds no learned
+    /// parameter is hard-linked into <c>model/</c> (copied where the file system cannot link), and each one that does is
+    /// rewritten one tensor at a time, the learned parameters in float32 as they were trained and every other tensor as
+    /// stored; config.json is copied as it is. Memory is one tensor. Loaded in float32, the result equals, bit for bit,
+    /// the converted model with the learned parameters copied in and saved whole.
+    /// </summary>
     public string Gather(Action<string>? log = null)
     {
-        var (model, _, source) = Load();
-        using var _m = model;
-        int blocks = BlockCount(model.Config.NumHiddenLayers);
-        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasTransferLayer(model, b)).ToList();
+        var (source, config, _) = Describe();
+        int blocks = BlockCount(config.NumHiddenLayers);
+        var missing = Enumerable.Range(0, blocks).Where(b => !BlockDone(b) && HasTransferLayer(config, b)).ToList();
         if (missing.Count > 0)
             throw new LinearizeException($"{BlocksDirectory}: block(s) {string.Join(", ", missing)} not trained yet (no {BlockWeightsName})");
-        using var noGrad = no_grad();
-        for (int b = 0; b < blocks; b++)
+        using var checkpoint = ModelLoader.OpenCheckpoint(source);
+        var learnedFiles = new List<SafetensorsFile>();
+        try
         {
-            if (!BlockDone(b))
-                continue;
-            using var file = SafetensorsFile.Open(Path.Combine(BlockDirectory(b), BlockWeightsName));
-            foreach (var name in file.Names)
+            // Where each learned parameter is: its block's file, checked against the checkpoint's name and shape.
+            var learned = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+            for (int b = 0; b < blocks; b++)
             {
-                if (!parameters.TryGetValue(name, out var p))
-                    throw new LinearizeException($"{BlockDirectory(b)}: parameter '{name}' is not in the model");
-                using var value = file.Read(name);
-                p.copy_(value);
+                if (!BlockDone(b))
+                    continue;
+                var file = SafetensorsFile.Open(Path.Combine(BlockDirectory(b), BlockWeightsName));
+                learnedFiles.Add(file);
+                foreach (var name in file.Names)
+                {
+                    if (!checkpoint.Contains(name))
+                        throw new LinearizeException($"{BlockDirectory(b)}: parameter '{name}' is not in the model");
+                    if (!file.GetInfo(name).Shape.SequenceEqual(checkpoint.GetInfo(name).Shape))
+                        throw new LinearizeException($"{BlockDirectory(b)}: parameter '{name}' has shape [{string.Join(", ", file.GetInfo(name).Shape)}], " +
+                                                     $"the model's is [{string.Join(", ", checkpoint.GetInfo(name).Shape)}]");
+                    learned[name] = file;
+                }
             }
+
+            int linked = 0, copied = 0, rewritten = 0;
+            StagedDirectory.Write(ModelDirectory, staging =>
+            {
+                var weightMap = new JsonObject();
+                long total = 0;
+                foreach (var file in checkpoint.Files)
+                {
+                    string name = Path.GetFileName(file.FilePath), target = Path.Combine(staging, name);
+                    if (!file.Names.Any(learned.ContainsKey))
+                    {
+                        if (HardLink.TryCreate(file.FilePath, target))
+                            linked++;
+                        else
+                        {
+                            File.Copy(file.FilePath, target);
+                            copied++;
+                        }
+                    }
+                    else
+                    {
+                        SafetensorsWriter.Write(target, file.Tensors.Values.Select(t => learned.TryGetValue(t.Name, out var from)
+                            ? new SafetensorsEntry(t.Name, from.GetInfo(t.Name).DType.ToScalarType(), t.Shape, () => from.Read(t.Name), Owned: true)
+                            : new SafetensorsEntry(t.Name, t.DType.ToScalarType(), t.Shape, () => file.Read(t.Name), Owned: true)).ToList());
+                        rewritten++;
+                    }
+
+                    foreach (var t in file.Tensors.Values)
+                    {
+                        weightMap[t.Name] = name;
+                        total += learned.TryGetValue(t.Name, out var from) ? from.GetInfo(t.Name).ByteCount : t.ByteCount;
+                    }
+                }
+
+                if (checkpoint.Files.Count > 1)
+                    SafetensorsWriter.WriteIndex(staging, weightMap, total);
+                File.Copy(Path.Combine(source.Path, "config.json"), Path.Combine(staging, "config.json")); // as it was, byte for byte
+                ModelLoader.CopyTokenizer(source.TokenizerPath, staging);
+            });
+            log?.Invoke($"gathered {Plural.Of(blocks, "block")}: {Plural.Of(learned.Count, "learned tensor")} in " +
+                        $"{Plural.Of(rewritten, "rewritten file")}, {Plural.Of(linked, "weight file")} linked, {copied} copied");
+        }
+        finally
+        {
+            foreach (var f in learnedFiles)
+                f.Dispose();
         }
 
-        log?.Invoke($"gathered {Plural.Of(blocks, "block")}");
-        SaveModel(model, source.TokenizerPath);
         return ModelDirectory;
     }
 
-    private bool HasTransferLayer(LlamaForCausalLM model, int block) =>
-        model.Model.Layers.Skip(block * BlockSize).Take(BlockSize).Any(l => l.SelfAttention is ITransferLayer t && t.TransferParameters.Any());
+    private bool HasTransferLayer(LlamaConfig config, int block) =>
+        Enumerable.Range(block * BlockSize, Math.Min(BlockSize, config.NumHiddenLayers - block * BlockSize)).Any(l => IsTransferLayer(config, l));
 
     private (LlamaForCausalLM Model, TextTokenizer Tokenizer, ModelSource Source) Load()
     {

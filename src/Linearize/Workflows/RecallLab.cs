@@ -186,7 +186,7 @@ public sealed class RecallLab(RecallLabOptions options)
         {
             Method = method,
             Liger = row.Liger(new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window }),
-            Lolcats = new LolcatsOptions { Shape = method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window },
+            Lolcats = row.Lolcats(new LolcatsOptions { Shape = method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window }),
         };
         using var student = Converter.Convert(teacher, lin);
         long state = StateBytes(student);

@@ -65,7 +65,8 @@ public sealed record RecallLabOptions
     };
 
     /// <summary>Rows converted from the teacher: the sliding window, every Liger family (the delta-rule ones also with
-    /// β in (0, 2); GLA also with the learned gate and with the RMSNorm read-out), LoLCATs.</summary>
+    /// β in (0, 2); GLA also with the learned gate, with the RMSNorm read-out and with a sparse cache of 16 pairs), LoLCATs
+    /// (also with a sparse cache of 16 pairs: LoLA's own setting).</summary>
     public IReadOnlyList<RecallLabMethod> Methods { get; init; } = new[]
     {
         LinearizationMethods.Swa, LinearizationMethods.LigerGla, LinearizationMethods.LigerHgrn2, LinearizationMethods.LigerGsa,
@@ -73,7 +74,12 @@ public sealed record RecallLabOptions
         LinearizationMethods.LigerDeltaNet,
     }.Select(m => new RecallLabMethod(m)).Append(new RecallLabMethod(LinearizationMethods.LigerGdn, NegativeEigenvalues: true))
         .Append(new RecallLabMethod(LinearizationMethods.LigerGla, LearnedGate: true)).Append(new RecallLabMethod(LinearizationMethods.LigerGla, RmsNorm: true))
-        .Append(new RecallLabMethod(LinearizationMethods.LolcatsSw)).ToArray();
+        .Append(new RecallLabMethod(LinearizationMethods.LigerGla, SparseCache: DefaultSparseCache))
+        .Append(new RecallLabMethod(LinearizationMethods.LolcatsSw)).Append(new RecallLabMethod(LinearizationMethods.LolcatsSw, SparseCache: DefaultSparseCache))
+        .ToArray();
+
+    /// <summary>Slots per KV head of the default sparse-cache rows (<c>+sparse16</c>): a quarter of the lab's 64-key window.</summary>
+    public const int DefaultSparseCache = 16;
 
     /// <summary>libtorch's intra-op threads for the whole lab. Fixed rather than measured (as <c>train</c> measures
     /// free cores) because the thread count decides how parallel reductions split their sums, so the same seed gives

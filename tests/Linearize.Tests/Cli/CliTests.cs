@@ -32,7 +32,7 @@ public sealed class CliTests
         var (exit, output, _) = CliHarness.Run("--help");
         Assert.Equal(0, exit);
         Assert.Contains("linearize [command] [options]", output);
-        foreach (var command in new[] { "generate", "eval", "inspect", "convert", "train", "merge", "pipeline", "import-llama2c", "import-lolcats", "export", "bench", "create-random", "chat", "serve", "distill", "data", "lab" })
+        foreach (var command in new[] { "generate", "eval", "inspect", "convert", "train", "merge", "pipeline", "import-llama2c", "import-lolcats", "export", "bench", "create-random", "chat", "serve", "distill", "data", "lab", "quantize" })
             Assert.Contains($"  {command} ", output);
         var (subExit, subOutput, _) = CliHarness.Run("eval", "ppl", "--help");
         Assert.Equal(0, subExit);

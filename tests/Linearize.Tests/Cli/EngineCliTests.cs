@@ -24,6 +24,36 @@ public sealed class EngineCliTests
         Assert.Contains("--weight-dtype applies to the decode engine", badErr);
     }
 
+    /// <summary><c>quantize</c> writes a q8 checkpoint that generates what <c>--weight-dtype q8</c> generates from the
+    /// original, and that TorchSharp paths refuse; an explicit --weight-dtype dequantizes it.</summary>
+    [Fact]
+    public void QuantizedCheckpointGeneratesWhatQ8AtLoadGenerates()
+    {
+        using var dir = new TempDir();
+        string original = dir.File("m"), quantized = dir.File("m-q8");
+        var imported = CliHarness.Run("import-llama2c", "--checkpoint", SampleData.Stories260KDir + "/stories260K.bin",
+            "--tokenizer", SampleData.Stories260KDir + "/tok512.bin", "--out", original);
+        Assert.True(imported.Exit == 0, imported.Err);
+        var (exit, output, err) = CliHarness.Run("quantize", "--model", original, "--out", quantized, "--json");
+        Assert.True(exit == 0, err);
+        using (var doc = JsonDocument.Parse(output))
+            Assert.True(doc.RootElement.GetProperty("bytes_after").GetInt64() < doc.RootElement.GetProperty("bytes_before").GetInt64());
+        string[] generate = { "generate", "--prompt", "The little dog", "-n", "40" };
+        var atLoad = CliHarness.Run(generate.Concat(new[] { "--model", original, "--weight-dtype", "q8" }).ToArray());
+        var mapped = CliHarness.Run(generate.Concat(new[] { "--model", quantized }).ToArray());
+        Assert.True(atLoad.Exit == 0, atLoad.Err);
+        Assert.True(mapped.Exit == 0, mapped.Err);
+        Assert.Equal(atLoad.Out, mapped.Out);
+
+        var torch = CliHarness.Run(generate.Concat(new[] { "--model", quantized, "--engine", "torch" }).ToArray());
+        Assert.Equal(1, torch.Exit);
+        Assert.Contains($"{quantized}: a q8 engine checkpoint", torch.Err);
+        var train = CliHarness.Run("convert", "--model", quantized, "--method", "liger-gla", "--out", dir.File("c"));
+        Assert.Equal(1, train.Exit);
+        Assert.Contains("q8 engine checkpoint", train.Err);
+        Assert.False(Directory.Exists(dir.File("c")));
+    }
+
     [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
     public void BenchDecodeComparesModelsInOneRun()
     {

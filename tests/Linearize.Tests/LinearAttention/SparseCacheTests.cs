@@ -148,6 +148,8 @@ public sealed class SparseCacheTests
     [InlineData("liger-gla")]
     [InlineData("liger-hgrn2")]
     [InlineData("liger-mamba2")]
+    [InlineData("liger-gdn")]
+    [InlineData("liger-deltanet")]
     public void TokenByTokenDecodingEqualsFullForward(string method)
     {
         using var teacher = TinyModels.Create("gqa-untied");
@@ -175,6 +177,7 @@ public sealed class SparseCacheTests
     [InlineData("liger-gla", 0)]
     [InlineData("liger-gla", 77)]
     [InlineData("liger-retention", 0)]
+    [InlineData("liger-gdn", 77)]
     public void EngineEqualsTorchOverAThousandSteps(string method, int prefill)
     {
         using var teacher = TinyModels.Create("gqa-untied");

@@ -85,6 +85,31 @@ public sealed class RecallLabDeterminismTests
     }
 
     [Theory]
+    [InlineData("lolcats-sw+sparse16", "lolcats-sw", 16)]
+    [InlineData("liger-gla+sparse16", "liger-gla", 16)]
+    [InlineData("liger-mamba2+rmsnorm+sparse3", "liger-mamba2", 3)]
+    [InlineData("liger-gdn+neg+sparse8", "liger-gdn", 8)]
+    public void RowsTakeASparseCacheOfNPairs(string text, string method, int sparse)
+    {
+        var row = RecallLabMethod.Parse(text, "--methods");
+        Assert.Equal((method, sparse, text), (row.Method.Name, row.SparseCache, row.Name));
+        var liger = row.Liger(new LigerOptions { Family = row.Method.Family ?? LigerFamily.Gla });
+        var lolcats = row.Lolcats(new LolcatsOptions());
+        Assert.Equal(row.Method.Kind == MethodKind.Liger ? sparse : 0, liger.SparseCache);
+        Assert.Equal(row.Method.Kind == MethodKind.Lolcats ? sparse : 0, lolcats.SparseCache);
+    }
+
+    [Theory]
+    [InlineData("swa+sparse16", "applies only to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, liger-gdn, liger-deltanet, lolcats-sw")]
+    [InlineData("lolcats-tk+sparse4", "applies only to")]
+    [InlineData("liger-gsa+sparse4", "applies only to")]
+    [InlineData("liger-gla+sparse0", "at least 1")]
+    [InlineData("liger-gla+sparsex", "at least 1")]
+    [InlineData("liger-gla+learned+sparse4", "do not combine")]
+    public void SparseRowsOnMethodsWithoutTheCacheAreRefused(string text, string message) =>
+        Assert.Contains(message, Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse(text, "--methods")).Message);
+
+    [Theory]
     [InlineData("liger-hgrn2+learned", "learned gate")]
     [InlineData("swa+learned", "learned gate")]
     [InlineData("liger-gsa+rmsnorm", "RMSNorm")]
@@ -130,6 +155,8 @@ public sealed class RecallLabDeterminismTests
         Assert.Contains("liger-gdn+neg", names);
         Assert.Contains("liger-gla+learned", names);
         Assert.Contains("liger-gla+rmsnorm", names);
+        Assert.Contains("liger-gla+sparse16", names);
+        Assert.Contains("lolcats-sw+sparse16", names);
     }
 
     /// <summary>report.json without its wall-clock times.</summary>

@@ -117,6 +117,59 @@ public sealed class BlockwiseLoadingTests
                 t.Dispose();
     }
 
+    /// <summary>
+    /// <c>--gather</c> streams: it links every weight file holding no learned parameter and rewrites the others one tensor
+    /// at a time, and the result, loaded in float32, equals bit for bit what gathering in memory gave (the converted model
+    /// loaded whole in float32, each block's parameters copied in, saved). Sharded bfloat16 here, so some shards mix
+    /// learned and frozen tensors and some hold only frozen ones.
+    /// </summary>
+    [SharedFact("models/stories260K/tok512.bin", "data/tinystories/val.txt")]
+    public void StreamedGatherEqualsTheWholeModelWithTheBlocksCopiedIn()
+    {
+        using var dir = new TempDir();
+        string model = Checkpoint(dir, ScalarType.BFloat16, 40_000), text = Text(dir);
+        var run = Run(model, text, dir.File("run"));
+        Assert.Equal(3, run.PrepareBlocks());
+        Assert.Contains("block(s) 0, 1, 2 not trained yet", Assert.Throws<LinearizeException>(() => run.Gather()).Message);
+        for (int b = 0; b < 3; b++)
+            Assert.True(run.RunBlock(b, CancellationToken.None).Training.Completed);
+        var log = new List<string>();
+        string gathered = run.Gather(log.Add);
+
+        // As Gather did before: the whole model in float32, every block's parameters copied in.
+        using var expected = ModelLoader.Load(ModelSource.Resolve(model));
+        var parameters = expected.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        int learned = 0;
+        using (no_grad())
+            for (int b = 0; b < 3; b++)
+            {
+                using var file = SafetensorsFile.Open(Path.Combine(run.BlockDirectory(b), AttentionTransferRun.BlockWeightsName));
+                foreach (var name in file.Names)
+                {
+                    using var value = file.Read(name);
+                    parameters[name].copy_(value);
+                    learned++;
+                }
+            }
+
+        using var actual = ModelLoader.Load(ModelSource.Resolve(gathered));
+        var actualState = actual.state_dict();
+        Assert.Equal(expected.state_dict().Keys.Order(), actualState.Keys.Order());
+        foreach (var (name, t) in expected.state_dict())
+            TensorAssert.BitEqual(name, t, actualState[name]);
+
+        // Frozen tensors keep their stored type; the learned ones are float32, as trained.
+        using var source = SafetensorsCheckpoint.Open(model);
+        using var output = SafetensorsCheckpoint.Open(gathered);
+        Assert.Equal(source.Files.Select(f => Path.GetFileName(f.FilePath)).Order(), output.Files.Select(f => Path.GetFileName(f.FilePath)).Order());
+        Assert.All(output.Names, n => Assert.Equal(Converter.IsAddedParameter(n) ? SafetensorsDType.F32 : SafetensorsDType.BF16, output.GetInfo(n).DType));
+        int pure = source.Files.Count(f => !f.Names.Any(Converter.IsAddedParameter));
+        Assert.True(pure > 0 && pure < source.Files.Count, $"{pure} of {source.Files.Count} shards hold no learned parameter");
+        Assert.Equal($"gathered 3 blocks: {learned} learned tensors in {source.Files.Count - pure} rewritten files, {pure} weight files linked, 0 copied",
+            Assert.Single(log));
+        Assert.Equal(File.ReadAllText(Path.Combine(model, "config.json")), File.ReadAllText(Path.Combine(gathered, "config.json")));
+    }
+
     [SharedFact("models/stories260K/tok512.bin", "data/tinystories/val.txt")]
     public void ASliceHoldsOnlyItsLayersUnderTheirWholeModelNames()
     {

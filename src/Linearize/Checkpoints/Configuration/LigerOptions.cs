@@ -44,8 +44,9 @@ public sealed record LigerOptions
     public int SparseCache { get; init; }
 
     /// <summary>The recurrent state carries the key sum <c>z = Σ decayed φ(k)</c> as an extra value column: for the
-    /// normalized read-out, and for the sparse cache's recall error (§1.7), which is normalized.</summary>
-    public bool CarriesKeySum => NormalizeRecurrent || SparseCache > 0;
+    /// normalized read-out, and for the gated families' sparse-cache recall error (§1.7), which is normalized. The delta
+    /// rule's recall error reads its state as it is (a key-value memory with unit keys), so it carries none.</summary>
+    public bool CarriesKeySum => NormalizeRecurrent || (SparseCache > 0 && !IsDeltaRule);
 
     /// <summary>True for the delta-rule families (<see cref="LigerFamily.Gdn"/>, <see cref="LigerFamily.DeltaNet"/>).</summary>
     public bool IsDeltaRule => Family is LigerFamily.Gdn or LigerFamily.DeltaNet;
@@ -120,9 +121,9 @@ public sealed record LigerOptions
             throw new LinearizeException("normalize_recurrent and the RMSNorm read-out are two normalizations of the same read-out: choose one");
         if (SparseCache < 0)
             throw new LinearizeException($"sparse cache must be ≥ 0, got {SparseCache}");
-        // The recall error reads φ(k)·S / φ(k)·z; GSA's slot softmax and the delta rule's state have no key sum.
-        if (SparseCache > 0 && (IsDeltaRule || Family == LigerFamily.Gsa))
-            throw new LinearizeException($"the sparse cache applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm and liger-retention, not {Family}");
+        // The recall error reads a state with the written key; GSA's state is read through a slot softmax instead.
+        if (SparseCache > 0 && Family == LigerFamily.Gsa)
+            throw new LinearizeException($"the sparse cache applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, liger-gdn and liger-deltanet, not {Family}");
         if (SparseCache > 0 && Window < 2)
             throw new LinearizeException($"the sparse cache needs a window of at least 2 keys, got {Window}");
         if (headDim < 1)

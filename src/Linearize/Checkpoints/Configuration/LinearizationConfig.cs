@@ -96,6 +96,7 @@ public sealed record LinearizationConfig
         ["affine_attention_factors"] = Lolcats.AffineAttentionFactors,
         ["feature_eps"] = Lolcats.FeatureEps,
         ["query_block"] = Lolcats.QueryBlock,
+        ["sparse_cache"] = Lolcats.SparseCache,
         ["softmax_layers"] = new JsonArray(SoftmaxLayers.Select(i => (JsonNode)i).ToArray()),
     };
 
@@ -135,6 +136,7 @@ public sealed record LinearizationConfig
                 AffineAttentionFactors = f.Bool("affine_attention_factors") ?? false,
                 FeatureEps = f.Double("feature_eps", min: 0) ?? 1e-12,
                 QueryBlock = f.Int("query_block", min: 1) ?? 64,
+                SparseCache = f.Int("sparse_cache", min: 0) ?? 0,
             };
         }
 
@@ -162,7 +164,7 @@ public sealed record LinearizationConfig
                 RecurrentScale = f.Double("recurrent_scale") ?? 1.0,
                 NormalizeRecurrent = f.Bool("normalize_recurrent") ?? false,
                 NegativeEigenvalues = f.Bool("negative_eigenvalues") ?? false,
-                SparseCache = f.Int("sparse_cache", min: 0) ?? 0,
+                SparseCache = lolcats ? 0 : f.Int("sparse_cache", min: 0) ?? 0,
                 Gate = gate switch
                 {
                     "keys" => LigerGate.Keys,

@@ -31,5 +31,10 @@ public sealed class LinearizationMethod
     /// <summary>The delta-rule Liger families, which add the per-head β projection <c>b_proj</c>.</summary>
     public bool IsDeltaRule => Family is LigerFamily.Gdn or LigerFamily.DeltaNet;
 
+    /// <summary>The methods that can keep LoLA's sparse cache (docs/METHODS.md §1.7): the gated and delta-rule Liger
+    /// families (not GSA, whose state is read through a slot softmax) and the LoLCATs sliding window.</summary>
+    public bool SupportsSparseCache =>
+        (Kind == MethodKind.Liger && Family != LigerFamily.Gsa) || Shape == LolcatsWindowShape.Sw;
+
     public override string ToString() => Name;
 }

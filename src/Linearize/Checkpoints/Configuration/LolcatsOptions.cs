@@ -29,6 +29,11 @@ public sealed record LolcatsOptions
     /// <summary>Queries per block of the chunked layer: memory and time per block are O(block · (block + 2w)).</summary>
     public int QueryBlock { get; init; } = 64;
 
+    /// <summary>Sparse global cache (LoLA, McDermott et al. 2025; docs/METHODS.md §1.7): up to this many evicted key–value
+    /// pairs per KV head that the linear state recalls worst, attended in the same softmax as the window and kept out of
+    /// the linear state while cached. 0 = off (the plain layer). Sliding window only.</summary>
+    public int SparseCache { get; init; }
+
     public int EffectiveFeatureDim(int headDim) => FeatureDim ?? Math.Min(64, headDim);
 
     /// <summary>Features per head after φ: 2·d' for Hedgehog (both softmax half-spaces), d' for T2R.</summary>
@@ -54,5 +59,12 @@ public sealed record LolcatsOptions
             throw new LinearizeException($"initial window factor must be finite, got {InitWindowFactor}");
         if (headDim < 1)
             throw new LinearizeException($"head_dim must be positive, got {headDim}");
+        if (SparseCache < 0)
+            throw new LinearizeException($"sparse cache must be ≥ 0, got {SparseCache}");
+        // The terrace folds a whole block at once; LoLA's setting (and this cache's offer-per-token rule) is the sliding window.
+        if (SparseCache > 0 && Shape != LolcatsWindowShape.Sw)
+            throw new LinearizeException("the sparse cache applies to lolcats-sw, not the terraced window (lolcats-tk)");
+        if (SparseCache > 0 && Window < 2)
+            throw new LinearizeException($"the sparse cache needs a window of at least 2 keys, got {Window}");
     }
 }

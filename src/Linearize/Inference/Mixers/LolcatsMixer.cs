@@ -15,12 +15,15 @@ namespace Linearize.Inference.Mixers;
 /// the first token of a block, the whole block before the previous one), then
 /// <c>o = (γ Σ_W e^{s−c} v + λ φq·S_v) / (γ Σ_W e^{s−c} + λ φq·S_z)</c> with the stabilizer c over the window scores.
 /// The current key/value enters the ring only after every head has read it. Same fold points as
-/// <see cref="LolcatsLayerCache"/>, so a TorchSharp prefill hands over exactly.
+/// <see cref="LolcatsLayerCache"/>, so a TorchSharp prefill hands over exactly. With a sparse cache (LoLA,
+/// docs/METHODS.md §1.7; sliding window only) the softmax also covers up to N cached pairs per KV head and nothing is
+/// folded before the query: after every head has read, the pair leaving the window is scored against the linear state
+/// and offered to the slots, and the loser is folded (<see cref="LolcatsSparseRule"/>, the TorchSharp layer's own code).
 /// </summary>
 internal sealed unsafe class LolcatsMixer : EngineMixer
 {
     private readonly LolcatsOptions _options;
-    private readonly int _window, _capacity, _featureDim, _features;
+    private readonly int _window, _capacity, _featureDim, _features, _sparse;
     private readonly float[] _mapQ, _mapK, _biasQ, _biasK, _gamma, _lambda; // maps [H, D, d'], biases [H]
     private readonly float _eps;
     private readonly ScratchLayout _layout;
@@ -44,18 +47,23 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         var (gamma, lambda) = layer.Factors();
         _gamma = Floats(gamma, heads);
         _lambda = Floats(lambda, heads);
-        _layout = new ScratchLayout(_window, headDim, _features, _featureDim);
+        _sparse = _options.SparseCache;
+        _layout = new ScratchLayout(_window, headDim, _features, _featureDim, _sparse);
     }
 
     /// <summary>Where each region of one (row, head)'s scratch starts, in floats from its base: the window scores
-    /// [2w, the terrace's widest], the window numerator [D], φ [F], the feature map's pre-activation [d'].</summary>
+    /// [2w, the terrace's widest, + the sparse slots], the window numerator [D], φ [F], the feature map's
+    /// pre-activation [d'], a state read [D + 1] (the recall error).</summary>
     private readonly record struct ScratchLayout
     {
-        public ScratchLayout(int window, int d, int features, int featureDim)
+        public ScratchLayout(int window, int d, int features, int featureDim, int sparse)
         {
-            (Scores, Window, Phi, Pre) = (0, 2 * window, 2 * window + d, 2 * window + d + features);
-            Floats = 2L * window + d + features + featureDim + 32;
+            int scores = 2 * window + sparse;
+            (Scores, Window, Phi, Pre, Read) = (0, scores, scores + d, scores + d + features, scores + d + features + featureDim);
+            Floats = scores + d + features + featureDim + (d + 1L) + 32;
         }
+
+        public int Read { get; }
 
         public int Scores { get; }
 
@@ -68,13 +76,13 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         public long Floats { get; }
     }
 
-    public override LayerState CreateState() => new LolcatsState(KvHeads, HeadDim, _capacity, Heads, _features);
+    public override LayerState CreateState() => new LolcatsState(KvHeads, HeadDim, _capacity, Heads, _features, _sparse);
 
     /// <summary>Scratch per unit (<see cref="ScratchLayout"/>).</summary>
     private long UnitFloats => _layout.Floats;
 
     /// <summary>Multiply-adds of one (row, head) unit, roughly: the window, both feature maps and the state read.</summary>
-    private long UnitWork => 2L * _window * HeadDim + 2L * HeadDim * _featureDim + 2L * _features * (HeadDim + 1);
+    private long UnitWork => 2L * (_window + _sparse) * HeadDim + 2L * HeadDim * _featureDim + 2L * _features * (HeadDim + 1);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
@@ -87,16 +95,29 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         _ctx = null;
         for (int b = 0; b < ctx.Count; b++)
             Remember(ctx, b, ctx.Sequences[b].Position);
+        if (_sparse == 0)
+            return;
+        // Every head has read the slots: now the pair leaving the window is offered (the ring still holds it).
+        for (int b = 0; b < ctx.Count; b++)
+        {
+            var state = (LolcatsState)ctx.Sequences[b].Layers[ctx.Layer];
+            long pos = ctx.Sequences[b].Position;
+            for (int kvHead = 0; kvHead < KvHeads; kvHead++)
+                if (pos - (_window - 1) >= 0)
+                    Offer(state, kvHead, pos - (_window - 1), state.Key(kvHead, pos - (_window - 1)), state.Value(kvHead, pos - (_window - 1)),
+                        ctx.Scratch.Pointer);
+        }
     }
 
     /// <summary>Prefill: units (segment, query head), each running its rows in order with the step's arithmetic (the
     /// state S of a head depends on every earlier row); keys before the segment come from the ring, the segment's from
-    /// its rows. Then the segment's keys enter the ring.</summary>
+    /// its rows. Then the segment's keys enter the ring. With a sparse cache the units are (segment, KV head): after each
+    /// row the group's heads have read, the pair leaving the window is offered, as a step would.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Prefill(StepContext ctx)
     {
         ctx.RotateAll(1f);
-        int units = ctx.SegmentCount * Heads;
+        int units = ctx.SegmentCount * (_sparse > 0 ? KvHeads : Heads);
         ctx.EnsureScratch(units * UnitFloats);
         _ctx = ctx;
         ctx.Run(this, units, UnitWork * ctx.Count / Math.Max(1, ctx.SegmentCount));
@@ -129,10 +150,82 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
                 continue;
             }
 
+            if (_sparse > 0)
+            {
+                SparseSegment(ctx, unit / KvHeads, unit % KvHeads, scratch);
+                continue;
+            }
+
             int segment = unit / Heads, first = ctx.SegmentStart[segment];
             long origin = ctx.Sequences[first].Position;
             for (int b = first; b < first + ctx.SegmentLength[segment]; b++)
                 Row(ctx, b, unit % Heads, first, origin, scratch);
+        }
+    }
+
+    /// <summary>Sparse-cache prefill of one (segment, KV head): rows in order, the group's heads, then the offer of the pair
+    /// leaving the window after that row (from the segment's rows, or the ring for earlier positions).</summary>
+    private void SparseSegment(StepContext ctx, int segment, int kvHead, float* scratch)
+    {
+        int first = ctx.SegmentStart[segment], d = HeadDim;
+        var state = (LolcatsState)ctx.Sequences[first].Layers[ctx.Layer];
+        long origin = ctx.Sequences[first].Position;
+        for (int b = first; b < first + ctx.SegmentLength[segment]; b++)
+        {
+            for (int h = kvHead * Group; h < (kvHead + 1) * Group; h++)
+                Row(ctx, b, h, first, origin, scratch);
+            long leaving = origin + (b - first) - (_window - 1);
+            if (leaving < 0)
+                continue;
+            bool inSegment = leaving >= origin;
+            int row = first + (int)(leaving - origin);
+            Offer(state, kvHead, leaving, inSegment ? ctx.KRotated(row) + kvHead * d : state.Key(kvHead, leaving),
+                inSegment ? ctx.V(row) + kvHead * d : state.Value(kvHead, leaving), scratch);
+        }
+    }
+
+    /// <summary>
+    /// Offers pair <paramref name="pair"/> (its post-RoPE key and value) of <paramref name="kvHead"/> to the slots with its
+    /// recall error, the mean over the group's query heads of <see cref="LolcatsSparseRule.RecallError"/> against each
+    /// head's state as it is now, then folds the loser — the pair itself when it is not kept, else the pair it
+    /// replaces — into every head of the group (<see cref="SparseCacheRule.Offer"/>, docs/METHODS.md §1.7).
+    /// </summary>
+    private void Offer(LolcatsState state, int kvHead, long pair, float* key, float* value, float* scratch)
+    {
+        int d = HeadDim, n = _sparse, stateFloats = _features * (d + 1);
+        float* phi = scratch + _layout.Phi, pre = scratch + _layout.Pre, read = scratch + _layout.Read;
+        float sum = 0;
+        for (int h = kvHead * Group; h < (kvHead + 1) * Group; h++)
+        {
+            FeatureMap(key, _mapK, _biasK[h], h, phi, pre);
+            sum += LolcatsSparseRule.RecallError(new ReadOnlySpan<float>(phi, _features), new ReadOnlySpan<float>(state.LinearState(h), stateFloats),
+                new ReadOnlySpan<float>(value, d), new Span<float>(read, d + 1));
+        }
+
+        var index = state.SparseIndex.AsSpan(kvHead * n, n);
+        bool full = !index.Contains(-1L);
+        int slot = SparseCacheRule.Offer(index, state.SparseScores.AsSpan((long)kvHead * n, n), pair, sum / Group);
+        if (slot < 0)
+        {
+            FoldPair(state, kvHead, key, value, phi, pre);
+            return;
+        }
+
+        if (full)
+            FoldPair(state, kvHead, state.SparseKey(kvHead, slot), state.SparseValue(kvHead, slot), phi, pre);
+        Buffer.MemoryCopy(key, state.SparseKey(kvHead, slot), d * sizeof(float), d * sizeof(float));
+        Buffer.MemoryCopy(value, state.SparseValue(kvHead, slot), d * sizeof(float), d * sizeof(float));
+    }
+
+    /// <summary>Folds a pair into the linear state of every query head of <paramref name="kvHead"/>.</summary>
+    private void FoldPair(LolcatsState state, int kvHead, float* key, float* value, float* phi, float* pre)
+    {
+        int d = HeadDim;
+        for (int h = kvHead * Group; h < (kvHead + 1) * Group; h++)
+        {
+            FeatureMap(key, _mapK, _biasK[h], h, phi, pre);
+            LolcatsSparseRule.Fold(new ReadOnlySpan<float>(phi, _features), new Span<float>(state.LinearState(h), _features * (d + 1)),
+                new ReadOnlySpan<float>(value, d));
         }
     }
 
@@ -152,7 +245,11 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
 
         // 1. Fold the keys that leave the window at this position into S (reference: featurize on eviction).
         long foldFrom = 0, foldTo = 0;
-        if (_options.Shape == LolcatsWindowShape.Sw)
+        if (_sparse > 0)
+        {
+            // With a sparse cache pairs are folded when they lose an offer (Offer), not here.
+        }
+        else if (_options.Shape == LolcatsWindowShape.Sw)
         {
             if (pos >= _window)
                 (foldFrom, foldTo) = (pos - _window, pos - _window + 1);
@@ -182,11 +279,17 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         int n = 0;
         for (long p = from; p <= pos; p++)
             scores[n++] = VectorOps.Dot(q, Key(p), d) * scale;
-        var (_, sum) = VectorOps.ExpShifted(scores, n);
+        for (int slot = 0; slot < _sparse; slot++)
+            if (state.SparseIndex[kvHead * _sparse + slot] >= 0)
+                scores[n++] = VectorOps.Dot(q, state.SparseKey(kvHead, slot), d) * scale;
+        var (_, sum) = VectorOps.ExpShifted(scores, n); // the stabilizer over the window and the slots
         new Span<float>(window, d).Clear();
         int i = 0;
         for (long p = from; p <= pos; p++)
             VectorOps.Axpy(scores[i++], Value(p), window, d);
+        for (int slot = 0; slot < _sparse; slot++)
+            if (state.SparseIndex[kvHead * _sparse + slot] >= 0)
+                VectorOps.Axpy(scores[i++], state.SparseValue(kvHead, slot), window, d);
 
         // 3. Linear: φq · S, whose last column is the denominator.
         FeatureMap(q, _mapQ, _biasQ[h], h, phi, pre);
@@ -256,5 +359,14 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         if (lolcats.State is null)
             throw CacheImport.Error("the LoLCATs cache holds a window but no linear state");
         CacheImport.State(lolcats.State, row, new long[] { Heads, _features, d + 1 }, ls.Linear, "linear state");
+        if (_sparse > 0 && lolcats.Sparse is { Keys: not null } sparse)
+        {
+            if (sparse.Capacity != _sparse)
+                throw CacheImport.Error($"sparse cache of {sparse.Capacity} slots, expected {_sparse}");
+            CacheImport.Floats(sparse.Keys, row).CopyTo(ls.SparseKeys.AsSpan(0, (int)ls.SparseKeys.Length));
+            CacheImport.Floats(sparse.Values!, row).CopyTo(ls.SparseValues.AsSpan(0, (int)ls.SparseValues.Length));
+            CacheImport.Floats(sparse.Score!, row).CopyTo(ls.SparseScores.AsSpan(0, (int)ls.SparseScores.Length));
+            sparse.Index![row].contiguous().data<long>().ToArray().CopyTo(ls.SparseIndex, 0);
+        }
     }
 }

@@ -88,6 +88,8 @@ internal sealed unsafe class RecurrentBranch
 
     private bool IsGsa => _options.Family == LigerFamily.Gsa;
 
+    public bool IsDeltaRule => _options.IsDeltaRule;
+
     /// <summary>Value columns of the state: D, plus the key sum's ones column when normalizing or keeping a sparse cache.</summary>
     private int ValueColumns => _d + (_options.CarriesKeySum ? 1 : 0);
 
@@ -207,12 +209,15 @@ internal sealed unsafe class RecurrentBranch
     /// <summary>
     /// LoLA's recall error of the pair a gated step of head <paramref name="h"/> just wrote (docs/METHODS.md §1.7), read
     /// from the updated state with the written key still in <paramref name="scratch"/>:
-    /// <c>‖v − key·S / (key·z + ε)‖²</c>, the twin of <c>LigerAttention.RecallErrors</c>. Call right after
-    /// <see cref="Step"/> for the same row and head.
+    /// <c>‖v − key·S / (key·z + ε)‖²</c>, the twin of <c>LigerAttention.RecallErrors</c>; for the delta rule the state read
+    /// with the normalized key as it is, <c>‖v − Sᵀk̂‖²</c> (the twin of <c>LigerAttention.DeltaRule</c>'s errors). Call
+    /// right after <see cref="Step"/> for the same row and head.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float RecallError(StepContext ctx, int b, int h, WindowState state, float* scratch)
     {
+        if (_options.IsDeltaRule)
+            return DeltaRecallError(ctx, b, h, state, scratch);
         int d = _d, cols = ValueColumns, kvHead = h / (_heads / _kvHeads);
         float* key = scratch + _layout.Key, read = scratch + _layout.Read, v = ctx.V(b) + kvHead * d;
         float* s = state.Recurrent.Pointer + (long)h * d * cols;
@@ -223,6 +228,27 @@ internal sealed unsafe class RecurrentBranch
         for (int j = 0; j < d; j++)
         {
             float e = v[j] - read[j] / denominator;
+            error += e * e;
+        }
+
+        return error;
+    }
+
+    /// <summary><c>‖v − Sᵀk̂‖²</c> from head <paramref name="h"/>'s updated delta-rule state, with the normalized key the
+    /// step left in <paramref name="scratch"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private float DeltaRecallError(StepContext ctx, int b, int h, WindowState state, float* scratch)
+    {
+        int d = _d, kvHead = h / (_heads / _kvHeads);
+        float* kn = scratch + _layout.KNorm, read = scratch + _layout.Read, v = ctx.V(b) + kvHead * d;
+        float* s = state.Recurrent.Pointer + (long)h * d * d;
+        new Span<float>(read, d).Clear();
+        for (int c = 0; c < d; c++)
+            VectorOps.Axpy(kn[c], s + (long)c * d, read, d);
+        float error = 0;
+        for (int j = 0; j < d; j++)
+        {
+            float e = v[j] - read[j];
             error += e * e;
         }
 

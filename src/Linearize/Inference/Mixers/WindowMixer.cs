@@ -26,6 +26,8 @@ internal sealed unsafe class WindowMixer : EngineMixer
     private readonly int _sparse;
     private readonly ScratchLayout _layout;
     private float[] _rowScores = Array.Empty<float>();
+    private float[] _headScores = Array.Empty<float>(); // delta rule: each query head's error, averaged per KV head
+    private readonly bool _meanOverGroup;
     private StepContext? _ctx;
     private Phase _phase;
 
@@ -49,6 +51,9 @@ internal sealed unsafe class WindowMixer : EngineMixer
         _alpha = (float)alpha;
         _beta = (float)beta;
         _recurrent = recurrent;
+        // A gated family's query heads share one state per KV head; the delta rule's β differs per query head, so its
+        // error is the mean over the group (docs/METHODS.md §1.7).
+        _meanOverGroup = sparse > 0 && recurrent!.IsDeltaRule;
         _layout = new ScratchLayout(window + sinks + sparse, headDim, recurrent?.ScratchFloats ?? 0);
     }
 
@@ -83,6 +88,33 @@ internal sealed unsafe class WindowMixer : EngineMixer
     {
         if (_sparse > 0 && _rowScores.Length < rows * KvHeads)
             _rowScores = new float[rows * KvHeads];
+        if (_meanOverGroup && _headScores.Length < rows * Heads)
+            _headScores = new float[rows * Heads];
+    }
+
+    /// <summary>Row <paramref name="b"/>'s error of query head <paramref name="h"/>: the KV head's own (gated families, first
+    /// head of the group), or one term of the group's mean (delta rule, <see cref="AverageHeadScores"/>).</summary>
+    private void RecordScore(StepContext ctx, int b, int h, WindowState state, float* branch)
+    {
+        if (_meanOverGroup)
+            _headScores[b * Heads + h] = _recurrent!.RecallError(ctx, b, h, state, branch);
+        else if (h % Group == 0)
+            _rowScores[b * KvHeads + h / Group] = _recurrent!.RecallError(ctx, b, h, state, branch);
+    }
+
+    /// <summary>Delta rule: each row's error per KV head, the mean of its query heads' (summed in head order, then divided).</summary>
+    private void AverageHeadScores(int rows)
+    {
+        if (!_meanOverGroup)
+            return;
+        for (int b = 0; b < rows; b++)
+            for (int kv = 0; kv < KvHeads; kv++)
+            {
+                float sum = 0;
+                for (int h = kv * Group; h < (kv + 1) * Group; h++)
+                    sum += _headScores[b * Heads + h];
+                _rowScores[b * KvHeads + kv] = sum / Group;
+            }
     }
 
     /// <summary>Scratch per unit (<see cref="ScratchLayout"/>).</summary>
@@ -98,6 +130,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
         _ctx = ctx;
         ctx.Run(this, units, UnitWork);
         _ctx = null;
+        AverageHeadScores(ctx.Count);
 
         // Only now (every head has read the ring and the slots) does the current token enter the ring, and the pair it
         // pushes out go to the sparse cache.
@@ -130,6 +163,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
             EnsureRowScores(rows);
             _phase = Phase.PrefillRecurrent;
             ctx.Run(this, ctx.SegmentCount * Heads, 2L * ctx.Count / Math.Max(1, ctx.SegmentCount) * d * (d + 1));
+            AverageHeadScores(rows);
             _phase = Phase.PrefillSparseWindow;
             ctx.Run(this, ctx.SegmentCount * KvHeads, 2L * ctx.Count / Math.Max(1, ctx.SegmentCount) * Group * (_window + _sparse) * d);
             _phase = Phase.Step;
@@ -303,8 +337,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
                 // The window pass adds α·window afterwards: the same sum as a step's (addition commutes exactly).
                 for (int j = 0; j < d; j++)
                     output[j] = recurrent[j] * _beta;
-                if (h % Group == 0)
-                    _rowScores[b * KvHeads + h / Group] = _recurrent.RecallError(ctx, b, h, state, branch);
+                RecordScore(ctx, b, h, state, branch);
             }
         }
     }
@@ -408,8 +441,8 @@ internal sealed unsafe class WindowMixer : EngineMixer
             }
 
             _recurrent.Step(ctx, b, h, state, branch, recurrent);
-            if (_sparse > 0 && h % Group == 0)
-                _rowScores[b * KvHeads + kvHead] = _recurrent.RecallError(ctx, b, h, state, branch);
+            if (_sparse > 0)
+                RecordScore(ctx, b, h, state, branch);
             for (int j = 0; j < d; j++)
                 output[j] = window[j] * _alpha + recurrent[j] * _beta;
         }

@@ -160,16 +160,20 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
         // (docs/METHODS.md §1.7) the evicted pairs kept by recall error, scored against the state before this call writes it.
         var rq = Rotate(q, ctx);
         var rk = Rotate(k, ctx);
+        // The delta rule scores its pairs while it runs (against the state before this call writes it), so it goes first;
+        // the window branch reads no recurrent state.
+        Tensor? deltaErrors = null;
+        var recurrent = _options.IsDeltaRule
+            ? DeltaRule(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache, out deltaErrors)
+            : null;
         var window = (_options.SparseCache > 0
                 ? WindowBranch.AttendWithSparse(this, rq, rk, v.transpose(1, 2), ctx, _options.Window, _options.SparseCache, cache,
-                    RecallErrors(k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache?.State))
+                    deltaErrors ?? RecallErrors(k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache?.State))
                 : WindowBranch.Attend(this, rq, rk, v.transpose(1, 2), ctx, _options.Window, 0, cache?.Window))
             .transpose(1, 2); // [B, T, H, D]
 
         // Recurrent branch, float32; padded positions neither write (v = 0, slot write 0) nor decay (g = 0).
-        var recurrent = _options.IsDeltaRule
-            ? DeltaRule(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache)
-            : Recurrent(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
+        recurrent ??= Recurrent(x, q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache);
 
         var o = window.Times(_options.Alpha).Plus(recurrent.Times(_options.Beta));
         if (Transfer is { } transfer)
@@ -264,9 +268,12 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
     /// <summary>
     /// The delta-rule branch: q, k L2-normalized per head, <c>log α = logsigmoid(pool(k))/normalizer</c> per KV head
     /// (Gated DeltaNet; none for DeltaNet) as the scalar-gate families build it, β from <c>b_proj</c>. Padded positions
-    /// neither write (β = 0) nor decay (log α = 0). Returns <c>[B, T, H, D]</c> float32.
+    /// neither write (β = 0) nor decay (log α = 0). Returns <c>[B, T, H, D]</c> float32. With a sparse cache also each new
+    /// pair's recall error <paramref name="errors"/> <c>[B, T, H_kv]</c> (docs/METHODS.md §1.7): the state right after the
+    /// pair is written, read with its own normalized key, <c>‖v_t − S_tᵀ k̂_t‖²</c>, averaged over the KV head's query heads
+    /// (their β differ, so their states do).
     /// </summary>
-    private Tensor DeltaRule(Tensor x, Tensor q, Tensor k, Tensor v, Tensor valid, LinearLayerCache? cache)
+    private Tensor DeltaRule(Tensor x, Tensor q, Tensor k, Tensor v, Tensor valid, LinearLayerCache? cache, out Tensor? errors)
     {
         long b = q.shape[0], t = q.shape[1];
         int group = Heads / KvHeads;
@@ -285,6 +292,17 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
         var kn = Repeat(L2Normalize(k));
         v = Repeat(v);
         double scale = _options.RecurrentScale;
+
+        errors = null;
+        if (_options.SparseCache > 0)
+        {
+            // One more run of the same recurrence with the written keys as queries: o_t = S_tᵀ k̂_t.
+            var recalled = q.shape[1] == 1 && cache?.State is not null
+                ? DeltaRuleRecurrent.Step(kn.select(1, 0), kn.select(1, 0), v.select(1, 0), beta.select(1, 0), g?.select(1, 0), cache.State, 1.0)
+                    .Output.unsqueeze(1)
+                : DeltaRuleChunked.Forward(kn, kn, v, beta, g, 1.0, cache?.State, _options.ChunkSize).Output; // [B, T, H, D]
+            errors = (v - recalled).Squared().sum(-1).view(b, t, KvHeads, group).sum(-1).Over(group);
+        }
 
         Tensor o, state;
         if (q.shape[1] == 1 && cache is not null)

@@ -20,6 +20,8 @@ namespace Linearize.LinearAttention.Layers;
 /// one shared normalizer (<see cref="HybridWindowLinear"/>). Linear in T; decoding keeps a fixed
 /// <see cref="LolcatsLayerCache"/> and equals the forward pass for both window shapes (the reference's cache decodes
 /// a terrace-trained model with a 64-key sliding window; this one keeps 2w keys and decodes the terrace exactly).
+/// With a sparse cache (LoLA, docs/METHODS.md §1.7; sliding window only) up to N evicted pairs per KV head join the
+/// window's softmax and stay out of the linear state while cached (<see cref="SparseHybridWindowLinear"/>).
 /// </summary>
 public sealed class LolcatsAttention : ProjectedMixer, ITransferLayer
 {
@@ -65,7 +67,7 @@ public sealed class LolcatsAttention : ProjectedMixer, ITransferLayer
         string shape = _options.Shape.ToString().ToLowerInvariant();
         string map = _options.FeatureMap == LolcatsFeatureMapKind.Hedgehog ? "hedgehog" : "t2r";
         return $"lolcats-{shape}(window={_options.Window}, {map} d'={_options.EffectiveFeatureDim(HeadDim)}" +
-               (_options.AffineAttentionFactors ? ", λ=1−γ" : "") + ")";
+               (_options.AffineAttentionFactors ? ", λ=1−γ" : "") + (_options.SparseCache > 0 ? $", sparse={_options.SparseCache}" : "") + ")";
     }
 
     /// <summary>γ and λ per head, <c>[H]</c>.</summary>
@@ -93,7 +95,7 @@ public sealed class LolcatsAttention : ProjectedMixer, ITransferLayer
             return Output(TeacherSoftmax.Compute(qr, kvh, RepeatKv(vt), ctx, _teacherWindow).Output.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
         }
 
-        var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LolcatsLayerCache(_options.Lag));
+        var cache = ctx.Cache?.GetOrCreate(LayerIndex, () => new LolcatsLayerCache(_options.Lag, _options.SparseCache));
         Tensor keys = kr, values = vt, keyPositions = positions, keyValid = valid;
         if (cache?.Context() is { } context)
         {
@@ -107,11 +109,18 @@ public sealed class LolcatsAttention : ProjectedMixer, ITransferLayer
         var vh = RepeatKv(values);
         var fq = _featureMapQ.forward(qr);
         var fk = _featureMapK.forward(kh);
-        var y = HybridWindowLinear.Forward(qr, kh, vh, fq, fk, keyPositions, keyValid, gamma, lambda, cache?.State,
-            _options.Window, _options.Shape, _options.QueryBlock); // [B, H, T, D] float32
-
-        if (cache is not null)
-            Fold(cache, keys, values, keyPositions, keyValid, fk, vh);
+        Tensor y;
+        if (_options.SparseCache > 0)
+        {
+            y = WithSparseCache(qr, fq, keys, values, keyPositions, keyValid, gamma, lambda, cache, t);
+        }
+        else
+        {
+            y = HybridWindowLinear.Forward(qr, kh, vh, fq, fk, keyPositions, keyValid, gamma, lambda, cache?.State,
+                _options.Window, _options.Shape, _options.QueryBlock); // [B, H, T, D] float32
+            if (cache is not null)
+                Fold(cache, keys, values, keyPositions, keyValid, fk, vh);
+        }
 
         if (Transfer is { } transfer)
         {
@@ -121,6 +130,60 @@ public sealed class LolcatsAttention : ProjectedMixer, ITransferLayer
         }
 
         return Output(y.transpose(1, 2), x.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The hybrid with LoLA's sparse cache (docs/METHODS.md §1.7). <paramref name="keys"/>, <paramref name="values"/>
+    /// <c>[B, H_kv, E, D]</c> are the cached window then the T new tokens (post-RoPE keys), with positions and validity
+    /// <c>[B, E]</c>. The pool is the N slots then the E entries; the offers of the call are replayed on the CPU
+    /// (<see cref="LolcatsSparseRule.Simulate"/>: scores against the linear state as it is at each offer, losers folded),
+    /// then every query attends its window and the slot members and reads the state before the call plus the pairs folded
+    /// before it. Updates the cache (window, slots, state, frontier) when given. Returns <c>[B, H, T, D]</c> float32.
+    /// </summary>
+    private Tensor WithSparseCache(Tensor qr, Tensor fq, Tensor keys, Tensor values, Tensor positions, Tensor valid, Tensor gamma,
+        Tensor lambda, LolcatsLayerCache? cache, long t)
+    {
+        long b = keys.shape[0], hkv = keys.shape[1], e = keys.shape[2], d = keys.shape[3];
+        int n = _options.SparseCache, group = Heads / KvHeads;
+        var device = keys.device;
+        var sparse = cache?.Sparse;
+        var slotKeys = sparse?.Keys ?? zeros(new long[] { b, hkv, n, d }, keys.dtype, device);
+        var slotValues = sparse?.Values ?? zeros(new long[] { b, hkv, n, d }, values.dtype, device);
+        var slotIndex = sparse?.Index ?? TorchArithmetic.Full(new long[] { b, hkv, n }, -1, ScalarType.Int64).to(device);
+        var slotScore = sparse?.Score ?? zeros(new long[] { b, hkv, n }, ScalarType.Float32, device);
+        var entryValid = valid.to(ScalarType.Float32).view(b, 1, e, 1);
+        var poolKeys = cat(new[] { slotKeys.to(keys.dtype), keys }, 2);                              // [B, H_kv, P, D]
+        var poolValues = cat(new[] { slotValues.to(ScalarType.Float32), values.to(ScalarType.Float32) * entryValid }, 2);
+        var kh = RepeatKv(poolKeys);
+        var fk = _featureMapK.forward(kh);                                                            // [B, H, P, F]
+        fk = fk * cat(new[] { ones(new long[] { b, 1, n, 1 }, device: device), entryValid }, 2);   // padding writes nothing
+        var state = cache?.State ?? zeros(new long[] { b, Heads, fk.shape[3], d + 1 }, device: device);
+
+        static T[] Host<T>(Tensor x) where T : unmanaged => x.detach().cpu().contiguous().data<T>().ToArray();
+        var selection = LolcatsSparseRule.Simulate((int)b, (int)hkv, group, n, _options.Window, (int)(e - t), (int)t,
+            Host<long>(slotIndex), Host<float>(slotScore), Host<long>(positions), Host<bool>(valid), Host<float>(fk.to(ScalarType.Float32)),
+            Host<float>(poolValues), Host<float>(state.to(ScalarType.Float32)), (int)d);
+        long pool = selection.Pool;
+        Tensor PerHead(long[] x) => RepeatKv(tensor(x, new long[] { b, hkv, pool }, device: device));
+        var y = SparseHybridWindowLinear.Forward(qr, fq, kh, RepeatKv(poolValues), fk, positions, valid, PerHead(selection.Enter),
+            PerHead(selection.Exit), PerHead(selection.Fold), gamma, lambda, state, _options.Window, _options.QueryBlock);
+
+        if (cache is not null)
+        {
+            using var noGrad = no_grad();
+            var slotOwner = tensor(selection.SlotPool, new long[] { b, hkv, n }, device: device);
+            var gather = slotOwner.ClampMin(0L).unsqueeze(-1).expand(b, hkv, n, d);
+            var empty = slotOwner.Lt(0).unsqueeze(-1); // empty slots hold zeros, as the engine's
+            cache.Sparse!.Set(poolKeys.gather(2, gather).MaskedFill(empty, 0), cat(new[] { slotValues.to(values.dtype), values }, 2).gather(2, gather).MaskedFill(empty, 0),
+                tensor(selection.SlotIndex, new long[] { b, hkv, n }, device: device),
+                tensor(selection.SlotScore, new long[] { b, hkv, n }, device: device), zeros(new long[] { b, hkv, 0 }, ScalarType.Float32, device));
+            // Every pair that has left the window (up to position last + 1 − w) is folded or cached: the frontier is one later
+            // than without a sparse cache.
+            var frontier = positions.select(1, e - 1).Plus(2 - _options.Window);
+            cache.Set(keys, values, positions, valid, tensor(selection.State, state.shape, device: device), frontier);
+        }
+
+        return y;
     }
 
     private Tensor RepeatKv(Tensor x) => Heads == KvHeads ? x : x.repeat_interleave(Heads / KvHeads, dim: 1);

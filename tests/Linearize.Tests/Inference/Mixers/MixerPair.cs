@@ -35,8 +35,8 @@ internal sealed unsafe class MixerPair : IDisposable
     public static readonly string[] Methods =
     {
         "softmax", "softmax-window", "swa", "liger-gla", "liger-hgrn2", "liger-gsa", "liger-mamba2", "liger-mlstm",
-        "liger-retention", "liger-gdn", "liger-deltanet", "lolcats-sw", "lolcats-tk", "lolcats-sw-t2r",
-        "liger-gla-sparse", "liger-mamba2-sparse",
+        "liger-retention", "liger-gdn", "liger-deltanet", "lolcats-sw", "lolcats-tk", "lolcats-sw-t2r", "lolcats-sw-sparse",
+        "liger-gla-sparse", "liger-mamba2-sparse", "liger-gdn-sparse",
         "liger-gla-learned", "liger-mamba2-learned", "liger-retention-learned", "liger-gdn-learned", "liger-gla-rmsnorm",
         "liger-mlstm-rmsnorm", "liger-hgrn2-rmsnorm", "liger-gla-learned-rmsnorm", "liger-retention-sparse-rmsnorm",
     };
@@ -100,12 +100,13 @@ internal sealed unsafe class MixerPair : IDisposable
         {
             "softmax" or "softmax-window" => new LlamaAttention(config, 0),
             "swa" => new SlidingWindowAttention(config, 0, Window, sinks: 2),
-            "lolcats-sw" or "lolcats-tk" or "lolcats-sw-t2r" => new LolcatsAttention(config, 0, new LolcatsOptions
+            "lolcats-sw" or "lolcats-tk" or "lolcats-sw-t2r" or "lolcats-sw-sparse" => new LolcatsAttention(config, 0, new LolcatsOptions
             {
                 Shape = method == "lolcats-tk" ? LolcatsWindowShape.Tk : LolcatsWindowShape.Sw,
                 Window = Window,
                 FeatureMap = method.EndsWith("-t2r", StringComparison.Ordinal) ? LolcatsFeatureMapKind.T2r : LolcatsFeatureMapKind.Hedgehog,
                 QueryBlock = 16,
+                SparseCache = method.EndsWith("-sparse", StringComparison.Ordinal) ? SparseSlots : 0,
             }),
             _ => new LigerAttention(config, 0, LigerCase(method)),
         };

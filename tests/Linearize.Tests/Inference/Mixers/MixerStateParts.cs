@@ -8,7 +8,7 @@ namespace Linearize.Tests.Inference.Mixers;
 /// An engine <see cref="LayerState"/> beside the TorchSharp <see cref="ILayerCache"/> it twins, as named pairs of
 /// (expected, actual) float arrays read independently from each side (not through the mixers' own hand-over): the KV
 /// cache's keys and values; a window's visible keys and values (sinks, then the ring, by position) and its recurrent
-/// state(s); a LoLCATs layer's unfolded keys and values and its linear state. A drift then names the part that drifted.
+/// state(s); a LoLCATs layer's unfolded keys and values, its linear state and any sparse slots. A drift then names the part that drifted.
 /// </summary>
 internal static unsafe class MixerStateParts
 {
@@ -128,11 +128,24 @@ internal static unsafe class MixerStateParts
             }
 
         Assert.True(ek.Count > 0, "the LoLCATs cache holds no unfolded key");
-        return new()
+        var parts = new List<(string, float[], float[])>
         {
             ("window keys", ek.ToArray(), ak.ToArray()),
             ("window values", ev.ToArray(), av.ToArray()),
             ("linear state", Floats(cache.State![0]), Copy(state.Linear.Pointer, state.Linear.Length)),
         };
+        if (cache.Sparse is { Keys: { } sparseKeys } sparse)
+        {
+            parts.Add(("sparse keys", Floats(sparseKeys[0]), Copy(state.SparseKeys.Pointer, state.SparseKeys.Length)));
+            parts.Add(("sparse values", Floats(sparse.Values![0]), Copy(state.SparseValues.Pointer, state.SparseValues.Length)));
+            parts.Add(("sparse errors", Floats(sparse.Score![0]), Copy(state.SparseScores.Pointer, state.SparseScores.Length)));
+            parts.Add(("sparse positions", Floats(sparse.Index![0]), state.SparseIndex.Select(i => (float)i).ToArray()));
+        }
+        else
+        {
+            Assert.Equal(0, state.Sparse);
+        }
+
+        return parts;
     }
 }
