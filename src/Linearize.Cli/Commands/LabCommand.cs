@@ -25,7 +25,8 @@ public static class LabCommand
         var methods = new Option<string?>("--methods")
         {
             Description = "Comma-separated rows: method names, with +neg for β in (0, 2) (delta rule: liger-gdn+neg), +learned for the learned " +
-                          "gate (liger-gla+learned), +rmsnorm for the RMSNorm read-out (liger-gla+rmsnorm), +sparseN for LoLA's sparse cache of N pairs (lolcats-sw+sparse16) " +
+                          "gate (liger-gla+learned), +rmsnorm for the RMSNorm read-out (liger-gla+rmsnorm), +sparseN for LoLA's sparse cache of N pairs (lolcats-sw+sparse16), " +
+                          "+sparseN+posthoc for the cache attached after training without it (LoLA's training-free recipe: the row without the cache is trained once and shared) " +
                           $"(default: {string.Join(",", new RecallLabOptions().Methods.Select(m => m.Name))}). Rows that add b_proj or g_proj train them in full beside LoRA",
         };
         var trainSequences = new Option<int>("--train-sequences") { Description = "MQAR training sequences", DefaultValueFactory = _ => new RecallLabOptions().TrainSequences };

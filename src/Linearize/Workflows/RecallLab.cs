@@ -181,16 +181,16 @@ public sealed class RecallLab(RecallLabOptions options)
         List<TrainingExample> validation, List<RecallExample> test, Action<string>? log, Action<string, TrainingMetrics>? onStep,
         CancellationToken cancel)
     {
-        var method = row.Method;
-        var lin = new LinearizationConfig
-        {
-            Method = method,
-            Liger = row.Liger(new LigerOptions { Family = method.Family ?? LigerFamily.Gla, Window = options.Window }),
-            Lolcats = row.Lolcats(new LolcatsOptions { Shape = method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window }),
-        };
+        // A row whose cache comes after training (LoLA's training-free recipe) trains exactly its row without the cache,
+        // in that row's own directories: the two rows share one training, and whichever runs second reuses it.
+        var trained = row.Trained;
+        string trainDir = row.CacheAfterTraining ? Path.Combine(Path.GetDirectoryName(dir)!, trained.Name) : dir;
+        var lin = Config(trained);
         using var student = Converter.Convert(teacher, lin);
-        long state = StateBytes(student);
-        var rows = new List<RecallLabRow> { new(row.Name, "converted", state, RecallEvaluator.Evaluate(student, test), 0, 0) };
+        using var cached = row.CacheAfterTraining ? Converter.Convert(teacher, Config(row)) : null;
+        var evaluated = cached ?? student;
+        long state = StateBytes(evaluated);
+        var rows = new List<RecallLabRow> { new(row.Name, "converted", state, RecallEvaluator.Evaluate(evaluated, test), 0, 0) };
         log?.Invoke($"{row}: converted, recall {rows[0].Recall.Accuracy:P1}");
         long steps = 0;
         double seconds = 0;
@@ -203,9 +203,9 @@ public sealed class RecallLab(RecallLabOptions options)
                 if (layer.SelfAttention is LolcatsAttention a)
                     foreach (var p in a.TransferParameters)
                         p.requires_grad = true;
-            string distillDir = Path.Combine(dir, "distill");
+            string distillDir = Path.Combine(trainDir, "distill");
             var distill = new Trainer(student, train, validation, Seeded(options.Distill), distillDir, new AttentionTransferObjective());
-            var d = distill.RunOrResume(cancel, m => onStep?.Invoke($"{row} transfer", m));
+            var d = distill.RunOrResume(cancel, m => onStep?.Invoke($"{trained} transfer", m));
             if (!d.Completed)
                 return null;
             LinearizationPipeline.RestoreTrainable(student, d.BestCheckpoint ?? d.LastCheckpoint);
@@ -225,17 +225,31 @@ public sealed class RecallLab(RecallLabOptions options)
             FullTraining.Unfreeze(student, recovery.FullModules);
         }
 
-        string recoveryDir = Path.Combine(dir, "recovery");
+        string recoveryDir = Path.Combine(trainDir, "recovery");
         var trainer = new Trainer(student, train, validation, recovery, recoveryDir);
-        var r = trainer.RunOrResume(cancel, m => onStep?.Invoke($"{row} LoRA", m));
+        var r = trainer.RunOrResume(cancel, m => onStep?.Invoke($"{trained} LoRA", m));
         if (!r.Completed)
             return null;
         LinearizationPipeline.RestoreTrainable(student, r.BestCheckpoint ?? r.LastCheckpoint);
-        student.eval();
-        rows.Add(new RecallLabRow(row.Name, "recovered", state, RecallEvaluator.Evaluate(student, test), steps + r.Steps, seconds + r.Seconds));
+        if (cached is not null)
+        {
+            // The cache adds no parameters: the trained weights (LoRA included) load into the converted model with it.
+            LoraInjector.Inject(cached, options.Recovery.Lora, (ulong)options.Seed);
+            cached.load_state_dict(student.state_dict(), strict: true);
+        }
+
+        evaluated.eval();
+        rows.Add(new RecallLabRow(row.Name, "recovered", state, RecallEvaluator.Evaluate(evaluated, test), steps + r.Steps, seconds + r.Seconds));
         log?.Invoke($"{row}: recovered, recall {rows[1].Recall.Accuracy:P1}");
         return rows;
     }
+
+    private LinearizationConfig Config(RecallLabMethod row) => new()
+    {
+        Method = row.Method,
+        Liger = row.Liger(new LigerOptions { Family = row.Method.Family ?? LigerFamily.Gla, Window = options.Window }),
+        Lolcats = row.Lolcats(new LolcatsOptions { Shape = row.Method.Shape ?? LolcatsWindowShape.Sw, Window = options.Window }),
+    };
 
     /// <summary>
     /// Rows reused from <paramref name="outDir"/> must come from the same options (the thread count included, which no

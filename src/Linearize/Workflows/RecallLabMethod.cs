@@ -9,10 +9,11 @@ namespace Linearize.Workflows;
 /// (<see cref="LigerOutputNorm.RmsNorm"/>, §1.9) and LoLA's sparse cache of N pairs per KV head (§1.7; Liger's gated
 /// families and <c>lolcats-sw</c>). Named as on the command line: the method's name with <c>+neg</c>, <c>+learned</c>,
 /// <c>+rmsnorm</c>, <c>+sparseN</c> appended (<c>liger-gdn+neg</c>, <c>liger-gla+learned+rmsnorm</c>,
-/// <c>lolcats-sw+sparse16</c>), which is also the row's directory under <c>methods/</c>.
+/// <c>lolcats-sw+sparse16</c>; <c>+posthoc</c> after <c>+sparseN</c>: the cache attached to the row trained without it,
+/// LoLA's training-free recipe), which is also the row's directory under <c>methods/</c>.
 /// </summary>
 public sealed record RecallLabMethod(LinearizationMethod Method, bool NegativeEigenvalues = false, bool LearnedGate = false, bool RmsNorm = false,
-    int SparseCache = 0)
+    int SparseCache = 0, bool CacheAfterTraining = false)
 {
     public const string NegativeSuffix = "+neg";
     public const string LearnedSuffix = "+learned";
@@ -21,8 +22,16 @@ public sealed record RecallLabMethod(LinearizationMethod Method, bool NegativeEi
     /// <summary>Followed by the slot count: <c>+sparse16</c>.</summary>
     public const string SparseSuffix = "+sparse";
 
+    /// <summary>After <c>+sparseN</c>: the cache is attached only after the row without it has trained (LoLA's
+    /// training-free recipe): <c>lolcats-sw+sparse16+posthoc</c>.</summary>
+    public const string PostHocSuffix = "+posthoc";
+
     public string Name => Method.Name + (NegativeEigenvalues ? NegativeSuffix : "") + (LearnedGate ? LearnedSuffix : "") + (RmsNorm ? RmsNormSuffix : "") +
-                          (SparseCache > 0 ? SparseSuffix + SparseCache.ToString(System.Globalization.CultureInfo.InvariantCulture) : "");
+                          (SparseCache > 0 ? SparseSuffix + SparseCache.ToString(System.Globalization.CultureInfo.InvariantCulture) : "") +
+                          (CacheAfterTraining ? PostHocSuffix : "");
+
+    /// <summary>The row whose training this row evaluates: itself, or without the cache when it comes after training.</summary>
+    public RecallLabMethod Trained => CacheAfterTraining ? this with { SparseCache = 0, CacheAfterTraining = false } : this;
 
     public override string ToString() => Name;
 
@@ -40,12 +49,12 @@ public sealed record RecallLabMethod(LinearizationMethod Method, bool NegativeEi
 
     /// <summary>Parses <c>NAME</c> followed by any of <c>+neg</c> (delta-rule methods), <c>+learned</c> (methods with a learned
     /// gate), <c>+rmsnorm</c> (methods with a normalizable read-out), <c>+sparseN</c> (methods with LoLA's sparse cache, N ≥ 1),
-    /// naming <paramref name="where"/> in errors.</summary>
+    /// <c>+posthoc</c> (with <c>+sparseN</c>: the cache attached after training without it), naming <paramref name="where"/> in errors.</summary>
     public static RecallLabMethod Parse(string text, string where)
     {
         var parts = text.Split('+');
         var method = LinearizationMethods.Get(parts[0], where);
-        bool negative = false, learned = false, rmsnorm = false;
+        bool negative = false, learned = false, rmsnorm = false, posthoc = false;
         int sparse = 0;
         foreach (var part in parts.Skip(1))
         {
@@ -62,6 +71,9 @@ public sealed record RecallLabMethod(LinearizationMethod Method, bool NegativeEi
 
             switch (suffix)
             {
+                case PostHocSuffix:
+                    posthoc = true;
+                    break;
                 case NegativeSuffix when method.IsDeltaRule:
                     negative = true;
                     break;
@@ -78,12 +90,14 @@ public sealed record RecallLabMethod(LinearizationMethod Method, bool NegativeEi
                 case RmsNormSuffix:
                     throw new LinearizeException($"{where}: '{text}': {RmsNormSuffix} (the RMSNorm read-out) applies only to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm and liger-retention");
                 default:
-                    throw new LinearizeException($"{where}: '{text}': unknown variant '+{part}' (supported: {NegativeSuffix}, {LearnedSuffix}, {RmsNormSuffix}, {SparseSuffix}N)");
+                    throw new LinearizeException($"{where}: '{text}': unknown variant '+{part}' (supported: {NegativeSuffix}, {LearnedSuffix}, {RmsNormSuffix}, {SparseSuffix}N, {PostHocSuffix})");
             }
         }
 
         if (learned && sparse > 0)
             throw new LinearizeException($"{where}: '{text}': {LearnedSuffix} and {SparseSuffix}N do not combine (the recall error needs one gate per KV head)");
-        return new RecallLabMethod(method, negative, learned, rmsnorm, sparse);
+        if (posthoc && sparse == 0)
+            throw new LinearizeException($"{where}: '{text}': {PostHocSuffix} attaches the sparse cache after training; it needs {SparseSuffix}N");
+        return new RecallLabMethod(method, negative, learned, rmsnorm, sparse, posthoc);
     }
 }

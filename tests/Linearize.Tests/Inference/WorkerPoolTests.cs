@@ -81,4 +81,48 @@ public sealed class WorkerPoolTests
         Assert.False(job.TimedOut, "the caller did not take the stalled worker's share");
         Assert.All(job.Hits, h => Assert.Equal(1, h));
     }
+
+    /// <summary>A chunk a worker holds for a millisecond — far past <see cref="WorkerPool.CallerSpinMicroseconds"/> —
+    /// sends the caller to sleep; the worker that finishes the run must wake it, every time (a lost wake-up hangs). The
+    /// caller's own chunks take 100 µs, so the workers are awake and claim some before it could finish alone.</summary>
+    private sealed class SlowWorkerJob : RangeJob
+    {
+        public readonly int[] Hits = new int[8];
+        public int CallerThread;
+
+        public override void Execute(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                if (Environment.CurrentManagedThreadId != CallerThread)
+                    Thread.Sleep(1);
+                else
+                    for (long until = System.Diagnostics.Stopwatch.GetTimestamp() + System.Diagnostics.Stopwatch.Frequency / 10_000;
+                         System.Diagnostics.Stopwatch.GetTimestamp() < until;)
+                        Thread.SpinWait(16);
+                Interlocked.Increment(ref Hits[i]);
+            }
+        }
+    }
+
+    [Fact]
+    public void TheCallerSleepsThroughAHeldChunkAndIsWokenEveryTime()
+    {
+        using var pool = new WorkerPool(3);
+        var job = new SlowWorkerJob();
+        var caller = new Thread(() =>
+        {
+            job.CallerThread = Environment.CurrentManagedThreadId;
+            for (int run = 0; run < 300; run++)
+            {
+                Array.Clear(job.Hits);
+                pool.Run(job, job.Hits.Length, grain: 1);
+                if (job.Hits.Any(h => h != 1))
+                    throw new InvalidOperationException($"run {run}: an index was not done exactly once");
+            }
+        }) { IsBackground = true }; // a missed wake-up must fail this test, not keep the test host alive
+        caller.Start();
+        Assert.True(caller.Join(TimeSpan.FromSeconds(60)), "a run never finished: the caller missed its wake-up");
+        Assert.True(pool.CallerSleeps > 0, "the caller never slept, so the hand-shake was not exercised");
+    }
 }

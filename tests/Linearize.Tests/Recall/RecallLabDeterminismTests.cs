@@ -136,6 +136,43 @@ public sealed class RecallLabDeterminismTests
     }
 
     [Fact]
+    public void APostHocRowIsItsRowWithTheCacheAttachedAfterTraining()
+    {
+        var row = RecallLabMethod.Parse("lolcats-sw+sparse16+posthoc", "--methods");
+        Assert.Equal(("lolcats-sw+sparse16+posthoc", 16, true, "lolcats-sw"), (row.Name, row.SparseCache, row.CacheAfterTraining, row.Trained.Name));
+        Assert.Equal("liger-gla", RecallLabMethod.Parse("liger-gla+posthoc+sparse4", "--methods").Trained.Name);
+        Assert.Contains("needs +sparseN", Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse("liger-gla+posthoc", "--methods")).Message);
+    }
+
+    /// <summary>LoLA's training-free recipe in the lab: the post-hoc row trains nothing of its own. It trains its row
+    /// without the cache in that row's directories, and the row run afterwards reuses that training (same steps, no
+    /// new metrics); the evaluated model holds the cache (more state than the row without it).</summary>
+    [Fact]
+    public void APostHocRowSharesItsTrainingWithTheRowWithoutTheCache()
+    {
+        using var dir = new TempDir();
+        string lab = dir.File("lab");
+        var args = Args(lab, 0);
+        args[Array.IndexOf(args, "--methods") + 1] = "lolcats-sw+sparse4+posthoc";
+        var (exit, _, err) = CliHarness.Run(args);
+        Assert.True(exit == 0, err);
+        string posthoc = Path.Combine(lab, "methods", "lolcats-sw+sparse4+posthoc");
+        Assert.Equal(new[] { "result.json" }, Directory.EnumerateFileSystemEntries(posthoc).Select(Path.GetFileName).ToArray());
+        Assert.True(Directory.Exists(Path.Combine(lab, "methods", "lolcats-sw", "recovery")), "the training was not kept under the row without the cache");
+        string metricsBefore = Training(lab);
+
+        args[Array.IndexOf(args, "--methods") + 1] = "lolcats-sw,lolcats-sw+sparse4+posthoc";
+        (exit, _, err) = CliHarness.Run(args);
+        Assert.True(exit == 0, err);
+        Assert.Equal(metricsBefore, Training(lab));
+        var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(lab, "report.json")))!["rows"]!.AsArray()
+            .Where(r => (string)r!["stage"]! == "recovered").ToDictionary(r => (string)r!["model"]!, r => r!);
+        var (plain, cached) = (rows["lolcats-sw"], rows["lolcats-sw+sparse4+posthoc"]);
+        Assert.Equal((long)plain["train_steps"]!, (long)cached["train_steps"]!);
+        Assert.True((long)cached["state_bytes"]! > (long)plain["state_bytes"]!, "the evaluated post-hoc model has no sparse cache");
+    }
+
+    [Fact]
     public void PlusNegOnAMethodWithoutTheDeltaRuleAndUnknownNamesAreRefused()
     {
         Assert.Contains("delta-rule", Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse("liger-gla+neg", "--methods")).Message);

@@ -10,7 +10,8 @@ namespace Linearize.Inference.Threading;
 /// 74 ms.) Idle workers spin for <see cref="SpinMicroseconds"/>, then yield the core for up to
 /// <see cref="YieldMicroseconds"/>, then sleep on a per-worker semaphore: a decoding step issues a few parallel
 /// regions per layer microseconds apart, and a kernel wake-up costs tens of microseconds, but a spinning thread on a
-/// busy machine steals the core another process needs. No allocation per run.
+/// busy machine steals the core another process needs. Likewise the caller, once no chunk is left to claim, spins for
+/// <see cref="CallerSpinMicroseconds"/> only, then sleeps until the chunk another thread holds is done. No allocation per run.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
@@ -20,12 +21,21 @@ public sealed class WorkerPool : IDisposable
     /// <summary>How long an idle worker keeps yielding before it sleeps.</summary>
     public const int YieldMicroseconds = 2000;
 
+    /// <summary>How long the caller, its own claims done, busy-waits for chunks other threads hold before it sleeps
+    /// until the last one finishes. Chunks take microseconds, so a longer wait means the holder was descheduled: on a
+    /// shared machine it runs again only after another process's time slice, and a caller spinning meanwhile would
+    /// spend its own share of the core on nothing (the scheduler credits a sleeper's unused share back on wake-up).</summary>
+    public const int CallerSpinMicroseconds = 30;
+
     /// <summary>The low 32 bits of <see cref="_state"/> once a run is over: no worker can claim from it any more.</summary>
     private const int Closed = int.MaxValue;
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim[] _wake; // one per worker: a shared one would let a re-sleeping worker take another's permit
     private readonly int[] _asleep;
+    private readonly SemaphoreSlim _finished = new(0); // the caller's, released by the thread that completes its run
+    private int _callerAsleep;
+    private long _callerSleeps;
 
     /// <summary>(run generation &lt;&lt; 32) | next unclaimed index. Claims are compare-and-swap on the whole word, so a
     /// worker that woke late for an earlier run can never take a chunk of the current one with the earlier job.</summary>
@@ -58,6 +68,9 @@ public sealed class WorkerPool : IDisposable
     /// <summary>Threads that run a job, the caller included.</summary>
     public int Threads { get; }
 
+    /// <summary>How often the caller has slept until a chunk held by another thread was done (tests read it).</summary>
+    internal long CallerSleeps => Volatile.Read(ref _callerSleeps);
+
     /// <summary>
     /// Runs <paramref name="job"/> over <c>[0, count)</c> in chunks of <paramref name="grain"/> indices (the last may be
     /// shorter), claimed by whichever thread is free; returns when every chunk is done. Each chunk is one
@@ -86,15 +99,48 @@ public sealed class WorkerPool : IDisposable
                 _wake[i].Release();
 
         Work(generation);
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _done) < count)
-            spin.SpinOnce(sleep1Threshold: -1);
+        WaitForChunksHeldElsewhere(count);
 
         // Close the run before the fields are reused: a late worker still holding this run's counter fails its claim.
         Interlocked.Exchange(ref _state, ((generation & 0x7FFFFFFF) << 32) | Closed);
         Volatile.Write(ref _job, null);
         if (_failure is { } failure)
             throw new InvalidOperationException("an engine worker failed", failure);
+    }
+
+    /// <summary>Waits until all <paramref name="count"/> indices are done: spins <see cref="CallerSpinMicroseconds"/>,
+    /// then sleeps until the thread that finishes the last chunk wakes it (the same Dekker-style hand-shake as the
+    /// workers' sleep, in the other direction: announce, re-check, wait; <see cref="Work"/> completes, then takes the flag).</summary>
+    private void WaitForChunksHeldElsewhere(int count)
+    {
+        if (Volatile.Read(ref _done) >= count)
+            return;
+        long spinUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency * CallerSpinMicroseconds / 1_000_000;
+        int rounds = 0;
+        while (Volatile.Read(ref _done) < count)
+        {
+            if ((++rounds & 15) != 0)
+            {
+                Thread.SpinWait(8);
+                continue;
+            }
+
+            if (Stopwatch.GetTimestamp() < spinUntil)
+                continue;
+            Interlocked.Exchange(ref _callerAsleep, 1);
+            if (Volatile.Read(ref _done) < count)
+            {
+                _callerSleeps++;
+                _finished.Wait();
+            }
+
+            Interlocked.Exchange(ref _callerAsleep, 0);
+        }
+
+        // A permit released after the re-check above saw the run complete would wake a later wait early; that wait
+        // re-checks its own count, so a stale permit costs one loop, never a wrong result. Drain it anyway.
+        while (_finished.CurrentCount > 0)
+            _finished.Wait(0);
     }
 
     /// <summary>Claims and runs chunks of run <paramref name="generation"/> until none is left.</summary>
@@ -123,7 +169,8 @@ public sealed class WorkerPool : IDisposable
                 _failure = e;
             }
 
-            Interlocked.Add(ref _done, end - next);
+            if (Interlocked.Add(ref _done, end - next) >= count && Interlocked.Exchange(ref _callerAsleep, 0) == 1)
+                _finished.Release();
         }
     }
 
@@ -181,5 +228,6 @@ public sealed class WorkerPool : IDisposable
             t.Join();
         foreach (var w in _wake)
             w.Dispose();
+        _finished.Dispose();
     }
 }
