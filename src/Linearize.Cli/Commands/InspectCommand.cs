@@ -21,17 +21,21 @@ public static class InspectCommand
         {
             var source = ModelSource.Resolve(r.GetValue(model.Model)!, r.GetValue(model.Tokenizer));
             var tokenizer = source.TokenizerPath is null ? null : source.LoadTokenizer();
-            using var llama = ModelLoader.Load(source, model.ParseDType(r));
-            var c = llama.Config;
-            var mixers = llama.Model.Layers.Select(l => l.SelfAttention.Describe()).ToList();
+            // From the config and one layer of each kind, never the weights: a model larger than memory can be inspected.
+            var c = source.LoadConfig();
+            if (source.Kind == ModelSourceKind.HuggingFaceDirectory)
+                using (Linearize.Checkpoints.SafetensorsCheckpoint.Open(source.Path)) { } // headers only: a truncated shard is named here
+            var summary = ModelSummary.Of(c);
+            var mixers = summary.Mixers;
             var info = new
             {
                 path = source.Path,
                 format = source.Kind == ModelSourceKind.HuggingFaceDirectory ? "huggingface" : "llama2c",
                 model_type = c.ModelType,
-                parameters = llama.ParameterCount(),
-                dtype = llama.DType.ToString().ToLowerInvariant(),
+                parameters = summary.Parameters,
+                dtype = model.ParseDType(r).ToString().ToLowerInvariant(),
                 stored_dtype = c.TorchDtype,
+                quantization = Linearize.Inference.Q8Checkpoint.IsQuantized(c) ? Linearize.Inference.Q8Checkpoint.QuantMethod : null,
                 size_on_disk = source.SizeOnDisk,
                 hidden_size = c.HiddenSize,
                 intermediate_size = c.IntermediateSize,
@@ -63,7 +67,7 @@ public static class InspectCommand
             table.AddRow("vocabulary", $"{c.VocabSize} ({(c.TieWordEmbeddings ? "tied" : "untied")} head)");
             table.AddRow("RoPE", $"theta {c.RopeTheta}, scaling {info.rope_scaling}; context {c.MaxPositionEmbeddings}");
             table.AddRow("parameters", $"{info.parameters:N0}");
-            table.AddRow("dtype", $"{info.dtype} (stored {c.TorchDtype})");
+            table.AddRow("dtype", $"{info.dtype} (stored {c.TorchDtype}{(info.quantization is { } q ? $"; engine matrices {q}" : "")})");
             table.AddRow("size on disk", ConsoleUi.Bytes(info.size_on_disk));
             table.AddRow("tokenizer", Markup.Escape(tokenizer?.Description ?? "none found (pass --tokenizer)"));
             var groups = mixers.Select((m, i) => (m, i)).GroupBy(x => x.m)

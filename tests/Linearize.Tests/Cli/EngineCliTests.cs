@@ -52,6 +52,24 @@ public sealed class EngineCliTests
         Assert.Equal(1, train.Exit);
         Assert.Contains("q8 engine checkpoint", train.Err);
         Assert.False(Directory.Exists(dir.File("c")));
+
+        // inspect reads the config and headers, not the weights: it describes the q8 checkpoint TorchSharp cannot load.
+        var inspected = CliHarness.Run("inspect", "--model", quantized, "--json");
+        Assert.True(inspected.Exit == 0, inspected.Err);
+        using (var doc = JsonDocument.Parse(inspected.Out))
+        {
+            Assert.Equal(260032, doc.RootElement.GetProperty("parameters").GetInt64());
+            Assert.Equal("linearize-q8", doc.RootElement.GetProperty("quantization").GetString());
+        }
+
+        // … and still names a truncated weight file.
+        string weights = Directory.GetFiles(quantized, "*.safetensors").Single();
+        using (var f = File.OpenWrite(weights))
+            f.SetLength(f.Length - 100);
+        var truncated = CliHarness.Run("inspect", "--model", quantized);
+        Assert.Equal(1, truncated.Exit);
+        Assert.Contains(weights, truncated.Err);
+        Assert.Single(truncated.Err.Trim().Split('\n'));
     }
 
     [SharedFact("models/stories260K/stories260K.bin", "models/stories260K/tok512.bin")]
