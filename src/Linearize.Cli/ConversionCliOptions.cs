@@ -123,8 +123,6 @@ public sealed class ConversionCliOptions
             throw new LinearizeException("--gate-bias sets the learned gate's start: add --gate learned");
         if (r.GetValue(GateBias) is { } bias && !double.IsFinite(bias))
             throw new LinearizeException($"--gate-bias must be a finite number, got {bias}");
-        if (learned && r.GetValue(SparseCache) > 0)
-            throw new LinearizeException("--gate learned and --sparse-cache do not combine (the recall error needs one gate per KV head)");
         if (r.GetValue(OutputNorm) == "rmsnorm" && r.GetValue(NormalizeRecurrent))
             throw new LinearizeException("--output-norm rmsnorm replaces --normalize-recurrent's denominator: give one of them");
         if (r.GetValue(SparseCache) < 0)

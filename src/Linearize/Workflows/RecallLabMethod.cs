@@ -94,8 +94,6 @@ public sealed record RecallLabMethod(LinearizationMethod Method, bool NegativeEi
             }
         }
 
-        if (learned && sparse > 0)
-            throw new LinearizeException($"{where}: '{text}': {LearnedSuffix} and {SparseSuffix}N do not combine (the recall error needs one gate per KV head)");
         if (posthoc && sparse == 0)
             throw new LinearizeException($"{where}: '{text}': {PostHocSuffix} attaches the sparse cache after training; it needs {SparseSuffix}N");
         return new RecallLabMethod(method, negative, learned, rmsnorm, sparse, posthoc);

@@ -171,7 +171,6 @@ public sealed class HardeningTests
     [InlineData("liger-gsa", "--output-norm rmsnorm", "--output-norm applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, not liger-gsa")]
     [InlineData("liger-deltanet", "--output-norm rmsnorm", "--output-norm applies to liger-gla, liger-hgrn2, liger-mamba2, liger-mlstm, liger-retention, not liger-deltanet")]
     [InlineData("liger-gla", "--gate-bias 2", "--gate-bias sets the learned gate's start: add --gate learned")]
-    [InlineData("liger-gla", "--gate learned --sparse-cache 4", "--gate learned and --sparse-cache do not combine")]
     [InlineData("liger-gla", "--output-norm rmsnorm --normalize-recurrent", "--output-norm rmsnorm replaces --normalize-recurrent's denominator")]
     public void OptionsThatDoNothingForTheMethodAreRefused(string method, string option, string message)
     {

@@ -105,7 +105,6 @@ public sealed class RecallLabDeterminismTests
     [InlineData("liger-gsa+sparse4", "applies only to")]
     [InlineData("liger-gla+sparse0", "at least 1")]
     [InlineData("liger-gla+sparsex", "at least 1")]
-    [InlineData("liger-gla+learned+sparse4", "do not combine")]
     public void SparseRowsOnMethodsWithoutTheCacheAreRefused(string text, string message) =>
         Assert.Contains(message, Assert.Throws<LinearizeException>(() => RecallLabMethod.Parse(text, "--methods")).Message);
 

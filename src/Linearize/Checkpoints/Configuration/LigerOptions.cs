@@ -110,9 +110,6 @@ public sealed record LigerOptions
             throw new LinearizeException("normalize_recurrent does not apply to the delta rule: its state is not a sum of keys");
         if (HasLearnedGate && !SupportsLearnedGate(Family))
             throw new LinearizeException($"the learned gate applies to liger-gla, liger-mamba2, liger-mlstm, liger-retention and liger-gdn, not {Family}");
-        // The sparse cache's recall error reads one state per KV head; learned gates differ between a group's query heads.
-        if (HasLearnedGate && SparseCache > 0)
-            throw new LinearizeException("the learned gate and the sparse cache do not combine: recall errors need one gate per KV head");
         if (LearnedGateBias is { } bias && (!HasLearnedGate || !double.IsFinite(bias)))
             throw new LinearizeException($"a learned gate bias ({bias}) needs the learned gate and a finite value");
         if (OutputNorm != LigerOutputNorm.None && !SupportsOutputNorm(Family))

@@ -90,6 +90,9 @@ internal sealed unsafe class RecurrentBranch
 
     public bool IsDeltaRule => _options.IsDeltaRule;
 
+    /// <summary>One learned gate per query head (docs/METHODS.md §1.8): a group's query heads hold different states.</summary>
+    public bool HasLearnedGate => _options.HasLearnedGate;
+
     /// <summary>Value columns of the state: D, plus the key sum's ones column when normalizing or keeping a sparse cache.</summary>
     private int ValueColumns => _d + (_options.CarriesKeySum ? 1 : 0);
 

@@ -51,9 +51,9 @@ internal sealed unsafe class WindowMixer : EngineMixer
         _alpha = (float)alpha;
         _beta = (float)beta;
         _recurrent = recurrent;
-        // A gated family's query heads share one state per KV head; the delta rule's β differs per query head, so its
-        // error is the mean over the group (docs/METHODS.md §1.7).
-        _meanOverGroup = sparse > 0 && recurrent!.IsDeltaRule;
+        // A gated family's query heads share one state per KV head; the delta rule's β and a learned gate differ per
+        // query head, so their error is the mean over the group (docs/METHODS.md §1.7).
+        _meanOverGroup = sparse > 0 && (recurrent!.IsDeltaRule || recurrent.HasLearnedGate);
         _layout = new ScratchLayout(window + sinks + sparse, headDim, recurrent?.ScratchFloats ?? 0);
     }
 
@@ -102,7 +102,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
             _rowScores[b * KvHeads + h / Group] = _recurrent!.RecallError(ctx, b, h, state, branch);
     }
 
-    /// <summary>Delta rule: each row's error per KV head, the mean of its query heads' (summed in head order, then divided).</summary>
+    /// <summary>Delta rule or learned gate: each row's error per KV head, the mean of its query heads' (summed in head order, then divided).</summary>
     private void AverageHeadScores(int rows)
     {
         if (!_meanOverGroup)

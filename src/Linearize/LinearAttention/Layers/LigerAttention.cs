@@ -168,7 +168,7 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
             : null;
         var window = (_options.SparseCache > 0
                 ? WindowBranch.AttendWithSparse(this, rq, rk, v.transpose(1, 2), ctx, _options.Window, _options.SparseCache, cache,
-                    deltaErrors ?? RecallErrors(k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache?.State))
+                    deltaErrors ?? RecallErrors(x, k.to(ScalarType.Float32), v.to(ScalarType.Float32) * valid, valid, cache?.State))
                 : WindowBranch.Attend(this, rq, rk, v.transpose(1, 2), ctx, _options.Window, 0, cache?.Window))
             .transpose(1, 2); // [B, T, H, D]
 
@@ -321,6 +321,37 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
         return o;
     }
 
+    /// <summary><see cref="RecallErrors"/> with the learned gate: the recurrence of every query head (keys and values
+    /// repeated over the group, each head its own gate), read with the written key, errors averaged over each group.</summary>
+    private Tensor LearnedGateRecallErrors(Tensor x, Tensor k, Tensor v, Tensor vz, Tensor valid, Tensor? state)
+    {
+        long b = k.shape[0], t = k.shape[1];
+        int group = Heads / KvHeads;
+        Tensor Repeat(Tensor y) => group == 1 ? y : y.repeat_interleave(group, dim: 2);
+        var key = Repeat(k.softmax(-1));
+        var values = Repeat(vz);
+        var gh = LearnedLogGate(x) * valid.view(b, t, 1); // [B, T, H]
+        bool step = t == 1 && state is not null;
+        Tensor o;
+        if (_options.Family == LigerFamily.Gla)
+        {
+            var g = gh.unsqueeze(-1).expand(b, t, Heads, HeadDim);
+            o = step
+                ? GlaRecurrent.Step(key.select(1, 0), key.select(1, 0), values.select(1, 0), g.select(1, 0), state!, 1.0).Output.unsqueeze(1)
+                : GlaChunked.Forward(key, key, values, g, 1.0, state, _options.ChunkSize, _options.SubChunkSize).Output;
+        }
+        else
+        {
+            o = step
+                ? ScalarGateRecurrent.Step(key.select(1, 0), key.select(1, 0), values.select(1, 0), gh.select(1, 0), state!, 1.0).Output.unsqueeze(1)
+                : ScalarGateChunked.Forward(key, key, values, gh, 1.0, state, _options.ChunkSize).Output;
+        }
+
+        long d = v.shape[3];
+        var recalled = o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
+        return (Repeat(v) - recalled).Squared().sum(-1).view(b, t, KvHeads, group).sum(-1).Over(group);
+    }
+
     private static Tensor L2Normalize(Tensor x) => x * x.Squared().sum(-1, keepdim: true).Plus(LinearAttentionConstants.L2NormEps).rsqrt();
 
     /// <summary>
@@ -364,16 +395,20 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
     /// LoLA's recall error of each new pair (docs/METHODS.md §1.7), per KV head: the state right after the pair is
     /// written, read with the pair's own written key as the query and normalized by the key sum,
     /// <c>e_t = ‖v_t − φ(k_t)·S_t / (φ(k_t)·z_t + ε)‖²</c>. A KV head's state is any of its query heads' (they all write
-    /// the same keys, values and gates), so the first head of each group stands for it. <paramref name="k"/>,
+    /// the same keys, values and gates), so the first head of each group stands for it. With the learned gate the query
+    /// heads of a group decay differently, so every query head's state is read and the KV head's error is the mean over
+    /// its group (as the delta rule's). <paramref name="x"/> the layer input (the learned gate's), <paramref name="k"/>,
     /// <paramref name="v"/> <c>[B, T, H_kv, D]</c> float32 (v already zero at padding), <paramref name="valid"/>
     /// <c>[B, T, 1, 1]</c>, <paramref name="state"/> the cached state before this call. Returns <c>[B, T, H_kv]</c>.
     /// </summary>
-    private Tensor RecallErrors(Tensor k, Tensor v, Tensor valid, Tensor? state)
+    private Tensor RecallErrors(Tensor x, Tensor k, Tensor v, Tensor valid, Tensor? state)
     {
         long b = k.shape[0], t = k.shape[1];
         int group = Heads / KvHeads;
         double norm = _options.EffectiveNormalizer;
         var vz = WithDenominator(v, valid);
+        if (_options.HasLearnedGate)
+            return LearnedGateRecallErrors(x, k, v, vz, valid, state);
         var h0 = state?.index_select(1, TorchArithmetic.Arange(0, Heads, group, ScalarType.Int64, k.device));
         Tensor o;
         bool step = t == 1 && state is not null;

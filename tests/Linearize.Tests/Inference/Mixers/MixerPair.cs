@@ -39,6 +39,7 @@ internal sealed unsafe class MixerPair : IDisposable
         "liger-gla-sparse", "liger-mamba2-sparse", "liger-gdn-sparse",
         "liger-gla-learned", "liger-mamba2-learned", "liger-retention-learned", "liger-gdn-learned", "liger-gla-rmsnorm",
         "liger-mlstm-rmsnorm", "liger-hgrn2-rmsnorm", "liger-gla-learned-rmsnorm", "liger-retention-sparse-rmsnorm",
+        "liger-gla-sparse-learned", "liger-mamba2-sparse-learned", "liger-gdn-sparse-learned",
     };
 
     /// <summary>Variant suffixes of the Liger cases: the sparse cache, the learned gate (docs/METHODS.md §1.8) and the
