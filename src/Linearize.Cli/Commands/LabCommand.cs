@@ -46,7 +46,7 @@ public static class LabCommand
             "Multi-query associative recall beyond the window: train a Llama teacher with 64-dimensional heads from scratch on MQAR, convert it with each method, " +
             "score every model by key-to-query distance untrained and after the same recovery budget, and write report.md, report.json and recall.png. " +
             "Deterministic: the same --seed and --threads reproduce every number. " +
-            "Rerunning on the same --out continues where it stopped.");
+            "Rerunning on the same --out continues where it stopped; --methods on it adds rows, and the report keeps every row the directory holds.");
         task.AddTo(command);
         task.MinGap.DefaultValueFactory = _ => new RecallLabOptions().Task.MinGap;
         task.Pairs.DefaultValueFactory = _ => new RecallLabOptions().Task.Pairs;

@@ -101,6 +101,14 @@ public sealed class RecallLab(RecallLabOptions options)
             rows.AddRange(methodRows);
         }
 
+        // Rows an earlier run on this directory added (the options match, lab.json says so) stay in the report.
+        var asked = options.Methods.Select(m => m.Name).ToHashSet(StringComparer.Ordinal);
+        string methodsDir = Path.Combine(outDir, "methods");
+        if (Directory.Exists(methodsDir))
+            foreach (string dir in Directory.EnumerateDirectories(methodsDir).Order(StringComparer.Ordinal))
+                if (!asked.Contains(Path.GetFileName(dir)) && File.Exists(Path.Combine(dir, "result.json")))
+                    rows.AddRange(JsonSerializer.Deserialize<List<RecallLabRow>>(File.ReadAllText(Path.Combine(dir, "result.json")), Json)!);
+
         return new RecallLabResult(options, rows, watch.Elapsed.TotalSeconds, true);
     }
 

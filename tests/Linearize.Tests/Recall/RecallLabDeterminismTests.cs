@@ -169,6 +169,12 @@ public sealed class RecallLabDeterminismTests
         var (plain, cached) = (rows["lolcats-sw"], rows["lolcats-sw+sparse4+posthoc"]);
         Assert.Equal((long)plain["train_steps"]!, (long)cached["train_steps"]!);
         Assert.True((long)cached["state_bytes"]! > (long)plain["state_bytes"]!, "the evaluated post-hoc model has no sparse cache");
+
+        // A run that asks for fewer rows still reports every row the directory holds.
+        args[Array.IndexOf(args, "--methods") + 1] = "lolcats-sw";
+        (exit, _, err) = CliHarness.Run(args);
+        Assert.True(exit == 0, err);
+        Assert.Contains("| lolcats-sw+sparse4+posthoc | recovered |", File.ReadAllText(Path.Combine(lab, "report.md")));
     }
 
     [Fact]
