@@ -677,21 +677,11 @@ public sealed unsafe class DecodeEngine : IDisposable
     }
 
     /// <summary>The activation rows of a Q8 product quantized to Q8 blocks (llama.cpp's rule: its Q8_0 weights take
-    /// Q8_0 activations), on this thread for a decoding batch, across the pool for a prefill block.</summary>
+    /// Q8_0 activations).</summary>
     private Q8Activations Quantize(float* x, int xStride, int count, int cols)
     {
         _quantized.Prepare(count, cols);
-        if (count < 32)
-            _quantized.QuantizeRows(x, xStride, 0, count);
-        else
-        {
-            _quantize.Target = _quantized;
-            _quantize.Rounded = null;
-            _quantize.X = x;
-            _quantize.XStride = xStride;
-            _pool.Run(_quantize, count, grain: 8);
-        }
-
+        PrepareActivations(_quantized, null, x, xStride, count);
         return _quantized;
     }
 
@@ -700,19 +690,26 @@ public sealed unsafe class DecodeEngine : IDisposable
     private BFloat16Activations Round(float* x, int xStride, int count, int cols)
     {
         _rounded.Prepare(count, cols);
-        if (count < 32)
-            _rounded.RoundRows(x, xStride, 0, count);
-        else
-        {
-            _quantize.Target = null;
-            _quantize.Rounded = _rounded;
-            _quantize.X = x;
-            _quantize.XStride = xStride;
-            _pool.Run(_quantize, count, grain: 8);
-        }
-
+        PrepareActivations(null, _rounded, x, xStride, count);
         return _rounded;
     }
+
+    /// <summary>Fills whichever target is given from <paramref name="count"/> activation rows: on this thread for a
+    /// decoding batch, across the pool for a prefill block (from <see cref="ParallelActivationRows"/> rows on).</summary>
+    private void PrepareActivations(Q8Activations? quantized, BFloat16Activations? rounded, float* x, int xStride, int count)
+    {
+        _quantize.Target = quantized;
+        _quantize.Rounded = rounded;
+        _quantize.X = x;
+        _quantize.XStride = xStride;
+        if (count < ParallelActivationRows)
+            _quantize.Execute(0, count);
+        else
+            _pool.Run(_quantize, count, grain: 8);
+    }
+
+    /// <summary>Below this many rows, quantizing or rounding activations costs less than waking a worker.</summary>
+    private const int ParallelActivationRows = 32;
 
     /// <summary>A row-wise operation over <paramref name="count"/> rows: on this thread for a decoding batch, across the
     /// pool for a prefill block (where a block's norms and activations are worth splitting).</summary>
