@@ -321,37 +321,6 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
         return o;
     }
 
-    /// <summary><see cref="RecallErrors"/> with the learned gate: the recurrence of every query head (keys and values
-    /// repeated over the group, each head its own gate), read with the written key, errors averaged over each group.</summary>
-    private Tensor LearnedGateRecallErrors(Tensor x, Tensor k, Tensor v, Tensor vz, Tensor valid, Tensor? state)
-    {
-        long b = k.shape[0], t = k.shape[1];
-        int group = Heads / KvHeads;
-        Tensor Repeat(Tensor y) => group == 1 ? y : y.repeat_interleave(group, dim: 2);
-        var key = Repeat(k.softmax(-1));
-        var values = Repeat(vz);
-        var gh = LearnedLogGate(x) * valid.view(b, t, 1); // [B, T, H]
-        bool step = t == 1 && state is not null;
-        Tensor o;
-        if (_options.Family == LigerFamily.Gla)
-        {
-            var g = gh.unsqueeze(-1).expand(b, t, Heads, HeadDim);
-            o = step
-                ? GlaRecurrent.Step(key.select(1, 0), key.select(1, 0), values.select(1, 0), g.select(1, 0), state!, 1.0).Output.unsqueeze(1)
-                : GlaChunked.Forward(key, key, values, g, 1.0, state, _options.ChunkSize, _options.SubChunkSize).Output;
-        }
-        else
-        {
-            o = step
-                ? ScalarGateRecurrent.Step(key.select(1, 0), key.select(1, 0), values.select(1, 0), gh.select(1, 0), state!, 1.0).Output.unsqueeze(1)
-                : ScalarGateChunked.Forward(key, key, values, gh, 1.0, state, _options.ChunkSize).Output;
-        }
-
-        long d = v.shape[3];
-        var recalled = o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
-        return (Repeat(v) - recalled).Squared().sum(-1).view(b, t, KvHeads, group).sum(-1).Over(group);
-    }
-
     private static Tensor L2Normalize(Tensor x) => x * x.Squared().sum(-1, keepdim: true).Plus(LinearAttentionConstants.L2NormEps).rsqrt();
 
     /// <summary>
@@ -403,38 +372,57 @@ public sealed class LigerAttention : ProjectedMixer, ITransferLayer
     /// </summary>
     private Tensor RecallErrors(Tensor x, Tensor k, Tensor v, Tensor valid, Tensor? state)
     {
-        long b = k.shape[0], t = k.shape[1];
+        long b = k.shape[0], t = k.shape[1], d = v.shape[3];
         int group = Heads / KvHeads;
         double norm = _options.EffectiveNormalizer;
         var vz = WithDenominator(v, valid);
+        var validBt = valid.view(b, t, 1);
         if (_options.HasLearnedGate)
-            return LearnedGateRecallErrors(x, k, v, vz, valid, state);
+        {
+            // Every query head's own state (keys and values repeated over the group), then the group's mean.
+            Tensor Repeat(Tensor y) => group == 1 ? y : y.repeat_interleave(group, dim: 2);
+            var gh = LearnedLogGate(x) * validBt; // [B, T, H]
+            bool perChannel = _options.Family == LigerFamily.Gla;
+            var recalledByHead = RecallWritten(Repeat(k.softmax(-1)), Repeat(vz), perChannel ? gh.unsqueeze(-1).expand(b, t, Heads, HeadDim) : gh,
+                state, perChannel, d);
+            return (Repeat(v) - recalledByHead).Squared().sum(-1).view(b, t, KvHeads, group).sum(-1).Over(group);
+        }
+
         var h0 = state?.index_select(1, TorchArithmetic.Arange(0, Heads, group, ScalarType.Int64, k.device));
-        Tensor o;
-        bool step = t == 1 && state is not null;
+        Tensor recalled;
         if (_options.Family is LigerFamily.Gla or LigerFamily.Hgrn2)
         {
             var g = nn.functional.logsigmoid(k).Over(norm) * valid;
             var key = _options.Family == LigerFamily.Gla ? k.softmax(-1) : g.exp().OneMinus();
-            o = step
-                ? GlaRecurrent.Step(key.select(1, 0), key.select(1, 0), vz.select(1, 0), g.select(1, 0), h0!, 1.0).Output.unsqueeze(1)
-                : GlaChunked.Forward(key, key, vz, g, 1.0, h0, _options.ChunkSize, _options.SubChunkSize).Output;
+            recalled = RecallWritten(key, vz, g, h0, perChannel: true, d);
         }
         else
         {
             var pooled = Pool(k, 1).squeeze(-1);
             var g = (_options.Family == LigerFamily.Mamba2
                 ? -nn.functional.softplus(pooled)
-                : nn.functional.logsigmoid(pooled)).Over(norm) * valid.view(b, t, 1);
-            var key = k.softmax(-1);
-            o = step
-                ? ScalarGateRecurrent.Step(key.select(1, 0), key.select(1, 0), vz.select(1, 0), g.select(1, 0), h0!, 1.0).Output.unsqueeze(1)
-                : ScalarGateChunked.Forward(key, key, vz, g, 1.0, h0, _options.ChunkSize).Output;
+                : nn.functional.logsigmoid(pooled)).Over(norm) * validBt;
+            recalled = RecallWritten(k.softmax(-1), vz, g, h0, perChannel: false, d);
         }
 
-        long d = v.shape[3];
-        var recalled = o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
         return (v - recalled).Squared().sum(-1);
+    }
+
+    /// <summary>Each pair read back from the state that includes it, with its written <paramref name="key"/> as the
+    /// query, normalized by the key sum: <c>[B, T, heads, D]</c>. <paramref name="values"/> carry the key-sum column
+    /// (<see cref="WithDenominator"/>); <paramref name="g"/> is per channel (GLA's kernel) or per head (the scalar
+    /// gate's); <paramref name="h0"/> the state before this call (one step from it when T = 1).</summary>
+    private Tensor RecallWritten(Tensor key, Tensor values, Tensor g, Tensor? h0, bool perChannel, long d)
+    {
+        bool step = key.shape[1] == 1 && h0 is not null;
+        var o = perChannel
+            ? step
+                ? GlaRecurrent.Step(key.select(1, 0), key.select(1, 0), values.select(1, 0), g.select(1, 0), h0!, 1.0).Output.unsqueeze(1)
+                : GlaChunked.Forward(key, key, values, g, 1.0, h0, _options.ChunkSize, _options.SubChunkSize).Output
+            : step
+                ? ScalarGateRecurrent.Step(key.select(1, 0), key.select(1, 0), values.select(1, 0), g.select(1, 0), h0!, 1.0).Output.unsqueeze(1)
+                : ScalarGateChunked.Forward(key, key, values, g, 1.0, h0, _options.ChunkSize).Output;
+        return o.narrow(-1, 0, d) / o.narrow(-1, d, 1).Plus(LinearAttentionConstants.DenominatorEps);
     }
 
     private delegate (Tensor Output, Tensor State) StepKernel(Tensor q, Tensor k, Tensor v, Tensor g, Tensor state, double scale);
