@@ -33,11 +33,18 @@ public sealed class EngineCliOptions
                       "--weight-dtype are used where the file is mapped: start-up reads nothing and the pages are shared with the page cache",
     };
 
+    public Option<bool> Float32Activations { get; } = new("--float32-activations")
+    {
+        Description = "With --weight-dtype bfloat16: keep each product's input in float32 and widen the weights instead. By default " +
+                      "the input is rounded to bfloat16 and multiplied bfloat16 by bfloat16 (AVX512-BF16 vdpbf16ps where the CPU has " +
+                      "it), as llama.cpp does for BF16 weights: about twice the prefill throughput, activations to 8 significant bits",
+    };
+
+    /// <summary>What <c>--weight-dtype bfloat16</c> now does by default; accepted so that older commands still run.</summary>
     public Option<bool> BFloat16Products { get; } = new("--bf16-products")
     {
-        Description = "With --weight-dtype bfloat16: round each product's input to bfloat16 too and multiply bfloat16 by bfloat16 " +
-                      "(AVX512-BF16 vdpbf16ps where the CPU has it, as llama.cpp does for BF16 weights): about twice the prefill " +
-                      "throughput, activations to 8 significant bits",
+        Description = "The default with --weight-dtype bfloat16 (bfloat16 × bfloat16 products); kept so older commands run",
+        Hidden = true,
     };
 
     public EngineCliOptions()
@@ -52,6 +59,7 @@ public sealed class EngineCliOptions
         command.Add(WeightDType);
         command.Add(Threads);
         command.Add(NoMmap);
+        command.Add(Float32Activations);
         command.Add(BFloat16Products);
     }
 
@@ -63,9 +71,7 @@ public sealed class EngineCliOptions
         if (threads < 1)
             throw new LinearizeException($"--threads must be at least 1, got {threads}");
         var weights = EngineOptions.ParseFormat(r.GetValue(WeightDType)!);
-        bool products = r.GetValue(BFloat16Products);
-        if (products && weights != WeightFormat.BFloat16)
-            throw new LinearizeException("--bf16-products multiplies bfloat16 weights: add --weight-dtype bfloat16");
+        bool products = Products(r, weights == WeightFormat.BFloat16, Float32Activations, BFloat16Products);
         return new EngineOptions
         {
             Weights = weights, Threads = threads, WeightsInPlace = !r.GetValue(NoMmap), BFloat16Products = products,
@@ -97,7 +103,20 @@ public sealed class EngineCliOptions
     {
         if (r.GetValue(WeightDType) != "float32")
             throw new LinearizeException("--weight-dtype applies to the decode engine; drop it or use --engine engine");
-        if (r.GetValue(BFloat16Products))
-            throw new LinearizeException("--bf16-products applies to the decode engine; drop it or use --engine engine");
+        if (r.GetValue(Float32Activations) || r.GetValue(BFloat16Products))
+            throw new LinearizeException($"--{(r.GetValue(Float32Activations) ? "float32-activations" : "bf16-products")} applies to the decode engine; drop it or use --engine engine");
+    }
+
+    /// <summary>Whether bfloat16 weights multiply bfloat16-rounded inputs: yes unless <paramref name="float32Activations"/>
+    /// is given; either flag without bfloat16 weights is a one-line error (float32 products are float32 throughout,
+    /// and q8 always multiplies Q8 blocks). Shared with <c>eval ppl</c>, which scores what the engine computes.</summary>
+    public static bool Products(ParseResult r, bool bfloat16Weights, Option<bool> float32Activations, Option<bool> bf16Products)
+    {
+        bool keep = r.GetValue(float32Activations), round = r.GetValue(bf16Products);
+        if (keep && round)
+            throw new LinearizeException("--float32-activations and --bf16-products contradict each other: give one");
+        if ((keep || round) && !bfloat16Weights)
+            throw new LinearizeException($"--{(keep ? "float32-activations" : "bf16-products")} sets how bfloat16 weights multiply: add --weight-dtype bfloat16");
+        return bfloat16Weights && !keep;
     }
 }

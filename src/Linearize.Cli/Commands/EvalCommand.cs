@@ -35,9 +35,15 @@ public static class EvalCommand
             DefaultValueFactory = _ => "float32",
         };
         weightDType.AcceptOnlyFromAmong("float32", "bfloat16", "q8");
+        var float32Activations = new Option<bool>("--float32-activations")
+        {
+            Description = "With --weight-dtype bfloat16: keep each projection's input in float32, as the engine's --float32-activations does " +
+                          "(by default it is rounded to bfloat16 too, as the engine multiplies bfloat16 weights)",
+        };
         var bf16Products = new Option<bool>("--bf16-products")
         {
-            Description = "With --weight-dtype bfloat16: round each projection's input to bfloat16 too, as the engine's --bf16-products does",
+            Description = "The default with --weight-dtype bfloat16; kept so older commands run",
+            Hidden = true,
         };
 
         var command = new Command("ppl",
@@ -51,6 +57,7 @@ public static class EvalCommand
         command.Add(stride);
         command.Add(json);
         command.Add(weightDType);
+        command.Add(float32Activations);
         command.Add(bf16Products);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -69,10 +76,9 @@ public static class EvalCommand
             var format = Linearize.Inference.EngineOptions.ParseFormat(r.GetValue(weightDType)!);
             if (format != Linearize.Inference.WeightFormat.Float32 && model.ParseDType(r) != TorchSharp.torch.ScalarType.Float32)
                 throw new LinearizeException("--weight-dtype rounds float32 weights; drop --dtype bfloat16");
-            if (r.GetValue(bf16Products) && format != Linearize.Inference.WeightFormat.BFloat16)
-                throw new LinearizeException("--bf16-products rounds the inputs of bfloat16 products: add --weight-dtype bfloat16");
+            bool products = EngineCliOptions.Products(r, format == Linearize.Inference.WeightFormat.BFloat16, float32Activations, bf16Products);
             Linearize.Inference.WeightRounding.Apply(llama, format);
-            using var _rounding = Linearize.Inference.ActivationRounding.Apply(llama, format, r.GetValue(bf16Products));
+            using var _rounding = Linearize.Inference.ActivationRounding.Apply(llama, format, products);
             var evaluator = new PerplexityEvaluator(llama, tokenizer, r.GetValue(maxLength));
             if (File.Exists(path) && PerplexityEvaluator.FirstInvalidUtf8(path) is long bad)
                 Console.Error.WriteLine($"warning: {path} is not valid UTF-8 (first bad byte at offset {bad}); such bytes are read as U+FFFD and scored — is this a text file?");
@@ -96,7 +102,7 @@ public static class EvalCommand
                     text = path,
                     protocol = result.Protocol,
                     weight_dtype = r.GetValue(weightDType),
-                    bf16_products = r.GetValue(bf16Products),
+                    bf16_products = products,
                     max_length = evaluator.MaxLength,
                     stride = r.GetValue(stride) ?? (result.Protocol == "rolling" ? evaluator.MaxLength : (int?)null),
                     documents = result.Documents,
@@ -115,7 +121,7 @@ public static class EvalCommand
             if (format != Linearize.Inference.WeightFormat.Float32)
                 table.AddRow("weights", $"rounded to {r.GetValue(weightDType)} (as the decode engine stores them)"
                     + (format == Linearize.Inference.WeightFormat.Q8 ? ", projection inputs to Q8 blocks" : "")
-                    + (r.GetValue(bf16Products) ? ", projection inputs to bfloat16" : ""));
+                    + (products ? ", projection inputs to bfloat16" : ""));
             table.AddRow("documents", result.Documents.ToString());
             table.AddRow("tokens scored", result.Tokens.ToString());
             table.AddRow("mean NLL (nats/token)", result.MeanNll.ToString("F6"));

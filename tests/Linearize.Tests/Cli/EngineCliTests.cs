@@ -124,6 +124,48 @@ public sealed class EngineCliTests
         Assert.True(Math.Abs(bf16 - f32) < 0.02 && Math.Abs(q8 - f32) < 0.02, $"f32 {f32}, bf16 {bf16}, q8 {q8}");
     }
 
+    /// <summary>bfloat16 weights multiply bfloat16-rounded inputs unless <c>--float32-activations</c> is given, in the
+    /// engine and in <c>eval ppl</c> alike (which scores what the engine computes); the old <c>--bf16-products</c> still
+    /// runs and means the default; the flags are one-line errors where they mean nothing.</summary>
+    [Fact]
+    public void BFloat16WeightsRoundTheirInputsUnlessTold()
+    {
+        (double Nll, bool Products) Ppl(params string[] extra)
+        {
+            var (exit, output, err) = CliHarness.Run(new[] { "eval", "ppl", "--model", SampleData.Stories260KDir, "--text",
+                SampleData.TinyStoriesExcerpt, "--max-docs", "20", "--json" }.Concat(extra).ToArray());
+            Assert.True(exit == 0, err);
+            var root = JsonDocument.Parse(output).RootElement;
+            return (root.GetProperty("mean_nll").GetDouble(), root.GetProperty("bf16_products").GetBoolean());
+        }
+
+        var rounded = Ppl("--weight-dtype", "bfloat16");
+        var widened = Ppl("--weight-dtype", "bfloat16", "--float32-activations");
+        var old = Ppl("--weight-dtype", "bfloat16", "--bf16-products");
+        Assert.True(rounded.Products);
+        Assert.False(widened.Products);
+        Assert.Equal(rounded, old);
+        Assert.NotEqual(rounded.Nll, widened.Nll);
+        Assert.True(Math.Abs(rounded.Nll - widened.Nll) < 0.01, $"{rounded.Nll} vs {widened.Nll}");
+        Assert.False(Ppl().Products);
+
+        string[] generate = { "generate", "--model", SampleData.Stories260KDir, "--prompt", "The little dog", "-n", "20", "--weight-dtype" };
+        var products = CliHarness.Run(generate.Append("bfloat16").ToArray());
+        var floats = CliHarness.Run(generate.Concat(new[] { "bfloat16", "--float32-activations" }).ToArray());
+        Assert.True(products.Exit == 0, products.Err);
+        Assert.True(floats.Exit == 0, floats.Err);
+
+        var q8 = CliHarness.Run(generate.Concat(new[] { "q8", "--float32-activations" }).ToArray());
+        Assert.Equal(1, q8.Exit);
+        Assert.Contains("--float32-activations sets how bfloat16 weights multiply: add --weight-dtype bfloat16", q8.Err);
+        var both = CliHarness.Run(generate.Concat(new[] { "bfloat16", "--float32-activations", "--bf16-products" }).ToArray());
+        Assert.Equal(1, both.Exit);
+        Assert.Contains("contradict", both.Err);
+        var torch = CliHarness.Run(generate.Concat(new[] { "float32", "--float32-activations", "--engine", "torch" }).ToArray());
+        Assert.Equal(1, torch.Exit);
+        Assert.Contains("--float32-activations applies to the decode engine", torch.Err);
+    }
+
     [Fact]
     public void BenchMemoryReportsABandwidth()
     {
