@@ -68,7 +68,12 @@ public static class BenchCommand
         };
         fill.AcceptOnlyFromAmong("synthetic", "prefill");
         var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Context tokens per prefill forward pass (--fill prefill)", DefaultValueFactory = _ => 512 };
-        var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "Skip the memory-bandwidth probe (no GB/s fraction)" };
+        var noBandwidth = new Option<bool>("--no-bandwidth")
+        {
+            Description = "Skip both floors: the memory-bandwidth probe of a fresh buffer before the run ('of bw'), and the plain reads " +
+                          "of the model's own matrices alternated with up to 16 extra steps after each row's timed ones ('of floor': " +
+                          "median read time, scaled to the step's bytes, over the median of those steps)",
+        };
         var invariant = new Option<bool>("--batch-invariant") { Description = "Batch-invariant kernels, as 'serve' runs them (each sequence's logits exactly as alone); measures their cost at --batch N" };
         var contend = new Option<int>("--contend") { Description = "Run N busy processes beside the measurement (a shared machine); the memory probe runs before them", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
@@ -78,7 +83,7 @@ public static class BenchCommand
             Description = "Time models with softmax layers past their max_position_embeddings too (speed only: what such a model computes there is meaningless)",
         };
         var command = new Command("decode",
-            "Per context length: time greedy single-token decoding after that many tokens. Reports ms/token, tokens/s, the bytes of decoding state, the bytes a step reads (weights + state) and the GB/s that makes, as a fraction of this machine's read bandwidth (the floor).");
+            "Per context length: time greedy single-token decoding after that many tokens. Reports ms/token, tokens/s, the bytes of decoding state, the bytes a step reads (weights + state) and the GB/s that makes, as a fraction of this machine's read bandwidth, and against the floor measured on the model's own pages (a plain read of its matrices, alternated with steps).");
         command.Add(models);
         command.Add(tokenizer);
         engineOptions.AddTo(command);
@@ -118,6 +123,7 @@ public static class BenchCommand
             var benchmark = new DecodeBenchmarkOptions
             {
                 Contexts = lengths, Steps = n, Batch = batchSize, SyntheticFill = synthetic, PrefillChunk = chunk, Engine = engineConfig,
+                ReadFloor = useEngine && !r.GetValue(noBandwidth),
             };
             using var contention = new Contention(r.GetValue(contend));
             IReadOnlyList<DecodeRun> runs = Array.Empty<DecodeRun>();
@@ -171,6 +177,9 @@ public static class BenchCommand
                             bytes_per_step = x.BytesPerStep,
                             gb_per_s = Math.Round(x.GbPerSecond, 4), // 4 places: a tiny model on a loaded machine reads well under 0.01 GB/s
                             fraction_of_bandwidth = bandwidth is double b ? Math.Round(x.GbPerSecond / b, 3) : (double?)null,
+                            floor_ms_per_token = x.FloorMs is double f ? Math.Round(f, 3) : (double?)null,
+                            paired_ms_per_token = x.PairedMs is double pm ? Math.Round(pm, 3) : (double?)null,
+                            fraction_of_floor = x.FloorMs is double f2 && x.PairedMs is double p2 ? Math.Round(f2 / p2, 3) : (double?)null,
                         }),
                     }),
                 }));
@@ -186,6 +195,9 @@ public static class BenchCommand
                 .AddColumn(new TableColumn("read/step").RightAligned()).AddColumn(new TableColumn("GB/s").RightAligned());
             if (bandwidth is not null)
                 table.AddColumn(new TableColumn("of bw").RightAligned());
+            bool floors = runs.Any(run => run.Rows.Any(x => x.FloorMs is not null));
+            if (floors)
+                table.AddColumn(new TableColumn("of floor").RightAligned());
             foreach (var run in runs)
                 foreach (var x in run.Rows)
                 {
@@ -196,6 +208,8 @@ public static class BenchCommand
                     };
                     if (bandwidth is double b)
                         cells.Add($"{100 * x.GbPerSecond / b:F0}%");
+                    if (floors)
+                        cells.Add(x.FloorMs is double f && x.PairedMs is double p ? $"{100 * f / p:F0}%" : "");
                     table.AddRow(cells.ToArray());
                 }
 

@@ -42,6 +42,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly QuantizeJob _quantize = new();
     private readonly Q8Activations _quantized = new(); // a Q8 product's activations, quantized once per product
     private readonly BFloat16Activations _rounded = new(); // a bfloat16 product's activations (EngineOptions.BFloat16Products)
+    private SpanReadJob? _weightReader; // TimeWeightRead's pieces, made on first use
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
     private readonly double _eps;
@@ -96,6 +97,25 @@ public sealed unsafe class DecodeEngine : IDisposable
     public long InPlaceWeightBytes =>
         _layers.Sum(l => l.Qkv.InPlaceBytes + l.Output.InPlaceBytes + l.GateUp.InPlaceBytes + l.Down.InPlaceBytes) + _head.InPlaceBytes +
         (ReferenceEquals(_head, _embedding) ? 0 : _embedding.InPlaceBytes);
+
+    /// <summary>Reads every matrix a step multiplies (the layers' and the head: <see cref="WeightBytesPerStep"/> but for
+    /// one embedding row and the norms) where it lies, on this engine's threads, with no arithmetic; returns the
+    /// seconds it took. A step cannot be faster than this on the same memory at the same moment, so a benchmark that
+    /// alternates it with steps gets a floor that moves with the machine's load (a separate probe of a fresh buffer
+    /// does not: other pages, other moments).</summary>
+    public double TimeWeightRead()
+    {
+        var reader = WeightReader;
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        _pool.Run(reader, reader.Count);
+        return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+    }
+
+    /// <summary>The read <see cref="TimeWeightRead"/> times, made on first use (tests check its bytes and its sum).</summary>
+    internal SpanReadJob WeightReader => _weightReader ??= new SpanReadJob(StepMatrices().SelectMany(m => m.Storage()));
+
+    private IEnumerable<PackedMatrix> StepMatrices() =>
+        _layers.SelectMany(l => new[] { l.Qkv, l.Output, l.GateUp, l.Down }).Append(_head);
 
     /// <summary>What each layer's mixer is, for reports.</summary>
     public string Describe() =>

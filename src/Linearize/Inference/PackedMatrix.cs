@@ -72,6 +72,18 @@ public sealed unsafe class PackedMatrix : IDisposable
     /// <summary>Of <see cref="Bytes"/>, those used in place from a mapped file rather than held in this process's own memory.</summary>
     public long InPlaceBytes => _parts?.Sum(p => p.InPlaceBytes) ?? (_borrowed ? Bytes : 0);
 
+    /// <summary>Where this matrix's bytes lie (quants and block scales for Q8; every part of a stack), in the order a full
+    /// product reads them: <see cref="Bytes"/> in all.</summary>
+    internal IEnumerable<(nint Start, long Bytes)> Storage()
+    {
+        if (_parts is not null)
+            return _parts.SelectMany(p => p.Storage());
+        var spans = new List<(nint, long)> { ((nint)_data, DataBytes) };
+        if (Format == WeightFormat.Q8)
+            spans.Add(((nint)_scales, (long)Rows * BlocksPerRow * sizeof(float)));
+        return spans;
+    }
+
     /// <summary>The parts of a stacked matrix, in row order; null for a matrix with one storage.</summary>
     internal PackedMatrix[]? Parts => _parts;
 

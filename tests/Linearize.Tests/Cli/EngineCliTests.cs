@@ -98,6 +98,7 @@ public sealed class EngineCliTests
                 Assert.True(row.GetProperty("ms_per_token").GetDouble() > 0);
                 Assert.True(row.GetProperty("tokens_per_second").GetDouble() > 0);
                 Assert.True(row.GetProperty("gb_per_s").GetDouble() > 0);
+                Assert.Equal(JsonValueKind.Null, row.GetProperty("fraction_of_floor").ValueKind); // --no-bandwidth skips both floors
             }
         }
 

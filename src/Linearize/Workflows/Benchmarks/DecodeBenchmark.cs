@@ -123,12 +123,32 @@ public static class DecodeBenchmark
                 Advance();
             double seconds = watch.Elapsed.TotalSeconds;
             long bytes = engine.WeightBytesPerStep + stateBytes;
-            return new DecodeRow(context, 1000 * seconds / o.Steps, batch * o.Steps / seconds, contextState, bytes, bytes * o.Steps / seconds / 1e9);
+            var (floor, paired) = o.ReadFloor ? Floor(bytes) : (null, null);
+            return new DecodeRow(context, 1000 * seconds / o.Steps, batch * o.Steps / seconds, contextState, bytes, bytes * o.Steps / seconds / 1e9,
+                floor, paired);
         }
         finally
         {
             foreach (var x in seqs)
                 x.Dispose();
+        }
+
+        // Steps and reads alternate, so both see the same load; medians, so one preempted pass does not decide.
+        (double?, double?) Floor(long stepBytes)
+        {
+            int pairs = Math.Min(o.Steps, o.FloorPairs);
+            var steps = new double[pairs];
+            var reads = new double[pairs];
+            for (int i = 0; i < pairs; i++)
+            {
+                var watch = Stopwatch.StartNew();
+                Advance();
+                steps[i] = watch.Elapsed.TotalSeconds;
+                reads[i] = engine.TimeWeightRead();
+            }
+
+            double readMs = 1000 * Median(reads) * stepBytes / engine.WeightReader.Bytes;
+            return (readMs, 1000 * Median(steps));
         }
 
         void Advance()
@@ -137,6 +157,13 @@ public static class DecodeBenchmark
             for (int b = 0; b < batch; b++)
                 tokens[b] = Sampler.ArgMax(engine.Logits(b));
         }
+    }
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        int n = sorted.Length;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
     /// <summary>A cache holding <paramref name="context"/> random tokens (<see cref="RandomTokens"/>), prefilled in chunks.</summary>

@@ -21,6 +21,14 @@ public sealed record DecodeBenchmarkOptions
     /// <summary>Rows per TorchSharp forward when the context is prefilled.</summary>
     public int PrefillChunk { get; init; } = 512;
 
+    /// <summary>After the timed steps, alternate steps with plain reads of the engine's matrices
+    /// (<see cref="DecodeRow.FloorMs"/>): the bandwidth floor measured on the weights' own pages, beside the steps it
+    /// bounds. Engine only.</summary>
+    public bool ReadFloor { get; init; }
+
+    /// <summary>Step-and-read pairs for <see cref="ReadFloor"/>, at most (never more than the timed steps).</summary>
+    public int FloorPairs { get; init; } = 16;
+
     /// <summary>The engine's options; null measures TorchSharp's own single-token forward instead.</summary>
     public EngineOptions? Engine { get; init; }
 
