@@ -1,46 +1,16 @@
 using System.Diagnostics;
-using System.Runtime.Intrinsics;
 using Linearize.Inference.Threading;
 
 namespace Linearize.Inference;
 
 /// <summary>
 /// A STREAM-style read probe: the bytes per second that N threads sum out of a buffer far
-/// larger than the caches — the ceiling a memory-bound decoding step can reach with the same threads. Each thread claims
-/// contiguous slices and sums each with four vector accumulators (the access pattern of the matrix kernels); the best of several
-/// passes is reported, as STREAM does.
+/// larger than the caches — the ceiling a memory-bound decoding step can reach with the same threads. The threads claim
+/// pieces and read each as four streams (<see cref="SpanReadJob"/>, the read <see cref="DecodeEngine.TimeWeightRead"/>
+/// times on the model's own pages); the best of several passes is reported, as STREAM does.
 /// </summary>
 public static unsafe class MemoryBandwidth
 {
-    private sealed class ReadJob : RangeJob
-    {
-        public float* Data;
-        public long Floats;
-        public int Parts;
-        public readonly double[] Sums = new double[256];
-
-        public override void Execute(int start, int end)
-        {
-            for (int part = start; part < end; part++)
-            {
-                long from = Floats * part / Parts & ~63L, to = part == Parts - 1 ? Floats : Floats * (part + 1) / Parts & ~63L;
-                var a0 = Vector512<float>.Zero;
-                var a1 = Vector512<float>.Zero;
-                var a2 = Vector512<float>.Zero;
-                var a3 = Vector512<float>.Zero;
-                for (long i = from; i + 64 <= to; i += 64)
-                {
-                    a0 += Vector512.Load(Data + i);
-                    a1 += Vector512.Load(Data + i + 16);
-                    a2 += Vector512.Load(Data + i + 32);
-                    a3 += Vector512.Load(Data + i + 48);
-                }
-
-                Sums[part] = Vector512.Sum(a0 + a1 + a2 + a3); // kept, so the loads cannot be optimised away
-            }
-        }
-    }
-
     /// <summary>Read bandwidth in bytes per second.</summary>
     public static double Measure(int threads, long bytes = 1L << 30, int passes = 5)
     {
@@ -54,13 +24,13 @@ public static unsafe class MemoryBandwidth
             for (long i = int.MaxValue; i < floats; i++)
                 data[i] = 1f;
             using var pool = new WorkerPool(threads);
-            // Many parts, claimed by whichever thread is free (as the engine's regions are).
-            var job = new ReadJob { Data = data, Floats = floats, Parts = Math.Min(256, 32 * threads) };
+            // The read the engine's floor uses (four streams per thread, small pieces claimed by whichever thread is free).
+            var job = new SpanReadJob(new[] { ((nint)data, floats * sizeof(float)) });
             double best = 0;
             for (int pass = 0; pass < passes + 1; pass++)
             {
                 long start = Stopwatch.GetTimestamp();
-                pool.Run(job, job.Parts);
+                pool.Run(job, job.Count);
                 double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
                 if (pass > 0)
                     best = Math.Max(best, floats * sizeof(float) / seconds);
