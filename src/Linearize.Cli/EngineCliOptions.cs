@@ -17,7 +17,9 @@ public sealed class EngineCliOptions
 
     public Option<string> WeightDType { get; } = new("--weight-dtype")
     {
-        Description = "Engine weight storage: float32, bfloat16 (half the bytes) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit blocks as llama.cpp does); float32 arithmetic otherwise. " +
+        Description = "Engine weight storage: float32, bfloat16 (half the bytes, multiplied with activations rounded to bfloat16 as llama.cpp does; " +
+                      "see --float32-activations) or q8 (8-bit blocks of 32, ~3.6x fewer bytes, multiplied with activations rounded to 8-bit " +
+                      "blocks as llama.cpp does); sums and everything between the products in float32. " +
                       "A q8 checkpoint (linearize quantize) runs as q8 unless this is given, which dequantizes it",
         DefaultValueFactory = _ => "float32",
     };

@@ -31,7 +31,9 @@ public static class EvalCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var weightDType = new Option<string>("--weight-dtype")
         {
-            Description = "Score with every weight matrix rounded as the decode engine stores it (bfloat16 or q8; q8 also rounds each projection's input to Q8 blocks, as the engine does), computing in float32: the format's perplexity cost",
+            Description = "Score with every weight matrix rounded as the decode engine stores it (bfloat16 or q8) and each projection's input " +
+                          "rounded as the engine rounds it (to bfloat16, unless --float32-activations; to Q8 blocks), computing in float32: " +
+                          "the format's perplexity cost",
             DefaultValueFactory = _ => "float32",
         };
         weightDType.AcceptOnlyFromAmong("float32", "bfloat16", "q8");
