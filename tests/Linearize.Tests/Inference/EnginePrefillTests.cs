@@ -134,14 +134,16 @@ public sealed class EnginePrefillTests
         }
     }
 
-    /// <summary>The tiled product against its naive twin: every format, token counts around the 8-token tile, column
-    /// counts around the 16-wide vector and past the 1,024-column depth slice.</summary>
+    /// <summary>The tiled product against its naive twin: every format and vector level this CPU has, token counts around
+    /// the 8-token (AVX-512) and 6-token (AVX2) tiles, column counts around the vector widths and past the 512-column
+    /// depth slice.</summary>
     [Fact]
     public unsafe void TiledProductEqualsNaiveTwin()
     {
+        foreach (var isa in new[] { KernelIsa.Avx2, KernelIsa.Avx512 }.Where(KernelIsaSupport.IsSupported))
         foreach (var format in Enum.GetValues<WeightFormat>())
             foreach (int cols in new[] { 8, 16, 33, 172, 768, 1030, 2100 })
-                foreach (int count in new[] { 1, 7, 8, 9, 23 })
+                foreach (int count in new[] { 1, 5, 6, 7, 8, 9, 13, 23 })
                 {
                     const int rows = 37; // not a multiple of the 16-row block or the 2-row tile
                     var rng = new Random(cols * 31 + count);
@@ -156,15 +158,15 @@ public sealed class EnginePrefillTests
                         if (format == WeightFormat.Q8)
                         {
                             q.Quantize(xp, cols, count, cols);
-                            MatMat.RowsQ8(w, q, count, yp, rows, 0, 16, KernelIsaSupport.Best);
-                            MatMat.RowsQ8(w, q, count, yp, rows, 16, rows, KernelIsaSupport.Best);
+                            MatMat.RowsQ8(w, q, count, yp, rows, 0, 16, isa);
+                            MatMat.RowsQ8(w, q, count, yp, rows, 16, rows, isa);
                             for (int b = 0; b < count; b++)
                                 q.DequantizeRow(b, x.AsSpan(b * cols, cols)); // the activations multiplied, for the bound
                         }
                         else
                         {
-                            MatMat.Rows(w, xp, cols, count, yp, rows, 0, 16, KernelIsaSupport.Best);
-                            MatMat.Rows(w, xp, cols, count, yp, rows, 16, rows, KernelIsaSupport.Best);
+                            MatMat.Rows(w, xp, cols, count, yp, rows, 0, 16, isa);
+                            MatMat.Rows(w, xp, cols, count, yp, rows, 16, rows, isa);
                         }
                     }
 
@@ -177,7 +179,7 @@ public sealed class EnginePrefillTests
                                 magnitude += Math.Abs(dense[r * cols + c] * x[b * cols + c]);
                             double err = Math.Abs(y[b * rows + r] - expected[b * rows + r]);
                             Assert.True(err <= 1e-5 * magnitude + 1e-30,
-                                $"{format} cols {cols} count {count} row {r} token {b}: |{y[b * rows + r]} − {expected[b * rows + r]}| = {err:E2}");
+                                $"{isa} {format} cols {cols} count {count} row {r} token {b}: |{y[b * rows + r]} − {expected[b * rows + r]}| = {err:E2}");
                         }
                 }
     }

@@ -9,7 +9,8 @@ namespace Linearize.Inference.Kernels;
 /// and float32 sums, llama.cpp's BF16 × BF16 product. The weights stay bfloat16 (nothing is widened), and with
 /// AVX512-BF16 each <c>vdpbf16ps</c> does 32 multiply-adds where a float32 FMA does 16 — prefill is bound by that
 /// rate (<see cref="MatMat"/>). Native tiles of 4 rows × up to 6 tokens (<see cref="NativeBFloat16Tiles"/>) where the
-/// CPU has the instruction, <see cref="BFloat16Dot.Dot"/> elsewhere; the naive twin is <see cref="BFloat16Dot.Scalar"/>.
+/// CPU has the instruction; elsewhere <see cref="BFloat16Dot.Dot"/> for one token and managed tiles of 2 rows × 4 tokens
+/// (<see cref="BFloat16Tile2x4"/>) for several; the naive twin is <see cref="BFloat16Dot.Scalar"/>.
 /// </summary>
 /// <remarks>Every dot product follows <see cref="BFloat16Dot"/>'s order whatever the tile, the slot it sits in or the
 /// number of tokens, so the kernel is batch-invariant by construction: decoding (any batch) and prefill (any block) use
@@ -44,9 +45,11 @@ public static unsafe class MatMulBFloat16
         int cols = w.Cols;
         if (!native)
         {
-            for (int r = r0; r < r1; r++)
-                for (int t = 0; t < count; t++)
-                    y[(long)t * yStride + r] = BFloat16Dot.Dot(w.Bf16 + (long)r * cols, x.Row(t), cols);
+            if (count == 1)
+                for (int r = r0; r < r1; r++)
+                    y[r] = BFloat16Dot.Dot(w.Bf16 + (long)r * cols, x.Row(0), cols);
+            else
+                ManagedTiles(w, x, count, y, yStride, r0, r1);
             return;
         }
 
@@ -69,6 +72,39 @@ public static unsafe class MatMulBFloat16
                     for (int i = 0; i < tileRows; i++)
                         wp[i] = w.Bf16 + (long)(r + Math.Min(i, rows - 1)) * cols;
                     NativeBFloat16Tiles.Tile(wp, xp, tokens, cols, sums);
+                    for (int j = 0; j < tokens; j++)
+                    {
+                        float* yj = y + (long)(t0 + j) * yStride + r;
+                        for (int i = 0; i < rows; i++)
+                            yj[i] = sums[j * tileRows + i];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The managed path for several tokens: <see cref="BFloat16Tile2x4"/> over blocks of <see cref="BlockRows"/>
+    /// rows, as the native path walks them. A tile short of rows or tokens repeats its last one and drops the copies.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ManagedTiles(PackedMatrix w, BFloat16Activations x, int count, float* y, int yStride, int r0, int r1)
+    {
+        const int tileRows = BFloat16Tile2x4.Rows, tileTokens = BFloat16Tile2x4.Tokens;
+        int cols = w.Cols;
+        var xp = stackalloc float*[tileTokens];
+        var sums = stackalloc float[tileRows * tileTokens];
+        for (int b0 = r0; b0 < r1; b0 += BlockRows)
+        {
+            int b1 = Math.Min(r1, b0 + BlockRows);
+            for (int t0 = 0; t0 < count; t0 += tileTokens)
+            {
+                int tokens = Math.Min(tileTokens, count - t0);
+                for (int j = 0; j < tileTokens; j++)
+                    xp[j] = x.Split(t0 + Math.Min(j, tokens - 1));
+                for (int r = b0; r < b1; r += tileRows)
+                {
+                    int rows = Math.Min(tileRows, b1 - r);
+                    ushort* wa = w.Bf16 + (long)r * cols;
+                    BFloat16Tile2x4.Dot(wa, rows > 1 ? wa + cols : wa, xp, cols, sums);
                     for (int j = 0; j < tokens; j++)
                     {
                         float* yj = y + (long)(t0 + j) * yStride + r;
