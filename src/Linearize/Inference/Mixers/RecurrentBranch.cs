@@ -399,6 +399,14 @@ internal sealed unsafe class RecurrentBranch
             for (; i + 16 <= n; i += 16)
                 (Vector512.Load(row + i) * ev + kv * Vector512.Load(v + i)).Store(row + i);
         }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            // Lane by lane the same three roundings, so every width gives the scalar loop's bits.
+            var ev = Vector256.Create(e);
+            var kv = Vector256.Create(kc);
+            for (; i + 8 <= n; i += 8)
+                (Vector256.Load(row + i) * ev + kv * Vector256.Load(v + i)).Store(row + i);
+        }
 
         for (; i < n; i++)
             row[i] = row[i] * e + kc * v[i];

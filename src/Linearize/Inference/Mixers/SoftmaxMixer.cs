@@ -197,8 +197,9 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     /// <summary>Scratch per prefill unit (<see cref="PrefillLayout"/>).</summary>
     private long PrefillUnitFloats => _prefillLayout.Floats;
 
-    /// <summary>Whether the vectorized prefill tile applies (head dims in whole 512-bit vectors).</summary>
-    private bool WideTile => Vector512.IsHardwareAccelerated && HeadDim % 16 == 0;
+    /// <summary>Whether the vectorized prefill tile applies: head dims in whole vectors of the widest width (512-bit, or
+    /// 256-bit on AVX2). Both widths compute each score and each output column by the same chain of FMAs.</summary>
+    private bool WideTile => Vector512.IsHardwareAccelerated ? HeadDim % 16 == 0 : Vector256.IsHardwareAccelerated && HeadDim % 8 == 0;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PrefillUnit(StepContext ctx, int unit)
@@ -360,6 +361,14 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     private static void BlockScores4(float* q0, float* q1, float* q2, float* q3, float* keysT, int d,
         float* s0, float* s1, float* s2, float* s3)
     {
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            // AVX2's 16 registers hold four rows × 16 keys: the block in four quarters, each score the same chain.
+            for (int k = 0; k < KeyBlock; k += 16)
+                QuarterScores4(q0, q1, q2, q3, keysT + k, d, s0 + k, s1 + k, s2 + k, s3 + k);
+            return;
+        }
+
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
@@ -399,11 +408,70 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         e0.Store(s3); e1.Store(s3 + 16); e2.Store(s3 + 32); e3.Store(s3 + 48);
     }
 
+    /// <summary><see cref="BlockScores4"/> on 256-bit vectors for 16 keys from <paramref name="keysT"/> (row stride
+    /// <see cref="KeyBlock"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuarterScores4(float* q0, float* q1, float* q2, float* q3, float* keysT, int d,
+        float* s0, float* s1, float* s2, float* s3)
+    {
+        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        Vector256<float> c0 = default, c1 = default, e0 = default, e1 = default;
+        for (int c = 0; c < d; c++)
+        {
+            float* row = keysT + c * KeyBlock;
+            var k0 = Vector256.Load(row);
+            var k1 = Vector256.Load(row + 8);
+            var x = Vector256.Create(q0[c]);
+            a0 = Vector256.FusedMultiplyAdd(x, k0, a0);
+            a1 = Vector256.FusedMultiplyAdd(x, k1, a1);
+            x = Vector256.Create(q1[c]);
+            b0 = Vector256.FusedMultiplyAdd(x, k0, b0);
+            b1 = Vector256.FusedMultiplyAdd(x, k1, b1);
+            x = Vector256.Create(q2[c]);
+            c0 = Vector256.FusedMultiplyAdd(x, k0, c0);
+            c1 = Vector256.FusedMultiplyAdd(x, k1, c1);
+            x = Vector256.Create(q3[c]);
+            e0 = Vector256.FusedMultiplyAdd(x, k0, e0);
+            e1 = Vector256.FusedMultiplyAdd(x, k1, e1);
+        }
+
+        a0.Store(s0); a1.Store(s0 + 8);
+        b0.Store(s1); b1.Store(s1 + 8);
+        c0.Store(s2); c1.Store(s2 + 8);
+        e0.Store(s3); e1.Store(s3 + 8);
+    }
+
     /// <summary><see cref="WeightedValues"/> for four rows over the same keys: each value load feeds four rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WeightedValues4(float* p0, float* p1, float* p2, float* p3, float* values, int n, int d,
         float* acc0, float* acc1, float* acc2, float* acc3)
     {
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            for (int c = 0; c < d; c += 8)
+            {
+                var a0 = Vector256.Load(acc0 + c);
+                var a1 = Vector256.Load(acc1 + c);
+                var a2 = Vector256.Load(acc2 + c);
+                var a3 = Vector256.Load(acc3 + c);
+                for (int k = 0; k < n; k++)
+                {
+                    var v = Vector256.Load(values + (long)k * d + c);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.Create(p0[k]), v, a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.Create(p1[k]), v, a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.Create(p2[k]), v, a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.Create(p3[k]), v, a3);
+                }
+
+                a0.Store(acc0 + c);
+                a1.Store(acc1 + c);
+                a2.Store(acc2 + c);
+                a3.Store(acc3 + c);
+            }
+
+            return;
+        }
+
         for (int c = 0; c < d; c += 16)
         {
             var a0 = Vector512.Load(acc0 + c);
@@ -431,6 +499,19 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WeightedValues(float* p, float* values, int n, int d, float* acc)
     {
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            for (int c = 0; c < d; c += 8)
+            {
+                var a = Vector256.Load(acc + c);
+                for (int k = 0; k < n; k++)
+                    a = Vector256.FusedMultiplyAdd(Vector256.Create(p[k]), Vector256.Load(values + (long)k * d + c), a);
+                a.Store(acc + c);
+            }
+
+            return;
+        }
+
         for (int c = 0; c < d; c += 16)
         {
             var a = Vector512.Load(acc + c);
