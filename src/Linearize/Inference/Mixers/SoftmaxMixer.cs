@@ -556,7 +556,16 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
             float* scores = scratch + _stepLayout.Scores;
             float* partial = scratch + _stepLayout.Partials; // per head: max, sum, out[D]
             float* q = ctx.QRotated(b) + (long)kvHead * g * d;     // the group's query heads are consecutive
-            for (int s = 0; s < n; s++)
+            int s4 = 0;
+            for (; s4 + 4 <= n; s4 += 4)
+            {
+                // Four keys at a time (each score exactly VectorOps.Dot's): independent chains instead of one.
+                float* key = kv.Key(kvHead, s0 + s4);
+                for (int j = 0; j < g; j++)
+                    VectorOps.Dot4(q + j * d, key, key + d, key + 2 * d, key + 3 * d, d, scores + (long)j * _maxSplitLength + s4);
+            }
+
+            for (int s = s4; s < n; s++)
             {
                 float* key = kv.Key(kvHead, s0 + s);
                 for (int j = 0; j < g; j++)
@@ -576,7 +585,16 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                 (pj[0], pj[1]) = VectorOps.ExpShifted(scores + (long)j * _maxSplitLength, n);
             }
 
-            for (int s = 0; s < n; s++)
+            int v4 = 0;
+            for (; v4 + 4 <= n; v4 += 4)
+            {
+                float* value = kv.Value(kvHead, s0 + v4);
+                for (int j = 0; j < g; j++)
+                    VectorOps.Axpy4(scores + (long)j * _maxSplitLength + v4, value, value + d, value + 2 * d, value + 3 * d,
+                        partial + j * (2 + d) + 2, d);
+            }
+
+            for (int s = v4; s < n; s++)
             {
                 float* value = kv.Value(kvHead, s0 + s);
                 for (int j = 0; j < g; j++)
