@@ -9,7 +9,7 @@ namespace Linearize.Inference.Kernels;
 /// and float32 sums, llama.cpp's BF16 × BF16 product. The weights stay bfloat16 (nothing is widened), and with
 /// AVX512-BF16 each <c>vdpbf16ps</c> does 32 multiply-adds where a float32 FMA does 16 — prefill is bound by that
 /// rate (<see cref="MatMat"/>). Native tiles of 4 rows × up to 6 tokens (<see cref="NativeBFloat16Tiles"/>) where the
-/// CPU has the instruction; elsewhere <see cref="BFloat16Dot.Dot"/> for one token and managed tiles of 2 rows × 4 tokens
+/// CPU has the instruction; elsewhere <see cref="BFloat16Dot.Dot4Rows"/> for one token and managed tiles of 2 rows × 4 tokens
 /// (<see cref="BFloat16Tile2x4"/>) for several; the naive twin is <see cref="BFloat16Dot.Scalar"/>.
 /// </summary>
 /// <remarks>Every dot product follows <see cref="BFloat16Dot"/>'s order whatever the tile, the slot it sits in or the
@@ -46,8 +46,17 @@ public static unsafe class MatMulBFloat16
         if (!native)
         {
             if (count == 1)
-                for (int r = r0; r < r1; r++)
+            {
+                int r = r0;
+                for (; r + 4 <= r1; r += 4)
+                {
+                    ushort* row = w.Bf16 + (long)r * cols;
+                    BFloat16Dot.Dot4Rows(row, row + cols, row + 2 * cols, row + 3 * cols, x.Row(0), cols, y + r);
+                }
+
+                for (; r < r1; r++)
                     y[r] = BFloat16Dot.Dot(w.Bf16 + (long)r * cols, x.Row(0), cols);
+            }
             else
                 ManagedTiles(w, x, count, y, yStride, r0, r1);
             return;
