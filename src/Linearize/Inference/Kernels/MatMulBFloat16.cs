@@ -51,7 +51,8 @@ public static unsafe class MatMulBFloat16
                 for (; r + 4 <= r1; r += 4)
                 {
                     ushort* row = w.Bf16 + (long)r * cols;
-                    BFloat16Dot.Dot4Rows(row, row + cols, row + 2 * cols, row + 3 * cols, x.Row(0), cols, y + r);
+                    byte* next = r + 8 <= r1 ? (byte*)(row + 4L * cols) : null;
+                    BFloat16Dot.Dot4Rows(row, row + cols, row + 2 * cols, row + 3 * cols, x.Row(0), cols, y + r, next);
                 }
 
                 for (; r < r1; r++)
