@@ -82,12 +82,7 @@ public static unsafe class MatMulBFloat16
                     for (int i = 0; i < tileRows; i++)
                         wp[i] = w.Bf16 + (long)(r + Math.Min(i, rows - 1)) * cols;
                     NativeBFloat16Tiles.Tile(wp, xp, tokens, cols, sums);
-                    for (int j = 0; j < tokens; j++)
-                    {
-                        float* yj = y + (long)(t0 + j) * yStride + r;
-                        for (int i = 0; i < rows; i++)
-                            yj[i] = sums[j * tileRows + i];
-                    }
+                    Store(sums, tileRows, rows, tokens, y + (long)t0 * yStride + r, yStride);
                 }
             }
         }
@@ -115,14 +110,22 @@ public static unsafe class MatMulBFloat16
                     int rows = Math.Min(tileRows, b1 - r);
                     ushort* wa = w.Bf16 + (long)r * cols;
                     BFloat16Tile2x4.Dot(wa, rows > 1 ? wa + cols : wa, xp, cols, sums);
-                    for (int j = 0; j < tokens; j++)
-                    {
-                        float* yj = y + (long)(t0 + j) * yStride + r;
-                        for (int i = 0; i < rows; i++)
-                            yj[i] = sums[j * tileRows + i];
-                    }
+                    Store(sums, tileRows, rows, tokens, y + (long)t0 * yStride + r, yStride);
                 }
             }
+        }
+    }
+
+    /// <summary>A tile's sums (<c>sums[j · tileRows + i]</c>) for its first <paramref name="rows"/> rows and
+    /// <paramref name="tokens"/> tokens to <c>y[j · yStride + i]</c>; the repeated rows and tokens are dropped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* sums, int tileRows, int rows, int tokens, float* y, int yStride)
+    {
+        for (int j = 0; j < tokens; j++)
+        {
+            float* yj = y + (long)j * yStride;
+            for (int i = 0; i < rows; i++)
+                yj[i] = sums[j * tileRows + i];
         }
     }
 }

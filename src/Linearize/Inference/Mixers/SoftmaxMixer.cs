@@ -1,3 +1,5 @@
+// Repeats by design (what `duplicates` lists here): the prefill tiles are spelled out once per vector width (512-bit,
+// and 256-bit for AVX2), each keeping its accumulators as named locals so the JIT holds them in registers.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
