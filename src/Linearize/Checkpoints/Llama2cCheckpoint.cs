@@ -50,15 +50,26 @@ public sealed class Llama2cCheckpoint
         }
     }
 
-    public static Llama2cCheckpoint Load(string path)
+    /// <summary>The configuration of a llama2.c file, from its header alone.</summary>
+    public static LlamaConfig LoadConfig(string path) => ReadLayout(path).Config;
+
+    /// <summary>Where every tensor of a llama2.c file lies (from the header, checked against the file's size).</summary>
+    public static Llama2cLayout ReadLayout(string path)
     {
         if (!File.Exists(path))
             throw new LinearizeException($"{path}: file not found");
         using var stream = File.OpenRead(path);
+        return ReadHeader(path, stream).Layout;
+    }
+
+    /// <summary>Reads and checks the header; leaves <paramref name="stream"/> at the first weight.</summary>
+    private static (Llama2cLayout Layout, int Dim, int Hidden, int Layers, int Heads, int KvHeads, int Vocab, int SeqLen, bool Shared)
+        ReadHeader(string path, Stream stream)
+    {
         long fileLength = stream.Length;
         if (fileLength < HeaderInts * 4)
             throw new CheckpointFormatException(path, $"truncated: {fileLength} bytes is shorter than the 28-byte llama2.c header");
-        using var reader = new BinaryReader(stream);
+        var reader = new BinaryReader(stream);
         int magic = BitConverter.ToInt32(BitConverter.GetBytes(0x616b3432));
         var header = new int[HeaderInts];
         for (int i = 0; i < HeaderInts; i++)
@@ -83,6 +94,66 @@ public sealed class Llama2cCheckpoint
         if (fileLength != expected)
             throw new CheckpointFormatException(path,
                 $"size {fileLength} bytes does not match the header's shapes ({expected} bytes expected); the file is truncated or not a llama2.c v0 checkpoint");
+
+        // run.c's memory_map_weights order: each array stacks every layer's tensor.
+        var tensors = new Dictionary<string, (long Offset, long[] Shape)>();
+        long at = HeaderInts * 4;
+        long Next(long count) { long start = at; at += count * 4; return start; }
+        void Stacked(string suffix, params long[] shape)
+        {
+            long each = shape.Aggregate(1L, (a, b) => a * b), start = Next(layers * each);
+            for (int l = 0; l < layers; l++)
+                tensors[$"model.layers.{l}.{suffix}"] = (start + l * each * 4, shape);
+        }
+
+        tensors["model.embed_tokens.weight"] = (Next((long)vocab * dim), new long[] { vocab, dim });
+        Stacked("input_layernorm.weight", dim);
+        Stacked("self_attn.q_proj.weight", dim, dim);
+        Stacked("self_attn.k_proj.weight", kvDim, dim);
+        Stacked("self_attn.v_proj.weight", kvDim, dim);
+        Stacked("self_attn.o_proj.weight", dim, dim);
+        Stacked("post_attention_layernorm.weight", dim);
+        Stacked("mlp.gate_proj.weight", hidden, dim);
+        Stacked("mlp.down_proj.weight", dim, hidden);
+        Stacked("mlp.up_proj.weight", hidden, dim);
+        tensors["model.norm.weight"] = (Next(dim), new long[] { dim });
+        Next((long)seqLen * headSize); // freq_cis_real + freq_cis_imag: recomputed from theta
+        if (!shared)
+            tensors["lm_head.weight"] = (Next((long)vocab * dim), new long[] { vocab, dim });
+
+        var json = new JsonObject
+        {
+            ["architectures"] = new JsonArray("LlamaForCausalLM"),
+            ["model_type"] = "llama",
+            ["hidden_size"] = dim,
+            ["intermediate_size"] = hidden,
+            ["num_hidden_layers"] = layers,
+            ["num_attention_heads"] = heads,
+            ["num_key_value_heads"] = kvHeads,
+            ["vocab_size"] = vocab,
+            ["max_position_embeddings"] = seqLen,
+            ["rms_norm_eps"] = Llama2cRmsNormEps,
+            ["rope_theta"] = Llama2cRopeTheta,
+            ["hidden_act"] = "silu",
+            ["tie_word_embeddings"] = shared,
+            ["bos_token_id"] = 1,
+            ["eos_token_id"] = 2,
+            ["torch_dtype"] = "float32",
+            ["attention_bias"] = false,
+            ["mlp_bias"] = false,
+        };
+        var layout = new Llama2cLayout(LlamaConfig.FromJson(json, path), tensors, heads, kvHeads);
+        return (layout, dim, hidden, layers, heads, kvHeads, vocab, seqLen, shared);
+    }
+
+    public static Llama2cCheckpoint Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new LinearizeException($"{path}: file not found");
+        using var stream = File.OpenRead(path);
+        var (layout, dim, hidden, layers, heads, kvHeads, vocab, seqLen, shared) = ReadHeader(path, stream);
+        int headSize = dim / heads;
+        int kvDim = kvHeads * headSize;
 
         Tensor Read(params long[] shape)
         {
@@ -130,28 +201,7 @@ public sealed class Llama2cCheckpoint
         foreach (var t in new[] { attnNorm, wq, wk, wv, wo, ffnNorm, w1, w2, w3 })
             t.Dispose();
 
-        var json = new JsonObject
-        {
-            ["architectures"] = new JsonArray("LlamaForCausalLM"),
-            ["model_type"] = "llama",
-            ["hidden_size"] = dim,
-            ["intermediate_size"] = hidden,
-            ["num_hidden_layers"] = layers,
-            ["num_attention_heads"] = heads,
-            ["num_key_value_heads"] = kvHeads,
-            ["vocab_size"] = vocab,
-            ["max_position_embeddings"] = seqLen,
-            ["rms_norm_eps"] = Llama2cRmsNormEps,
-            ["rope_theta"] = Llama2cRopeTheta,
-            ["hidden_act"] = "silu",
-            ["tie_word_embeddings"] = shared,
-            ["bos_token_id"] = 1,
-            ["eos_token_id"] = 2,
-            ["torch_dtype"] = "float32",
-            ["attention_bias"] = false,
-            ["mlp_bias"] = false,
-        };
-        return new Llama2cCheckpoint(LlamaConfig.FromJson(json, path), raw);
+        return new Llama2cCheckpoint(layout.Config, raw);
     }
 
     /// <summary>

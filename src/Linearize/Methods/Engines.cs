@@ -18,15 +18,17 @@ public static class Engines
         DecodeEngine.Create(model, MixerRegistry.CreateEngineMixer, options);
 
     /// <summary>
-    /// The engine straight from a Hugging Face directory, holding no TorchSharp model: matrices already stored in the
-    /// engine's format are used where the file maps them (<see cref="EngineOptions.WeightsInPlace"/>), the others read
-    /// from the mapping a block of rows at a time and packed. Sources that need a model to be
-    /// built first (a llama2.c file, whose q/k rows are permuted on load; the Liger authors' directories) are loaded and
-    /// packed as <see cref="Create"/> does.
+    /// The engine straight from a Hugging Face directory or a llama2.c file, holding no TorchSharp model: matrices
+    /// already stored in the engine's format are used where the file maps them (<see cref="EngineOptions.WeightsInPlace"/>),
+    /// the others read from the mapping a block of rows at a time and packed (a llama2.c file's q/k rows permuted as
+    /// they are read). The Liger authors' directories, which need a model to be built first, are loaded and packed as
+    /// <see cref="Create"/> does.
     /// </summary>
     public static DecodeEngine Load(ModelSource source, EngineOptions? options = null)
     {
         var config = source.LoadConfig();
+        if (source.Kind == ModelSourceKind.Llama2cFile)
+            return LoadLlama2c(source, options ?? new EngineOptions());
         if (source.Kind != ModelSourceKind.HuggingFaceDirectory || LigerFormat.SourceModelType(config) is not null)
         {
             using var model = ModelLoader.Load(source);
@@ -60,6 +62,30 @@ public static class Engines
         return DecodeEngine.Create(config, weights, mixers, invFreq, engineOptions, weightOwner: checkpoint);
     }
 
+    /// <summary>A llama2.c teacher straight from its mapped file (<see cref="Llama2cWeights"/>): float32 matrices used in
+    /// place, q and k permuted as they are packed; the engine owns the mapping.</summary>
+    private static DecodeEngine LoadLlama2c(ModelSource source, EngineOptions options)
+    {
+        var weights = new Llama2cWeights(source.Path);
+        var mixers = new List<EngineMixer>();
+        try
+        {
+            var config = weights.Layout.Config;
+            for (int i = 0; i < config.NumHiddenLayers; i++)
+                mixers.Add(MixerRegistry.CreateEngineMixer(config, i, null, (layer, index) => LoadLayer(layer, index, weights)));
+            using var rope = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
+            var invFreq = rope.InverseFrequencies.to(ScalarType.Float32).data<float>().ToArray();
+            return DecodeEngine.Create(config, weights, mixers, invFreq, options, weightOwner: weights);
+        }
+        catch
+        {
+            foreach (var m in mixers)
+                (m as IDisposable)?.Dispose();
+            weights.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Each layer's token mixer by method as <see cref="TokenMixer.Summarize"/> counts them, read from the
     /// configuration alone (for reports about an engine that holds no TorchSharp model).</summary>
     public static IReadOnlyList<string> DescribeMixers(LlamaConfig config)
@@ -72,7 +98,7 @@ public static class Engines
 
     /// <summary>Fills a layer built alone from the checkpoint's <c>model.layers.{i}.self_attn.*</c> tensors (strictly:
     /// every parameter present, in float32; a q8 checkpoint's projections dequantized, as the engine multiplies them).</summary>
-    private static void LoadLayer(TokenMixer layer, int index, CheckpointWeights weights)
+    private static void LoadLayer(TokenMixer layer, int index, IWeightSource weights)
     {
         string prefix = $"model.layers.{index}.self_attn.";
         using var noGrad = no_grad();

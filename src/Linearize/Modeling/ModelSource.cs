@@ -46,7 +46,7 @@ public sealed record ModelSource(ModelSourceKind Kind, string Path, string? Toke
 
     public LlamaConfig LoadConfig() => Kind == ModelSourceKind.HuggingFaceDirectory
         ? LlamaConfig.Load(System.IO.Path.Combine(Path, "config.json"))
-        : Llama2cCheckpoint.Load(Path).Config;
+        : Llama2cCheckpoint.LoadConfig(Path);
 
     public long SizeOnDisk => Kind == ModelSourceKind.Llama2cFile
         ? new FileInfo(Path).Length

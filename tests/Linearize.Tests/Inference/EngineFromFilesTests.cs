@@ -73,6 +73,39 @@ public sealed class EngineFromFilesTests
         }
     }
 
+    /// <summary>A llama2.c <c>.bin</c> mapped (q and k rows permuted as they are read, the other float32 matrices used in
+    /// place) is the engine packed from the model the file loads as, bit for bit, in every weight format, tied or not.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Llama2cFileEqualsLoadedModel(bool tied)
+    {
+        var j = TinyModels.BaseJson(hidden: 32, heads: 4, kvHeads: 2);
+        j["tie_word_embeddings"] = tied;
+        using var dir = TinyModels.TempDirectory();
+        string path = Path.Combine(dir.Path, "tiny.bin");
+        using (var teacher = TinyModels.Create(LlamaConfig.FromJson(j, "tiny")))
+            Linearize.Interchange.Llama2cWriter.Write(teacher, path);
+        var source = ModelSource.Resolve(path, null);
+        using var model = ModelLoader.Load(source);
+        foreach (var weights in new[] { WeightFormat.Float32, WeightFormat.BFloat16, WeightFormat.Q8 })
+        {
+            var options = new EngineOptions { Weights = weights, Threads = 2 };
+            using var packed = Engines.Create(model, options);
+            using var mapped = Engines.Load(source, options);
+            if (weights == WeightFormat.Float32)
+                Assert.InRange(mapped.InPlaceWeightBytes, 1, mapped.WeightBytes - 1); // all but q and k
+            else
+                Assert.Equal(0, mapped.InPlaceWeightBytes);
+            using var a = packed.CreateSequence();
+            using var b = mapped.CreateSequence();
+            var prompt = Enumerable.Range(0, 19).Select(i => 3 + i * 5 % (model.Config.VocabSize - 3)).ToArray();
+            Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
+            for (int t = 0; t < 9; t++)
+                Assert.Equal(packed.Step(a, 4 + t).ToArray(), mapped.Step(b, 4 + t).ToArray());
+        }
+    }
+
     /// <summary>Packing a block of rows at a time (as loading does) gives the bytes packing the whole matrix gives.</summary>
     [Theory]
     [InlineData(WeightFormat.Float32)]
