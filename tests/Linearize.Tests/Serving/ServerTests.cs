@@ -341,22 +341,37 @@ public sealed class ServerTests
         Assert.StartsWith("data: ", await reader.ReadLineAsync(hog.Token));
         Assert.True(s.Server.Scheduler.QueueDepth <= 1, $"{s.Server.Scheduler.QueueDepth} requests waiting with --max-queue 1");
 
-        // Every other request was refused with a Retry-After, except the one waiting place.
+        // Every other request was refused with a Retry-After, except the one waiting place. That one is still waiting,
+        // or already served if the hog's greedy text reached the end-of-text token (a random model may emit it).
         while (others.Count(t => !t.IsCompleted) > 1 && DateTime.UtcNow < deadline.AddSeconds(30))
             await Task.Delay(20);
-        Assert.Equal(1, others.Count(t => !t.IsCompleted));
+        var refused = new List<Task<HttpResponseMessage>>();
         foreach (var t in others.Where(t => t.IsCompleted))
         {
-            using var answer = await t;
-            Assert.Equal(HttpStatusCode.TooManyRequests, answer.StatusCode);
+            var answer = await t;
+            if (answer.StatusCode != HttpStatusCode.TooManyRequests)
+                continue;
             Assert.Equal(TimeSpan.FromSeconds(1), answer.Headers.RetryAfter?.Delta);
+            refused.Add(t);
+            answer.Dispose();
         }
 
+        // Whether the hog still holds the slot: its stream goes on (a greedy random model may instead end its text at
+        // once, which frees the slot for whoever arrives next and leaves nothing to check here but the refusals' form).
+        bool hogRunning = true;
+        for (int line = 0; line < 6 && hogRunning; line++)
+            hogRunning = await reader.ReadLineAsync(hog.Token) is string l && !l.Contains("[DONE]", StringComparison.Ordinal);
+        foreach (var t in others.Where(t => !refused.Contains(t) && t.IsCompleted))
+            Assert.Equal(HttpStatusCode.OK, (await t).StatusCode); // a request that got a place was served, never failed
+        if (hogRunning)
+            Assert.Equal(others.Count - 1, refused.Count);
         hog.Cancel();
         response.Dispose();
-        var waiting = await others.Single(t => !t.IsCompleted);
-        Assert.Equal(HttpStatusCode.OK, waiting.StatusCode); // served once the slot came free
-        waiting.Dispose();
+        foreach (var t in others.Where(t => !refused.Contains(t)))
+        {
+            using var served = await t;
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode); // served once the slot came free
+        }
     }
 
     internal static async Task<(HttpStatusCode Status, JsonNode? Json)> Post(TestServer s, string path, JsonObject body)
