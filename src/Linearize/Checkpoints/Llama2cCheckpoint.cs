@@ -59,12 +59,11 @@ public sealed class Llama2cCheckpoint
         if (!File.Exists(path))
             throw new LinearizeException($"{path}: file not found");
         using var stream = File.OpenRead(path);
-        return ReadHeader(path, stream).Layout;
+        return ReadHeader(path, stream);
     }
 
-    /// <summary>Reads and checks the header; leaves <paramref name="stream"/> at the first weight.</summary>
-    private static (Llama2cLayout Layout, int Dim, int Hidden, int Layers, int Heads, int KvHeads, int Vocab, int SeqLen, bool Shared)
-        ReadHeader(string path, Stream stream)
+    /// <summary>Reads and checks the header and places every tensor.</summary>
+    private static Llama2cLayout ReadHeader(string path, Stream stream)
     {
         long fileLength = stream.Length;
         if (fileLength < HeaderInts * 4)
@@ -142,8 +141,7 @@ public sealed class Llama2cCheckpoint
             ["attention_bias"] = false,
             ["mlp_bias"] = false,
         };
-        var layout = new Llama2cLayout(LlamaConfig.FromJson(json, path), tensors, heads, kvHeads);
-        return (layout, dim, hidden, layers, heads, kvHeads, vocab, seqLen, shared);
+        return new Llama2cLayout(LlamaConfig.FromJson(json, path), tensors, heads, kvHeads);
     }
 
     public static Llama2cCheckpoint Load(string path)
@@ -151,55 +149,27 @@ public sealed class Llama2cCheckpoint
         if (!File.Exists(path))
             throw new LinearizeException($"{path}: file not found");
         using var stream = File.OpenRead(path);
-        var (layout, dim, hidden, layers, heads, kvHeads, vocab, seqLen, shared) = ReadHeader(path, stream);
-        int headSize = dim / heads;
-        int kvDim = kvHeads * headSize;
-
-        Tensor Read(params long[] shape)
-        {
-            var t = torch.empty(shape, ScalarType.Float32);
-            long bytes = t.numel() * 4;
-            if (bytes > int.MaxValue)
-                throw new CheckpointFormatException(path, "tensors above 2 GB are not supported in llama2.c files");
-            stream.ReadExactly(t.bytes);
-            return t;
-        }
-
+        var layout = ReadHeader(path, stream);
+        int heads = layout.Config.NumAttentionHeads, kvHeads = layout.Config.NumKeyValueHeads;
+        // Every tensor where the layout places it (one statement of run.c's order); q/k rows to rotate_half order.
         var raw = new Dictionary<string, Tensor>();
-        var embed = Read(vocab, dim);
-        var attnNorm = Read(layers, dim);
-        var wq = Read(layers, dim, dim);
-        var wk = Read(layers, kvDim, dim);
-        var wv = Read(layers, kvDim, dim);
-        var wo = Read(layers, dim, dim);
-        var ffnNorm = Read(layers, dim);
-        var w1 = Read(layers, hidden, dim);
-        var w2 = Read(layers, dim, hidden);
-        var w3 = Read(layers, hidden, dim);
-        var finalNorm = Read(dim);
-        stream.Seek((long)seqLen * headSize * 4, SeekOrigin.Current); // freq_cis_real + freq_cis_imag: recomputed from theta
-        var wcls = shared ? null : Read(vocab, dim);
-
-        raw["model.embed_tokens.weight"] = embed;
-        raw["model.norm.weight"] = finalNorm;
-        if (wcls is not null)
-            raw["lm_head.weight"] = wcls;
-        for (int l = 0; l < layers; l++)
+        foreach (string name in layout.Names)
         {
-            string p = $"model.layers.{l}.";
-            raw[p + "input_layernorm.weight"] = attnNorm[l].clone();
-            raw[p + "post_attention_layernorm.weight"] = ffnNorm[l].clone();
-            raw[p + "self_attn.q_proj.weight"] = InterleavedToRotateHalf(wq[l], heads);
-            raw[p + "self_attn.k_proj.weight"] = InterleavedToRotateHalf(wk[l], kvHeads);
-            raw[p + "self_attn.v_proj.weight"] = wv[l].clone();
-            raw[p + "self_attn.o_proj.weight"] = wo[l].clone();
-            raw[p + "mlp.gate_proj.weight"] = w1[l].clone();
-            raw[p + "mlp.down_proj.weight"] = w2[l].clone();
-            raw[p + "mlp.up_proj.weight"] = w3[l].clone();
-        }
+            var (offset, shape) = layout.Locate(name);
+            var t = torch.empty(shape, ScalarType.Float32);
+            if (t.numel() * 4 > int.MaxValue)
+                throw new CheckpointFormatException(path, "tensors above 2 GB are not supported in llama2.c files");
+            stream.Seek(offset, SeekOrigin.Begin);
+            stream.ReadExactly(t.bytes);
+            if (layout.IsPermuted(name))
+            {
+                var stored = t;
+                t = InterleavedToRotateHalf(stored, name.EndsWith(".q_proj.weight", StringComparison.Ordinal) ? heads : kvHeads);
+                stored.Dispose();
+            }
 
-        foreach (var t in new[] { attnNorm, wq, wk, wv, wo, ffnNorm, w1, w2, w3 })
-            t.Dispose();
+            raw[name] = t;
+        }
 
         return new Llama2cCheckpoint(layout.Config, raw);
     }

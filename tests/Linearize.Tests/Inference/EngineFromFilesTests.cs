@@ -64,12 +64,7 @@ public sealed class EngineFromFilesTests
                 Assert.InRange(mapped.InPlaceWeightBytes, mapped.WeightBytes / 2, mapped.WeightBytes);
             else
                 Assert.Equal(0, mapped.InPlaceWeightBytes);
-            using var a = packed.CreateSequence();
-            using var b = mapped.CreateSequence();
-            var prompt = Enumerable.Range(0, 23).Select(i => 3 + i * 7 % (model.Config.VocabSize - 3)).ToArray();
-            Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
-            for (int t = 0; t < 12; t++)
-                Assert.Equal(packed.Step(a, 5 + t).ToArray(), mapped.Step(b, 5 + t).ToArray());
+            AssertSameLogits(packed, mapped, model.Config.VocabSize, promptLength: 23, steps: 12);
         }
     }
 
@@ -97,13 +92,20 @@ public sealed class EngineFromFilesTests
                 Assert.InRange(mapped.InPlaceWeightBytes, 1, mapped.WeightBytes - 1); // all but q and k
             else
                 Assert.Equal(0, mapped.InPlaceWeightBytes);
-            using var a = packed.CreateSequence();
-            using var b = mapped.CreateSequence();
-            var prompt = Enumerable.Range(0, 19).Select(i => 3 + i * 5 % (model.Config.VocabSize - 3)).ToArray();
-            Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
-            for (int t = 0; t < 9; t++)
-                Assert.Equal(packed.Step(a, 4 + t).ToArray(), mapped.Step(b, 4 + t).ToArray());
+            AssertSameLogits(packed, mapped, model.Config.VocabSize, promptLength: 19, steps: 9);
         }
+    }
+
+    /// <summary>The two engines' logits over a prefill of <paramref name="promptLength"/> tokens and
+    /// <paramref name="steps"/> steps, bit for bit.</summary>
+    private static void AssertSameLogits(DecodeEngine packed, DecodeEngine mapped, int vocab, int promptLength, int steps)
+    {
+        using var a = packed.CreateSequence();
+        using var b = mapped.CreateSequence();
+        var prompt = Enumerable.Range(0, promptLength).Select(i => 3 + i * 7 % (vocab - 3)).ToArray();
+        Assert.Equal(packed.Prefill(a, prompt).ToArray(), mapped.Prefill(b, prompt).ToArray());
+        for (int t = 0; t < steps; t++)
+            Assert.Equal(packed.Step(a, 5 + t).ToArray(), mapped.Step(b, 5 + t).ToArray());
     }
 
     /// <summary>Packing a block of rows at a time (as loading does) gives the bytes packing the whole matrix gives.</summary>
