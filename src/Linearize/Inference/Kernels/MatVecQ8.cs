@@ -28,6 +28,16 @@ public static unsafe class MatVecQ8
     private const int Tile = 4;
 
     /// <summary>
+    /// How far ahead of the block being read the kernels ask for weights (<c>prefetcht0</c>, one cache line per two
+    /// blocks). A Q8 block costs several instructions per 32 bytes, so far fewer bytes are in flight than while
+    /// streaming float32 rows, and the hardware prefetcher alone leaves the loads waiting on memory: on one AVX2 core
+    /// over a model's matrices the prefetch took the product from about 14 to 18 GB/s, against 20 GB/s for merely
+    /// reading the bytes; anywhere from 2 to 8 KiB ahead measured alike. Prefetching past a matrix's end is harmless
+    /// (it never faults).
+    /// </summary>
+    internal const int PrefetchBytes = 4096;
+
+    /// <summary>
     /// Rows <c>[r0, r1)</c> of <paramref name="w"/> times the first <paramref name="count"/> rows of
     /// <paramref name="x"/>, written to <paramref name="y"/> at <c>b · yStride + r</c>.
     /// </summary>
@@ -119,6 +129,7 @@ public static unsafe class MatVecQ8
         for (; k < pairs; k += 2)
         {
             nint o = k * Block;
+            Sse.Prefetch0(q + o + PrefetchBytes);
             var w0 = Vector256.Load(q + o);
             var w1 = Vector256.Load(q + o + Block);
             a0 = Step<TDot>(Avx2.Abs(w0), w0, qx + o, dx + k, d + k, a0);
@@ -150,6 +161,7 @@ public static unsafe class MatVecQ8
         for (; k < pairs; k += 2)
         {
             nint i = k * Block, j = i + Block;
+            Sse.Prefetch0(q + i + PrefetchBytes);
             var w0 = Vector256.Load(q + i);
             var w1 = Vector256.Load(q + j);
             var m0 = Avx2.Abs(w0);
