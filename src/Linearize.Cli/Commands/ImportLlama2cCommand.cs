@@ -29,10 +29,10 @@ public static class ImportLlama2cCommand
             OutputDirectory.Prepare(outDir, r.GetValue(overwrite), reuse: false, replacedWhole: true, bin, tok);
             if (tok is not null)
                 Tokenization.Llama2cTokenizer.Load(tok); // validate before writing anything
-            var ckpt = Llama2cCheckpoint.Load(bin);
-            using var model = new LlamaForCausalLM(ckpt.Config);
-            StateDictLoader.Load(model, ckpt.AsSource(bin), model.IgnorableCheckpointKeys);
-            ModelLoader.SaveHuggingFace(model, ckpt.Config, outDir, tok);
+            var file = new Llama2cTensorSource(bin);
+            using var model = new LlamaForCausalLM(file.Config);
+            StateDictLoader.Load(model, file, model.IgnorableCheckpointKeys);
+            ModelLoader.SaveHuggingFace(model, file.Config, outDir, tok);
             Console.Out.WriteLine($"wrote {outDir} ({model.ParameterCount():N0} parameters)");
             return 0;
         }));

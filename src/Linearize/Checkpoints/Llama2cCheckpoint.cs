@@ -144,34 +144,25 @@ public sealed class Llama2cCheckpoint
         return new Llama2cLayout(LlamaConfig.FromJson(json, path), tensors, heads, kvHeads);
     }
 
+    /// <summary>Every tensor of <paramref name="path"/> in memory at once (<see cref="Llama2cTensorSource"/> reads one at
+    /// a time, which is what building a model needs).</summary>
     public static Llama2cCheckpoint Load(string path)
     {
-        if (!File.Exists(path))
-            throw new LinearizeException($"{path}: file not found");
-        using var stream = File.OpenRead(path);
-        var layout = ReadHeader(path, stream);
-        int heads = layout.Config.NumAttentionHeads, kvHeads = layout.Config.NumKeyValueHeads;
-        // Every tensor where the layout places it (one statement of run.c's order); q/k rows to rotate_half order.
+        var source = new Llama2cTensorSource(path);
         var raw = new Dictionary<string, Tensor>();
-        foreach (string name in layout.Names)
+        try
         {
-            var (offset, shape) = layout.Locate(name);
-            var t = torch.empty(shape, ScalarType.Float32);
-            if (t.numel() * 4 > int.MaxValue)
-                throw new CheckpointFormatException(path, "tensors above 2 GB are not supported in llama2.c files");
-            stream.Seek(offset, SeekOrigin.Begin);
-            stream.ReadExactly(t.bytes);
-            if (layout.IsPermuted(name))
-            {
-                var stored = t;
-                t = InterleavedToRotateHalf(stored, name.EndsWith(".q_proj.weight", StringComparison.Ordinal) ? heads : kvHeads);
-                stored.Dispose();
-            }
-
-            raw[name] = t;
+            foreach (string name in source.Names)
+                raw[name] = source.Read(name);
+        }
+        catch
+        {
+            foreach (var t in raw.Values)
+                t.Dispose();
+            throw;
         }
 
-        return new Llama2cCheckpoint(layout.Config, raw);
+        return new Llama2cCheckpoint(source.Config, raw);
     }
 
     /// <summary>

@@ -37,6 +37,10 @@ public sealed class Llama2cLayout
     public bool IsPermuted(string name) => name.EndsWith(".self_attn.q_proj.weight", StringComparison.Ordinal) ||
                                           name.EndsWith(".self_attn.k_proj.weight", StringComparison.Ordinal);
 
+    /// <summary>How many heads tensor <paramref name="name"/>'s rows hold (q: attention heads, k: key/value heads), for
+    /// <see cref="Llama2cCheckpoint.InterleavedToRotateHalf"/>.</summary>
+    internal int HeadsOf(string name) => name.EndsWith(".q_proj.weight", StringComparison.Ordinal) ? _heads : _kvHeads;
+
     /// <summary>The stored row holding HF row <paramref name="row"/> of tensor <paramref name="name"/>: for q and k,
     /// HF row <c>h·d + p·d/2 + i</c> is llama2.c row <c>h·d + 2i + p</c> (<see cref="Llama2cCheckpoint.InterleavedToRotateHalf"/>).</summary>
     public long SourceRow(string name, long row)
@@ -44,7 +48,7 @@ public sealed class Llama2cLayout
         if (!IsPermuted(name))
             return row;
         long rows = Locate(name).Shape[0];
-        long d = rows / (name.EndsWith(".q_proj.weight", StringComparison.Ordinal) ? _heads : _kvHeads);
+        long d = rows / HeadsOf(name);
         long head = row / d, within = row % d, half = d / 2;
         long p = within / half, i = within % half;
         return head * d + 2 * i + p;

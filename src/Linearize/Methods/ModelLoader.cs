@@ -17,11 +17,10 @@ public static class ModelLoader
         LlamaForCausalLM model;
         if (source.Kind == ModelSourceKind.Llama2cFile)
         {
-            var ckpt = Llama2cCheckpoint.Load(source.Path);
-            model = new LlamaForCausalLM(ckpt.Config, MixerFactory.For(ckpt.Config));
-            StateDictLoader.Load(model, ckpt.AsSource(source.Path), model.IgnorableCheckpointKeys);
-            foreach (var t in ckpt.Tensors.Values)
-                t.Dispose();
+            // One tensor at a time from the file: the model plus one tensor, never a second copy of the weights.
+            var file = new Llama2cTensorSource(source.Path);
+            model = new LlamaForCausalLM(file.Config, MixerFactory.For(file.Config));
+            StateDictLoader.Load(model, file, model.IgnorableCheckpointKeys);
         }
         else
         {
