@@ -13,7 +13,9 @@ namespace Linearize.Tests.Inference;
 /// </summary>
 public sealed unsafe class BFloat16ProductKernelTests
 {
-    private static readonly int[] ColumnCounts = { 1, 2, 31, 32, 33, 64, 100, 768 + 17 };
+    /// <summary>Around the 32-column block, a real width, and rows past <see cref="MatMulBFloat16.NextGroupPrefetchMaxBytes"/>
+    /// (decoding prefetches each row's stream there instead of the next group).</summary>
+    private static readonly int[] ColumnCounts = { 1, 2, 31, 32, 33, 64, 100, 768 + 17, MatMulBFloat16.NextGroupPrefetchMaxBytes / 8 + 17 };
 
     /// <summary>Values spread over 2^±6 around <paramref name="scale"/>, signs mixed: the sums cancel and round in
     /// many places, so any change of order shows in the last bits.</summary>

@@ -64,10 +64,14 @@ public static unsafe class BFloat16Dot
     /// activation block once for all four.
     /// </summary>
     /// <remarks>The four rows are read as four interleaved streams a row long, which the hardware prefetcher follows
-    /// poorly on short rows (the next rows' lines arrive late): <paramref name="prefetch"/>, when given, is where the
-    /// next rows start, and each block step prefetches as many bytes of them as it reads of its own.</remarks>
+    /// poorly (the next lines arrive late). Two remedies, for two row lengths (<see cref="MatMulBFloat16"/> picks):
+    /// <paramref name="prefetch"/>, when given, is where the next rows start, and each block step prefetches as many
+    /// bytes of them as it reads of its own — right for short rows, wrong once the next group no longer fits beside
+    /// this one in L1; <paramref name="streamAhead"/>, when positive, has each step prefetch every row's own stream
+    /// that many bytes ahead instead.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Dot4Rows(ushort* w0, ushort* w1, ushort* w2, ushort* w3, ushort* x, int cols, float* result, byte* prefetch = null)
+    public static void Dot4Rows(ushort* w0, ushort* w1, ushort* w2, ushort* w3, ushort* x, int cols, float* result, byte* prefetch = null,
+        int streamAhead = 0)
     {
         var high = Vector256.Create(0xFFFF0000u);
         Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default;
@@ -99,6 +103,14 @@ public static unsafe class BFloat16Dot
                     Sse.Prefetch0(prefetch + 192);
                     prefetch += 256;
                 }
+                else if (streamAhead > 0)
+                {
+                    // Each row reads 64 bytes per step: one line of each stream, streamAhead bytes on.
+                    Sse.Prefetch0((byte*)(w0 + k) + streamAhead);
+                    Sse.Prefetch0((byte*)(w1 + k) + streamAhead);
+                    Sse.Prefetch0((byte*)(w2 + k) + streamAhead);
+                    Sse.Prefetch0((byte*)(w3 + k) + streamAhead);
+                }
 
                 var xl = Vector256.Load((uint*)(x + k));
                 var xh = Vector256.Load((uint*)(x + k + 16));
@@ -119,6 +131,7 @@ public static unsafe class BFloat16Dot
             if (full == cols)
                 break;
             prefetch = null;
+            streamAhead = 0;
             // The partial block from the padded copies, at the same k.
             x = pad - full;
             w0 = pad + Block - full;
