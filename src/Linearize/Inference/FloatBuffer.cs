@@ -2,8 +2,12 @@ using System.Runtime.InteropServices;
 
 namespace Linearize.Inference;
 
-/// <summary>A 64-byte-aligned native float32 array (zeroed), outside the GC heap so kernels take raw pointers to it.</summary>
-internal sealed unsafe class FloatBuffer : IDisposable
+/// <summary>
+/// A 64-byte-aligned native float32 array (zeroed), outside the GC heap so kernels take raw pointers to it. Either
+/// allocated and cleared at once, or (<see cref="TryReserve"/>) address space that the OS backs page by page as it is
+/// first written: a buffer that may grow to a known bound is reserved at that bound once, and growing never copies.
+/// </summary>
+internal sealed unsafe partial class FloatBuffer : IDisposable
 {
     public FloatBuffer(long length)
     {
@@ -11,6 +15,43 @@ internal sealed unsafe class FloatBuffer : IDisposable
         Pointer = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(1, Length) * sizeof(float)), 64);
         NativeMemory.Clear(Pointer, (nuint)(Math.Max(1, Length) * sizeof(float)));
     }
+
+    private FloatBuffer(float* mapped, long length)
+    {
+        Pointer = mapped;
+        Length = length;
+        _mapped = true;
+    }
+
+    private bool _mapped; // Pointer came from mmap: freed by munmap
+
+    /// <summary>
+    /// <paramref name="length"/> floats of address space, zero-filled by the OS on first touch; only written pages take
+    /// memory (Linux <c>mmap</c> with <c>MAP_NORESERVE</c>). Null where that is unavailable (another OS, or strict
+    /// overcommit refusing the reservation): the caller allocates as it would have.
+    /// </summary>
+    public static FloatBuffer? TryReserve(long length)
+    {
+        if (!OperatingSystem.IsLinux() || length <= 0)
+            return null;
+        try
+        {
+            nint p = Mmap(0, (nuint)(length * sizeof(float)), ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
+            return p == -1 ? null : new FloatBuffer((float*)p, length);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MapNoReserve = 0x4000;
+
+    [LibraryImport("libc", EntryPoint = "mmap")]
+    private static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap")]
+    private static partial int Munmap(nint address, nuint length);
 
     public float* Pointer { get; private set; }
 
@@ -33,7 +74,7 @@ internal sealed unsafe class FloatBuffer : IDisposable
         var fresh = (float*)NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
         NativeMemory.Clear(fresh, (nuint)(length * sizeof(float)));
         Buffer.MemoryCopy(Pointer, fresh, length * sizeof(float), Length * sizeof(float));
-        NativeMemory.AlignedFree(Pointer);
+        Free();
         Pointer = fresh;
         Length = length;
     }
@@ -55,9 +96,12 @@ internal sealed unsafe class FloatBuffer : IDisposable
 
     private void Free()
     {
-        if (Pointer != null)
+        if (Pointer != null && _mapped)
+            Munmap((nint)Pointer, (nuint)(Length * sizeof(float)));
+        else if (Pointer != null)
             NativeMemory.AlignedFree(Pointer);
         Pointer = null;
         Length = 0;
+        _mapped = false;
     }
 }

@@ -18,8 +18,8 @@ public static class MixerRegistry
     internal static MixerImplementation Softmax { get; } = new(
         typeof(LlamaAttention),
         (c, i, _) => new LlamaAttention(c, i),
-        (layer, c) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, ((LlamaAttention)layer).SlidingWindow),
-        (c, _) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.SlidingWindow));
+        (layer, c) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, ((LlamaAttention)layer).SlidingWindow, c.MaxPositionEmbeddings),
+        (c, _) => new SoftmaxMixer(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.SlidingWindow, c.MaxPositionEmbeddings));
 
     private static readonly Dictionary<MethodKind, MixerImplementation> Kinds = new()
     {

@@ -2,22 +2,45 @@ namespace Linearize.Inference.Mixers;
 
 /// <summary>
 /// A softmax layer's KV cache for one sequence: post-RoPE keys and values, each <c>[H_kv, capacity, D]</c> so a KV
-/// head's positions are contiguous (one stream per head when attending). Capacity doubles, so appending is O(1)
-/// amortised; <see cref="StateBytes"/> counts the filled part, as the TorchSharp cache does.
+/// head's positions are contiguous (one stream per head when attending). <see cref="StateBytes"/> counts the filled
+/// part, as the TorchSharp cache does.
+/// <para>Capacity is reserved up front for the model's whole context (<see cref="FloatBuffer.TryReserve"/>: address
+/// space only; memory is taken page by page as positions are written), so appending never moves the cache. Moving it
+/// is what a doubling array does, and each doubling stalled one decoding step on a copy of every layer's cache into
+/// freshly cleared memory (~0.1 s at 256 positions on stories110m, seconds at 8K). Past the reservation (or where the OS
+/// offers none) capacity doubles as before.</para>
 /// </summary>
 internal sealed unsafe class KvState : LayerState
 {
     private readonly int _kvHeads;
     private readonly int _headDim;
 
-    public KvState(int kvHeads, int headDim, int capacity = 64)
+    /// <param name="reservePositions">Positions to reserve address space for (the model's context); 0 allocates
+    /// <see cref="InitialCapacity"/> positions and doubles from there.</param>
+    public KvState(int kvHeads, int headDim, int reservePositions = 0)
     {
         _kvHeads = kvHeads;
         _headDim = headDim;
-        Capacity = Math.Max(1, capacity);
+        if (reservePositions > 0 && FloatBuffer.TryReserve((long)kvHeads * reservePositions * headDim) is { } keys)
+        {
+            if (FloatBuffer.TryReserve((long)kvHeads * reservePositions * headDim) is { } values)
+            {
+                (Keys, Values, Capacity, _reserved) = (keys, values, reservePositions, reservePositions);
+                return;
+            }
+
+            keys.Dispose();
+        }
+
+        Capacity = InitialCapacity;
         Keys = new FloatBuffer((long)kvHeads * Capacity * headDim);
         Values = new FloatBuffer((long)kvHeads * Capacity * headDim);
     }
+
+    /// <summary>Positions allocated at first without a reservation.</summary>
+    public const int InitialCapacity = 64;
+
+    private readonly int _reserved; // positions reserved at creation (a clone reserves as many)
 
     public FloatBuffer Keys { get; private set; }
 
@@ -58,17 +81,33 @@ internal sealed unsafe class KvState : LayerState
     {
         EnsureCapacity((int)tokens);
         Length = (int)tokens;
-        FillRandom(Keys, random);
-        FillRandom(Values, random);
+        int n = Length * _headDim; // the filled positions only: a reserved cache's other pages stay untouched
+        for (int h = 0; h < _kvHeads; h++)
+        {
+            Fill(new Span<float>(Key(h, 0), n));
+            Fill(new Span<float>(Value(h, 0), n));
+        }
+
+        void Fill(Span<float> span)
+        {
+            for (int i = 0; i < span.Length; i++)
+                span[i] = (float)random.NextDouble() - 0.5f;
+        }
     }
 
+    /// <summary>A copy of the filled positions (a reserved cache's untouched pages stay untouched).</summary>
     public override LayerState Clone()
     {
-        var copy = new KvState(_kvHeads, _headDim, 1) { Length = Length, Capacity = Capacity };
-        copy.Keys.Dispose();
-        copy.Values.Dispose();
-        copy.Keys = Keys.Clone();
-        copy.Values = Values.Clone();
+        var copy = new KvState(_kvHeads, _headDim, Math.Max(_reserved, Length));
+        copy.EnsureCapacity(Length);
+        copy.Length = Length;
+        long bytes = (long)Length * _headDim * sizeof(float);
+        for (int h = 0; h < _kvHeads; h++)
+        {
+            Buffer.MemoryCopy(Key(h, 0), copy.Key(h, 0), bytes, bytes);
+            Buffer.MemoryCopy(Value(h, 0), copy.Value(h, 0), bytes, bytes);
+        }
+
         return copy;
     }
 

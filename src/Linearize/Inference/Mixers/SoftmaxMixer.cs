@@ -29,6 +29,7 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     private const int KeyBlock = 64;
 
     private readonly int? _window;
+    private readonly int _maxPositions;
     private StepContext? _ctx;
     private bool _prefill;
     private int[] _unitSegment = Array.Empty<int>(), _unitKvHead = Array.Empty<int>(), _unitRow = Array.Empty<int>();
@@ -80,13 +81,15 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         public long Floats { get; }
     }
 
-    public SoftmaxMixer(int heads, int kvHeads, int headDim, int? slidingWindow) : base(heads, kvHeads, headDim)
+    /// <param name="maxPositions">The model's context: each sequence's cache reserves room for it (<see cref="KvState"/>).</param>
+    public SoftmaxMixer(int heads, int kvHeads, int headDim, int? slidingWindow, int maxPositions) : base(heads, kvHeads, headDim)
     {
         _window = slidingWindow;
+        _maxPositions = maxPositions;
         _prefillLayout = new PrefillLayout(Group, headDim);
     }
 
-    public override LayerState CreateState() => new KvState(KvHeads, HeadDim);
+    public override LayerState CreateState() => new KvState(KvHeads, HeadDim, _maxPositions);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(StepContext ctx)
