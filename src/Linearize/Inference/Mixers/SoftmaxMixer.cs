@@ -31,12 +31,27 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     private readonly int? _window;
     private readonly int _maxPositions;
     private StepContext? _ctx;
-    private bool _prefill;
+    private PrefillPhase _phase;
+    private int[] _segmentLo = Array.Empty<int>(), _segmentBlocks = Array.Empty<int>(), _segmentFirstBlockUnit = Array.Empty<int>();
+    private long[] _segmentKeysT = Array.Empty<long>();
     private int[] _unitSegment = Array.Empty<int>(), _unitKvHead = Array.Empty<int>(), _unitRow = Array.Empty<int>();
     private int _splits;
     private int _maxSplitLength;
     private StepLayout _stepLayout;
     private readonly PrefillLayout _prefillLayout;
+
+    /// <summary>What <see cref="Execute"/> runs: a decoding step's units, or one of prefill's two passes.</summary>
+    private enum PrefillPhase
+    {
+        None,
+
+        /// <summary>Each unit copies one block of <see cref="KeyBlock"/> keys of one (segment, KV head) into
+        /// <c>[D, KeyBlock]</c>.</summary>
+        TransposeKeys,
+
+        /// <summary>Each unit attends one tile of query rows (<see cref="PrefillUnit"/>).</summary>
+        Attend,
+    }
 
     /// <summary>Where each region of one step unit's scratch starts, in floats from its base: the scores of the group's
     /// query heads [G, maxSplit] (rows <c>maxSplit</c> apart), then per query head its partial softmax
@@ -57,24 +72,22 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     }
 
     /// <summary>Where each region of one prefill unit's scratch starts, in floats from its base: per (row, head) of the
-    /// tile the running <c>[max, sum, acc[D]]</c>, then the scores of one key block, the block's keys transposed
-    /// <c>[D, KeyBlock]</c>, and the wide path's scores of <see cref="RowTile"/> rows <c>[RowTile, KeyBlock]</c>.</summary>
+    /// tile the running <c>[max, sum, acc[D]]</c>, then the scores of one key block, and the wide path's scores of
+    /// <see cref="RowTile"/> rows <c>[RowTile, KeyBlock]</c>. (The transposed keys are shared by all of a head's tiles:
+    /// they follow every unit's scratch.)</summary>
     private readonly record struct PrefillLayout
     {
         public PrefillLayout(int group, int d)
         {
             State = 0;
             Scores = (long)QueryTile * group * (2 + d);
-            KeysT = Scores + KeyBlock;
-            RowScores = KeysT + (long)d * KeyBlock;
-            Floats = (long)QueryTile * group * (2 + d) + KeyBlock + (long)d * KeyBlock + (long)RowTile * KeyBlock + 16;
+            RowScores = Scores + KeyBlock;
+            Floats = (long)QueryTile * group * (2 + d) + KeyBlock + (long)RowTile * KeyBlock + 16;
         }
 
         public long State { get; }
 
         public long Scores { get; }
-
-        public long KeysT { get; }
 
         public long RowScores { get; }
 
@@ -191,12 +204,76 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
                 for (int i = 0; i < ctx.SegmentLength[seg]; i += QueryTile)
                     (_unitSegment[u], _unitKvHead[u], _unitRow[u++]) = (seg, h, i);
 
-        ctx.EnsureScratch((long)units * PrefillUnitFloats);
+        // The wide tile reads each key block as [D, KeyBlock]. Every tile of a head reads the same blocks, so they are
+        // transposed once per call (a pass over the visible keys) rather than once per tile that reads them (T/16 times).
+        long unitFloats = (long)units * PrefillUnitFloats, keysTFloats = 0;
+        int blockUnits = 0;
+        if (WideTile)
+        {
+            EnsureSegmentArrays(ctx.SegmentCount);
+            for (int seg = 0; seg < ctx.SegmentCount; seg++)
+            {
+                int first = ctx.SegmentStart[seg];
+                var kv = (KvState)ctx.Sequences[first].Layers[ctx.Layer];
+                long origin = ctx.Sequences[first].Position;
+                int lo = Visible((int)origin + 1).Start;
+                lo -= lo % KeyBlock; // blocks at fixed positions, as PrefillUnit reads them
+                _segmentLo[seg] = lo;
+                _segmentBlocks[seg] = (kv.Length - lo + KeyBlock - 1) / KeyBlock;
+                _segmentKeysT[seg] = unitFloats + keysTFloats;
+                _segmentFirstBlockUnit[seg] = blockUnits;
+                keysTFloats += (long)KvHeads * _segmentBlocks[seg] * HeadDim * KeyBlock;
+                blockUnits += KvHeads * _segmentBlocks[seg];
+            }
+        }
+
+        ctx.EnsureScratch(unitFloats + keysTFloats);
         _ctx = ctx;
-        _prefill = true;
+        if (blockUnits > 0)
+        {
+            _phase = PrefillPhase.TransposeKeys;
+            ctx.Run(this, blockUnits, (long)HeadDim * KeyBlock);
+        }
+
+        _phase = PrefillPhase.Attend;
         ctx.Run(this, units, 2L * Heads * HeadDim * work / Math.Max(1, units));
-        _prefill = false;
+        _phase = PrefillPhase.None;
         _ctx = null;
+    }
+
+    private void EnsureSegmentArrays(int segments)
+    {
+        if (_segmentLo.Length >= segments)
+            return;
+        _segmentLo = new int[segments];
+        _segmentBlocks = new int[segments];
+        _segmentFirstBlockUnit = new int[segments];
+        _segmentKeysT = new long[segments];
+    }
+
+    /// <summary>Key block <c>[D, KeyBlock]</c> number <paramref name="block"/> (from the segment's first visible block)
+    /// of one (segment, KV head), in the scratch after every unit's own.</summary>
+    private float* KeysT(StepContext ctx, int seg, int kvHead, int block) =>
+        ctx.Scratch.Pointer + _segmentKeysT[seg] + ((long)kvHead * _segmentBlocks[seg] + block) * HeadDim * KeyBlock;
+
+    /// <summary>Transposes one key block of one (segment, KV head); positions past the cache are zeros.</summary>
+    private void TransposeKeyBlock(StepContext ctx, int unit)
+    {
+        int seg = 0;
+        while (seg + 1 < ctx.SegmentCount && _segmentFirstBlockUnit[seg + 1] <= unit)
+            seg++;
+        int local = unit - _segmentFirstBlockUnit[seg], kvHead = local / _segmentBlocks[seg], block = local % _segmentBlocks[seg];
+        var kv = (KvState)ctx.Sequences[ctx.SegmentStart[seg]].Layers[ctx.Layer];
+        int d = HeadDim, k0 = _segmentLo[seg] + block * KeyBlock, k1 = Math.Min(kv.Length, k0 + KeyBlock);
+        float* keysT = KeysT(ctx, seg, kvHead, block);
+        if (k1 - k0 < KeyBlock)
+            new Span<float>(keysT, d * KeyBlock).Clear();
+        for (int k = k0; k < k1; k++)
+        {
+            float* key = kv.Key(kvHead, k);
+            for (int c = 0; c < d; c++)
+                keysT[c * KeyBlock + (k - k0)] = key[c];
+        }
     }
 
     /// <summary>Scratch per prefill unit (<see cref="PrefillLayout"/>).</summary>
@@ -228,25 +305,15 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         long lastPos = origin + (r1 - 1 - first);
         int lo = Visible((int)(origin + (r0 - first)) + 1).Start;
         lo -= lo % KeyBlock; // blocks at fixed positions: a row's arithmetic does not depend on its tile
-        float* keysT = scratch + _prefillLayout.KeysT;
         bool wide = WideTile;
         for (int k0 = lo; k0 <= lastPos; k0 += KeyBlock)
         {
             int k1 = (int)Math.Min(lastPos + 1, k0 + KeyBlock);
             if (wide)
             {
-                // The block's keys as [D, KeyBlock]: a query's scores are then D broadcast-FMAs over KeyBlock lanes.
-                new Span<float>(keysT, d * KeyBlock).Clear();
-                for (int k = k0; k < k1; k++)
-                {
-                    float* key = kv.Key(kvHead, k);
-                    for (int c = 0; c < d; c++)
-                        keysT[c * KeyBlock + (k - k0)] = key[c];
-                }
-            }
-
-            if (wide)
-            {
+                // The block's keys as [D, KeyBlock] (TransposeKeyBlock): a query's scores are then D broadcast-FMAs over
+                // KeyBlock lanes. Keys past this tile's last row may be there; each row reads only its own [from, to).
+                float* keysT = KeysT(ctx, seg, kvHead, (k0 - _segmentLo[seg]) / KeyBlock);
                 for (int j = 0; j < g; j++)
                     for (int r = r0; r < r1; r += RowTile)
                         WideRows(ctx, kv, kvHead, j, first, origin, r0, Math.Min(r1, r + RowTile) - r, r, k0, k1, state, rowScores, keysT);
@@ -530,7 +597,14 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
     public override void Execute(int start, int end)
     {
         var ctx = _ctx!;
-        if (_prefill)
+        if (_phase == PrefillPhase.TransposeKeys)
+        {
+            for (int unit = start; unit < end; unit++)
+                TransposeKeyBlock(ctx, unit);
+            return;
+        }
+
+        if (_phase == PrefillPhase.Attend)
         {
             for (int unit = start; unit < end; unit++)
                 PrefillUnit(ctx, unit);
