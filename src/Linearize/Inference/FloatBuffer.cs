@@ -7,7 +7,7 @@ namespace Linearize.Inference;
 /// allocated and cleared at once, or (<see cref="TryReserve"/>) address space that the OS backs page by page as it is
 /// first written: a buffer that may grow to a known bound is reserved at that bound once, and growing never copies.
 /// </summary>
-internal sealed unsafe partial class FloatBuffer : IDisposable
+internal sealed unsafe class FloatBuffer : IDisposable
 {
     public FloatBuffer(long length)
     {
@@ -36,8 +36,9 @@ internal sealed unsafe partial class FloatBuffer : IDisposable
             return null;
         try
         {
-            nint p = Mmap(0, (nuint)(length * sizeof(float)), ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
-            return p == -1 ? null : new FloatBuffer((float*)p, length);
+            nint p = LinuxMemory.Mmap(0, (nuint)(length * sizeof(float)), LinuxMemory.ProtRead | LinuxMemory.ProtWrite,
+                LinuxMemory.MapPrivate | LinuxMemory.MapAnonymous | LinuxMemory.MapNoReserve, -1, 0);
+            return p == LinuxMemory.MapFailed ? null : new FloatBuffer((float*)p, length);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
@@ -45,13 +46,6 @@ internal sealed unsafe partial class FloatBuffer : IDisposable
         }
     }
 
-    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MapNoReserve = 0x4000;
-
-    [LibraryImport("libc", EntryPoint = "mmap")]
-    private static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
-
-    [LibraryImport("libc", EntryPoint = "munmap")]
-    private static partial int Munmap(nint address, nuint length);
 
     public float* Pointer { get; private set; }
 
@@ -97,7 +91,7 @@ internal sealed unsafe partial class FloatBuffer : IDisposable
     private void Free()
     {
         if (Pointer != null && _mapped)
-            Munmap((nint)Pointer, (nuint)(Length * sizeof(float)));
+            LinuxMemory.Munmap((nint)Pointer, (nuint)(Length * sizeof(float)));
         else if (Pointer != null)
             NativeMemory.AlignedFree(Pointer);
         Pointer = null;

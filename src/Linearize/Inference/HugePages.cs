@@ -7,13 +7,9 @@ namespace Linearize.Inference;
 /// is a TLB miss. Large buffers are 2 MiB-aligned and advised <c>MADV_HUGEPAGE</c>, so Linux backs them with huge pages
 /// when transparent huge pages are in <c>madvise</c> (or <c>always</c>) mode; elsewhere the advice is skipped.
 /// </summary>
-internal static unsafe partial class HugePages
+internal static unsafe class HugePages
 {
     private const long HugePage = 2 << 20;
-    private const int MadvHugepage = 14;
-
-    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = false)]
-    private static partial int Madvise(nint address, nuint length, int advice);
 
     public static void* Allocate(long bytes)
     {
@@ -24,7 +20,7 @@ internal static unsafe partial class HugePages
         {
             try
             {
-                Madvise((nint)p, (nuint)size, MadvHugepage); // advice only: failure changes nothing but speed
+                LinuxMemory.Madvise((nint)p, (nuint)size, LinuxMemory.MadvHugepage); // advice only: failure changes nothing but speed
             }
             catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
             {

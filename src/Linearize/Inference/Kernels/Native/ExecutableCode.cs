@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using static Linearize.Inference.LinuxMemory;
 
 namespace Linearize.Inference.Kernels.Native;
 
@@ -9,22 +10,10 @@ namespace Linearize.Inference.Kernels.Native;
 /// <see cref="NativeBFloat16Tiles"/>) without shipping a native library per platform: the bytes are assembled once
 /// from checked-in assembly (<c>build/assemble-kernels.sh</c>) and are position independent.
 /// </summary>
-internal sealed unsafe partial class ExecutableCode : IDisposable
+internal sealed unsafe class ExecutableCode : IDisposable
 {
-    private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4;
-    private const int MapPrivate = 0x02, MapAnonymous = 0x20;
-
     private byte* _start;
     private readonly nuint _length;
-
-    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
-    private static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
-
-    [LibraryImport("libc", EntryPoint = "mprotect", SetLastError = true)]
-    private static partial int Mprotect(nint address, nuint length, int protection);
-
-    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
-    private static partial int Munmap(nint address, nuint length);
 
     /// <summary>Copies <paramref name="code"/> into fresh executable pages; throws when the system refuses them (the
     /// caller falls back to managed code).</summary>
