@@ -78,6 +78,11 @@ public static class BenchCommand
         var contend = new Option<int>("--contend") { Description = "Run N busy processes beside the measurement (a shared machine); the memory probe runs before them", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var plot = new Option<string?>("--plot") { Description = "Also write a PNG: ms/token and decoding state against context, every model in one figure" };
+        var profile = new Option<bool>("--profile")
+        {
+            Description = "Also time each part of the timed steps (embedding, norms, each projection, the token mixer, SwiGLU, residual adds, " +
+                          "the head): ms per step per part, as a second table (--json: results[].profile)",
+        };
         var beyond = new Option<bool>("--beyond-context")
         {
             Description = "Time models with softmax layers past their max_position_embeddings too (speed only: what such a model computes there is meaningless)",
@@ -97,6 +102,7 @@ public static class BenchCommand
         command.Add(contend);
         command.Add(json);
         command.Add(plot);
+        command.Add(profile);
         command.Add(beyond);
         command.SetAction(r => CliRunner.Run(() =>
         {
@@ -123,7 +129,7 @@ public static class BenchCommand
             var benchmark = new DecodeBenchmarkOptions
             {
                 Contexts = lengths, Steps = n, Batch = batchSize, SyntheticFill = synthetic, PrefillChunk = chunk, Engine = engineConfig,
-                ReadFloor = useEngine && !r.GetValue(noBandwidth),
+                ReadFloor = useEngine && !r.GetValue(noBandwidth), Profile = r.GetValue(profile),
             };
             using var contention = new Contention(r.GetValue(contend));
             IReadOnlyList<DecodeRun> runs = Array.Empty<DecodeRun>();
@@ -180,6 +186,7 @@ public static class BenchCommand
                             floor_ms_per_token = x.FloorMs is double f ? Math.Round(f, 3) : (double?)null,
                             paired_ms_per_token = x.PairedMs is double pm ? Math.Round(pm, 3) : (double?)null,
                             fraction_of_floor = x.FloorMs is double f2 && x.PairedMs is double p2 ? Math.Round(f2 / p2, 3) : (double?)null,
+                            profile = x.Profile?.ToDictionary(part => JsonName(part.Region), part => Math.Round(part.MsPerStep, 4)),
                         }),
                     }),
                 }));
@@ -216,10 +223,40 @@ public static class BenchCommand
             ConsoleUi.Out.Write(table);
             foreach (var run in runs)
                 ConsoleUi.Out.MarkupLine(Markup.Escape($"{run.Model}: {run.Mixers}; {run.WeightDType} weights, {ConsoleUi.Bytes(run.WeightBytesPerStep)} read per step, peak RSS {ConsoleUi.Bytes(run.PeakRssBytes)}"));
+            if (r.GetValue(profile))
+                ConsoleUi.Out.Write(ProfileTable(runs));
             return 0;
         }));
         return command;
     }
+
+    /// <summary>ms per step in each part of a step (rows), per model and context (columns), with each part's share.</summary>
+    private static Table ProfileTable(IReadOnlyList<DecodeRun> runs)
+    {
+        var columns = runs.SelectMany(run => run.Rows.Where(x => x.Profile is not null).Select(x => (run.Model, Row: x))).ToArray();
+        var table = new Table().Title("ms per step, by part (timed on the calling thread; a parallel part counts its whole span)").AddColumn("part");
+        foreach (var (model, row) in columns)
+            table.AddColumn(new TableColumn(Markup.Escape($"{model} @{row.Context:N0}")).RightAligned());
+        foreach (var region in Enum.GetValues<StepRegion>())
+            table.AddRow(new[] { JsonName(region).Replace('_', ' ') }.Concat(columns.Select(c =>
+            {
+                double ms = c.Row.Profile!.Single(p => p.Region == region).MsPerStep, total = c.Row.Profile!.Sum(p => p.MsPerStep);
+                return $"{ms:F3} ({(total > 0 ? 100 * ms / total : 0):F0}%)";
+            })).ToArray());
+        table.AddRow(new[] { "sum of parts" }.Concat(columns.Select(c => c.Row.Profile!.Sum(p => p.MsPerStep).ToString("F3"))).ToArray());
+        return table;
+    }
+
+    /// <summary>A step part's key in --json and its label in the table: the enum name in snake case.</summary>
+    private static string JsonName(StepRegion region) => region switch
+    {
+        StepRegion.QkvProjection => "qkv_projection",
+        StepRegion.OutputProjection => "output_projection",
+        StepRegion.GateUpProjection => "gate_up_projection",
+        StepRegion.DownProjection => "down_projection",
+        StepRegion.SwiGlu => "swiglu",
+        _ => region.ToString().ToLowerInvariant(),
+    };
 
     /// <summary>Bytes in at most 7 characters, so the decode table fits 80 columns.</summary>
     private static string Short(long bytes) => bytes >= 100L << 20 ? $"{bytes / (double)(1 << 20):F0} MiB" : ConsoleUi.Bytes(bytes);

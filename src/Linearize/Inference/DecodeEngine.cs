@@ -525,6 +525,15 @@ public sealed unsafe class DecodeEngine : IDisposable
         return new ReadOnlySpan<float>(_logits.Pointer, _vocab);
     }
 
+    /// <summary>When set, every forward pass adds the time of each of its parts to it (<see cref="StepProfile"/>); null
+    /// (the default) times nothing.</summary>
+    public StepProfile? Profile { get; set; }
+
+    /// <summary>A timestamp for <see cref="Record"/> when profiling, else 0 (no clock read).</summary>
+    private long Mark() => Profile is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
+
+    private void Record(StepRegion region, long start) => Profile?.Add(region, start);
+
     /// <summary>Logits of row <paramref name="b"/> of the last batch step (or of the last prefill's rows that kept logits).</summary>
     public ReadOnlySpan<float> Logits(int b) => new(_logits.Pointer + (long)b * _vocab, _vocab);
 
@@ -593,39 +602,63 @@ public sealed unsafe class DecodeEngine : IDisposable
             _ctx.Sequences = sequences;
         }
 
+        long t = Mark();
         for (int b = 0; b < count; b++)
         {
             _embedding.DequantizeRow(tokens[b], new Span<float>(_x.Pointer + (long)b * c, c));
             RopeTables(_ctx.Position(b), _ctx.Cos(b), _ctx.Sin(b));
         }
 
+        Record(StepRegion.Embedding, t);
+
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
             fixed (float* attnNorm = layer.AttentionNorm, mlpNorm = layer.MlpNorm)
             {
+                t = Mark();
                 Rows(RowsJob.Kind.RmsNorm, _x.Pointer, c, _normed.Pointer, c, c, count, attnNorm);
+                Record(StepRegion.Norms, t);
+                t = Mark();
                 MatMul(layer.Qkv, _normed.Pointer, c, count, _ctx.Qkv.Pointer, _ctx.QkvStride, layer.QkvBias);
+                Record(StepRegion.QkvProjection, t);
                 _ctx.Layer = l;
+                t = Mark();
                 if (prefill)
                     layer.Mixer.Prefill(_ctx);
                 else
                     layer.Mixer.Step(_ctx);
+                Record(StepRegion.Mixer, t);
                 int attnWidth = _heads * _headDim;
+                t = Mark();
                 MatMul(layer.Output, _ctx.Attention.Pointer, attnWidth, count, _tmp.Pointer, c, layer.OutputBias);
+                Record(StepRegion.OutputProjection, t);
+                t = Mark();
                 Rows(RowsJob.Kind.Add, _tmp.Pointer, c, _x.Pointer, c, c, count, null);
+                Record(StepRegion.Residual, t);
 
+                t = Mark();
                 Rows(RowsJob.Kind.RmsNorm, _x.Pointer, c, _normed.Pointer, c, c, count, mlpNorm);
+                Record(StepRegion.Norms, t);
                 int i2 = 2 * _intermediate;
+                t = Mark();
                 MatMul(layer.GateUp, _normed.Pointer, c, count, _hidden.Pointer, i2, layer.GateUpBias);
+                Record(StepRegion.GateUpProjection, t);
+                t = Mark();
                 Rows(RowsJob.Kind.SwiGlu, _hidden.Pointer, i2, _act.Pointer, _intermediate, _intermediate, count, null);
+                Record(StepRegion.SwiGlu, t);
+                t = Mark();
                 MatMul(layer.Down, _act.Pointer, _intermediate, count, _tmp.Pointer, c, layer.DownBias);
+                Record(StepRegion.DownProjection, t);
+                t = Mark();
                 Rows(RowsJob.Kind.Add, _tmp.Pointer, c, _x.Pointer, c, c, count, null);
+                Record(StepRegion.Residual, t);
             }
         }
 
         // Logits: every row when decoding, the requested rows (compacted) in prefill.
         int logitCount = prefill ? logitRows.Length : count;
+        t = Mark();
         _logits.EnsureLength((long)Math.Max(1, logitCount) * _vocab);
         fixed (float* finalNorm = _finalNorm)
             for (int k = 0; k < logitCount; k++)
@@ -636,6 +669,8 @@ public sealed unsafe class DecodeEngine : IDisposable
 
         if (logitCount > 0)
             MatMul(_head, _normed.Pointer, c, logitCount, _logits.Pointer, _vocab, null);
+        Record(StepRegion.Head, t);
+        Profile?.EndPass();
         if (prefill)
         {
             for (int s = 0; s < segments; s++)

@@ -118,14 +118,17 @@ public static class DecodeBenchmark
             for (int s = 0; s < WarmUpSteps; s++)
                 Advance();
             long stateBytes = seqs.Sum(x => x.StateBytes);
+            var profile = o.Profile ? new StepProfile() : null;
+            engine.Profile = profile;
             var watch = Stopwatch.StartNew();
             for (int s = 0; s < o.Steps; s++)
                 Advance();
             double seconds = watch.Elapsed.TotalSeconds;
+            engine.Profile = null;
             long bytes = engine.WeightBytesPerStep + stateBytes;
             var (floor, paired) = o.ReadFloor ? Floor(bytes) : (null, null);
             return new DecodeRow(context, 1000 * seconds / o.Steps, batch * o.Steps / seconds, contextState, bytes, bytes * o.Steps / seconds / 1e9,
-                floor, paired);
+                floor, paired, profile?.PerPass());
         }
         finally
         {

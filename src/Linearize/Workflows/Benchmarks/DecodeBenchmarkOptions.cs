@@ -29,6 +29,9 @@ public sealed record DecodeBenchmarkOptions
     /// <summary>Step-and-read pairs for <see cref="ReadFloor"/>, at most (never more than the timed steps).</summary>
     public int FloorPairs { get; init; } = 16;
 
+    /// <summary>Time each part of the timed steps (<see cref="DecodeRow.Profile"/>). Engine only.</summary>
+    public bool Profile { get; init; }
+
     /// <summary>The engine's options; null measures TorchSharp's own single-token forward instead.</summary>
     public EngineOptions? Engine { get; init; }
 
@@ -40,5 +43,7 @@ public sealed record DecodeBenchmarkOptions
             throw new LinearizeException("--new-tokens, --prefill-chunk and --batch must be at least 1");
         if (Engine is null && Batch > 1)
             throw new LinearizeException("--batch needs the decode engine (drop --engine torch)");
+        if (Engine is null && Profile)
+            throw new LinearizeException("--profile times the decode engine's parts (drop --engine torch)");
     }
 }

@@ -12,5 +12,7 @@ namespace Linearize.Workflows.Benchmarks;
 /// <paramref name="BytesPerStep"/> — what a step cannot beat at that moment.</param>
 /// <param name="PairedMs">The median step timed alternately with those reads (each step right before one read), so
 /// that <c>FloorMs / PairedMs</c> compares the two under the same load.</param>
+/// <param name="Profile">With <see cref="DecodeBenchmarkOptions.Profile"/>: milliseconds per timed step in each part of
+/// the step (<see cref="Inference.StepProfile"/>).</param>
 public sealed record DecodeRow(int Context, double MsPerToken, double TokensPerSecond, long StateBytes, long BytesPerStep, double GbPerSecond,
-    double? FloorMs = null, double? PairedMs = null);
+    double? FloorMs = null, double? PairedMs = null, IReadOnlyList<(Inference.StepRegion Region, double MsPerStep)>? Profile = null);
