@@ -9,6 +9,8 @@ namespace Linearize.Inference;
 /// </summary>
 internal sealed unsafe class FloatBuffer : IDisposable
 {
+    private bool _mapped; // Pointer came from mmap (TryReserve): freed by munmap
+
     public FloatBuffer(long length)
     {
         Length = Math.Max(0, length);
@@ -22,8 +24,6 @@ internal sealed unsafe class FloatBuffer : IDisposable
         Length = length;
         _mapped = true;
     }
-
-    private bool _mapped; // Pointer came from mmap: freed by munmap
 
     /// <summary>
     /// <paramref name="length"/> floats of address space, zero-filled by the OS on first touch; only written pages take
@@ -45,7 +45,6 @@ internal sealed unsafe class FloatBuffer : IDisposable
             return null;
         }
     }
-
 
     public float* Pointer { get; private set; }
 

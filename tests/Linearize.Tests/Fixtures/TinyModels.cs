@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Linearize.Checkpoints;
 using Linearize.Checkpoints.Configuration;
+using Linearize.Methods;
 using Linearize.Modeling;
 using Linearize.Modeling.Llama;
 
@@ -89,4 +90,14 @@ public static class TinyModels
     }
 
     public static TempDir TempDirectory() => new();
+
+    /// <summary>A tiny model of <paramref name="variant"/> saved as a Hugging Face directory inside <paramref name="dir"/>,
+    /// as the CLI and the benchmarks load one.</summary>
+    public static ModelSource SavedSource(TempDir dir, string variant = "gqa-untied")
+    {
+        string path = Path.Combine(dir.Path, variant);
+        using (var model = Create(variant))
+            ModelLoader.SaveHuggingFace(model, model.Config, path, null);
+        return ModelSource.Resolve(path, null);
+    }
 }

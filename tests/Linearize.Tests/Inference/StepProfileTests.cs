@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Linearize.Inference;
 using Linearize.Methods;
-using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using Linearize.Workflows.Benchmarks;
 
@@ -50,9 +49,7 @@ public sealed class StepProfileTests
     public void TheBenchmarkProfilesOnlyWhenAsked()
     {
         using var dir = TinyModels.TempDirectory();
-        using (var model = TinyModels.Create("gqa-untied"))
-            ModelLoader.SaveHuggingFace(model, model.Config, dir.Path + "/m", null);
-        var source = ModelSource.Resolve(dir.Path + "/m", null);
+        var source = TinyModels.SavedSource(dir);
         var options = new DecodeBenchmarkOptions { Contexts = new[] { 8 }, Steps = 3, Engine = new EngineOptions { Threads = 2 }, SyntheticFill = true };
         Assert.Null(DecodeBenchmark.Run(new[] { ("m", source) }, options).Single().Rows.Single().Profile);
         var row = DecodeBenchmark.Run(new[] { ("m", source) }, options with { Profile = true }).Single().Rows.Single();

@@ -2,7 +2,6 @@ using System.Runtime.InteropServices;
 using Linearize.Inference;
 using Linearize.Inference.Threading;
 using Linearize.Methods;
-using Linearize.Modeling;
 using Linearize.Tests.Fixtures;
 using Linearize.Workflows.Benchmarks;
 
@@ -79,9 +78,7 @@ public sealed unsafe class WeightReadTests
     public void TheBenchmarkPairsStepsWithReads()
     {
         using var dir = TinyModels.TempDirectory();
-        using (var model = TinyModels.Create("gqa-untied"))
-            ModelLoader.SaveHuggingFace(model, model.Config, dir.Path + "/m", null);
-        var source = ModelSource.Resolve(dir.Path + "/m", null);
+        var source = TinyModels.SavedSource(dir);
         var options = new DecodeBenchmarkOptions { Contexts = new[] { 8, 20 }, Steps = 3, Engine = new EngineOptions { Threads = 2 }, SyntheticFill = true };
         var plain = DecodeBenchmark.Run(new[] { ("m", source) }, options).Single();
         Assert.All(plain.Rows, r => Assert.Null(r.FloorMs));

@@ -84,14 +84,8 @@ internal sealed unsafe class KvState : LayerState
         int n = Length * _headDim; // the filled positions only: a reserved cache's other pages stay untouched
         for (int h = 0; h < _kvHeads; h++)
         {
-            Fill(new Span<float>(Key(h, 0), n));
-            Fill(new Span<float>(Value(h, 0), n));
-        }
-
-        void Fill(Span<float> span)
-        {
-            for (int i = 0; i < span.Length; i++)
-                span[i] = (float)random.NextDouble() - 0.5f;
+            FillRandom(new Span<float>(Key(h, 0), n), random);
+            FillRandom(new Span<float>(Value(h, 0), n), random);
         }
     }
 

@@ -16,11 +16,14 @@ public abstract class LayerState : IDisposable
     internal static void FillRandom(FloatBuffer buffer, Random random)
     {
         for (long i = 0; i < buffer.Length; i += int.MaxValue)
-        {
-            var span = buffer.AsSpan(i, (int)Math.Min(int.MaxValue, buffer.Length - i));
-            for (int j = 0; j < span.Length; j++)
-                span[j] = (float)random.NextDouble() - 0.5f;
-        }
+            FillRandom(buffer.AsSpan(i, (int)Math.Min(int.MaxValue, buffer.Length - i)), random);
+    }
+
+    /// <summary>Fills <paramref name="span"/> with values in [−0.5, 0.5).</summary>
+    internal static void FillRandom(Span<float> span, Random random)
+    {
+        for (int j = 0; j < span.Length; j++)
+            span[j] = (float)random.NextDouble() - 0.5f;
     }
 
     public abstract void Dispose();
