@@ -42,6 +42,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly QuantizeJob _quantize = new();
     private readonly Q8Activations _quantized = new(); // a Q8 product's activations, quantized once per product
     private readonly BFloat16Activations _rounded = new(); // a bfloat16 product's activations (EngineOptions.BFloat16Products)
+    private readonly TokenPanels _panels = new(); // a tiled float32 product's activations, transposed (AVX-512 prefill)
     private SpanReadJob? _weightReader; // TimeWeightRead's pieces, made on first use
     private readonly FloatBuffer _x = new(0), _normed = new(0), _tmp = new(0), _hidden = new(0), _act = new(0), _logits = new(0);
     private readonly int _hiddenSize, _intermediate, _vocab, _heads, _kvHeads, _headDim;
@@ -714,6 +715,8 @@ public sealed unsafe class DecodeEngine : IDisposable
         _matmul.Tiled = _ctx.Prefill;
         _matmul.Quantized = w.Format == WeightFormat.Q8 ? Quantize(x, xStride, count, w.Cols) : null;
         _matmul.Rounded = w.Format == WeightFormat.BFloat16 && Options.BFloat16Products ? Round(x, xStride, count, w.Cols) : null;
+        _matmul.Panels = _matmul.Tiled && Options.Isa == KernelIsa.Avx512 && w.Format != WeightFormat.Q8 && _matmul.Rounded is null
+            ? Transpose(x, xStride, count, w.Cols) : null;
         // Decoding: chunks of whole row pairs (MatVec's tiles), or of whole 4-row tiles for MatMulBFloat16.
         int grain = _matmul.Tiled ? MatMat.BlockRows
             : Math.Max(8, DecodeChunkBytes / (int)Math.Max(1, w.Bytes / w.Rows)) & (_matmul.Rounded is null ? ~1 : ~3);
@@ -724,6 +727,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         _matmul.Matrix = null;
         _matmul.Quantized = null;
         _matmul.Rounded = null;
+        _matmul.Panels = null;
         if (bias is null)
             return;
         fixed (float* bp = bias)
@@ -736,7 +740,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private Q8Activations Quantize(float* x, int xStride, int count, int cols)
     {
         _quantized.Prepare(count, cols);
-        PrepareActivations(_quantized, null, x, xStride, count);
+        PrepareActivations(_quantized, null, null, x, xStride, count);
         return _quantized;
     }
 
@@ -745,22 +749,33 @@ public sealed unsafe class DecodeEngine : IDisposable
     private BFloat16Activations Round(float* x, int xStride, int count, int cols)
     {
         _rounded.Prepare(count, cols);
-        PrepareActivations(null, _rounded, x, xStride, count);
+        PrepareActivations(null, _rounded, null, x, xStride, count);
         return _rounded;
+    }
+
+    /// <summary>The activation rows of a tiled float32 product transposed into token panels (AVX-512 prefill), as
+    /// <see cref="Quantize"/> does for Q8.</summary>
+    private TokenPanels Transpose(float* x, int xStride, int count, int cols)
+    {
+        _panels.Prepare(count, cols);
+        PrepareActivations(null, null, _panels, x, xStride, count);
+        return _panels;
     }
 
     /// <summary>Fills whichever target is given from <paramref name="count"/> activation rows: on this thread for a
     /// decoding batch, across the pool for a prefill block (from <see cref="ParallelActivationRows"/> rows on).</summary>
-    private void PrepareActivations(Q8Activations? quantized, BFloat16Activations? rounded, float* x, int xStride, int count)
+    private void PrepareActivations(Q8Activations? quantized, BFloat16Activations? rounded, TokenPanels? panels, float* x, int xStride,
+        int count)
     {
         _quantize.Target = quantized;
         _quantize.Rounded = rounded;
+        _quantize.Panels = panels;
         _quantize.X = x;
         _quantize.XStride = xStride;
         if (count < ParallelActivationRows)
             _quantize.Execute(0, count);
         else
-            _pool.Run(_quantize, count, grain: 8);
+            _pool.Run(_quantize, count, grain: panels is null ? 8 : TokenPanels.PanelTokens); // whole panels: see TokenPanels.FillRows
     }
 
     /// <summary>Below this many rows, quantizing or rounding activations costs less than waking a worker.</summary>
@@ -807,6 +822,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         _ctx.Dispose();
         _quantized.Dispose();
         _rounded.Dispose();
+        _panels.Dispose();
         foreach (var l in _layers)
             l.Dispose();
         _embedding.Dispose();

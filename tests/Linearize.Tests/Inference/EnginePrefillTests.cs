@@ -135,15 +135,15 @@ public sealed class EnginePrefillTests
     }
 
     /// <summary>The tiled product against its naive twin: every format and vector level this CPU has, token counts around
-    /// the 8-token (AVX-512) and 6-token (AVX2) tiles, column counts around the vector widths and past the 512-column
-    /// depth slice.</summary>
+    /// the 6-token AVX2 tile and AVX-512's 16/32/48-token panels, column counts around the vector widths and past the
+    /// 512-column depth slice.</summary>
     [Fact]
     public unsafe void TiledProductEqualsNaiveTwin()
     {
         foreach (var isa in new[] { KernelIsa.Avx2, KernelIsa.Avx512 }.Where(KernelIsaSupport.IsSupported))
         foreach (var format in Enum.GetValues<WeightFormat>())
             foreach (int cols in new[] { 8, 16, 33, 172, 768, 1030, 2100 })
-                foreach (int count in new[] { 1, 5, 6, 7, 8, 9, 13, 23 })
+                foreach (int count in new[] { 1, 5, 6, 7, 8, 9, 13, 23, 48, 49, 100 })
                 {
                     const int rows = 37; // not a multiple of the 16-row block or the 2-row tile
                     var rng = new Random(cols * 31 + count);

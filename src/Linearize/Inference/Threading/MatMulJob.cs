@@ -23,6 +23,10 @@ internal sealed unsafe class MatMulJob : RangeJob
     /// already rounded to bfloat16 (once per product, before the threads split the weight rows).</summary>
     public BFloat16Activations? Rounded;
 
+    /// <summary>For a tiled product of float32 (or widened) rows with AVX-512: the rows at <see cref="X"/> already
+    /// transposed into token panels (once per product, before the threads split the weight rows).</summary>
+    public TokenPanels? Panels;
+
     /// <summary>Use the tiled matrix × matrix kernel (prefill) instead of the streaming matrix × vectors one.</summary>
     public bool Tiled;
 
@@ -58,6 +62,8 @@ internal sealed unsafe class MatMulJob : RangeJob
         }
         else if (matrix.Format == WeightFormat.BFloat16 && Rounded is not null)
             MatMulBFloat16.Rows(matrix, Rounded, Count, y, YStride, start, end, Isa); // batch-invariant: decoding and prefill alike
+        else if (Tiled && Panels is not null)
+            MatMat.Rows(matrix, Panels, y, YStride, start, end);
         else if (Tiled)
             MatMat.Rows(matrix, X, XStride, Count, y, YStride, start, end, Isa);
         else

@@ -2,12 +2,13 @@ using Linearize.Inference.Kernels;
 
 namespace Linearize.Inference.Threading;
 
-/// <summary>The engine's reusable parallel job quantizing a prefill block's activation rows to Q8 blocks, or rounding
-/// them to bfloat16 (whichever target is set).</summary>
+/// <summary>The engine's reusable parallel job preparing a prefill block's activation rows for a product: quantizing
+/// them to Q8 blocks, rounding them to bfloat16, or transposing them into token panels (whichever target is set).</summary>
 internal sealed unsafe class QuantizeJob : RangeJob
 {
     public Q8Activations? Target;
     public BFloat16Activations? Rounded;
+    public TokenPanels? Panels;
     public float* X;
     public int XStride;
 
@@ -15,7 +16,9 @@ internal sealed unsafe class QuantizeJob : RangeJob
     {
         if (Target is not null)
             Target.QuantizeRows(X, XStride, start, end);
+        else if (Rounded is not null)
+            Rounded.RoundRows(X, XStride, start, end);
         else
-            Rounded!.RoundRows(X, XStride, start, end);
+            Panels!.FillRows(X, XStride, start, end);
     }
 }
