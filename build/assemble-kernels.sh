@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Assembles the engine's native micro-kernels (src/Linearize/Inference/Kernels/Native/*.S) with GNU as and writes
-# their machine code as a C# file, BFloat16TileCode.g.cs, which is checked in: the build needs no assembler, and
-# NativeKernelBytesTests re-runs this script (when `as` is installed) to prove the checked-in bytes are these.
-#   build/assemble-kernels.sh            regenerate the checked-in file
-#   build/assemble-kernels.sh OUT.cs     write it elsewhere (what the test does)
+# each one's machine code as a C# file (bf16_tile.S → BFloat16TileCode.g.cs, q8_tile.S → Q8TileCode.g.cs), which is
+# checked in: the build needs no assembler, and NativeKernelBytesTests re-runs this script (when `as` is installed) to
+# prove the checked-in bytes are these.
+#   build/assemble-kernels.sh                  regenerate every checked-in file
+#   build/assemble-kernels.sh KERNEL OUT.cs    write one kernel's file elsewhere (what the test does; KERNEL: bf16_tile, q8_tile)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-src="src/Linearize/Inference/Kernels/Native/bf16_tile.S"
-out="${1:-$root/src/Linearize/Inference/Kernels/Native/BFloat16TileCode.g.cs}"
+native="src/Linearize/Inference/Kernels/Native"
+declare -A classes=([bf16_tile]=BFloat16TileCode [q8_tile]=Q8TileCode)
+if [ $# -eq 0 ]; then
+    for kernel in "${!classes[@]}"; do "$0" "$kernel" "$root/$native/${classes[$kernel]}.g.cs"; done
+    exit 0
+fi
+[ $# -eq 2 ] && [ -n "${classes[$1]:-}" ] || { echo "usage: $0 [bf16_tile|q8_tile OUT.cs]" >&2; exit 2; }
+kernel="$1"; class="${classes[$kernel]}"; out="$2"
+src="$native/$kernel.S"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -25,11 +33,11 @@ fi
     echo "// </auto-generated>"
     echo "namespace Linearize.Inference.Kernels.Native;"
     echo
-    echo "/// <summary>The machine code of <c>bf16_tile.S</c> (its .text section) and each function's offset in it.</summary>"
-    echo "internal static class BFloat16TileCode"
+    echo "/// <summary>The machine code of <c>$kernel.S</c> (its .text section) and each function's offset in it.</summary>"
+    echo "internal static class $class"
     echo "{"
     nm --defined-only "$tmp/tile.o" | awk '$2 == "T" { print $3, $1 }' | sort | while read -r name offset; do
-        shape="${name#bf16_tile_}"
+        shape="${name#*_tile_}"
         echo "    /// <summary>Offset of <c>$name</c>.</summary>"
         echo "    public const int Tile$shape = $((16#$offset));"
         echo

@@ -50,6 +50,36 @@ public sealed unsafe class Q8KernelTests
         Assert.True(a.AsSpan().SequenceEqual(b));
     }
 
+    /// <summary>The native 512-bit tile (4 rows × 4 vectors), rows and vectors past its last whole tile by the managed
+    /// kernel: against the naive twin, and bit for bit against each vector multiplied alone (which never reaches the tile).</summary>
+    [NativeQ8Fact]
+    public void NativeTileEqualsNaiveTwin() =>
+        EqualsNaiveTwin((w, x, n, y, s, a, b) => MatVecQ8.RowsNative<MaddProducts>(w, x, n, y, s, a, b), "native");
+
+    /// <summary>The native tile sums in the managed kernel's lanes and order: bit-identical results on a shape with an odd
+    /// last whole block, a partial block and rows and vectors that leave partial tiles.</summary>
+    [NativeQ8Fact]
+    public void NativeTileAndManagedKernelAgreeBitForBit()
+    {
+        foreach (int cols in new[] { 800, 1030, 4096 })
+        {
+            const int rows = 23, count = 9;
+            using var w = PackedMatrix.Pack(Random(rows * cols, cols, 2f), rows, cols, WeightFormat.Q8);
+            var x = Random(count * cols, cols + 1, 5f);
+            using var q = new Q8Activations();
+            var a = new float[count * rows];
+            var b = new float[count * rows];
+            fixed (float* xp = x, ap = a, bp = b)
+            {
+                q.Quantize(xp, cols, count, cols);
+                MatVecQ8.RowsNative<MaddProducts>(w, q, count, ap, rows, 0, rows);
+                MatVecQ8.Rows<MaddProducts>(w, q, count, bp, rows, 0, rows);
+            }
+
+            Assert.True(a.AsSpan().SequenceEqual(b), $"cols {cols}");
+        }
+    }
+
     /// <summary>
     /// Column counts around the 32-wide block (partial last blocks, pairs of blocks and an odd one) and real ones;
     /// batches around the 4-vector tile. Every vector's result must also be bit-identical to the vector quantized and

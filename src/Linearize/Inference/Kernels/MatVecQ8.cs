@@ -3,6 +3,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Linearize.Inference.Kernels.Native;
 
 namespace Linearize.Inference.Kernels;
 
@@ -18,9 +19,11 @@ namespace Linearize.Inference.Kernels;
 /// Every vector's dot product is computed the same way whatever the batch (two accumulators taking alternate blocks,
 /// the same reduction, the partial last block added last), so the kernels are batch-invariant by construction and
 /// one path serves <see cref="EngineOptions.BatchInvariant"/> and the tiled batch alike: a batch only shares each
-/// loaded weight block among four vectors. All vector levels run on 256-bit registers — one block is one register,
-/// and .NET has no 512-bit VNNI — with <c>vpdpbusd</c> where AVX-VNNI exists (Zen 4, Alder Lake and later) and
-/// <c>vpmaddubsw</c> + <c>vpmaddwd</c> elsewhere. The scalar level is the plain sequential sum over blocks.
+/// loaded weight block among four vectors. The managed vector levels run on 256-bit registers — one block is one
+/// register, and .NET has no 512-bit VNNI — with <c>vpdpbusd</c> where AVX-VNNI exists (Zen 4, Alder Lake and later)
+/// and <c>vpmaddubsw</c> + <c>vpmaddwd</c> elsewhere; with AVX512_VNNI, four vectors or more (prefill, batches) go
+/// through the native 4 × 4 tile (<see cref="NativeQ8Tiles"/>), which sums two blocks per instruction in the same
+/// lanes and order. The scalar level is the plain sequential sum over blocks.
 /// </remarks>
 public static unsafe class MatVecQ8
 {
@@ -46,10 +49,54 @@ public static unsafe class MatVecQ8
     {
         if (isa == KernelIsa.Scalar)
             RowsScalar(w, x, count, y, yStride, r0, r1);
+        else if (isa == KernelIsa.Avx512 && count >= NativeQ8Tiles.Tokens && NativeQ8Tiles.IsSupported)
+        {
+            if (AvxVnni.IsSupported)
+                RowsNative<VnniProducts>(w, x, count, y, yStride, r0, r1);
+            else
+                RowsNative<MaddProducts>(w, x, count, y, yStride, r0, r1);
+        }
         else if (AvxVnni.IsSupported)
             Rows<VnniProducts>(w, x, count, y, yStride, r0, r1);
         else
             Rows<MaddProducts>(w, x, count, y, yStride, r0, r1);
+    }
+
+    /// <summary>
+    /// The same products with <see cref="NativeQ8Tiles"/> (512-bit <c>vpdpbusd</c>) for each 4 rows × 4 vectors, bit for
+    /// bit what <see cref="Rows{TDot}"/> gives: the tile sums the whole blocks in the managed kernel's lanes and order,
+    /// and the partial last block is added here as <see cref="Dot{TDot}"/> adds it. Rows and vectors past the last whole
+    /// tile take the managed kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowsNative<TDot>(PackedMatrix w, Q8Activations x, int count, float* y, int yStride, int r0, int r1)
+        where TDot : struct, IInt8Products
+    {
+        Check(w, x, count);
+        int cols = w.Cols, blocks = w.BlocksPerRow, full = cols / Block, rest = cols - full * Block;
+        var tile = stackalloc float[NativeQ8Tiles.Rows * NativeQ8Tiles.Tokens];
+        int r = r0;
+        for (; r + NativeQ8Tiles.Rows <= r1; r += NativeQ8Tiles.Rows)
+        {
+            sbyte* q = w.Q8Data + (long)r * cols;
+            float* d = w.Q8Scales + (long)r * blocks;
+            int b = 0;
+            for (; b + NativeQ8Tiles.Tokens <= count; b += NativeQ8Tiles.Tokens)
+            {
+                NativeQ8Tiles.Tile(q, cols, d, blocks, x.Quants(b), x.RowBytes, x.Scales(b), x.BlocksPerRow, full, tile);
+                for (int t = 0; t < NativeQ8Tiles.Tokens; t++)
+                    for (int i = 0; i < NativeQ8Tiles.Rows; i++)
+                        y[(long)(b + t) * yStride + r + i] = tile[t * NativeQ8Tiles.Rows + i]
+                            + Tail(q + (long)i * cols, d + (long)i * blocks, x.Quants(b + t), x.Scales(b + t), full, rest);
+            }
+
+            for (; b < count; b++)
+                for (int i = 0; i < NativeQ8Tiles.Rows; i++)
+                    y[(long)b * yStride + r + i] = Dot<TDot>(q + (long)i * cols, d + (long)i * blocks, x.Quants(b), x.Scales(b), cols);
+        }
+
+        if (r < r1)
+            Rows<TDot>(w, x, count, y, yStride, r, r1);
     }
 
     /// <summary>The vector kernel with a chosen product instruction (tests force each).</summary>

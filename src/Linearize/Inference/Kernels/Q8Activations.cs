@@ -32,8 +32,10 @@ public sealed unsafe class Q8Activations : IDisposable
     /// <summary>Bytes from one row's quants to the next: whole blocks.</summary>
     internal int RowBytes => BlocksPerRow * PackedMatrix.Q8BlockSize;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal sbyte* Quants(int row) => _quants + (long)row * RowBytes;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal float* Scales(int row) => _scales + (long)row * BlocksPerRow;
 
     /// <summary>Quantizes <paramref name="count"/> rows of <paramref name="cols"/> values at <paramref name="x"/>

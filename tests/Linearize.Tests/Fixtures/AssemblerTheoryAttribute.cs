@@ -1,9 +1,9 @@
 namespace Linearize.Tests.Fixtures;
 
 /// <summary>A test that runs GNU <c>as</c> and <c>objcopy</c>: skipped, with the reason, where they are not installed.</summary>
-public sealed class AssemblerFactAttribute : FactAttribute
+public sealed class AssemblerTheoryAttribute : TheoryAttribute
 {
-    public AssemblerFactAttribute()
+    public AssemblerTheoryAttribute()
     {
         var missing = new[] { "as", "objcopy", "objdump", "nm", "od", "bash" }.Where(tool => !OnPath(tool)).ToArray();
         if (missing.Length > 0)

@@ -1,0 +1,222 @@
+# Q8 × Q8 register tile with AVX512-VNNI vpdpbusd, for Linearize's CPU engine.
+#
+# Assembled by build/assemble-kernels.sh into Q8TileCode.g.cs (the machine code as bytes), which the engine copies
+# into executable memory at run time (ExecutableCode.cs): .NET 10 has no 512-bit VNNI intrinsics (AvxVnni is 128/256-bit).
+# Position independent, no data, no relocations, no calls.
+#
+# q8_tile_4x4(const Q8TileArgs* a): 4 weight rows × 4 activation rows (tokens), all Q8 blocks of 32, over the
+# a->Full whole blocks of each row. Q8TileArgs (8-byte fields): W (int8*, row 0), WStride (bytes to the next row),
+# Dw (float*, row 0's block scales), DwStride (bytes), X (int8*, token 0), XStride, Dx (float*, token 0's scales),
+# DxStride, Full (whole blocks), Out (float*[16]: out[t·4 + r]).
+#
+# The arithmetic is MatVecQ8's, lane for lane, so the two are bit-identical: a zmm accumulator's lanes 0–7 are its
+# even blocks' accumulator and lanes 8–15 its odd blocks'; a block's term is fma(float(S) · d_x, d_w, acc) with S the
+# exact int32 sum of 4 products per lane; an odd last whole block goes to lanes 0–7 alone; the two halves are added,
+# then summed ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)), as .NET's Vector256.Sum does. The partial last block is left to
+# the caller. S comes from one vpdpbusd on the activations offset to unsigned (x + 128, an exclusive or with 0x80)
+# and an accumulator started at −Σ128·w, computed once per weight row and shared by the 4 tokens:
+# Σ (x + 128)·w − Σ 128·w = Σ x·w exactly. Per 64 bytes of a row and a token that is 4 instructions
+# (vpdpbusd, convert, multiply, fma) where the 256-bit managed kernel takes 10.
+
+        .intel_syntax noprefix
+        .altmacro
+        .text
+
+.macro TOKEN_LOAD t, odd
+        .if \t == 0
+        .if \odd
+        vmovdqu8 zmm16{k2}{z}, [r14]
+        vmovd xmm20, [rbp]
+        .else
+        vmovdqu8 zmm16, [r14]
+        vmovq xmm20, [rbp]
+        .endif
+        vpxord zmm16, zmm16, zmm29
+        vpermps zmm20, zmm30, zmm20
+        .elseif \t == 1
+        .if \odd
+        vmovdqu8 zmm17{k2}{z}, [r14 + rbx]
+        vmovd xmm21, [rbp + rsi]
+        .else
+        vmovdqu8 zmm17, [r14 + rbx]
+        vmovq xmm21, [rbp + rsi]
+        .endif
+        vpxord zmm17, zmm17, zmm29
+        vpermps zmm21, zmm30, zmm21
+        .elseif \t == 2
+        .if \odd
+        vmovdqu8 zmm18{k2}{z}, [r15]
+        vmovd xmm22, [rax]
+        .else
+        vmovdqu8 zmm18, [r15]
+        vmovq xmm22, [rax]
+        .endif
+        vpxord zmm18, zmm18, zmm29
+        vpermps zmm22, zmm30, zmm22
+        .else
+        .if \odd
+        vmovdqu8 zmm19{k2}{z}, [r15 + rbx]
+        vmovd xmm23, [rax + rsi]
+        .else
+        vmovdqu8 zmm19, [r15 + rbx]
+        vmovq xmm23, [rax + rsi]
+        .endif
+        vpxord zmm19, zmm19, zmm29
+        vpermps zmm23, zmm30, zmm23
+        .endif
+.endm
+
+# Weight row r into zmm24, −Σ128·w into zmm25, its scales (expanded) into zmm26.
+.macro ROW_LOAD r, odd
+        .if \r == 0
+        .if \odd
+        vmovdqu8 zmm24{k2}{z}, [r8]
+        vmovd xmm26, [r11]
+        .else
+        vmovdqu8 zmm24, [r8]
+        vmovq xmm26, [r11]
+        .endif
+        .elseif \r == 1
+        .if \odd
+        vmovdqu8 zmm24{k2}{z}, [r8 + r10]
+        vmovd xmm26, [r11 + r13]
+        .else
+        vmovdqu8 zmm24, [r8 + r10]
+        vmovq xmm26, [r11 + r13]
+        .endif
+        .elseif \r == 2
+        .if \odd
+        vmovdqu8 zmm24{k2}{z}, [r9]
+        vmovd xmm26, [r12]
+        .else
+        vmovdqu8 zmm24, [r9]
+        vmovq xmm26, [r12]
+        .endif
+        .else
+        .if \odd
+        vmovdqu8 zmm24{k2}{z}, [r9 + r10]
+        vmovd xmm26, [r12 + r13]
+        .else
+        vmovdqu8 zmm24, [r9 + r10]
+        vmovq xmm26, [r12 + r13]
+        .endif
+        .endif
+        vpxord zmm28, zmm28, zmm28
+        vpdpbusd zmm28, zmm29, zmm24
+        vpsubd zmm25, zmm31, zmm28
+        vpermps zmm26, zmm30, zmm26
+.endm
+
+# One (row, token) term into accumulator zmm\acc (= 4r + t), token t's activations in zmm\xu, its scales in zmm\dx.
+.macro TERM acc, xu, dx, odd
+        vmovdqa32 zmm27, zmm25
+        vpdpbusd zmm27, zmm\xu, zmm24
+        vcvtdq2ps zmm27, zmm27
+        vmulps zmm27, zmm27, zmm\dx
+        .if \odd
+        vfmadd231ps zmm\acc{k1}, zmm27, zmm26
+        .else
+        vfmadd231ps zmm\acc, zmm27, zmm26
+        .endif
+.endm
+
+.macro STEP odd
+        TOKEN_LOAD 0, \odd
+        TOKEN_LOAD 1, \odd
+        TOKEN_LOAD 2, \odd
+        TOKEN_LOAD 3, \odd
+        .irp r, 0, 1, 2, 3
+        ROW_LOAD \r, \odd
+        TERM %(4 * \r + 0), 16, 20, \odd
+        TERM %(4 * \r + 1), 17, 21, \odd
+        TERM %(4 * \r + 2), 18, 22, \odd
+        TERM %(4 * \r + 3), 19, 23, \odd
+        .endr
+.endm
+
+# Sum of accumulator zmm\acc in the managed order, stored at byte \at of Out (rdx).
+.macro REDUCE acc, at
+        vextractf64x4 ymm27, zmm\acc, 1
+        vaddps ymm27, ymm\acc, ymm27
+        vextractf32x4 xmm28, ymm27, 1
+        vmovshdup xmm24, xmm27
+        vaddps xmm27, xmm27, xmm24
+        vmovhlps xmm24, xmm24, xmm27
+        vaddss xmm27, xmm27, xmm24
+        vmovshdup xmm24, xmm28
+        vaddps xmm28, xmm28, xmm24
+        vmovhlps xmm24, xmm24, xmm28
+        vaddss xmm28, xmm28, xmm24
+        vaddss xmm27, xmm27, xmm28
+        vmovss [rdx + \at], xmm27
+.endm
+
+        .globl q8_tile_4x4
+q8_tile_4x4:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        push r14
+        push r15
+        mov eax, 0xFF
+        kmovw k1, eax                   # lanes 0–7: the even blocks' accumulator
+        mov eax, 0xFFFFFFFF
+        kmovq k2, rax                   # bytes 0–31: one block
+        mov eax, 0x80808080
+        vpbroadcastd zmm29, eax         # 0x80 in every byte
+        vpxord zmm31, zmm31, zmm31      # zero
+        mov eax, 0xFF00
+        kmovw k3, eax
+        mov eax, 1
+        vpbroadcastd zmm30{k3}{z}, eax  # permutation: lanes 0–7 ← element 0, lanes 8–15 ← element 1
+        mov r8, [rdi]                   # W
+        mov r10, [rdi + 8]              # WStride
+        lea r9, [r8 + 2 * r10]
+        mov r11, [rdi + 16]             # Dw
+        mov r13, [rdi + 24]             # DwStride
+        lea r12, [r11 + 2 * r13]
+        mov r14, [rdi + 32]             # X
+        mov rbx, [rdi + 40]             # XStride
+        lea r15, [r14 + 2 * rbx]
+        mov rbp, [rdi + 48]             # Dx
+        mov rsi, [rdi + 56]             # DxStride
+        lea rax, [rbp + 2 * rsi]
+        mov rcx, [rdi + 64]             # Full
+        .irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+        vpxord zmm\i, zmm\i, zmm\i
+        .endr
+        shr rcx, 1                      # pairs
+        jz 2f
+1:
+        STEP 0
+        add r8, 64
+        add r9, 64
+        add r14, 64
+        add r15, 64
+        add r11, 8
+        add r12, 8
+        add rbp, 8
+        add rax, 8
+        dec rcx
+        jnz 1b
+2:
+        test qword ptr [rdi + 64], 1
+        jz 3f
+        STEP 1
+3:
+        mov rdx, [rdi + 72]             # Out
+        .irp r, 0, 1, 2, 3
+        REDUCE %(4 * \r + 0), %(4 * (0 * 4 + \r))
+        REDUCE %(4 * \r + 1), %(4 * (1 * 4 + \r))
+        REDUCE %(4 * \r + 2), %(4 * (2 * 4 + \r))
+        REDUCE %(4 * \r + 3), %(4 * (3 * 4 + \r))
+        .endr
+        vzeroupper
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
+        ret
