@@ -32,22 +32,28 @@ public sealed unsafe class Q8KernelTests
 
     /// <summary>The two product instructions sum the same exact int32s, so their results are bit-identical.</summary>
     [VnniFact]
-    public void VnniAndMaddAgreeBitForBit()
+    public void VnniAndMaddAgreeBitForBit() =>
+        AgreeBitForBit((w, x, n, y, s, a, b) => MatVecQ8.Rows<VnniProducts>(w, x, n, y, s, a, b),
+            (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), 1030, 6);
+
+    /// <summary><paramref name="first"/> and <paramref name="second"/> give bit-identical products of a [23, cols] Q8
+    /// matrix and <paramref name="count"/> quantized vectors.</summary>
+    private static void AgreeBitForBit(Q8Rows first, Q8Rows second, int cols, int count)
     {
-        const int rows = 23, cols = 1030, count = 6;
-        using var w = PackedMatrix.Pack(Random(rows * cols, 3, 2f), rows, cols, WeightFormat.Q8);
-        var x = Random(count * cols, 4, 5f);
+        const int rows = 23;
+        using var w = PackedMatrix.Pack(Random(rows * cols, cols, 2f), rows, cols, WeightFormat.Q8);
+        var x = Random(count * cols, cols + 1, 5f);
         using var q = new Q8Activations();
         var a = new float[count * rows];
         var b = new float[count * rows];
         fixed (float* xp = x, ap = a, bp = b)
         {
             q.Quantize(xp, cols, count, cols);
-            MatVecQ8.Rows<VnniProducts>(w, q, count, ap, rows, 0, rows);
-            MatVecQ8.Rows<MaddProducts>(w, q, count, bp, rows, 0, rows);
+            first(w, q, count, ap, rows, 0, rows);
+            second(w, q, count, bp, rows, 0, rows);
         }
 
-        Assert.True(a.AsSpan().SequenceEqual(b));
+        Assert.True(a.AsSpan().SequenceEqual(b), $"cols {cols}, {count} vectors");
     }
 
     /// <summary>The native 512-bit tile (4 rows × 4 vectors), rows and vectors past its last whole tile by the managed
@@ -62,22 +68,8 @@ public sealed unsafe class Q8KernelTests
     public void NativeTileAndManagedKernelAgreeBitForBit()
     {
         foreach (int cols in new[] { 800, 1030, 4096 })
-        {
-            const int rows = 23, count = 9;
-            using var w = PackedMatrix.Pack(Random(rows * cols, cols, 2f), rows, cols, WeightFormat.Q8);
-            var x = Random(count * cols, cols + 1, 5f);
-            using var q = new Q8Activations();
-            var a = new float[count * rows];
-            var b = new float[count * rows];
-            fixed (float* xp = x, ap = a, bp = b)
-            {
-                q.Quantize(xp, cols, count, cols);
-                MatVecQ8.RowsNative<MaddProducts>(w, q, count, ap, rows, 0, rows);
-                MatVecQ8.Rows<MaddProducts>(w, q, count, bp, rows, 0, rows);
-            }
-
-            Assert.True(a.AsSpan().SequenceEqual(b), $"cols {cols}");
-        }
+            AgreeBitForBit((w, x, n, y, s, a, b) => MatVecQ8.RowsNative<MaddProducts>(w, x, n, y, s, a, b),
+                (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), cols, 9);
     }
 
     /// <summary>

@@ -36,6 +36,25 @@ internal sealed unsafe class ExecutableCode : IDisposable
         _start = (byte*)p;
     }
 
+    /// <summary>
+    /// <paramref name="code"/> in executable pages when this process can run it — Linux x64 and
+    /// <paramref name="cpuSupports"/> (the CPU has the extension the code uses) — or null, and the caller runs managed
+    /// code instead. The pages live as long as the process: kernels are called from any thread.
+    /// </summary>
+    public static ExecutableCode? TryLoad(ReadOnlySpan<byte> code, bool cpuSupports)
+    {
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64 || !cpuSupports)
+            return null;
+        try
+        {
+            return new ExecutableCode(code);
+        }
+        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The address of the byte at <paramref name="offset"/> (a function's entry point).</summary>
     public nint Address(int offset)
     {

@@ -25,7 +25,7 @@ internal static unsafe class NativeBFloat16Tiles
     /// <summary>Most activation rows per tile.</summary>
     public const int MaxTokens = 6;
 
-    private static readonly ExecutableCode? s_code = Load();
+    private static readonly ExecutableCode? s_code = ExecutableCode.TryLoad(BFloat16TileCode.Bytes, CpuHasAvx512Bf16);
     private static readonly nint[] s_tiles = s_code is null ? Array.Empty<nint>() : new[]
     {
         s_code.Address(BFloat16TileCode.Tile4x1), s_code.Address(BFloat16TileCode.Tile4x2), s_code.Address(BFloat16TileCode.Tile4x3),
@@ -51,19 +51,5 @@ internal static unsafe class NativeBFloat16Tiles
         if ((uint)(tokens - 1) >= MaxTokens || cols < 1)
             throw new ArgumentOutOfRangeException(nameof(tokens), $"a tile of {tokens} tokens × {cols} columns");
         ((delegate* unmanaged[SuppressGCTransition]<ushort**, ushort**, long, float*, void>)s_tiles[tokens - 1])(w, x, cols, output);
-    }
-
-    private static ExecutableCode? Load()
-    {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64 || !CpuHasAvx512Bf16)
-            return null;
-        try
-        {
-            return new ExecutableCode(BFloat16TileCode.Bytes); // lives as long as the process: tiles are called from any thread
-        }
-        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or EntryPointNotFoundException)
-        {
-            return null;
-        }
     }
 }

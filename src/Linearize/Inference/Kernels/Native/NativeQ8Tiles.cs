@@ -24,7 +24,7 @@ internal static unsafe class NativeQ8Tiles
     /// <summary>Activation rows (tokens) per tile.</summary>
     public const int Tokens = 4;
 
-    private static readonly ExecutableCode? s_code = Load();
+    private static readonly ExecutableCode? s_code = ExecutableCode.TryLoad(Q8TileCode.Bytes, CpuHasAvx512Vnni);
     private static readonly nint s_tile = s_code?.Address(Q8TileCode.Tile4x4) ?? 0;
 
     /// <summary>This process runs the native tile (Linux x64 with AVX512_VNNI, and the code pages could be mapped).</summary>
@@ -74,19 +74,5 @@ internal static unsafe class NativeQ8Tiles
         public long DxStride;
         public long Full;
         public float* Out;
-    }
-
-    private static ExecutableCode? Load()
-    {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64 || !CpuHasAvx512Vnni)
-            return null;
-        try
-        {
-            return new ExecutableCode(Q8TileCode.Bytes); // lives as long as the process: the tile is called from any thread
-        }
-        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or EntryPointNotFoundException)
-        {
-            return null;
-        }
     }
 }

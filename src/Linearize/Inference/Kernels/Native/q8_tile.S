@@ -17,6 +17,9 @@
 # and an accumulator started at −Σ128·w, computed once per weight row and shared by the 4 tokens:
 # Σ (x + 128)·w − Σ 128·w = Σ x·w exactly. Per 64 bytes of a row and a token that is 4 instructions
 # (vpdpbusd, convert, multiply, fma) where the 256-bit managed kernel takes 10.
+#
+# Repeats by design (what `duplicates` lists here): TOKEN_LOAD and ROW_LOAD spell out one branch per token or row,
+# because each uses its own base register and addressing form, which a macro argument cannot select.
 
         .intel_syntax noprefix
         .altmacro
