@@ -778,7 +778,7 @@ public sealed unsafe class DecodeEngine : IDisposable
             _pool.Run(_quantize, count, grain: panels is null ? 8 : TokenPanels.PanelTokens); // whole panels: see TokenPanels.FillRows
     }
 
-    /// <summary>Below this many rows, quantizing or rounding activations costs less than waking a worker.</summary>
+    /// <summary>Below this many rows, quantizing, rounding or transposing activations costs less than waking a worker.</summary>
     private const int ParallelActivationRows = 32;
 
     /// <summary>A row-wise operation over <paramref name="count"/> rows: on this thread for a decoding batch, across the
