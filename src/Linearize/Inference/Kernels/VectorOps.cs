@@ -3,6 +3,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Linearize.Inference.Kernels;
 
@@ -67,6 +68,17 @@ public static unsafe class VectorOps
         TensorPrimitives.Sigmoid(g, ys);
         TensorPrimitives.Multiply(ys, g, ys);
         TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(up, n), ys);
+    }
+
+    /// <summary>Asks for the cache lines of <c>[p, p + bytes)</c> (<c>prefetcht0</c>; never faults, so reaching past an
+    /// allocation's end is harmless).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Prefetch(byte* p, int bytes)
+    {
+        if (!Sse.IsSupported)
+            return;
+        for (int o = 0; o < bytes; o += 64)
+            Sse.Prefetch0(p + o);
     }
 
     /// <summary>Dot product of two short float32 vectors (a head: 8 … 256 values).</summary>
