@@ -13,6 +13,10 @@ internal static partial class LinuxMemory
     public const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
     public const int MadvHugepage = 14;
 
+    /// <summary><c>MADV_POPULATE_WRITE</c> (Linux 5.14): back a range with writable pages in one call instead of one
+    /// fault per page; older kernels refuse it with <c>EINVAL</c>, and the pages then fault in as they are written.</summary>
+    public const int MadvPopulateWrite = 23;
+
     /// <summary>What <see cref="Mmap"/> returns on failure.</summary>
     public const nint MapFailed = -1;
 
