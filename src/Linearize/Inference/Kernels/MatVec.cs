@@ -1,5 +1,6 @@
-// Repeats by design (what `duplicates` lists here): Dot4Invariant spells out its 4 vectors × 4 accumulators, because
-// the JIT keeps locals — not array elements — in registers; each line is one accumulator of one vector's Dot sum.
+// Repeats by design (what `duplicates` lists here): Dot4Invariant spells out its 4 vectors × 4 accumulators, and
+// Dot4Rows its 4 rows × 4 accumulators, because the JIT keeps locals — not array elements — in registers; each line is
+// one accumulator of one vector's (or one row's) Dot sum.
 // The file header has the same shape as MatMat.cs's (usings, a static class of kernel constants), nothing more.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;

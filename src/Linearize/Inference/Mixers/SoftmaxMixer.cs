@@ -244,7 +244,6 @@ internal sealed unsafe class SoftmaxMixer : EngineMixer
         }
 
         ctx.EnsureScratch(unitFloats + keysTFloats);
-        _ctx = ctx;
         if (blockUnits > 0)
         {
             _phase = PrefillPhase.TransposeKeys;
