@@ -32,10 +32,20 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly float[] _inverseFrequencies;
     private readonly WorkerPool _pool;
     private readonly StepContext _ctx;
-    /// <summary>Weight bytes a thread claims at once when decoding: large enough that each thread streams long runs
-    /// (the hardware prefetchers restart at every jump), small enough that a descheduled thread holds little of a
-    /// matrix.</summary>
-    private const int DecodeChunkBytes = 128 * 1024;
+    /// <summary>Most weight bytes a thread claims at once when decoding: each thread should stream long runs (the
+    /// hardware prefetchers restart at every jump, and a Q8 chunk is read as four streams a quarter apart), and a
+    /// descheduled thread holds at most one chunk. On the Llama-3.2-1B shape, 2 threads, up to 1 MiB rather than 128 KiB
+    /// took decoding from 0.91–0.93 to 0.94–0.95 of the bandwidth floor in float32 and 0.74–0.77 to 0.79–0.82 in
+    /// bfloat16 (docs/RESULTS.md, "Decoding from memory, longer runs").</summary>
+    private const int DecodeChunkBytes = 1 << 20;
+
+    /// <summary>Fewest chunks per thread a matrix is cut into when decoding (its chunks shrink below
+    /// <see cref="DecodeChunkBytes"/> to reach it, down to <see cref="MinDecodeChunkBytes"/>), so that a small matrix
+    /// still keeps every thread busy and the threads finish together.</summary>
+    private const int DecodeChunksPerThread = 4;
+
+    /// <summary>Fewest weight bytes in a decoding chunk, so that claiming a chunk stays a small part of its work.</summary>
+    private const int MinDecodeChunkBytes = 64 * 1024;
 
     private readonly MatMulJob _matmul = new();
     private readonly RowsJob _rows = new();
@@ -717,9 +727,8 @@ public sealed unsafe class DecodeEngine : IDisposable
         _matmul.Rounded = w.Format == WeightFormat.BFloat16 && Options.BFloat16Products ? Round(x, xStride, count, w.Cols) : null;
         _matmul.Panels = _matmul.Tiled && Options.Isa == KernelIsa.Avx512 && w.Format != WeightFormat.Q8 && _matmul.Rounded is null
             ? Transpose(x, xStride, count, w.Cols) : null;
-        // Decoding: chunks of whole row pairs (MatVec's tiles), or of whole 4-row tiles for MatMulBFloat16.
-        int grain = _matmul.Tiled ? MatMat.BlockRows
-            : Math.Max(8, DecodeChunkBytes / (int)Math.Max(1, w.Bytes / w.Rows)) & (_matmul.Rounded is null ? ~1 : ~3);
+        // Decoding: chunks of whole 4-row tiles (MatVec's row pairs, MatMulBFloat16's and MatVecQ8's four rows).
+        int grain = _matmul.Tiled ? MatMat.BlockRows : DecodeGrain(w);
         if (w.Bytes * Math.Min(count, 16) < Options.ParallelMinBytes)
             _matmul.Execute(0, w.Rows);
         else
@@ -733,6 +742,15 @@ public sealed unsafe class DecodeEngine : IDisposable
         fixed (float* bp = bias)
             for (int b = 0; b < count; b++)
                 AddInPlace(y + (long)b * yStride, bp, bias.Length);
+    }
+
+    /// <summary>Rows per decoding chunk of <paramref name="w"/>: <see cref="DecodeChunkBytes"/>, or less so that every
+    /// thread gets <see cref="DecodeChunksPerThread"/> chunks, never below <see cref="MinDecodeChunkBytes"/> nor 8 rows;
+    /// a multiple of 4.</summary>
+    private int DecodeGrain(PackedMatrix w)
+    {
+        long bytes = Math.Clamp(w.Bytes / ((long)_pool.Threads * DecodeChunksPerThread), MinDecodeChunkBytes, DecodeChunkBytes);
+        return (int)Math.Max(8, bytes / Math.Max(1, w.Bytes / w.Rows)) & ~3;
     }
 
     /// <summary>The activation rows of a Q8 product quantized to Q8 blocks (llama.cpp's rule: its Q8_0 weights take

@@ -37,7 +37,7 @@ public sealed unsafe class Q8KernelTests
             (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), 1030, 6);
 
     /// <summary><paramref name="first"/> and <paramref name="second"/> give bit-identical products of a [23, cols] Q8
-    /// matrix and <paramref name="count"/> quantized vectors.</summary>
+    /// matrix and <paramref name="count"/> quantized vectors, rows [0, 3) and [3, 23) taken separately.</summary>
     private static void AgreeBitForBit(Q8Rows first, Q8Rows second, int cols, int count)
     {
         const int rows = 23;
@@ -49,8 +49,12 @@ public sealed unsafe class Q8KernelTests
         fixed (float* xp = x, ap = a, bp = b)
         {
             q.Quantize(xp, cols, count, cols);
-            first(w, q, count, ap, rows, 0, rows);
-            second(w, q, count, bp, rows, 0, rows);
+            // Two row ranges, as two threads would take them: one shorter than a tile, one not a multiple of it.
+            foreach (var (r0, r1) in new[] { (0, 3), (3, rows) })
+            {
+                first(w, q, count, ap, rows, r0, r1);
+                second(w, q, count, bp, rows, r0, r1);
+            }
         }
 
         Assert.True(a.AsSpan().SequenceEqual(b), $"cols {cols}, {count} vectors");
@@ -70,6 +74,29 @@ public sealed unsafe class Q8KernelTests
         foreach (int cols in new[] { 800, 1030, 4096 })
             AgreeBitForBit((w, x, n, y, s, a, b) => MatVecQ8.RowsNative<MaddProducts>(w, x, n, y, s, a, b),
                 (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), cols, 9);
+    }
+
+    /// <summary>The native 4 × 1 tile (decoding; rows a quarter of the range apart, the rows past the last whole quarter
+    /// by the managed kernel) against the naive twin, and bit for bit against each batch's kernel: a batch of vectors
+    /// (the 4 × 4 tile and the managed kernel) equals each of its vectors through this path alone.</summary>
+    [NativeQ8Fact]
+    public void NativeOneVectorTileEqualsNaiveTwin() =>
+        EqualsNaiveTwin((w, x, n, y, s, a, b) =>
+        {
+            if (n == 1)
+                MatVecQ8.OneVectorNative<MaddProducts>(w, x, y, a, b);
+            else
+                MatVecQ8.RowsNative<MaddProducts>(w, x, n, y, s, a, b);
+        }, "native one vector");
+
+    /// <summary>The 4 × 1 tile sums in the managed kernel's lanes and order (odd last whole block, partial block, rows
+    /// past the last whole quarter).</summary>
+    [NativeQ8Fact]
+    public void NativeOneVectorTileAndManagedKernelAgreeBitForBit()
+    {
+        foreach (int cols in new[] { 800, 1030, 4096 })
+            AgreeBitForBit((w, x, n, y, s, a, b) => MatVecQ8.OneVectorNative<MaddProducts>(w, x, y, a, b),
+                (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), cols, 1);
     }
 
     /// <summary>

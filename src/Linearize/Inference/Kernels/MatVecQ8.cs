@@ -22,8 +22,8 @@ namespace Linearize.Inference.Kernels;
 /// loaded weight block among four vectors. The managed vector levels run on 256-bit registers — one block is one
 /// register, and .NET has no 512-bit VNNI — with <c>vpdpbusd</c> where AVX-VNNI exists (Zen 4, Alder Lake and later)
 /// and <c>vpmaddubsw</c> + <c>vpmaddwd</c> elsewhere; with AVX512_VNNI, four vectors or more (prefill, batches) go
-/// through the native 4 × 4 tile (<see cref="NativeQ8Tiles"/>), which sums two blocks per instruction in the same
-/// lanes and order. The scalar level is the plain sequential sum over blocks.
+/// through the native 4 × 4 tile and one vector (decoding) through the 4 × 1 tile (<see cref="NativeQ8Tiles"/>), which
+/// sum two blocks per instruction in the same lanes and order. The scalar level is the plain sequential sum over blocks.
 /// </remarks>
 public static unsafe class MatVecQ8
 {
@@ -49,6 +49,13 @@ public static unsafe class MatVecQ8
     {
         if (isa == KernelIsa.Scalar)
             RowsScalar(w, x, count, y, yStride, r0, r1);
+        else if (isa == KernelIsa.Avx512 && count == 1 && NativeQ8Tiles.IsSupported)
+        {
+            if (AvxVnni.IsSupported)
+                OneVectorNative<VnniProducts>(w, x, y, r0, r1);
+            else
+                OneVectorNative<MaddProducts>(w, x, y, r0, r1);
+        }
         else if (isa == KernelIsa.Avx512 && count >= NativeQ8Tiles.Tokens && NativeQ8Tiles.IsSupported)
         {
             if (AvxVnni.IsSupported)
@@ -97,6 +104,36 @@ public static unsafe class MatVecQ8
 
         if (r < r1)
             Rows<TDot>(w, x, count, y, yStride, r, r1);
+    }
+
+    /// <summary>
+    /// One vector (decoding) with <see cref="NativeQ8Tiles.TileOneToken"/>, bit for bit what <see cref="Rows{TDot}"/>
+    /// gives. The tile reads four rows at once, and they are taken a quarter of the range apart (rows
+    /// <c>r, r + n/4, r + n/2, r + 3n/4</c>) rather than adjacent: four sequential streams far apart keep more cache
+    /// misses in flight than one stream four rows wide, which is what a matrix × vector over a large model is short
+    /// of (docs/ARCHITECTURE.md, "Q8 numerics"). The rows past the last whole quarter take the managed kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void OneVectorNative<TDot>(PackedMatrix w, Q8Activations x, float* y, int r0, int r1)
+        where TDot : struct, IInt8Products
+    {
+        Check(w, x, 1);
+        int cols = w.Cols, blocks = w.BlocksPerRow, full = cols / Block, rest = cols - full * Block;
+        var tile = stackalloc float[NativeQ8Tiles.Rows];
+        int quarter = (r1 - r0) / NativeQ8Tiles.Rows;
+        sbyte* qx = x.Quants(0);
+        float* dx = x.Scales(0);
+        for (int r = r0; r < r0 + quarter; r++)
+        {
+            sbyte* q = w.Q8Data + (long)r * cols;
+            float* d = w.Q8Scales + (long)r * blocks;
+            NativeQ8Tiles.TileOneToken(q, (long)quarter * cols, d, (long)quarter * blocks, qx, dx, full, tile);
+            for (int i = 0; i < NativeQ8Tiles.Rows; i++)
+                y[r + i * quarter] = tile[i] + Tail(q + (long)i * quarter * cols, d + (long)i * quarter * blocks, qx, dx, full, rest);
+        }
+
+        if (r0 + NativeQ8Tiles.Rows * quarter < r1)
+            Rows<TDot>(w, x, 1, y, 0, r0 + NativeQ8Tiles.Rows * quarter, r1);
     }
 
     /// <summary>The vector kernel with a chosen product instruction (tests force each).</summary>

@@ -26,6 +26,7 @@ internal static unsafe class NativeQ8Tiles
 
     private static readonly ExecutableCode? s_code = ExecutableCode.TryLoad(Q8TileCode.Bytes, CpuHasAvx512Vnni);
     private static readonly nint s_tile = s_code?.Address(Q8TileCode.Tile4x4) ?? 0;
+    private static readonly nint s_tileOneToken = s_code?.Address(Q8TileCode.Tile4x1) ?? 0;
 
     /// <summary>This process runs the native tile (Linux x64 with AVX512_VNNI, and the code pages could be mapped).</summary>
     public static bool IsSupported => s_code is not null;
@@ -40,10 +41,23 @@ internal static unsafe class NativeQ8Tiles
     /// <c>x + t · xStride</c>, scales at <c>dx + t · dxStride</c>), for <c>r, t &lt; 4</c>. Nothing past those blocks is read.
     /// </summary>
     public static void Tile(sbyte* w, long wStride, float* dw, long dwStride, sbyte* x, long xStride, float* dx, long dxStride,
-        long fullBlocks, float* output)
+        long fullBlocks, float* output) =>
+        Call(s_tile, w, wStride, dw, dwStride, x, xStride, dx, dxStride, fullBlocks, output);
+
+    /// <summary>
+    /// The 4 × 1 tile (decoding): <c>out[r]</c> = the sum over the first <paramref name="fullBlocks"/> blocks of weight
+    /// row <c>r</c> (at <c>w + r · wStride</c> bytes, scales at <c>dw + r · dwStride</c> floats) times the one activation
+    /// row at <paramref name="x"/> (scales at <paramref name="dx"/>), for <c>r &lt; 4</c>, bit for bit what
+    /// <see cref="Tile"/> and the managed kernel give for that pair.
+    /// </summary>
+    public static void TileOneToken(sbyte* w, long wStride, float* dw, long dwStride, sbyte* x, float* dx, long fullBlocks, float* output) =>
+        Call(s_tileOneToken, w, wStride, dw, dwStride, x, 0, dx, 0, fullBlocks, output);
+
+    private static void Call(nint tile, sbyte* w, long wStride, float* dw, long dwStride, sbyte* x, long xStride, float* dx,
+        long dxStride, long fullBlocks, float* output)
     {
         if (!IsSupported)
-            throw new PlatformNotSupportedException("the native Q8 tile needs Linux x64 with AVX512_VNNI");
+            throw new PlatformNotSupportedException("the native Q8 tiles need Linux x64 with AVX512_VNNI");
         var args = new Args
         {
             W = w,
@@ -57,7 +71,7 @@ internal static unsafe class NativeQ8Tiles
             Full = fullBlocks,
             Out = output,
         };
-        ((delegate* unmanaged[SuppressGCTransition]<Args*, void>)s_tile)(&args);
+        ((delegate* unmanaged[SuppressGCTransition]<Args*, void>)tile)(&args);
     }
 
     /// <summary>The tile's one argument, in the field order <c>q8_tile.S</c> reads (8 bytes each; strides in bytes).</summary>

@@ -9,14 +9,20 @@
 # Dw (float*, row 0's block scales), DwStride (bytes), X (int8*, token 0), XStride, Dx (float*, token 0's scales),
 # DxStride, Full (whole blocks), Out (float*[16]: out[t·4 + r]).
 #
+# q8_tile_4x1(const Q8TileArgs* a): the same 4 weight rows × one token (decoding), with the roles of the offset swapped:
+# the weights are offset to unsigned (w + 128, an exclusive or with 0x80) and each accumulator starts at −Σ128·x,
+# computed once per step from the token and shared by the 4 rows, so a 64-byte step of one row is an exclusive or
+# (with the load folded in), a copy, vpdpbusd, convert, multiply, the row's scales and an FMA: 8 instructions where
+# the 256-bit managed kernel takes 15. XStride and DxStride are not read.
+#
 # The arithmetic is MatVecQ8's, lane for lane, so the two are bit-identical: a zmm accumulator's lanes 0–7 are its
 # even blocks' accumulator and lanes 8–15 its odd blocks'; a block's term is fma(float(S) · d_x, d_w, acc) with S the
 # exact int32 sum of 4 products per lane; an odd last whole block goes to lanes 0–7 alone; the two halves are added,
 # then summed ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)), as .NET's Vector256.Sum does. The partial last block is left to
 # the caller. S comes from one vpdpbusd on the activations offset to unsigned (x + 128, an exclusive or with 0x80)
 # and an accumulator started at −Σ128·w, computed once per weight row and shared by the 4 tokens:
-# Σ (x + 128)·w − Σ 128·w = Σ x·w exactly. Per 64 bytes of a row and a token that is 4 instructions
-# (vpdpbusd, convert, multiply, fma) where the 256-bit managed kernel takes 10.
+# Σ (x + 128)·w − Σ 128·w = Σ x·w exactly (the 4 × 1 tile: Σ (w + 128)·x − Σ 128·x). Per 64 bytes of a row and a
+# token that is 4 instructions (vpdpbusd, convert, multiply, fma) where the 256-bit managed kernel takes 10.
 #
 # Repeats by design (what `duplicates` lists here): TOKEN_LOAD and ROW_LOAD spell out one branch per token or row,
 # because each uses its own base register and addressing form, which a macro argument cannot select.
@@ -142,6 +148,53 @@
         .endr
 .endm
 
+# The 4 × 1 tile's token: activations in zmm16, −Σ128·x (4 bytes per lane) in zmm17, scales (expanded) in zmm20.
+.macro TOKEN1 odd
+        .if \odd
+        vmovdqu8 zmm16{k2}{z}, [r14]
+        vmovd xmm20, [rbp]
+        .else
+        vmovdqu8 zmm16, [r14]
+        vmovq xmm20, [rbp]
+        .endif
+        vpxord zmm28, zmm28, zmm28
+        vpdpbusd zmm28, zmm29, zmm16
+        vpsubd zmm17, zmm31, zmm28
+        vpermps zmm20, zmm30, zmm20
+.endm
+
+# The 4 × 1 tile's row r (weights at \w, scales at \d) into accumulator zmm\r: weights offset to unsigned in
+# zmm\u (4 + r), scales expanded in zmm\s (8 + r), the term in zmm\t (12 + r).
+.macro ROW1 r, u, s, t, w, d, odd
+        .if \odd
+        vmovdqu8 zmm\u{k2}{z}, \w
+        vpxord zmm\u, zmm\u, zmm29
+        vmovd xmm\s, \d
+        .else
+        prefetcht0 \w + 4096
+        vpxord zmm\u, zmm29, \w
+        vmovq xmm\s, \d
+        .endif
+        vpermps zmm\s, zmm30, zmm\s
+        vmovdqa32 zmm\t, zmm17
+        vpdpbusd zmm\t, zmm\u, zmm16
+        vcvtdq2ps zmm\t, zmm\t
+        vmulps zmm\t, zmm\t, zmm20
+        .if \odd
+        vfmadd231ps zmm\r{k1}, zmm\t, zmm\s
+        .else
+        vfmadd231ps zmm\r, zmm\t, zmm\s
+        .endif
+.endm
+
+.macro STEP1 odd
+        TOKEN1 \odd
+        ROW1 0, 4, 8, 12, [r8], [r11], \odd
+        ROW1 1, 5, 9, 13, [r8+r10], [r11+r13], \odd
+        ROW1 2, 6, 10, 14, [r9], [r12], \odd
+        ROW1 3, 7, 11, 15, [r9+r10], [r12+r13], \odd
+.endm
+
 # Sum of accumulator zmm\acc in the managed order, stored at byte \at of Out (rdx).
 .macro REDUCE acc, at
         vextractf64x4 ymm27, zmm\acc, 1
@@ -227,4 +280,61 @@ q8_tile_4x4:
         pop r12
         pop rbp
         pop rbx
+        ret
+
+        .globl q8_tile_4x1
+q8_tile_4x1:
+        push rbp
+        push r12
+        push r13
+        push r14
+        mov eax, 0xFF
+        kmovw k1, eax                   # lanes 0–7: the even blocks' accumulator
+        mov eax, 0xFFFFFFFF
+        kmovq k2, rax                   # bytes 0–31: one block
+        mov eax, 0x80808080
+        vpbroadcastd zmm29, eax         # 0x80 in every byte
+        vpxord zmm31, zmm31, zmm31      # zero
+        mov eax, 0xFF00
+        kmovw k3, eax
+        mov eax, 1
+        vpbroadcastd zmm30{k3}{z}, eax  # permutation: lanes 0–7 ← element 0, lanes 8–15 ← element 1
+        mov r8, [rdi]                   # W
+        mov r10, [rdi + 8]              # WStride
+        lea r9, [r8 + 2 * r10]
+        mov r11, [rdi + 16]             # Dw
+        mov r13, [rdi + 24]             # DwStride
+        lea r12, [r11 + 2 * r13]
+        mov r14, [rdi + 32]             # X
+        mov rbp, [rdi + 48]             # Dx
+        mov rcx, [rdi + 64]             # Full
+        .irp i, 0, 1, 2, 3
+        vpxord zmm\i, zmm\i, zmm\i
+        .endr
+        shr rcx, 1                      # pairs
+        jz 2f
+1:
+        STEP1 0
+        add r8, 64
+        add r9, 64
+        add r14, 64
+        add r11, 8
+        add r12, 8
+        add rbp, 8
+        dec rcx
+        jnz 1b
+2:
+        test qword ptr [rdi + 64], 1
+        jz 3f
+        STEP1 1
+3:
+        mov rdx, [rdi + 72]             # Out
+        .irp r, 0, 1, 2, 3
+        REDUCE \r, %(4 * \r)
+        .endr
+        vzeroupper
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
         ret
