@@ -164,14 +164,15 @@
 .endm
 
 # The 4 × 1 tile's row r (weights at \w, scales at \d) into accumulator zmm\r: weights offset to unsigned in
-# zmm\u (4 + r), scales expanded in zmm\s (8 + r), the term in zmm\t (12 + r).
+# zmm\u (4 + r), scales expanded in zmm\s (8 + r), the term in zmm\t (12 + r). No software prefetch: the caller
+# spreads the 4 rows far apart, the hardware prefetcher follows the 4 streams, and a prefetcht0 2–8 KiB ahead only
+# took load slots (docs/RESULTS.md, "Decoding from memory, longer runs").
 .macro ROW1 r, u, s, t, w, d, odd
         .if \odd
         vmovdqu8 zmm\u{k2}{z}, \w
         vpxord zmm\u, zmm\u, zmm29
         vmovd xmm\s, \d
         .else
-        prefetcht0 \w + 4096
         vpxord zmm\u, zmm29, \w
         vmovq xmm\s, \d
         .endif
