@@ -145,7 +145,23 @@ public static unsafe class MatVec
             }
         }
 
-        if (count == 1 && TVec.Registers >= 4 * Tile + 2)
+        if (count == 1 && TVec.Registers >= 4 * Tile + 2 && rowBytes <= SpreadMaxRowBytes)
+        {
+            // Short rows: the four a quarter of the range apart (see SpreadMaxRowBytes); each row's sum is Dot4Rows's
+            // whichever rows share the call.
+            int quarter = (r1 - r) / Tile;
+            long step = quarter * rowBytes;
+            for (int j = 0; j < quarter; j++)
+            {
+                byte* row0 = (byte*)data + (r + j) * rowBytes;
+                var s = Dot4Rows<TVec, TV, TRow>(row0, row0 + step, row0 + 2 * step, row0 + 3 * step, x, cols);
+                for (int i = 0; i < Tile; i++)
+                    y[r + j + i * quarter] = s.GetElement(i);
+            }
+
+            r += Tile * quarter;
+        }
+        else if (count == 1 && TVec.Registers >= 4 * Tile + 2)
             for (; r + Tile <= r1; r += Tile)
             {
                 byte* row0 = (byte*)data + r * rowBytes;
@@ -213,6 +229,15 @@ public static unsafe class MatVec
             s += TRow.Load1(row, i) * x[i];
         return s;
     }
+
+    /// <summary>
+    /// Longest row (bytes) that a lone vector's product reads as four rows a quarter of the range apart rather than four
+    /// adjacent ones. Four adjacent short rows are one region a few KiB long, one stream to the memory; spread apart
+    /// they are four. Measured (2 threads, Zen 5): stories110M's 3 KiB float32 rows 9.16 → 8.70 ms per step (teacher)
+    /// and 9.30 → 7.17 (Liger-GLA); the Llama-3.2-1B shape's 8 KiB rows were at their floor already, and spreading them
+    /// lost 0.95–1.02 → 0.85–0.99 of it (docs/RESULTS.md, "Decoding from memory, longer runs").
+    /// </summary>
+    internal const long SpreadMaxRowBytes = 4096;
 
     /// <summary>
     /// Four rows times one vector, each row summed exactly as <see cref="Dot{TVec, TV, TRow}"/> sums it (its own four
