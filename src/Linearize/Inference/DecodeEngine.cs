@@ -33,7 +33,7 @@ public sealed unsafe class DecodeEngine : IDisposable
     private readonly WorkerPool _pool;
     private readonly StepContext _ctx;
     /// <summary>Most weight bytes a thread claims at once when decoding: each thread should stream long runs (the
-    /// hardware prefetchers restart at every jump, and a Q8 chunk is read as four streams a quarter apart), and a
+    /// hardware prefetchers restart at every jump, and the kernels read a chunk as four streams a quarter apart), and a
     /// descheduled thread holds at most one chunk. On the Llama-3.2-1B shape, 2 threads, up to 1 MiB rather than 128 KiB
     /// took decoding from 0.91–0.93 to 0.94–0.95 of the bandwidth floor in float32 and 0.74–0.77 to 0.79–0.82 in
     /// bfloat16 (docs/RESULTS.md, "Decoding from memory, longer runs").</summary>
