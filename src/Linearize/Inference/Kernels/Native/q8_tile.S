@@ -196,6 +196,28 @@
         ROW1 3, 7, 11, 15, [r9+r10], [r12+r13], \odd
 .endm
 
+# Both tiles' start: masks and constants (k1, k2, zmm29–31), rows 0 and 2 of the weights (r8, r9; stride r10) and of
+# their scales (r11, r12; stride r13).
+.macro SETUP
+        mov eax, 0xFF
+        kmovw k1, eax                   # lanes 0–7: the even blocks' accumulator
+        mov eax, 0xFFFFFFFF
+        kmovq k2, rax                   # bytes 0–31: one block
+        mov eax, 0x80808080
+        vpbroadcastd zmm29, eax         # 0x80 in every byte
+        vpxord zmm31, zmm31, zmm31      # zero
+        mov eax, 0xFF00
+        kmovw k3, eax
+        mov eax, 1
+        vpbroadcastd zmm30{k3}{z}, eax  # permutation: lanes 0–7 ← element 0, lanes 8–15 ← element 1
+        mov r8, [rdi]                   # W
+        mov r10, [rdi + 8]              # WStride
+        lea r9, [r8 + 2 * r10]
+        mov r11, [rdi + 16]             # Dw
+        mov r13, [rdi + 24]             # DwStride
+        lea r12, [r11 + 2 * r13]
+.endm
+
 # Sum of accumulator zmm\acc in the managed order, stored at byte \at of Out (rdx).
 .macro REDUCE acc, at
         vextractf64x4 ymm27, zmm\acc, 1
@@ -221,23 +243,7 @@ q8_tile_4x4:
         push r13
         push r14
         push r15
-        mov eax, 0xFF
-        kmovw k1, eax                   # lanes 0–7: the even blocks' accumulator
-        mov eax, 0xFFFFFFFF
-        kmovq k2, rax                   # bytes 0–31: one block
-        mov eax, 0x80808080
-        vpbroadcastd zmm29, eax         # 0x80 in every byte
-        vpxord zmm31, zmm31, zmm31      # zero
-        mov eax, 0xFF00
-        kmovw k3, eax
-        mov eax, 1
-        vpbroadcastd zmm30{k3}{z}, eax  # permutation: lanes 0–7 ← element 0, lanes 8–15 ← element 1
-        mov r8, [rdi]                   # W
-        mov r10, [rdi + 8]              # WStride
-        lea r9, [r8 + 2 * r10]
-        mov r11, [rdi + 16]             # Dw
-        mov r13, [rdi + 24]             # DwStride
-        lea r12, [r11 + 2 * r13]
+        SETUP
         mov r14, [rdi + 32]             # X
         mov rbx, [rdi + 40]             # XStride
         lea r15, [r14 + 2 * rbx]
@@ -289,23 +295,7 @@ q8_tile_4x1:
         push r12
         push r13
         push r14
-        mov eax, 0xFF
-        kmovw k1, eax                   # lanes 0–7: the even blocks' accumulator
-        mov eax, 0xFFFFFFFF
-        kmovq k2, rax                   # bytes 0–31: one block
-        mov eax, 0x80808080
-        vpbroadcastd zmm29, eax         # 0x80 in every byte
-        vpxord zmm31, zmm31, zmm31      # zero
-        mov eax, 0xFF00
-        kmovw k3, eax
-        mov eax, 1
-        vpbroadcastd zmm30{k3}{z}, eax  # permutation: lanes 0–7 ← element 0, lanes 8–15 ← element 1
-        mov r8, [rdi]                   # W
-        mov r10, [rdi + 8]              # WStride
-        lea r9, [r8 + 2 * r10]
-        mov r11, [rdi + 16]             # Dw
-        mov r13, [rdi + 24]             # DwStride
-        lea r12, [r11 + 2 * r13]
+        SETUP
         mov r14, [rdi + 32]             # X
         mov rbp, [rdi + 48]             # Dx
         mov rcx, [rdi + 64]             # Full
