@@ -25,7 +25,8 @@
 # token that is 4 instructions (vpdpbusd, convert, multiply, fma) where the 256-bit managed kernel takes 10.
 #
 # Repeats by design (what `duplicates` lists here): TOKEN_LOAD and ROW_LOAD spell out one branch per token or row,
-# because each uses its own base register and addressing form, which a macro argument cannot select.
+# because each uses its own base register and addressing form, which a macro argument cannot select; the two tiles'
+# loops and ends look alike but advance and reduce different registers.
 
         .intel_syntax noprefix
         .altmacro
