@@ -51,6 +51,8 @@ public static class GenerateCommand
                 throw new LinearizeException("the prompt is empty and this tokenizer has no BOS token");
             ContextLimit.Check(config, ids.Count + n, $"prompt ({ids.Count} tokens) + --max-new-tokens ({n})");
 
+            // Loaded before anything is printed: a model that fails to load leaves stdout empty, not a prompt and an error.
+            using var engine = engineOptions.Load(r, source);
             var detok = tokenizer.CreateStreamingDetokenizer();
             var stdout = Console.Out;
             foreach (int id in ids)
@@ -60,7 +62,6 @@ public static class GenerateCommand
             if (tokenizer.EosId is int eos)
                 stops.Add(eos);
             using var sampler = new Sampler(options);
-            using var engine = engineOptions.Load(r, source);
             var tokens = engine is null
                 ? new Generator(llama!).Generate(ids, n, sampler, stops)
                 : new EngineGenerator(engine).Generate(ids, n, sampler, stops);

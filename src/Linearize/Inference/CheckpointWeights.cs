@@ -15,7 +15,13 @@ internal sealed unsafe class CheckpointWeights(SafetensorsCheckpoint checkpoint)
 
     public bool Contains(string name) => checkpoint.Contains(name) || IsQ8(name);
 
-    public long[] Shape(string name) => checkpoint.GetInfo(IsQ8(name) ? Q8Checkpoint.QuantsName(name) : name).Shape;
+    public long[] Shape(string name)
+    {
+        if (!IsQ8(name))
+            return checkpoint.GetInfo(name).Shape;
+        var stored = checkpoint.GetInfo(Q8Checkpoint.RowsName(name)).Shape;
+        return new[] { stored[0], (long)Q8RowLayout.ColsFromRowBytes(stored[1])! };
+    }
 
     public float[] ReadFloats(string name)
     {
@@ -33,13 +39,14 @@ internal sealed unsafe class CheckpointWeights(SafetensorsCheckpoint checkpoint)
         }
 
         // q × its block's scale: the weights the engine multiplies (PackedMatrix.DequantizeRow).
-        var quants = (sbyte*)checkpoint.MapInPlace(Q8Checkpoint.QuantsName(name));
-        var scales = (float*)checkpoint.MapInPlace(Q8Checkpoint.ScalesName(name));
-        long cols = Shape(name)[1], blocks = (cols + PackedMatrix.Q8BlockSize - 1) / PackedMatrix.Q8BlockSize;
+        byte* rows = checkpoint.MapInPlace(Q8Checkpoint.RowsName(name));
+        var layout = new Q8RowLayout((int)Shape(name)[1]);
         for (int i = 0; i < destination.Length; i++)
         {
-            long at = offset + i, row = at / cols, col = at % cols;
-            destination[i] = quants[at] * scales[row * blocks + col / PackedMatrix.Q8BlockSize];
+            long at = offset + i, row = at / layout.Cols;
+            int col = (int)(at % layout.Cols), k = col / PackedMatrix.Q8BlockSize;
+            byte* run = rows + row * layout.RowBytes;
+            destination[i] = ((sbyte*)(run + layout.QuantOffset(k)))[col % PackedMatrix.Q8BlockSize] * *(float*)(run + layout.ScaleOffset(k));
         }
     }
 
@@ -54,29 +61,26 @@ internal sealed unsafe class CheckpointWeights(SafetensorsCheckpoint checkpoint)
     public void* MapInPlace(string name, WeightFormat format)
     {
         if (IsQ8(name))
-            return format == WeightFormat.Q8 ? checkpoint.MapInPlace(Q8Checkpoint.QuantsName(name)) : null;
+            return format == WeightFormat.Q8 ? checkpoint.MapInPlace(Q8Checkpoint.RowsName(name)) : null;
         var info = checkpoint.GetInfo(name);
         bool same = (format, info.DType) is (WeightFormat.BFloat16, SafetensorsDType.BF16) or (WeightFormat.Float32, SafetensorsDType.F32);
         return same && info.Shape.Length == 2 && info.ByteCount > 0 ? checkpoint.MapInPlace(name) : null;
     }
 
-    public float* MapQ8ScalesInPlace(string name) => IsQ8(name) ? (float*)checkpoint.MapInPlace(Q8Checkpoint.ScalesName(name)) : null;
-
-    /// <summary>True when matrix <paramref name="name"/> is stored as Q8 quants and scales (checked against their
-    /// shapes and types, so a damaged file is an error naming it rather than garbage weights).</summary>
+    /// <summary>True when matrix <paramref name="name"/> is stored as Q8 rows (checked against their type and length, so
+    /// a damaged file is an error naming it rather than garbage weights).</summary>
     private bool IsQ8(string name)
     {
-        string quants = Q8Checkpoint.QuantsName(name), scales = Q8Checkpoint.ScalesName(name);
-        if (checkpoint.Contains(name) || !checkpoint.Contains(quants))
+        string rows = Q8Checkpoint.RowsName(name);
+        if (checkpoint.Contains(name) || !checkpoint.Contains(rows))
             return false;
-        var q = checkpoint.GetInfo(quants);
-        if (!checkpoint.Contains(scales))
-            throw new LinearizeException($"{checkpoint.Source}: {quants} has no {scales}");
-        var s = checkpoint.GetInfo(scales);
-        if (q.DType != SafetensorsDType.I8 || q.Shape.Length != 2 || s.DType != SafetensorsDType.F32 ||
-            !s.Shape.SequenceEqual(new[] { q.Shape[0], (q.Shape[1] + PackedMatrix.Q8BlockSize - 1) / PackedMatrix.Q8BlockSize }))
-            throw new LinearizeException($"{checkpoint.Source}: {quants} ({q.DType} [{string.Join(", ", q.Shape)}]) and {scales} " +
-                                         $"({s.DType} [{string.Join(", ", s.Shape)}]) are not Q8 quants [rows, cols] and F32 scales [rows, ceil(cols / 32)]");
+        if (checkpoint.Contains(Q8Checkpoint.SeparateScalesName(name)))
+            throw new LinearizeException($"{checkpoint.Source}: {rows} and {Q8Checkpoint.SeparateScalesName(name)} are the q8 layout of an " +
+                                         "earlier version, which this one does not read; run 'linearize quantize' again on the model it came from");
+        var info = checkpoint.GetInfo(rows);
+        if (info.DType != SafetensorsDType.U8 || info.Shape.Length != 2 || Q8RowLayout.ColsFromRowBytes(info.Shape[1]) is null)
+            throw new LinearizeException($"{checkpoint.Source}: {rows} ({info.DType} [{string.Join(", ", info.Shape)}]) is not Q8 rows " +
+                                         "(U8 [rows, 4 · ceil(cols / 32) + cols]: each row's float32 block scales beside its int8 quants)");
         return true;
     }
 }

@@ -271,8 +271,7 @@ public sealed unsafe class DecodeEngine : IDisposable
         {
             for (int i = 0; i < names.Length; i++)
                 parts.Add(addresses[i] != 0
-                    ? PackedMatrix.InPlace((int)shapes[i][0], (int)shapes[i][1], format, (void*)addresses[i],
-                        format == WeightFormat.Q8 ? weights.MapQ8ScalesInPlace(names[i]) : null)
+                    ? PackedMatrix.InPlace((int)shapes[i][0], (int)shapes[i][1], format, (void*)addresses[i])
                     : PackStaged(weights, new[] { names[i] }, new[] { shapes[i] }, format));
             return parts.Count == 1 ? parts[0] : PackedMatrix.Stack(parts.ToArray());
         }
@@ -302,13 +301,12 @@ public sealed unsafe class DecodeEngine : IDisposable
                 StageBlocks<ushort>(names, shapes, cols, weights.ReadBFloat16Into, matrix.PackRowsBFloat16);
             else if (format == WeightFormat.Q8 && names.All(n => weights.MapInPlace(n, format) != null))
             {
-                // A q8 checkpoint copied (--no-mmap): its quants and scales as stored, not dequantized and quantized again.
-                int row = 0, blocks = matrix.BlocksPerRow;
+                // A q8 checkpoint copied (--no-mmap): its rows as stored, not dequantized and quantized again.
+                int row = 0;
                 foreach (var (n, shape) in names.Zip(shapes))
                 {
                     int partRows = (int)shape[0];
-                    matrix.PackRowsQ8(row, new ReadOnlySpan<sbyte>(weights.MapInPlace(n, format), checked(partRows * cols)),
-                        new ReadOnlySpan<float>(weights.MapQ8ScalesInPlace(n), checked(partRows * blocks)));
+                    matrix.PackRowsQ8(row, new ReadOnlySpan<byte>(weights.MapInPlace(n, format), checked((int)(partRows * matrix.Q8RowBytes))));
                     row += partRows;
                 }
             }

@@ -31,12 +31,9 @@ internal unsafe interface IWeightSource
     void ReadBFloat16Into(string name, long offset, Span<ushort> destination);
 
     /// <summary>The address of tensor <paramref name="name"/>'s stored bytes when they already are the engine's rows in
-    /// <paramref name="format"/> (a mapped file's bfloat16 or float32 <c>[out, in]</c> matrix), valid for as long as the
+    /// <paramref name="format"/> (a mapped file's bfloat16 or float32 <c>[out, in]</c> matrix, or a q8 checkpoint's Q8
+    /// rows, <see cref="PackedMatrix.Q8RowBytes"/> each), valid for as long as the
     /// source lives; null when the tensor must be packed (another dtype, q8 from a checkpoint that is not already q8
     /// (<see cref="Q8Checkpoint"/>), or a source that is not a file).</summary>
     void* MapInPlace(string name, WeightFormat format);
-
-    /// <summary>For a matrix <see cref="MapInPlace"/> mapped as <see cref="WeightFormat.Q8"/>: its float32 block scales
-    /// <c>[rows, ceil(cols / 32)]</c> where the file maps them; null otherwise.</summary>
-    float* MapQ8ScalesInPlace(string name);
 }

@@ -73,8 +73,6 @@ internal sealed unsafe class Llama2cWeights : IWeightSource, IDisposable
             ? _base + _layout.Locate(name).Offset
             : null;
 
-    public float* MapQ8ScalesInPlace(string name) => null;
-
     public void Dispose()
     {
         if (_base == null)

@@ -6,15 +6,16 @@ namespace Linearize.Inference;
 /// A weight matrix <c>[rows, cols]</c> (row-major, the layout of <c>nn.Linear.weight</c>) in a <see cref="WeightFormat"/>,
 /// so a matrix-vector product streams it from memory exactly once. Three kinds of storage:
 /// <list type="bullet">
-/// <item><b>packed</b>: one contiguous 64-byte-aligned native buffer this matrix owns; Q8 keeps its float32 block scales
-/// in a second buffer <c>[rows, ceil(cols / 32)]</c> (a row's last block may be partial);</item>
+/// <item><b>packed</b>: one contiguous 64-byte-aligned native buffer this matrix owns;</item>
 /// <item><b>in place</b>: rows that already are in the format where a file maps them (a safetensors bfloat16 or float32
-/// <c>[out, in]</c> tensor, or a q8 checkpoint's quants and scales, <see cref="Q8Checkpoint"/>), borrowed, never copied:
-/// the mapping's owner keeps them alive;</item>
+/// <c>[out, in]</c> tensor, or a q8 checkpoint's rows, <see cref="Q8Checkpoint"/>), borrowed, never copied: the
+/// mapping's owner keeps them alive;</item>
 /// <item><b>stacked</b>: parts with the same columns and format, their rows one after the other (q|k|v, gate|up), each
 /// part packed or in place. Kernels run part by part (<see cref="Parts"/>), so a product over a stack computes every
 /// row exactly as over the fused copy.</item>
 /// </list>
+/// A Q8 row is stored as one run of bytes, its float32 block scales beside their int8 quants in groups
+/// (<see cref="Q8RowLayout"/>), so a product reads it as one sequential stream.
 /// </summary>
 public sealed unsafe class PackedMatrix : IDisposable
 {
@@ -22,32 +23,29 @@ public sealed unsafe class PackedMatrix : IDisposable
     public const int Q8BlockSize = 32;
 
     private void* _data;
-    private float* _scales;
+    private readonly long _q8RowBytes;
     private readonly bool _borrowed;
     private readonly PackedMatrix[]? _parts;
 
-    private PackedMatrix(int rows, int cols, WeightFormat format, void* borrowed = null, PackedMatrix[]? parts = null,
-        float* borrowedScales = null)
+    private PackedMatrix(int rows, int cols, WeightFormat format, void* borrowed = null, PackedMatrix[]? parts = null)
     {
         if (rows < 1 || cols < 1)
             throw new ArgumentException($"a packed matrix needs positive dimensions, got [{rows}, {cols}]");
         Rows = rows;
         Cols = cols;
         Format = format;
+        _q8RowBytes = format == WeightFormat.Q8 ? new Q8RowLayout(cols).RowBytes : 0;
         _parts = parts;
         if (parts is not null)
             return;
         if (borrowed is not null)
         {
             _data = borrowed;
-            _scales = borrowedScales;
             _borrowed = true;
             return;
         }
 
         _data = HugePages.Allocate(DataBytes);
-        if (format == WeightFormat.Q8)
-            _scales = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * BlocksPerRow * sizeof(float)), 64);
     }
 
     public int Rows { get; }
@@ -59,30 +57,29 @@ public sealed unsafe class PackedMatrix : IDisposable
     /// <summary>Q8 blocks per row (the last may be partial).</summary>
     public int BlocksPerRow => (Cols + Q8BlockSize - 1) / Q8BlockSize;
 
-    private long DataBytes => (long)Rows * Cols * Format switch
+    /// <summary>Where a stored Q8 row's scales and quants lie.</summary>
+    internal Q8RowLayout Q8Layout => new(Cols);
+
+    /// <summary>Bytes of one stored Q8 row: the distance from one row to the next.</summary>
+    public long Q8RowBytes => _q8RowBytes;
+
+    private long DataBytes => Format switch
     {
-        WeightFormat.Float32 => 4,
-        WeightFormat.BFloat16 => 2,
-        _ => 1,
+        WeightFormat.Float32 => (long)Rows * Cols * 4,
+        WeightFormat.BFloat16 => (long)Rows * Cols * 2,
+        _ => Rows * Q8RowBytes,
     };
 
     /// <summary>Bytes a full product reads: the weights plus, for Q8, the scales.</summary>
-    public long Bytes => _parts?.Sum(p => p.Bytes) ?? DataBytes + (Format == WeightFormat.Q8 ? (long)Rows * BlocksPerRow * sizeof(float) : 0);
+    public long Bytes => _parts?.Sum(p => p.Bytes) ?? DataBytes;
 
     /// <summary>Of <see cref="Bytes"/>, those used in place from a mapped file rather than held in this process's own memory.</summary>
     public long InPlaceBytes => _parts?.Sum(p => p.InPlaceBytes) ?? (_borrowed ? Bytes : 0);
 
-    /// <summary>Where this matrix's bytes lie (quants and block scales for Q8; every part of a stack), in the order a full
-    /// product reads them: <see cref="Bytes"/> in all.</summary>
-    internal IEnumerable<(nint Start, long Bytes)> Storage()
-    {
-        if (_parts is not null)
-            return _parts.SelectMany(p => p.Storage());
-        var spans = new List<(nint, long)> { ((nint)_data, DataBytes) };
-        if (Format == WeightFormat.Q8)
-            spans.Add(((nint)_scales, (long)Rows * BlocksPerRow * sizeof(float)));
-        return spans;
-    }
+    /// <summary>Where this matrix's bytes lie (every part of a stack), in the order a full product reads them:
+    /// <see cref="Bytes"/> in all.</summary>
+    internal IEnumerable<(nint Start, long Bytes)> Storage() =>
+        _parts?.SelectMany(p => p.Storage()) ?? new[] { ((nint)_data, DataBytes) };
 
     /// <summary>The parts of a stacked matrix, in row order; null for a matrix with one storage.</summary>
     internal PackedMatrix[]? Parts => _parts;
@@ -91,9 +88,8 @@ public sealed unsafe class PackedMatrix : IDisposable
 
     internal ushort* Bf16 => (ushort*)_data;
 
-    internal sbyte* Q8Data => (sbyte*)_data;
-
-    internal float* Q8Scales => _scales;
+    /// <summary>The start of Q8 row <paramref name="row"/> (<see cref="Q8Layout"/> says where its scales and quants lie).</summary>
+    internal byte* Q8Row(long row) => (byte*)_data + row * Q8RowBytes;
 
     /// <summary>Packs <paramref name="weights"/> (row-major <c>[rows, cols]</c> float32) into <paramref name="format"/>.</summary>
     public static PackedMatrix Pack(ReadOnlySpan<float> weights, int rows, int cols, WeightFormat format)
@@ -110,13 +106,13 @@ public sealed unsafe class PackedMatrix : IDisposable
     internal static PackedMatrix Allocate(int rows, int cols, WeightFormat format) => new(rows, cols, format);
 
     /// <summary>Rows stored at <paramref name="data"/> in <paramref name="format"/> already (row-major <c>[rows, cols]</c>;
-    /// for Q8 the int8 quants, with their float32 block scales <c>[rows, ceil(cols / 32)]</c> at <paramref name="scales"/>),
-    /// used where they are: the caller keeps the memory alive and unchanged for this matrix's life.</summary>
-    internal static PackedMatrix InPlace(int rows, int cols, WeightFormat format, void* data, float* scales = null)
+    /// for Q8 <paramref name="rows"/> runs of <see cref="Q8RowLayout.RowBytes"/>), used where they
+    /// are: the caller keeps the memory alive and unchanged for this matrix's life.</summary>
+    internal static PackedMatrix InPlace(int rows, int cols, WeightFormat format, void* data)
     {
-        if (data is null || (format == WeightFormat.Q8) != (scales is not null))
-            throw new ArgumentException($"rows in place need their data, and block scales exactly when they are Q8 (got {format})");
-        return new PackedMatrix(rows, cols, format, borrowed: data, borrowedScales: scales);
+        if (data is null)
+            throw new ArgumentException($"{format} rows in place need their data");
+        return new PackedMatrix(rows, cols, format, borrowed: data);
     }
 
     /// <summary>The rows of <paramref name="parts"/> one after the other; the stack owns the parts from here on.</summary>
@@ -148,16 +144,14 @@ public sealed unsafe class PackedMatrix : IDisposable
         rows.CopyTo(new Span<ushort>(Bf16 + (long)first * Cols, rows.Length));
     }
 
-    /// <summary>Copies rows <c>[first, first + n)</c> already in Q8 (their quants, row-major <c>n × Cols</c>, and block
-    /// scales, <c>n × BlocksPerRow</c>) into a Q8 matrix: a q8 checkpoint's rows as stored (<see cref="Q8Checkpoint"/>).</summary>
-    internal void PackRowsQ8(int first, ReadOnlySpan<sbyte> quants, ReadOnlySpan<float> scales)
+    /// <summary>Copies rows <c>[first, first + n)</c> already in Q8 (<c>n</c> runs of <see cref="Q8RowBytes"/>, as this
+    /// matrix stores them) into a Q8 matrix: a q8 checkpoint's rows as stored (<see cref="Q8Checkpoint"/>).</summary>
+    internal void PackRowsQ8(int first, ReadOnlySpan<byte> rows)
     {
-        int n = quants.Length / Cols;
-        if (Format != WeightFormat.Q8 || _borrowed || _parts is not null || quants.Length != n * Cols || scales.Length != n * BlocksPerRow ||
-            first < 0 || first + n > Rows)
-            throw new ArgumentException($"Q8 rows [{first}, {first + n}) of a {Format} [{Rows}, {Cols}] from {quants.Length} quants and {scales.Length} scales");
-        quants.CopyTo(new Span<sbyte>(Q8Data + (long)first * Cols, quants.Length));
-        scales.CopyTo(new Span<float>(_scales + (long)first * BlocksPerRow, scales.Length));
+        long n = rows.Length / Q8RowBytes;
+        if (Format != WeightFormat.Q8 || _borrowed || _parts is not null || rows.Length != n * Q8RowBytes || first < 0 || first + n > Rows)
+            throw new ArgumentException($"Q8 rows [{first}, {first + n}) of a {Format} [{Rows}, {Cols}] from {rows.Length} bytes");
+        rows.CopyTo(new Span<byte>(Q8Row(first), rows.Length));
     }
 
     private void PackRow(int r, ReadOnlySpan<float> row)
@@ -176,18 +170,19 @@ public sealed unsafe class PackedMatrix : IDisposable
                 break;
             default:
                 int blk = 0;
+                var layout = Q8Layout;
+                byte* run = Q8Row(r);
                 // Full blocks with vectors where the CPU has them: the same rule bit for bit (Q8Activations.QuantizeBlock256),
                 // which is what keeps quantizing an 8B checkpoint at load from taking minutes.
                 if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
                     fixed (float* values = row)
                         for (; blk < Cols / Q8BlockSize; blk++)
-                            _scales[(long)r * BlocksPerRow + blk] =
-                                Kernels.Q8Activations.QuantizeBlock256(values + blk * Q8BlockSize, Q8Data + offset + blk * Q8BlockSize);
+                            *(float*)(run + layout.ScaleOffset(blk)) =
+                                Kernels.Q8Activations.QuantizeBlock256(values + blk * Q8BlockSize, (sbyte*)(run + layout.QuantOffset(blk)));
                 for (; blk < BlocksPerRow; blk++)
                 {
                     int start = blk * Q8BlockSize, n = Math.Min(Q8BlockSize, Cols - start);
-                    float scale = QuantizeBlock(row.Slice(start, n), new Span<sbyte>(Q8Data + offset + start, n));
-                    _scales[(long)r * BlocksPerRow + blk] = scale;
+                    *(float*)(run + layout.ScaleOffset(blk)) = QuantizeBlock(row.Slice(start, n), new Span<sbyte>(run + layout.QuantOffset(blk), n));
                 }
 
                 break;
@@ -248,8 +243,14 @@ public sealed unsafe class PackedMatrix : IDisposable
                 BFloat16Bits.Widen(new ReadOnlySpan<ushort>(Bf16 + offset, Cols), destination); // what prefill does to each row
                 break;
             default:
+                var layout = Q8Layout;
+                byte* run = Q8Row(row);
                 for (int c = 0; c < Cols; c++)
-                    destination[c] = Q8Data[offset + c] * _scales[(long)row * BlocksPerRow + c / Q8BlockSize];
+                {
+                    int k = c / Q8BlockSize;
+                    destination[c] = ((sbyte*)(run + layout.QuantOffset(k)))[c % Q8BlockSize] * *(float*)(run + layout.ScaleOffset(k));
+                }
+
                 break;
         }
     }
@@ -259,19 +260,20 @@ public sealed unsafe class PackedMatrix : IDisposable
     {
         if (Format != WeightFormat.Q8 || (uint)row >= (uint)Rows)
             throw new ArgumentException($"row {row} of a {Format} [{Rows}, {Cols}] matrix has no Q8 blocks");
-        new ReadOnlySpan<sbyte>(Q8Data + (long)row * Cols, Cols).CopyTo(quants);
-        new ReadOnlySpan<float>(_scales + (long)row * BlocksPerRow, BlocksPerRow).CopyTo(scales);
+        var layout = Q8Layout;
+        byte* run = Q8Row(row);
+        for (int k = 0; k < BlocksPerRow; k++)
+        {
+            int start = k * Q8BlockSize;
+            new ReadOnlySpan<sbyte>(run + layout.QuantOffset(k), Math.Min(Q8BlockSize, Cols - start)).CopyTo(quants[start..]);
+            scales[k] = *(float*)(run + layout.ScaleOffset(k));
+        }
     }
 
-    /// <summary>A packed (not stacked) Q8 matrix's int8 quants <c>[rows, cols]</c>, as stored.</summary>
-    internal ReadOnlySpan<sbyte> Q8Quants() => Format == WeightFormat.Q8 && _parts is null
-        ? new ReadOnlySpan<sbyte>(Q8Data, checked((int)((long)Rows * Cols)))
-        : throw new InvalidOperationException($"a {Format} matrix{(_parts is null ? "" : " stack")} has no Q8 quants of its own");
-
-    /// <summary>A packed (not stacked) Q8 matrix's block scales <c>[rows, ceil(cols / 32)]</c>, as stored.</summary>
-    internal ReadOnlySpan<float> Q8BlockScales() => Format == WeightFormat.Q8 && _parts is null
-        ? new ReadOnlySpan<float>(_scales, checked((int)((long)Rows * BlocksPerRow)))
-        : throw new InvalidOperationException($"a {Format} matrix{(_parts is null ? "" : " stack")} has no Q8 scales of its own");
+    /// <summary>A packed (not stacked) Q8 matrix's rows as stored: <c>[rows, <see cref="Q8RowBytes"/>]</c> bytes.</summary>
+    internal ReadOnlySpan<byte> Q8Rows() => Format == WeightFormat.Q8 && _parts is null
+        ? new ReadOnlySpan<byte>(_data, checked((int)DataBytes))
+        : throw new InvalidOperationException($"a {Format} matrix{(_parts is null ? "" : " stack")} has no Q8 rows of its own");
 
     /// <summary>All rows as float32 <c>[rows · cols]</c>: the weights every product with this matrix uses.</summary>
     public float[] Dequantize()
@@ -313,15 +315,11 @@ public sealed unsafe class PackedMatrix : IDisposable
         if (_borrowed)
         {
             _data = null;
-            _scales = null;
             return;
         }
 
         if (_data != null)
             HugePages.Free(_data);
-        if (_scales != null)
-            NativeMemory.AlignedFree(_scales);
         _data = null;
-        _scales = null;
     }
 }

@@ -25,8 +25,6 @@ internal sealed unsafe class StateDictWeights(IDictionary<string, Tensor> state,
     /// <summary>Never in place: the model's tensors can be freed or trained while the engine runs.</summary>
     public void* MapInPlace(string name, WeightFormat format) => null;
 
-    public float* MapQ8ScalesInPlace(string name) => null;
-
     public void ReadInto(string name, long offset, Span<float> destination)
     {
         using var flat = state[name].detach().reshape(-1);

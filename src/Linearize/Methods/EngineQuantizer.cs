@@ -11,8 +11,8 @@ namespace Linearize.Methods;
 
 /// <summary>
 /// Writes a Hugging Face directory as a q8 engine checkpoint (<see cref="Q8Checkpoint"/>): every matrix the engine
-/// packs is quantized by the engine's own packing (<see cref="PackedMatrix"/>, so the quants and scales are bit for bit
-/// what <c>--weight-dtype q8</c> would build at load) and stored as its quants and scales; every other tensor is copied.
+/// packs is quantized by the engine's own packing (<see cref="PackedMatrix"/>, so the rows are bit for bit what
+/// <c>--weight-dtype q8</c> would build at load) and stored as those rows; every other tensor is copied.
 /// The source is never loaded as a model: one matrix at a time, read from the mapped file a block of rows at a time.
 /// Files keep their names (a sharded source stays sharded, with a new index).
 /// </summary>
@@ -39,49 +39,31 @@ public static class EngineQuantizer
             {
                 string name = Path.GetFileName(file.FilePath);
                 var entries = new List<SafetensorsEntry>();
-                var pending = new Dictionary<string, PackedMatrix>(StringComparer.Ordinal);
-                try
+                foreach (var t in file.Tensors.Values)
                 {
-                    foreach (var t in file.Tensors.Values)
+                    before += t.ByteCount;
+                    if (!Q8Checkpoint.IsEngineMatrix(t.Name) || t.Shape.Length != 2)
                     {
-                        before += t.ByteCount;
-                        if (!Q8Checkpoint.IsEngineMatrix(t.Name) || t.Shape.Length != 2)
-                        {
-                            entries.Add(new SafetensorsEntry(t.Name, t.DType.ToScalarType(), t.Shape, () => file.Read(t.Name), Owned: true));
-                            weightMap[t.Name] = name;
-                            after += t.ByteCount;
-                            continue;
-                        }
-
-                        long rows = t.Shape[0], cols = t.Shape[1], blocks = (cols + PackedMatrix.Q8BlockSize - 1) / PackedMatrix.Q8BlockSize;
-                        string quants = Q8Checkpoint.QuantsName(t.Name), scales = Q8Checkpoint.ScalesName(t.Name);
-                        // The writer asks for the quants, then (sorted names: NAME.q8 < NAME.q8_scales) the scales: the
-                        // matrix is packed once, for the first, and freed after the second.
-                        entries.Add(new SafetensorsEntry(quants, ScalarType.Int8, t.Shape, () =>
-                        {
-                            var m = Packed(checkpoint, t.Name, pending);
-                            return Copy(m.Q8Quants(), t.Shape, ScalarType.Int8);
-                        }, Owned: true));
-                        entries.Add(new SafetensorsEntry(scales, ScalarType.Float32, new[] { rows, blocks }, () =>
-                        {
-                            var m = Packed(checkpoint, t.Name, pending);
-                            pending.Remove(t.Name);
-                            using (m)
-                                return Copy(m.Q8BlockScales(), new[] { rows, blocks }, ScalarType.Float32);
-                        }, Owned: true));
-                        weightMap[quants] = name;
-                        weightMap[scales] = name;
-                        after += rows * cols + rows * blocks * sizeof(float);
-                        matrices++;
+                        entries.Add(new SafetensorsEntry(t.Name, t.DType.ToScalarType(), t.Shape, () => file.Read(t.Name), Owned: true));
+                        weightMap[t.Name] = name;
+                        after += t.ByteCount;
+                        continue;
                     }
 
-                    SafetensorsWriter.Write(Path.Combine(staging, name), entries);
+                    var shape = new[] { t.Shape[0], new Q8RowLayout(checked((int)t.Shape[1])).RowBytes };
+                    string rows = Q8Checkpoint.RowsName(t.Name);
+                    // Packed when the writer asks for it and freed once copied: one matrix in memory at a time.
+                    entries.Add(new SafetensorsEntry(rows, ScalarType.Byte, shape, () =>
+                    {
+                        using var m = Packed(checkpoint, t.Name);
+                        return Copy(m.Q8Rows(), shape, ScalarType.Byte);
+                    }, Owned: true));
+                    weightMap[rows] = name;
+                    after += shape[0] * shape[1];
+                    matrices++;
                 }
-                finally
-                {
-                    foreach (var m in pending.Values)
-                        m.Dispose();
-                }
+
+                SafetensorsWriter.Write(Path.Combine(staging, name), entries);
             }
 
             if (checkpoint.Files.Count > 1)
@@ -92,12 +74,9 @@ public static class EngineQuantizer
         return new QuantizationResult(matrices, before, after);
     }
 
-    /// <summary>Matrix <paramref name="name"/> packed as Q8, a block of rows at a time (kept in
-    /// <paramref name="pending"/> until its scales are written).</summary>
-    private static PackedMatrix Packed(SafetensorsCheckpoint checkpoint, string name, Dictionary<string, PackedMatrix> pending)
+    /// <summary>Matrix <paramref name="name"/> packed as Q8, a block of rows at a time.</summary>
+    private static PackedMatrix Packed(SafetensorsCheckpoint checkpoint, string name)
     {
-        if (pending.TryGetValue(name, out var packed))
-            return packed;
         var shape = checkpoint.GetInfo(name).Shape;
         int rows = (int)shape[0], cols = (int)shape[1];
         var matrix = PackedMatrix.Allocate(rows, cols, WeightFormat.Q8);
@@ -119,7 +98,6 @@ public static class EngineQuantizer
             throw;
         }
 
-        pending[name] = matrix;
         return matrix;
     }
 

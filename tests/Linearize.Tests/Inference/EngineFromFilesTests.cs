@@ -122,11 +122,9 @@ public sealed class EngineFromFilesTests
         using var blocks = PackedMatrix.Allocate(rows, cols, format);
         foreach (var (first, n) in new[] { (0, 5), (5, 1), (6, 30), (36, 1) })
             blocks.PackRows(first, all.AsSpan(first * cols, n * cols));
-        long dataBytes = (long)rows * cols * (format == WeightFormat.Float32 ? 4 : format == WeightFormat.BFloat16 ? 2 : 1);
-        byte* a = format == WeightFormat.Float32 ? (byte*)whole.F32 : format == WeightFormat.BFloat16 ? (byte*)whole.Bf16 : (byte*)whole.Q8Data;
-        byte* b = format == WeightFormat.Float32 ? (byte*)blocks.F32 : format == WeightFormat.BFloat16 ? (byte*)blocks.Bf16 : (byte*)blocks.Q8Data;
-        Assert.True(new ReadOnlySpan<byte>(a, (int)dataBytes).SequenceEqual(new ReadOnlySpan<byte>(b, (int)dataBytes)));
-        if (format == WeightFormat.Q8)
-            Assert.True(new ReadOnlySpan<float>(whole.Q8Scales, rows * whole.BlocksPerRow).SequenceEqual(new ReadOnlySpan<float>(blocks.Q8Scales, rows * blocks.BlocksPerRow)));
+        Assert.Equal(whole.Bytes, blocks.Bytes);
+        byte* a = format == WeightFormat.Float32 ? (byte*)whole.F32 : format == WeightFormat.BFloat16 ? (byte*)whole.Bf16 : whole.Q8Row(0);
+        byte* b = format == WeightFormat.Float32 ? (byte*)blocks.F32 : format == WeightFormat.BFloat16 ? (byte*)blocks.Bf16 : blocks.Q8Row(0);
+        Assert.True(new ReadOnlySpan<byte>(a, (int)whole.Bytes).SequenceEqual(new ReadOnlySpan<byte>(b, (int)blocks.Bytes)));
     }
 }

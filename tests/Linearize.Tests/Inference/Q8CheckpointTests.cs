@@ -96,9 +96,10 @@ public sealed class Q8CheckpointTests
         Assert.False(Directory.Exists(dir.Path + "/q8q8"));
     }
 
-    /// <summary>Scales whose shape does not fit their quants are an error naming the checkpoint, not garbage weights.</summary>
+    /// <summary>Rows of a length no width has, or a tensor of the earlier layout (quants and scales apart), are an error
+    /// naming the checkpoint and the tensor, not garbage weights.</summary>
     [Fact]
-    public void MismatchedScalesAreAnErrorNamingTheFile()
+    public void DamagedOrEarlierLayoutRowsAreAnErrorNamingTheFile()
     {
         using var dir = TinyModels.TempDirectory();
         string original = Write(dir.Path, "gqa-untied", "teacher", ScalarType.Float32);
@@ -107,14 +108,36 @@ public sealed class Q8CheckpointTests
         Dictionary<string, Tensor> tensors;
         using (var checkpoint = SafetensorsCheckpoint.Open(dir.Path + "/q8"))
             tensors = checkpoint.Names.ToDictionary(n => n, n => checkpoint.Read(n));
-        string scales = Q8Checkpoint.ScalesName("model.layers.0.mlp.down_proj.weight");
-        tensors[scales] = tensors[scales].narrow(1, 0, 1).contiguous();
-        SafetensorsWriter.Write(file, tensors);
-        var e = Assert.Throws<LinearizeException>(() => Engines.Load(ModelSource.Resolve(dir.Path + "/q8", null), new EngineOptions { Threads = 1 }));
-        Assert.Contains(dir.Path + "/q8", e.Message);
-        Assert.Contains(scales, e.Message);
-        foreach (var t in tensors.Values)
-            t.Dispose();
+        string matrix = "model.layers.0.mlp.down_proj.weight", rows = Q8Checkpoint.RowsName(matrix);
+        var good = tensors[rows];
+        try
+        {
+            // Rows a few bytes short, of a length no width gives.
+            long length = good.shape[1] - 1;
+            while (Q8RowLayout.ColsFromRowBytes(length) is not null)
+                length--;
+            tensors[rows] = good.narrow(1, 0, length).contiguous();
+            SafetensorsWriter.Write(file, tensors);
+            var e = Assert.Throws<LinearizeException>(() => Engines.Load(ModelSource.Resolve(dir.Path + "/q8", null), new EngineOptions { Threads = 1 }));
+            Assert.Contains(dir.Path + "/q8", e.Message);
+            Assert.Contains(rows, e.Message);
+            tensors[rows].Dispose();
+
+            // The earlier layout: NAME.q8 beside NAME.q8_scales.
+            tensors[rows] = good;
+            tensors[Q8Checkpoint.SeparateScalesName(matrix)] = torch.zeros(1, 1);
+            SafetensorsWriter.Write(file, tensors);
+            e = Assert.Throws<LinearizeException>(() => Engines.Load(ModelSource.Resolve(dir.Path + "/q8", null), new EngineOptions { Threads = 1 }));
+            Assert.Contains(dir.Path + "/q8", e.Message);
+            Assert.Contains("linearize quantize", e.Message);
+        }
+        finally
+        {
+            if (!tensors.Values.Any(t => ReferenceEquals(t, good)))
+                good.Dispose();
+            foreach (var t in tensors.Values)
+                t.Dispose();
+        }
     }
 
     [Theory]

@@ -60,6 +60,11 @@ public sealed unsafe class Q8KernelTests
         Assert.True(a.AsSpan().SequenceEqual(b), $"cols {cols}, {count} vectors");
     }
 
+    /// <summary>Widths whose rows end in every kind of group (Q8RowLayout: 16 blocks per group): 544, a last group of one
+    /// whole block; 800, of an odd nine; 1000, fifteen whole and a partial block; 1030, a last group of only a partial
+    /// block; 4096, whole groups only.</summary>
+    private static readonly int[] GroupedWidths = { 544, 800, 1000, 1030, 4096 };
+
     /// <summary>The native 512-bit tile (4 rows × 4 vectors), rows and vectors past its last whole tile by the managed
     /// kernel: against the naive twin, and bit for bit against each vector multiplied alone (which never reaches the tile).</summary>
     [NativeQ8Fact]
@@ -71,7 +76,7 @@ public sealed unsafe class Q8KernelTests
     [NativeQ8Fact]
     public void NativeTileAndManagedKernelAgreeBitForBit()
     {
-        foreach (int cols in new[] { 800, 1030, 4096 })
+        foreach (int cols in GroupedWidths)
             AgreeBitForBit((w, x, n, y, s, a, b) => MatVecQ8.RowsNative<MaddProducts>(w, x, n, y, s, a, b),
                 (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), cols, 9);
     }
@@ -94,7 +99,7 @@ public sealed unsafe class Q8KernelTests
     [NativeQ8Fact]
     public void NativeOneVectorTileAndManagedKernelAgreeBitForBit()
     {
-        foreach (int cols in new[] { 800, 1030, 4096 })
+        foreach (int cols in GroupedWidths)
             AgreeBitForBit((w, x, n, y, s, a, b) => MatVecQ8.OneVectorNative<MaddProducts>(w, x, y, a, b),
                 (w, x, n, y, s, a, b) => MatVecQ8.Rows<MaddProducts>(w, x, n, y, s, a, b), cols, 1);
     }
@@ -106,7 +111,7 @@ public sealed unsafe class Q8KernelTests
     /// </summary>
     internal static void EqualsNaiveTwin(Q8Rows run, string name)
     {
-        foreach (int cols in new[] { 1, 7, 16, 31, 32, 33, 64, 65, 96, 100, 172, 768, 1030 })
+        foreach (int cols in new[] { 1, 7, 16, 31, 32, 33, 64, 65, 96, 100, 172, 544, 768, 1000, 1030 })
             foreach (int count in new[] { 1, 2, 3, 4, 5, 8, 11 })
             {
                 const int rows = 37;
@@ -198,14 +203,19 @@ public sealed unsafe class Q8KernelTests
 
         using var m = PackedMatrix.Pack(w, rows, cols, WeightFormat.Q8);
         var expected = new sbyte[cols];
+        var quants = new sbyte[cols];
+        var scales = new float[m.BlocksPerRow];
         for (int r = 0; r < rows; r++)
+        {
+            m.CopyQ8Row(r, quants, scales);
             for (int k = 0; k < m.BlocksPerRow; k++)
             {
                 int start = k * 32, n = Math.Min(32, cols - start);
                 float d = PackedMatrix.QuantizeBlock(w.AsSpan(r * cols + start, n), expected.AsSpan(start, n));
-                Assert.Equal(d, m.Q8Scales[r * m.BlocksPerRow + k]);
+                Assert.Equal(d, scales[k]);
                 for (int c = start; c < start + n; c++)
-                    Assert.Equal(expected[c], m.Q8Data[(long)r * cols + c]);
+                    Assert.Equal(expected[c], quants[c]);
             }
+        }
     }
 }

@@ -80,26 +80,28 @@ public static unsafe class MatVecQ8
         where TDot : struct, IInt8Products
     {
         Check(w, x, count);
-        int cols = w.Cols, blocks = w.BlocksPerRow, full = cols / Block, rest = cols - full * Block;
+        int cols = w.Cols, full = cols / Block, rest = cols - full * Block;
+        var layout = w.Q8Layout;
+        long rowBytes = layout.RowBytes;
         var tile = stackalloc float[NativeQ8Tiles.Rows * NativeQ8Tiles.Tokens];
         int r = r0;
         for (; r + NativeQ8Tiles.Rows <= r1; r += NativeQ8Tiles.Rows)
         {
-            sbyte* q = w.Q8Data + (long)r * cols;
-            float* d = w.Q8Scales + (long)r * blocks;
+            byte* row = w.Q8Row(r);
             int b = 0;
             for (; b + NativeQ8Tiles.Tokens <= count; b += NativeQ8Tiles.Tokens)
             {
-                NativeQ8Tiles.Tile(q, cols, d, blocks, x.Quants(b), x.RowBytes, x.Scales(b), x.BlocksPerRow, full, tile);
+                NativeQ8Tiles.Tile(row, rowBytes, layout, x.Quants(b), x.RowBytes, x.Scales(b), x.BlocksPerRow, full, tile);
                 for (int t = 0; t < NativeQ8Tiles.Tokens; t++)
                     for (int i = 0; i < NativeQ8Tiles.Rows; i++)
-                        y[(long)(b + t) * yStride + r + i] = tile[t * NativeQ8Tiles.Rows + i]
-                            + Tail(q + (long)i * cols, d + (long)i * blocks, x.Quants(b + t), x.Scales(b + t), full, rest);
+                        y[(long)(b + t) * yStride + r + i] = rest == 0
+                            ? tile[t * NativeQ8Tiles.Rows + i]
+                            : tile[t * NativeQ8Tiles.Rows + i] + Tail(row + i * rowBytes, layout, x.Quants(b + t), x.Scales(b + t), full, rest);
             }
 
             for (; b < count; b++)
                 for (int i = 0; i < NativeQ8Tiles.Rows; i++)
-                    y[(long)b * yStride + r + i] = Dot<TDot>(q + (long)i * cols, d + (long)i * blocks, x.Quants(b), x.Scales(b), cols);
+                    y[(long)b * yStride + r + i] = Dot<TDot>(row + i * rowBytes, layout, x.Quants(b), x.Scales(b));
         }
 
         if (r < r1)
@@ -118,18 +120,19 @@ public static unsafe class MatVecQ8
         where TDot : struct, IInt8Products
     {
         Check(w, x, 1);
-        int cols = w.Cols, blocks = w.BlocksPerRow, full = cols / Block, rest = cols - full * Block;
+        int cols = w.Cols, full = cols / Block, rest = cols - full * Block;
         var tile = stackalloc float[NativeQ8Tiles.Rows];
         int quarter = (r1 - r0) / NativeQ8Tiles.Rows;
+        var layout = w.Q8Layout;
+        long stride = quarter * layout.RowBytes;
         sbyte* qx = x.Quants(0);
         float* dx = x.Scales(0);
         for (int r = r0; r < r0 + quarter; r++)
         {
-            sbyte* q = w.Q8Data + (long)r * cols;
-            float* d = w.Q8Scales + (long)r * blocks;
-            NativeQ8Tiles.TileOneToken(q, (long)quarter * cols, d, (long)quarter * blocks, qx, dx, full, tile);
+            byte* row = w.Q8Row(r);
+            NativeQ8Tiles.TileOneToken(row, stride, layout, qx, dx, full, tile);
             for (int i = 0; i < NativeQ8Tiles.Rows; i++)
-                y[r + i * quarter] = tile[i] + Tail(q + (long)i * quarter * cols, d + (long)i * quarter * blocks, qx, dx, full, rest);
+                y[r + i * quarter] = rest == 0 ? tile[i] : tile[i] + Tail(row + i * stride, layout, qx, dx, full, rest);
         }
 
         if (r0 + NativeQ8Tiles.Rows * quarter < r1)
@@ -142,16 +145,15 @@ public static unsafe class MatVecQ8
         where TDot : struct, IInt8Products
     {
         Check(w, x, count);
-        int cols = w.Cols, blocks = w.BlocksPerRow;
+        var layout = w.Q8Layout;
         for (int r = r0; r < r1; r++)
         {
-            sbyte* q = w.Q8Data + (long)r * cols;
-            float* d = w.Q8Scales + (long)r * blocks;
+            byte* row = w.Q8Row(r);
             int b = 0;
             for (; b + Tile <= count; b += Tile)
-                Dot4<TDot>(q, d, x, b, cols, y + (long)b * yStride + r, yStride);
+                Dot4<TDot>(row, layout, x, b, y + (long)b * yStride + r, yStride);
             for (; b < count; b++)
-                y[(long)b * yStride + r] = Dot<TDot>(q, d, x.Quants(b), x.Scales(b), cols);
+                y[(long)b * yStride + r] = Dot<TDot>(row, layout, x.Quants(b), x.Scales(b));
         }
     }
 
@@ -159,15 +161,18 @@ public static unsafe class MatVecQ8
     private static void RowsScalar(PackedMatrix w, Q8Activations x, int count, float* y, int yStride, int r0, int r1)
     {
         Check(w, x, count);
+        var layout = w.Q8Layout;
         int cols = w.Cols, blocks = w.BlocksPerRow;
         for (int r = r0; r < r1; r++)
             for (int b = 0; b < count; b++)
             {
-                sbyte* q = w.Q8Data + (long)r * cols, qx = x.Quants(b);
-                float* d = w.Q8Scales + (long)r * blocks, dx = x.Scales(b);
+                byte* row = w.Q8Row(r);
+                sbyte* qx = x.Quants(b);
+                float* dx = x.Scales(b);
                 float total = 0;
                 for (int k = 0; k < blocks; k++)
-                    total += Term(BlockSum(q + k * Block, qx + k * Block, Math.Min(Block, cols - k * Block)), dx[k], d[k]);
+                    total += Term(BlockSum((sbyte*)(row + layout.QuantOffset(k)), qx + k * Block, Math.Min(Block, cols - k * Block)), dx[k],
+                        *(float*)(row + layout.ScaleOffset(k)));
                 y[(long)b * yStride + r] = total;
             }
     }
@@ -194,8 +199,19 @@ public static unsafe class MatVecQ8
 
     /// <summary>The last block when the row ends inside it (block index <paramref name="k"/>), as the final term of every vector's sum.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Tail(sbyte* q, float* d, sbyte* qx, float* dx, nint k, int rest) =>
-        rest == 0 ? 0f : Term(BlockSum(q + k * Block, qx + k * Block, rest), dx[k], d[k]);
+    private static float Tail(byte* row, in Q8RowLayout layout, sbyte* qx, float* dx, int k, int rest) =>
+        rest == 0 ? 0f : Term(BlockSum((sbyte*)(row + layout.QuantOffset(k)), qx + (nint)k * Block, rest), dx[k], *(float*)(row + layout.ScaleOffset(k)));
+
+    /// <summary>The group of whole blocks starting at block <paramref name="g0"/> (a multiple of the group size): pointers
+    /// offset so that <c>q + k · 32</c> and <c>d + k</c> address block <c>k</c>'s quants and scale for every <c>k</c> in
+    /// <c>[g0, end)</c>, as if the row were one array of quants and one of scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group(byte* row, in Q8RowLayout layout, int g0, int full, out sbyte* q, out float* d, out int end)
+    {
+        q = (sbyte*)(row + layout.QuantOffset(g0)) - (nint)g0 * Block;
+        d = (float*)(row + layout.ScaleOffset(g0)) - g0;
+        end = Math.Min(g0 + Q8RowLayout.GroupBlocks, full);
+    }
 
     /// <summary><c>acc + ((float)Σ q_w·q_x · d_x) · d_w</c> lane-wise for one block whose weights (and their magnitudes)
     /// are loaded; the scales are broadcast from memory (one embedded-broadcast operand each with AVX-512).</summary>
@@ -206,28 +222,33 @@ public static unsafe class MatVecQ8
 
     /// <summary>One vector: blocks alternate between two accumulators (independent FMA chains), then one reduction and the partial block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot<TDot>(sbyte* q, float* d, sbyte* qx, float* dx, int cols) where TDot : struct, IInt8Products
+    private static float Dot<TDot>(byte* row, in Q8RowLayout layout, sbyte* qx, float* dx) where TDot : struct, IInt8Products
     {
-        nint full = cols / Block, pairs = full & ~1, k = 0;
+        int full = layout.Cols / Block;
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
-        for (; k < pairs; k += 2)
+        // Groups hold an even number of blocks, so the pairs (and the odd last block, to a0) are those of one long row.
+        for (int g0 = 0; g0 < full; g0 += Q8RowLayout.GroupBlocks)
         {
-            nint o = k * Block;
-            Sse.Prefetch0(q + o + PrefetchBytes);
-            var w0 = Vector256.Load(q + o);
-            var w1 = Vector256.Load(q + o + Block);
-            a0 = Step<TDot>(Avx2.Abs(w0), w0, qx + o, dx + k, d + k, a0);
-            a1 = Step<TDot>(Avx2.Abs(w1), w1, qx + o + Block, dx + k + 1, d + k + 1, a1);
+            Group(row, layout, g0, full, out var q, out var d, out int end);
+            nint k = g0;
+            for (; k + 1 < end; k += 2)
+            {
+                nint o = k * Block;
+                Sse.Prefetch0(q + o + PrefetchBytes);
+                var w0 = Vector256.Load(q + o);
+                var w1 = Vector256.Load(q + o + Block);
+                a0 = Step<TDot>(Avx2.Abs(w0), w0, qx + o, dx + k, d + k, a0);
+                a1 = Step<TDot>(Avx2.Abs(w1), w1, qx + o + Block, dx + k + 1, d + k + 1, a1);
+            }
+
+            if (k < end)
+            {
+                var w0 = Vector256.Load(q + k * Block);
+                a0 = Step<TDot>(Avx2.Abs(w0), w0, qx + k * Block, dx + k, d + k, a0);
+            }
         }
 
-        if (k < full)
-        {
-            var w0 = Vector256.Load(q + k * Block);
-            a0 = Step<TDot>(Avx2.Abs(w0), w0, qx + k * Block, dx + k, d + k, a0);
-            k++;
-        }
-
-        return Vector256.Sum(a0 + a1) + Tail(q, d, qx, dx, k, cols - (int)k * Block);
+        return Vector256.Sum(a0 + a1) + Tail(row, layout, qx, dx, full, layout.Cols - full * Block);
     }
 
     /// <summary>
@@ -235,47 +256,51 @@ public static unsafe class MatVecQ8
     /// exactly as <see cref="Dot{TDot}"/> sums one: bit-identical results, a quarter of the weight loads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Dot4<TDot>(sbyte* q, float* d, Q8Activations x, int b, int cols, float* y, int yStride) where TDot : struct, IInt8Products
+    private static void Dot4<TDot>(byte* row, in Q8RowLayout layout, Q8Activations x, int b, float* y, int yStride) where TDot : struct, IInt8Products
     {
         sbyte* x0 = x.Quants(b), x1 = x.Quants(b + 1), x2 = x.Quants(b + 2), x3 = x.Quants(b + 3);
         float* s0 = x.Scales(b), s1 = x.Scales(b + 1), s2 = x.Scales(b + 2), s3 = x.Scales(b + 3);
-        nint full = cols / Block, pairs = full & ~1, k = 0;
+        int full = layout.Cols / Block;
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
         Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
-        for (; k < pairs; k += 2)
+        for (int g0 = 0; g0 < full; g0 += Q8RowLayout.GroupBlocks)
         {
-            nint i = k * Block, j = i + Block;
-            Sse.Prefetch0(q + i + PrefetchBytes);
-            var w0 = Vector256.Load(q + i);
-            var w1 = Vector256.Load(q + j);
-            var m0 = Avx2.Abs(w0);
-            var m1 = Avx2.Abs(w1);
-            a00 = Step<TDot>(m0, w0, x0 + i, s0 + k, d + k, a00);
-            a01 = Step<TDot>(m1, w1, x0 + j, s0 + k + 1, d + k + 1, a01);
-            a10 = Step<TDot>(m0, w0, x1 + i, s1 + k, d + k, a10);
-            a11 = Step<TDot>(m1, w1, x1 + j, s1 + k + 1, d + k + 1, a11);
-            a20 = Step<TDot>(m0, w0, x2 + i, s2 + k, d + k, a20);
-            a21 = Step<TDot>(m1, w1, x2 + j, s2 + k + 1, d + k + 1, a21);
-            a30 = Step<TDot>(m0, w0, x3 + i, s3 + k, d + k, a30);
-            a31 = Step<TDot>(m1, w1, x3 + j, s3 + k + 1, d + k + 1, a31);
+            Group(row, layout, g0, full, out var q, out var d, out int end);
+            nint k = g0;
+            for (; k + 1 < end; k += 2)
+            {
+                nint i = k * Block, j = i + Block;
+                Sse.Prefetch0(q + i + PrefetchBytes);
+                var w0 = Vector256.Load(q + i);
+                var w1 = Vector256.Load(q + j);
+                var m0 = Avx2.Abs(w0);
+                var m1 = Avx2.Abs(w1);
+                a00 = Step<TDot>(m0, w0, x0 + i, s0 + k, d + k, a00);
+                a01 = Step<TDot>(m1, w1, x0 + j, s0 + k + 1, d + k + 1, a01);
+                a10 = Step<TDot>(m0, w0, x1 + i, s1 + k, d + k, a10);
+                a11 = Step<TDot>(m1, w1, x1 + j, s1 + k + 1, d + k + 1, a11);
+                a20 = Step<TDot>(m0, w0, x2 + i, s2 + k, d + k, a20);
+                a21 = Step<TDot>(m1, w1, x2 + j, s2 + k + 1, d + k + 1, a21);
+                a30 = Step<TDot>(m0, w0, x3 + i, s3 + k, d + k, a30);
+                a31 = Step<TDot>(m1, w1, x3 + j, s3 + k + 1, d + k + 1, a31);
+            }
+
+            if (k < end)
+            {
+                nint i = k * Block;
+                var w0 = Vector256.Load(q + i);
+                var m0 = Avx2.Abs(w0);
+                a00 = Step<TDot>(m0, w0, x0 + i, s0 + k, d + k, a00);
+                a10 = Step<TDot>(m0, w0, x1 + i, s1 + k, d + k, a10);
+                a20 = Step<TDot>(m0, w0, x2 + i, s2 + k, d + k, a20);
+                a30 = Step<TDot>(m0, w0, x3 + i, s3 + k, d + k, a30);
+            }
         }
 
-        if (k < full)
-        {
-            nint i = k * Block;
-            var w0 = Vector256.Load(q + i);
-            var m0 = Avx2.Abs(w0);
-            a00 = Step<TDot>(m0, w0, x0 + i, s0 + k, d + k, a00);
-            a10 = Step<TDot>(m0, w0, x1 + i, s1 + k, d + k, a10);
-            a20 = Step<TDot>(m0, w0, x2 + i, s2 + k, d + k, a20);
-            a30 = Step<TDot>(m0, w0, x3 + i, s3 + k, d + k, a30);
-            k++;
-        }
-
-        int rest = cols - (int)k * Block;
-        y[0] = Vector256.Sum(a00 + a01) + Tail(q, d, x0, s0, k, rest);
-        y[yStride] = Vector256.Sum(a10 + a11) + Tail(q, d, x1, s1, k, rest);
-        y[2L * yStride] = Vector256.Sum(a20 + a21) + Tail(q, d, x2, s2, k, rest);
-        y[3L * yStride] = Vector256.Sum(a30 + a31) + Tail(q, d, x3, s3, k, rest);
+        int rest = layout.Cols - full * Block;
+        y[0] = Vector256.Sum(a00 + a01) + Tail(row, layout, x0, s0, full, rest);
+        y[yStride] = Vector256.Sum(a10 + a11) + Tail(row, layout, x1, s1, full, rest);
+        y[2L * yStride] = Vector256.Sum(a20 + a21) + Tail(row, layout, x2, s2, full, rest);
+        y[3L * yStride] = Vector256.Sum(a30 + a31) + Tail(row, layout, x3, s3, full, rest);
     }
 }

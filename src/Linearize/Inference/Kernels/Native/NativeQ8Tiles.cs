@@ -36,40 +36,41 @@ internal static unsafe class NativeQ8Tiles
         X86Base.IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported && (X86Base.CpuId(7, 0).Ecx & (1 << 11)) != 0;
 
     /// <summary>
-    /// <c>out[t · 4 + r]</c> = the sum over the first <paramref name="fullBlocks"/> blocks of weight row <c>r</c> (at
-    /// <c>w + r · wStride</c> bytes, scales at <c>dw + r · dwStride</c> floats) times activation row <c>t</c> (at
+    /// <c>out[t · 4 + r]</c> = the sum over the first <paramref name="fullBlocks"/> blocks of weight row <c>r</c> (the Q8 row
+    /// at <c>row + r · rowStride</c> bytes, laid out as <paramref name="layout"/> says) times activation row <c>t</c> (at
     /// <c>x + t · xStride</c>, scales at <c>dx + t · dxStride</c>), for <c>r, t &lt; 4</c>. Nothing past those blocks is read.
     /// </summary>
-    public static void Tile(sbyte* w, long wStride, float* dw, long dwStride, sbyte* x, long xStride, float* dx, long dxStride,
+    public static void Tile(byte* row, long rowStride, in Q8RowLayout layout, sbyte* x, long xStride, float* dx, long dxStride,
         long fullBlocks, float* output) =>
-        Call(s_tile, w, wStride, dw, dwStride, x, xStride, dx, dxStride, fullBlocks, output);
+        Call(s_tile, row, rowStride, layout, x, xStride, dx, dxStride, fullBlocks, output);
 
     /// <summary>
     /// The 4 × 1 tile (decoding): <c>out[r]</c> = the sum over the first <paramref name="fullBlocks"/> blocks of weight
-    /// row <c>r</c> (at <c>w + r · wStride</c> bytes, scales at <c>dw + r · dwStride</c> floats) times the one activation
-    /// row at <paramref name="x"/> (scales at <paramref name="dx"/>), for <c>r &lt; 4</c>, bit for bit what
-    /// <see cref="Tile"/> and the managed kernel give for that pair.
+    /// row <c>r</c> (the Q8 row at <c>row + r · rowStride</c> bytes) times the one activation row at <paramref name="x"/>
+    /// (scales at <paramref name="dx"/>), for <c>r &lt; 4</c>, bit for bit what <see cref="Tile"/> and the managed kernel
+    /// give for that pair.
     /// </summary>
-    public static void TileOneToken(sbyte* w, long wStride, float* dw, long dwStride, sbyte* x, float* dx, long fullBlocks, float* output) =>
-        Call(s_tileOneToken, w, wStride, dw, dwStride, x, 0, dx, 0, fullBlocks, output);
+    public static void TileOneToken(byte* row, long rowStride, in Q8RowLayout layout, sbyte* x, float* dx, long fullBlocks, float* output) =>
+        Call(s_tileOneToken, row, rowStride, layout, x, 0, dx, 0, fullBlocks, output);
 
-    private static void Call(nint tile, sbyte* w, long wStride, float* dw, long dwStride, sbyte* x, long xStride, float* dx,
+    private static void Call(nint tile, byte* row, long rowStride, in Q8RowLayout layout, sbyte* x, long xStride, float* dx,
         long dxStride, long fullBlocks, float* output)
     {
         if (!IsSupported)
             throw new PlatformNotSupportedException("the native Q8 tiles need Linux x64 with AVX512_VNNI");
         var args = new Args
         {
-            W = w,
-            WStride = wStride,
-            Dw = dw,
-            DwStride = dwStride * sizeof(float),
+            W = (sbyte*)(row + layout.QuantOffset(0)),
+            WStride = rowStride,
+            Dw = (float*)(row + layout.ScaleOffset(0)),
+            DwStride = rowStride,
             X = x,
             XStride = xStride,
             Dx = dx,
             DxStride = dxStride * sizeof(float),
             Full = fullBlocks,
             Out = output,
+            Blocks = layout.Blocks,
         };
         ((delegate* unmanaged[SuppressGCTransition]<Args*, void>)tile)(&args);
     }
@@ -88,5 +89,6 @@ internal static unsafe class NativeQ8Tiles
         public long DxStride;
         public long Full;
         public float* Out;
+        public long Blocks;
     }
 }

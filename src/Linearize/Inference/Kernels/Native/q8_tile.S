@@ -5,9 +5,12 @@
 # Position independent, no data, no relocations, no calls.
 #
 # q8_tile_4x4(const Q8TileArgs* a): 4 weight rows × 4 activation rows (tokens), all Q8 blocks of 32, over the
-# a->Full whole blocks of each row. Q8TileArgs (8-byte fields): W (int8*, row 0), WStride (bytes to the next row),
-# Dw (float*, row 0's block scales), DwStride (bytes), X (int8*, token 0), XStride, Dx (float*, token 0's scales),
-# DxStride, Full (whole blocks), Out (float*[16]: out[t·4 + r]).
+# a->Full whole blocks of each row. Q8TileArgs (8-byte fields): W (int8*, row 0's first quant), WStride (bytes to the
+# next row), Dw (float*, row 0's first scale), DwStride (bytes), X (int8*, token 0), XStride, Dx (float*, token 0's
+# scales), DxStride, Full (whole blocks), Out (float*[16]: out[t·4 + r]), Blocks (all blocks of a row, the partial one
+# too). A weight row keeps its scales beside its quants in groups of 16 blocks (Q8RowLayout.cs: 64 bytes of scales,
+# then 512 of quants; the last group may be shorter), so every 16 blocks both pointers step over the other's bytes
+# (GROUP_END); the activations are plain arrays of quants and of scales.
 #
 # q8_tile_4x1(const Q8TileArgs* a): the same 4 weight rows × one token (decoding), with the roles of the offset swapped:
 # the weights are offset to unsigned (w + 128, an exclusive or with 0x80) and each accumulator starts at −Σ128·x,
@@ -197,6 +200,29 @@
         ROW1 3, 7, 11, 15, [r9+r10], [r12+r13], \odd
 .endm
 
+# After each pair of blocks: at the end of a group of 16, the quant pointers step over the next group's scales (16 of
+# them, or the last group's fewer: min(16, blocks left)) and the scale pointers over this group's quants. rdx counts the
+# pairs left in the group; the blocks from the current group on sit on the stack, above the rcx saved here.
+.macro GROUP_END
+        dec rdx
+        jnz 4f
+        mov edx, 8
+        push rcx
+        mov rcx, [rsp + 8]
+        sub rcx, 16
+        mov [rsp + 8], rcx
+        cmp rcx, 16
+        jle 5f
+        mov ecx, 16
+5:
+        lea r8, [r8 + 4 * rcx]
+        lea r9, [r9 + 4 * rcx]
+        pop rcx
+        add r11, 512
+        add r12, 512
+4:
+.endm
+
 # Both tiles' start: masks and constants (k1, k2, zmm29–31), rows 0 and 2 of the weights (r8, r9; stride r10) and of
 # their scales (r11, r12; stride r13).
 .macro SETUP
@@ -251,10 +277,12 @@ q8_tile_4x4:
         mov rbp, [rdi + 48]             # Dx
         mov rsi, [rdi + 56]             # DxStride
         lea rax, [rbp + 2 * rsi]
-        mov rcx, [rdi + 64]             # Full
         .irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
         vpxord zmm\i, zmm\i, zmm\i
         .endr
+        push qword ptr [rdi + 80]       # Blocks, counted down a group at a time by GROUP_END
+        mov edx, 8                      # pairs left in the first group
+        mov rcx, [rdi + 64]             # Full
         shr rcx, 1                      # pairs
         jz 2f
 1:
@@ -267,6 +295,7 @@ q8_tile_4x4:
         add r12, 8
         add rbp, 8
         add rax, 8
+        GROUP_END
         dec rcx
         jnz 1b
 2:
@@ -274,6 +303,7 @@ q8_tile_4x4:
         jz 3f
         STEP 1
 3:
+        add rsp, 8
         mov rdx, [rdi + 72]             # Out
         .irp r, 0, 1, 2, 3
         REDUCE %(4 * \r + 0), %(4 * (0 * 4 + \r))
@@ -299,10 +329,12 @@ q8_tile_4x1:
         SETUP
         mov r14, [rdi + 32]             # X
         mov rbp, [rdi + 48]             # Dx
-        mov rcx, [rdi + 64]             # Full
         .irp i, 0, 1, 2, 3
         vpxord zmm\i, zmm\i, zmm\i
         .endr
+        push qword ptr [rdi + 80]       # Blocks, counted down a group at a time by GROUP_END
+        mov edx, 8                      # pairs left in the first group
+        mov rcx, [rdi + 64]             # Full
         shr rcx, 1                      # pairs
         jz 2f
 1:
@@ -313,6 +345,7 @@ q8_tile_4x1:
         add r11, 8
         add r12, 8
         add rbp, 8
+        GROUP_END
         dec rcx
         jnz 1b
 2:
@@ -320,6 +353,7 @@ q8_tile_4x1:
         jz 3f
         STEP1 1
 3:
+        add rsp, 8
         mov rdx, [rdi + 72]             # Out
         .irp r, 0, 1, 2, 3
         REDUCE \r, %(4 * \r)
