@@ -41,12 +41,12 @@ internal sealed unsafe class CheckpointWeights(SafetensorsCheckpoint checkpoint)
         // q × its block's scale: the weights the engine multiplies (PackedMatrix.DequantizeRow).
         byte* rows = checkpoint.MapInPlace(Q8Checkpoint.RowsName(name));
         var layout = new Q8RowLayout((int)Shape(name)[1]);
-        for (int i = 0; i < destination.Length; i++)
+        for (int done = 0; done < destination.Length;)
         {
-            long at = offset + i, row = at / layout.Cols;
-            int col = (int)(at % layout.Cols), k = col / PackedMatrix.Q8BlockSize;
-            byte* run = rows + row * layout.RowBytes;
-            destination[i] = ((sbyte*)(run + layout.QuantOffset(k)))[col % PackedMatrix.Q8BlockSize] * *(float*)(run + layout.ScaleOffset(k));
+            long at = offset + done, row = at / layout.Cols;
+            int col = (int)(at % layout.Cols), n = Math.Min(layout.Cols - col, destination.Length - done);
+            layout.Dequantize(rows + row * layout.RowBytes, col, destination.Slice(done, n));
+            done += n;
         }
     }
 

@@ -243,14 +243,7 @@ public sealed unsafe class PackedMatrix : IDisposable
                 BFloat16Bits.Widen(new ReadOnlySpan<ushort>(Bf16 + offset, Cols), destination); // what prefill does to each row
                 break;
             default:
-                var layout = Q8Layout;
-                byte* run = Q8Row(row);
-                for (int c = 0; c < Cols; c++)
-                {
-                    int k = c / Q8BlockSize;
-                    destination[c] = ((sbyte*)(run + layout.QuantOffset(k)))[c % Q8BlockSize] * *(float*)(run + layout.ScaleOffset(k));
-                }
-
+                Q8Layout.Dequantize(Q8Row(row), 0, destination[..Cols]);
                 break;
         }
     }

@@ -50,6 +50,25 @@ internal readonly struct Q8RowLayout
     /// <summary>Bytes of group <paramref name="group"/>'s scales: 64, or fewer for a last group of fewer blocks.</summary>
     public int GroupScaleBytes(int group) => Math.Min(GroupBlocks, Blocks - group * GroupBlocks) * sizeof(float);
 
+    /// <summary>Columns <c>[from, from + destination.Length)</c> of the row at <paramref name="row"/> as float32: each quant
+    /// times its block's scale, the weights every product with the row uses. A block at a time, so a whole model
+    /// dequantizes without an address computed per weight.</summary>
+    public unsafe void Dequantize(byte* row, int from, Span<float> destination)
+    {
+        if (from < 0 || from + destination.Length > Cols)
+            throw new ArgumentOutOfRangeException(nameof(from), $"columns [{from}, {from + destination.Length}) of a row of {Cols}");
+        for (int done = 0; done < destination.Length;)
+        {
+            int col = from + done, k = col / PackedMatrix.Q8BlockSize, at = col % PackedMatrix.Q8BlockSize;
+            int n = Math.Min(Math.Min(PackedMatrix.Q8BlockSize, Cols - k * PackedMatrix.Q8BlockSize) - at, destination.Length - done);
+            sbyte* q = (sbyte*)(row + QuantOffset(k)) + at;
+            float d = *(float*)(row + ScaleOffset(k));
+            for (int i = 0; i < n; i++)
+                destination[done + i] = q[i] * d;
+            done += n;
+        }
+    }
+
     /// <summary>The width <c>cols</c> whose row takes <paramref name="rowBytes"/> bytes (<see cref="RowBytes"/> grows with
     /// <c>cols</c>, so at most one does); null when none does.</summary>
     public static int? ColsFromRowBytes(long rowBytes)

@@ -53,6 +53,27 @@ public class Q8RowLayoutTests
         }
     }
 
+    /// <summary>Dequantizing any span of a row, across blocks and groups, gives each stored quant times its block's
+    /// scale (read back through <see cref="PackedMatrix.CopyQ8Row"/>, which shares only the offsets).</summary>
+    [Fact]
+    public unsafe void DequantizingASpanGivesQuantTimesScale()
+    {
+        const int cols = 1059;
+        var random = new Random(5);
+        var w = Enumerable.Range(0, 2 * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        using var m = PackedMatrix.Pack(w, 2, cols, WeightFormat.Q8);
+        var quants = new sbyte[cols];
+        var scales = new float[m.BlocksPerRow];
+        m.CopyQ8Row(1, quants, scales);
+        foreach (var (from, n) in new[] { (0, cols), (5, 1), (31, 2), (500, 100), (1000, 59), (1058, 1) })
+        {
+            var got = new float[n];
+            m.Q8Layout.Dequantize(m.Q8Row(1), from, got);
+            for (int i = 0; i < n; i++)
+                Assert.Equal(quants[from + i] * scales[(from + i) / 32], got[i]);
+        }
+    }
+
     /// <summary>A checkpoint's row length gives back its width, and a length no width has is refused.</summary>
     [Fact]
     public void RowBytesGiveBackTheWidth()
