@@ -77,13 +77,14 @@ internal sealed unsafe class StepContext : IDisposable
     }
 
     /// <summary>Runs <paramref name="job"/> over <paramref name="units"/> on the pool, or on this thread when the whole
-    /// region is too small to repay waking a second thread (<paramref name="workPerUnit"/>: multiply-adds, roughly).</summary>
-    public void Run(RangeJob job, int units, long workPerUnit)
+    /// region is too small to repay waking a second thread (<paramref name="workPerUnit"/>: multiply-adds, roughly);
+    /// threads claim <paramref name="grain"/> consecutive units at a time.</summary>
+    public void Run(RangeJob job, int units, long workPerUnit, int grain = 1)
     {
         if ((long)units * workPerUnit < MinParallelWork)
             job.Execute(0, units);
         else
-            Pool.Run(job, units);
+            Pool.Run(job, units, grain);
     }
 
     /// <summary>Below this many multiply-adds a region runs on the calling thread (a hand-off costs a few microseconds).</summary>
