@@ -24,32 +24,8 @@ public static class BenchCommand
         command.Add(CreateThroughput());
         command.Add(CreateDecode());
         command.Add(BenchPrefillCommand.Create());
-        command.Add(CreateMemory());
+        command.Add(BenchMemoryCommand.Create());
         command.Add(BenchServeCommand.Create());
-        return command;
-    }
-
-    private static Command CreateMemory()
-    {
-        var threads = new Option<int?>("--threads") { Description = "Reading threads (default: one per core)" };
-        var size = new Option<int>("--mib") { Description = "Buffer size in MiB (far above the caches)", DefaultValueFactory = _ => 1024 };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var command = new Command("memory", "STREAM-style read bandwidth of this machine with the engine's threads: the floor a memory-bound decoding step is measured against.");
-        command.Add(threads);
-        command.Add(size);
-        command.Add(json);
-        command.SetAction(r => CliRunner.Run(() =>
-        {
-            int t = r.GetValue(threads) ?? Environment.ProcessorCount, mib = r.GetValue(size);
-            if (t < 1 || mib < 64)
-                throw new LinearizeException("--threads must be at least 1 and --mib at least 64");
-            double bytesPerSecond = MemoryBandwidth.Measure(t, (long)mib << 20);
-            if (r.GetValue(json))
-                Console.Out.WriteLine(JsonSerializer.Serialize(new { threads = t, mib, gb_per_s = Math.Round(bytesPerSecond / 1e9, 2) }));
-            else
-                Console.Out.WriteLine($"read bandwidth: {bytesPerSecond / 1e9:F1} GB/s ({t} threads, {mib} MiB buffer)");
-            return 0;
-        }));
         return command;
     }
 

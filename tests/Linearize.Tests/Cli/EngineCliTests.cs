@@ -168,10 +168,24 @@ public sealed class EngineCliTests
     }
 
     [Fact]
-    public void BenchMemoryReportsABandwidth()
+    public void BenchMemoryReportsABandwidthAndALatencyPerRound()
     {
-        var (exit, output, err) = CliHarness.Run("bench", "memory", "--mib", "64", "--json");
+        var (exit, output, err) = CliHarness.Run("bench", "memory", "--mib", "64", "--rounds", "2", "--threads", "2", "--json");
         Assert.True(exit == 0, err);
-        Assert.True(JsonDocument.Parse(output).RootElement.GetProperty("gb_per_s").GetDouble() > 0.1);
+        var root = JsonDocument.Parse(output).RootElement;
+        var rounds = root.GetProperty("rounds").EnumerateArray().ToArray();
+        Assert.Equal(2, rounds.Length);
+        foreach (var round in rounds)
+        {
+            double gb = round.GetProperty("gb_per_s").GetDouble(), ns = round.GetProperty("latency_ns").GetDouble();
+            Assert.True(gb > 0.1 && ns > 0, round.ToString());
+            Assert.Equal(gb * 1e9 * ns * 1e-9 / 64 / 2, round.GetProperty("lines_in_flight_per_thread").GetDouble(), 0.2); // Little's law
+        }
+
+        Assert.Contains(root.GetProperty("gb_per_s").GetDouble(), rounds.Select(x => x.GetProperty("gb_per_s").GetDouble()));
+
+        var (badExit, _, badErr) = CliHarness.Run("bench", "memory", "--rounds", "0");
+        Assert.Equal(1, badExit);
+        Assert.Contains("--rounds", badErr);
     }
 }
