@@ -11,6 +11,22 @@ namespace Linearize.Inference.Mixers;
 /// </summary>
 internal abstract class EngineMixer : RangeJob
 {
+    /// <summary>
+    /// Decoding: how far ahead of the recurrent-state row being updated a step asks for the next rows
+    /// (<c>prefetcht0</c>, each cache line once). The weights read between two visits of a layer evict its states, so
+    /// every step reads them from memory, a few tens of KiB per head: runs too short for the hardware prefetcher to
+    /// get ahead of (the softmax cache's reason too, <see cref="SoftmaxMixer.KvPrefetchBytes"/>).
+    /// </summary>
+    internal const int StatePrefetchBytes = 2048;
+
+    /// <summary>
+    /// Decoding: how many runs of consecutive (row, head) units each thread claims. A thread's run reads its heads'
+    /// states (and their KV head's window, which a group's query heads share) as one contiguous stream, where units
+    /// claimed one at a time alternated between threads, so every head began a cold stream and both threads missed on
+    /// the same window; several runs per thread still let a thread that is descheduled hold up only its own run.
+    /// </summary>
+    private const int StepRunsPerThread = 4;
+
     protected EngineMixer(int heads, int kvHeads, int headDim)
     {
         Heads = heads;
@@ -27,6 +43,9 @@ internal abstract class EngineMixer : RangeJob
 
     /// <summary>Query heads per KV head (repeat_kv: KV head j serves query heads j·G … j·G + G − 1).</summary>
     protected int Group { get; }
+
+    /// <summary>Units per claimed run of a decoding step over <paramref name="units"/> (<see cref="StepRunsPerThread"/>).</summary>
+    protected static int StepGrain(StepContext ctx, int units) => Math.Max(1, units / (ctx.Pool.Threads * StepRunsPerThread));
 
     public abstract LayerState CreateState();
 

@@ -91,7 +91,7 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         int units = ctx.Count * Heads;
         ctx.EnsureScratch(units * UnitFloats);
         _ctx = ctx;
-        ctx.Run(this, units, UnitWork);
+        ctx.Run(this, units, UnitWork, grain: StepGrain(ctx, units));
         _ctx = null;
         for (int b = 0; b < ctx.Count; b++)
             Remember(ctx, b, ctx.Sequences[b].Position);
@@ -298,9 +298,11 @@ internal sealed unsafe class LolcatsMixer : EngineMixer
         for (int j = 0; j < d; j++)
             output[j] = gamma * window[j];
         float denominator = gamma * sum;
+        VectorOps.Prefetch((byte*)s, StatePrefetchBytes);
         for (int f = 0; f < _features; f++)
         {
             float* row = s + (long)f * (d + 1);
+            VectorOps.Prefetch((byte*)row + StatePrefetchBytes, (d + 1) * sizeof(float));
             VectorOps.Axpy(lambda * phi[f], row, output, d);
             denominator += lambda * phi[f] * row[d];
         }

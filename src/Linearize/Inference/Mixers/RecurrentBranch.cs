@@ -23,14 +23,6 @@ internal sealed unsafe class RecurrentBranch
     private const float DenominatorEps = (float)LinearAttentionConstants.DenominatorEps;
     private const float L2NormEps = (float)LinearAttentionConstants.L2NormEps;
     private const float OutputNormEps = (float)LinearAttentionConstants.OutputNormEps;
-
-    /// <summary>
-    /// How far ahead of the state row being updated a step asks for the next rows (<c>prefetcht0</c>, each cache line
-    /// once). The weights read between two visits of a layer evict its states, so every step reads them from memory,
-    /// a few tens of KiB per head, too short a run for the hardware prefetcher to get ahead of (the softmax cache's
-    /// reason too, <see cref="SoftmaxMixer.KvPrefetchBytes"/>).
-    /// </summary>
-    internal const int StatePrefetchBytes = 2048;
     private readonly LigerOptions _options;
     private readonly int _heads, _kvHeads, _d, _slots;
     private readonly float _normalizer, _scale;
@@ -187,11 +179,11 @@ internal sealed unsafe class RecurrentBranch
         if (cols > d)
             vv[d] = 1;
         new Span<float>(o, cols).Clear();
-        VectorOps.Prefetch((byte*)s, StatePrefetchBytes);
+        VectorOps.Prefetch((byte*)s, EngineMixer.StatePrefetchBytes);
         for (int c = 0; c < d; c++)
         {
             float* row = s + (long)c * cols;
-            VectorOps.Prefetch((byte*)row + StatePrefetchBytes, cols * sizeof(float));
+            VectorOps.Prefetch((byte*)row + EngineMixer.StatePrefetchBytes, cols * sizeof(float));
             DecayWrite(row, decay[c], key[c], vv, cols);
             VectorOps.Axpy(phiQ[c], row, o, cols);
         }
@@ -300,11 +292,11 @@ internal sealed unsafe class RecurrentBranch
 
         // Pass 1: S ← αS, and the value the decayed state recalls for k.
         new Span<float>(error, d).Clear();
-        VectorOps.Prefetch((byte*)s, StatePrefetchBytes);
+        VectorOps.Prefetch((byte*)s, EngineMixer.StatePrefetchBytes);
         for (int c = 0; c < d; c++)
         {
             float* row = s + (long)c * d;
-            VectorOps.Prefetch((byte*)row + StatePrefetchBytes, d * sizeof(float));
+            VectorOps.Prefetch((byte*)row + EngineMixer.StatePrefetchBytes, d * sizeof(float));
             if (gated)
                 Scale(row, alpha, d);
             VectorOps.Axpy(kn[c], row, error, d);
@@ -377,11 +369,11 @@ internal sealed unsafe class RecurrentBranch
 
         // Pass 1: Hk = Hk ⊙ (1 αᵀ) + kᵀ s; p = softmax(scale · q Hk).
         new Span<float>(p, m).Clear();
-        VectorOps.Prefetch((byte*)hk, StatePrefetchBytes);
+        VectorOps.Prefetch((byte*)hk, EngineMixer.StatePrefetchBytes);
         for (int c = 0; c < d; c++)
         {
             float* row = hk + (long)c * m;
-            VectorOps.Prefetch((byte*)row + StatePrefetchBytes, m * sizeof(float));
+            VectorOps.Prefetch((byte*)row + EngineMixer.StatePrefetchBytes, m * sizeof(float));
             for (int j = 0; j < m; j++)
                 row[j] = row[j] * alpha[j] + k[c] * write[j];
             VectorOps.Axpy(q[c], row, p, m);
@@ -393,11 +385,11 @@ internal sealed unsafe class RecurrentBranch
 
         // Pass 2: Hv = Diag(α) Hv + sᵀ v; o = p Hv.
         new Span<float>(output, d).Clear();
-        VectorOps.Prefetch((byte*)hv, StatePrefetchBytes);
+        VectorOps.Prefetch((byte*)hv, EngineMixer.StatePrefetchBytes);
         for (int j = 0; j < m; j++)
         {
             float* row = hv + (long)j * d;
-            VectorOps.Prefetch((byte*)row + StatePrefetchBytes, d * sizeof(float));
+            VectorOps.Prefetch((byte*)row + EngineMixer.StatePrefetchBytes, d * sizeof(float));
             DecayWrite(row, alpha[j], write[j], v, d);
             VectorOps.Axpy(p[j], row, output, d);
         }

@@ -18,14 +18,6 @@ namespace Linearize.Inference.Mixers;
 /// </summary>
 internal sealed unsafe class WindowMixer : EngineMixer
 {
-    /// <summary>
-    /// Decoding: how many runs of consecutive (row, head) units each thread claims. A thread's run reads its heads'
-    /// states (and their KV head's ring, which a group's query heads share) as one contiguous stream, where units
-    /// claimed one at a time alternated between threads, so every head began a cold stream and both threads missed on
-    /// the same ring; several runs per thread still let a thread that is descheduled hold up only its own run.
-    /// </summary>
-    private const int StepRunsPerThread = 4;
-
     private readonly int _window;
     private readonly int _sinks;
     private readonly float _alpha;
@@ -136,7 +128,7 @@ internal sealed unsafe class WindowMixer : EngineMixer
         ctx.EnsureScratch(units * UnitFloats);
         EnsureRowScores(ctx.Count);
         _ctx = ctx;
-        ctx.Run(this, units, UnitWork, grain: Math.Max(1, units / (ctx.Pool.Threads * StepRunsPerThread)));
+        ctx.Run(this, units, UnitWork, grain: StepGrain(ctx, units));
         _ctx = null;
         AverageHeadScores(ctx.Count);
 
