@@ -24,15 +24,18 @@ public sealed class Interruption : IDisposable
     private readonly CancellationTokenSource _cts = new();
     private readonly PosixSignalRegistration[] _registrations;
     private readonly bool _supervised = Environment.GetEnvironmentVariable(SupervisedVariable) is not null;
+    private readonly string _stopping;
     private int _signal;
 
-    private Interruption()
+    private Interruption(string stopping)
     {
+        _stopping = stopping;
         _registrations = new[] { PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal), PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal) };
     }
 
-    /// <summary>Starts listening for SIGINT and SIGTERM until disposed.</summary>
-    public static Interruption Listen() => new();
+    /// <summary>Starts listening for SIGINT and SIGTERM until disposed; <paramref name="stopping"/> tells the user, on
+    /// the first signal, what the command does before it stops.</summary>
+    public static Interruption Listen(string stopping = "saving a checkpoint after this step, then stopping") => new(stopping);
 
     public CancellationToken Token => _cts.Token;
 
@@ -60,7 +63,7 @@ public sealed class Interruption : IDisposable
             context.Cancel = true;
             Volatile.Write(ref _lastSignal, number);
             bool term = number == PosixSignals.SigTerm;
-            Console.Error.WriteLine($"{(term ? "SIGTERM" : "interrupt")}: saving a checkpoint after this step, then stopping" +
+            Console.Error.WriteLine($"{(term ? "SIGTERM" : "interrupt")}: {_stopping}" +
                                     (_supervised ? "" : term ? " (a second signal kills)" : " (Ctrl-C again to kill)"));
             _cts.Cancel();
             return;

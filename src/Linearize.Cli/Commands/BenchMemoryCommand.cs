@@ -38,7 +38,7 @@ public static class BenchMemoryCommand
             if (n < 1)
                 throw new LinearizeException("--rounds must be at least 1");
             long bytes = (long)mib << 20;
-            using var stop = Interruption.Listen();
+            using var stop = Interruption.Listen("stopping after this round");
             using var chain = new MemoryLatency(bytes);
             var measured = new List<Round>();
             for (int i = 0; i < n && !stop.Requested; i++)
