@@ -18,9 +18,6 @@ namespace Linearize.Methods;
 /// </summary>
 public static class EngineQuantizer
 {
-    /// <summary>Rows read per block while packing: about 16 MiB of float32 whatever the matrix.</summary>
-    private const long StagingFloats = 4L << 20;
-
     public static QuantizationResult Quantize(string modelDirectory, string outDir, string? tokenizerPath)
     {
         var config = LlamaConfig.Load(Path.Combine(modelDirectory, "config.json"));
@@ -82,7 +79,7 @@ public static class EngineQuantizer
         var matrix = PackedMatrix.Allocate(rows, cols, WeightFormat.Q8);
         try
         {
-            int blockRows = (int)Math.Max(1, StagingFloats / cols);
+            int blockRows = (int)Math.Max(1, EngineWeightPacking.StagingFloats / cols);
             var staging = GC.AllocateUninitializedArray<float>(blockRows * cols);
             for (int r = 0; r < rows; r += blockRows)
             {
