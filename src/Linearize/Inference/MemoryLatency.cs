@@ -7,7 +7,7 @@ namespace Linearize.Inference;
 /// line holding the address of the next, followed one load at a time, so no two misses overlap and the hardware
 /// prefetcher has no pattern to follow. With <see cref="MemoryBandwidth"/> it gives, by Little's law, how many cache
 /// lines a reader keeps in flight to reach that bandwidth (bytes/s × latency / 64): what a kernel that reads less
-/// than the floor is short of (docs/RESULTS.md, "Q8 rows").
+/// than the floor is short of (docs/RESULTS.md, "The fast memory state").
 /// </summary>
 public sealed unsafe class MemoryLatency : IDisposable
 {

@@ -13,7 +13,7 @@ internal abstract class EngineMixer : RangeJob
 {
     /// <summary>
     /// Decoding: how far ahead of the recurrent-state row being updated a step asks for the next rows
-    /// (<c>prefetcht0</c>, each cache line once). The weights read between two visits of a layer evict its states, so
+    /// (<c>prefetcht0</c> over that row's bytes, so each cache line once or, where a row ends mid-line, twice). The weights read between two visits of a layer evict its states, so
     /// every step reads them from memory, a few tens of KiB per head: runs too short for the hardware prefetcher to
     /// get ahead of (the softmax cache's reason too, <see cref="SoftmaxMixer.KvPrefetchBytes"/>).
     /// </summary>
